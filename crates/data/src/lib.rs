@@ -1,0 +1,2 @@
+//! eqaug-data: see the crate description.
+#![warn(missing_docs)]

@@ -1,0 +1,2 @@
+//! eqaug-dynamics: see the crate description.
+#![warn(missing_docs)]

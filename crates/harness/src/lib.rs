@@ -1,0 +1,2 @@
+//! eqaug-harness: experiment configs, runner, reports and the `eqaug` binary.
+#![warn(missing_docs)]

@@ -1,0 +1,2 @@
+//! eqaug-nn: see the crate description.
+#![warn(missing_docs)]
