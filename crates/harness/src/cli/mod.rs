@@ -1,0 +1,7 @@
+//! One module per subcommand of the `eqaug` binary.
+
+pub mod data;
+pub mod inspect;
+
+/// Errors of the command-line layer: a message for the user.
+pub type CliResult = Result<(), Box<dyn std::error::Error>>;
