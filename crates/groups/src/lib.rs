@@ -1,1 +1,37 @@
-//! eqaug-groups
+//! # eqaug-groups
+//!
+//! Finite groups acting on finite index sets by permutations, and the orthogonal projection
+//! onto equivariant linear layers as an orbit mean (SPEC section 1, DESIGN section 2).
+//!
+//! A layer between two permutation representations is a block matrix
+//! `W[(c_out, s_out), (c_in, s_in)]` (row-major, channel-major features). It is equivariant iff
+//! `W` is constant on every orbit of the index pairs `(s_out, s_in)` under the diagonal action
+//! `g.(s_out, s_in) = (g s_out, g s_in)`, per channel pair. The projection `Pi_E` is the mean
+//! over each orbit, which equals the Reynolds average `(1/|G|) sum_g rho_out(g) W rho_in(g)^-1`
+//! and costs O(#weights) whatever the order of the group.
+//!
+//! ```
+//! use eqaug_groups::{Group, Projector, Rep};
+//! let g = Group::builtin("rot", 6).unwrap();
+//! let proj = Projector::new(&g, Rep::base(2), Rep::base(3)).unwrap();
+//! assert_eq!(proj.dim_per_channel_pair(), 6usize.pow(4) / 4);
+//! let mut w = vec![1.0f64; proj.rows() * proj.cols()];
+//! w[0] = 5.0;
+//! proj.project_in_place(&mut w);
+//! assert!(proj.distance_to_equivariant(&w) < 1e-12);
+//! ```
+#![warn(missing_docs)]
+
+mod error;
+mod group;
+mod orbit;
+mod perm;
+mod projector;
+mod real;
+
+pub use error::GroupError;
+pub use group::{Group, GroupSpec, ReferenceTask, DEFAULT_ENUMERATION_LIMIT};
+pub use orbit::OrbitMap;
+pub use perm::{act_on_sample, act_on_sample_inverse, Perm};
+pub use projector::{reynolds_average, Points, Projector, Rep};
+pub use real::Real;

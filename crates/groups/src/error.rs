@@ -1,0 +1,57 @@
+//! Errors of eqaug-groups.
+
+/// What can go wrong when building groups, enumerating them or projecting layers.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum GroupError {
+    /// The group name is not one of the built-in groups.
+    #[error("unknown group `{0}`: expected one of perm, trans2d, trans1d, rot, rototrans, swap, trivial")]
+    UnknownGroup(String),
+    /// The size parameter is out of range for the group.
+    #[error("group `{group}`: size {size} is out of range ({reason})")]
+    BadSize {
+        /// Group name.
+        group: String,
+        /// The size that was given.
+        size: usize,
+        /// Why it is not accepted.
+        reason: String,
+    },
+    /// A user-defined generator is not a permutation of 0..points.
+    #[error("generator {index} of group `{group}` is not a permutation of 0..{points}: {reason}")]
+    BadGenerator {
+        /// Group name.
+        group: String,
+        /// Index of the generator in the list.
+        index: usize,
+        /// Number of points the group acts on.
+        points: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Enumerating the group would exceed the element limit.
+    #[error("group `{group}` has order {order}, more than the enumeration limit {limit}; use sampling instead of enumeration")]
+    TooLargeToEnumerate {
+        /// Group name.
+        group: String,
+        /// Its order (or a lower bound, for user-defined groups).
+        order: String,
+        /// The limit.
+        limit: usize,
+    },
+    /// The space of equivariant layers is {0}.
+    #[error("the space of equivariant layers {what} is empty (dimension 0): no equivariant layer of this shape exists")]
+    EmptyEquivariantSpace {
+        /// Which layer shape.
+        what: String,
+    },
+    /// A weight slice has the wrong length.
+    #[error("weight of length {got} does not match the layer shape {rows} x {cols}")]
+    ShapeMismatch {
+        /// Expected rows.
+        rows: usize,
+        /// Expected columns.
+        cols: usize,
+        /// The length that was given.
+        got: usize,
+    },
+}

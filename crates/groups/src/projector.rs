@@ -1,0 +1,290 @@
+//! Representations, layer shapes and the projection onto equivariant layers.
+
+use crate::group::Group;
+use crate::orbit::OrbitMap;
+use crate::perm::Perm;
+use crate::{GroupError, Real};
+use rayon::prelude::*;
+use std::sync::Arc;
+
+/// The G-set of a representation: the group's base points, or a single (fixed) point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Points {
+    /// The base points (pixels, adjacency entries, coordinates).
+    Base,
+    /// One point: the trivial representation.
+    Trivial,
+}
+
+/// A permutation representation: `channels` copies of R^{points}.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Rep {
+    /// Number of channels.
+    pub channels: usize,
+    /// The G-set every channel lives on.
+    pub points: Points,
+}
+
+impl Rep {
+    /// `channels` copies of the base permutation representation (rho).
+    pub fn base(channels: usize) -> Self {
+        Rep {
+            channels,
+            points: Points::Base,
+        }
+    }
+
+    /// `channels` copies of the trivial representation.
+    pub fn trivial(channels: usize) -> Self {
+        Rep {
+            channels,
+            points: Points::Trivial,
+        }
+    }
+
+    /// Positions per channel.
+    pub fn positions(&self, group: &Group) -> usize {
+        group.points(self.points)
+    }
+
+    /// Dimension of the feature space: channels x positions.
+    pub fn dim(&self, group: &Group) -> usize {
+        self.channels * self.positions(group)
+    }
+}
+
+/// The projection onto the equivariant layers `Hom_G(rep_in, rep_out)` for weights stored
+/// row-major as `(c_out * s_out) x (c_in * s_in)` with channel-major features.
+///
+/// Cheap to clone (the orbit map is shared); `Send + Sync`.
+#[derive(Clone, Debug)]
+pub struct Projector {
+    rep_out: Rep,
+    rep_in: Rep,
+    map: Arc<OrbitMap>,
+}
+
+impl Projector {
+    /// The projector for a layer `rep_in -> rep_out` of `group`. Errors when the space of
+    /// equivariant layers is {0} (a representation with no channels).
+    pub fn new(group: &Group, rep_out: Rep, rep_in: Rep) -> Result<Self, GroupError> {
+        let map = group.orbit_map(rep_out.points, rep_in.points);
+        if rep_out.channels == 0 || rep_in.channels == 0 || map.n_orbits() == 0 {
+            return Err(GroupError::EmptyEquivariantSpace {
+                what: format!(
+                    "of group `{}` from {:?} to {:?}",
+                    group.name(),
+                    rep_in,
+                    rep_out
+                ),
+            });
+        }
+        Ok(Projector {
+            rep_out,
+            rep_in,
+            map,
+        })
+    }
+
+    /// The output representation.
+    pub fn rep_out(&self) -> Rep {
+        self.rep_out
+    }
+
+    /// The input representation.
+    pub fn rep_in(&self) -> Rep {
+        self.rep_in
+    }
+
+    /// The shared orbit map of the position pairs.
+    pub fn orbit_map(&self) -> &OrbitMap {
+        &self.map
+    }
+
+    /// Rows of the weight matrix: `c_out * s_out`.
+    pub fn rows(&self) -> usize {
+        self.rep_out.channels * self.map.s_out()
+    }
+
+    /// Columns of the weight matrix: `c_in * s_in`.
+    pub fn cols(&self) -> usize {
+        self.rep_in.channels * self.map.s_in()
+    }
+
+    /// Number of weights: `rows * cols`.
+    pub fn len(&self) -> usize {
+        self.rows() * self.cols()
+    }
+
+    /// Always false (empty layers are rejected by [`Projector::new`]).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Dimension of E per channel pair (the number of orbits of position pairs).
+    pub fn dim_per_channel_pair(&self) -> usize {
+        self.map.n_orbits()
+    }
+
+    /// Dimension of E: `c_out * c_in * dim_per_channel_pair`.
+    pub fn dim(&self) -> usize {
+        self.rep_out.channels * self.rep_in.channels * self.map.n_orbits()
+    }
+
+    fn check<T>(&self, w: &[T]) -> Result<(), GroupError> {
+        if w.len() != self.len() {
+            return Err(GroupError::ShapeMismatch {
+                rows: self.rows(),
+                cols: self.cols(),
+                got: w.len(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Sums (in f64) of the weights of one channel pair's block over every orbit.
+    /// `band` holds the `s_out` rows of one output channel.
+    fn orbit_sums<T: Real>(&self, band: &[T], ci: usize, sums: &mut [f64]) {
+        let (s_out, s_in, cols) = (self.map.s_out(), self.map.s_in(), self.cols());
+        let orbit_of = self.map.orbit_of();
+        sums.fill(0.0);
+        for r in 0..s_out {
+            let row = &band[r * cols + ci * s_in..][..s_in];
+            let ids = &orbit_of[r * s_in..][..s_in];
+            for (&w, &o) in row.iter().zip(ids) {
+                sums[o as usize] += w.to_f64_exact();
+            }
+        }
+    }
+
+    /// Pi_E in place: every weight replaced by the mean of its orbit (per channel pair).
+    ///
+    /// # Panics
+    /// If `w.len() != rows * cols`.
+    pub fn project_in_place<T: Real>(&self, w: &mut [T]) {
+        self.check(w).expect("project_in_place");
+        let (s_out, s_in, cols) = (self.map.s_out(), self.map.s_in(), self.cols());
+        let n_orb = self.map.n_orbits();
+        let inv: Vec<f64> = self.map.sizes().iter().map(|&c| 1.0 / c as f64).collect();
+        let orbit_of = self.map.orbit_of();
+        w.par_chunks_mut(s_out * cols).for_each(|band| {
+            let mut sums = vec![0.0f64; n_orb];
+            let mut means = vec![T::zero(); n_orb];
+            for ci in 0..self.rep_in.channels {
+                self.orbit_sums(band, ci, &mut sums);
+                for ((m, &s), &iv) in means.iter_mut().zip(&sums).zip(&inv) {
+                    *m = T::from_f64_lossy(s * iv);
+                }
+                for r in 0..s_out {
+                    let row = &mut band[r * cols + ci * s_in..][..s_in];
+                    let ids = &orbit_of[r * s_in..][..s_in];
+                    for (x, &o) in row.iter_mut().zip(ids) {
+                        *x = means[o as usize];
+                    }
+                }
+            }
+        });
+    }
+
+    /// Pi_E out of place.
+    ///
+    /// # Panics
+    /// If `w.len() != rows * cols`.
+    pub fn project<T: Real>(&self, w: &[T]) -> Vec<T> {
+        let mut out = w.to_vec();
+        self.project_in_place(&mut out);
+        out
+    }
+
+    /// `||W - Pi_E W||` (Frobenius, not squared), accumulated in f64 in a fixed order.
+    ///
+    /// # Panics
+    /// If `w.len() != rows * cols`.
+    pub fn distance_to_equivariant<T: Real>(&self, w: &[T]) -> T {
+        T::from_f64_lossy(self.distance_to_equivariant_f64(w))
+    }
+
+    /// As [`Projector::distance_to_equivariant`], returned in f64.
+    pub fn distance_to_equivariant_f64<T: Real>(&self, w: &[T]) -> f64 {
+        self.check(w).expect("distance_to_equivariant");
+        let (s_out, s_in, cols) = (self.map.s_out(), self.map.s_in(), self.cols());
+        let n_orb = self.map.n_orbits();
+        let inv: Vec<f64> = self.map.sizes().iter().map(|&c| 1.0 / c as f64).collect();
+        let orbit_of = self.map.orbit_of();
+        let partial: Vec<f64> = w
+            .par_chunks(s_out * cols)
+            .map(|band| {
+                let mut sums = vec![0.0f64; n_orb];
+                let mut acc = 0.0f64;
+                for ci in 0..self.rep_in.channels {
+                    self.orbit_sums(band, ci, &mut sums);
+                    for (m, &iv) in sums.iter_mut().zip(&inv) {
+                        *m *= iv;
+                    }
+                    for r in 0..s_out {
+                        let row = &band[r * cols + ci * s_in..][..s_in];
+                        let ids = &orbit_of[r * s_in..][..s_in];
+                        for (&x, &o) in row.iter().zip(ids) {
+                            let d = x.to_f64_exact() - sums[o as usize];
+                            acc += d * d;
+                        }
+                    }
+                }
+                acc
+            })
+            .collect();
+        partial.iter().sum::<f64>().sqrt()
+    }
+
+    /// The action on layers: `out = g.W = rho_out(g) W rho_in(g)^-1`, i.e.
+    /// `out[(c, g s_o), (c', g s_i)] = W[(c, s_o), (c', s_i)]`.
+    ///
+    /// # Panics
+    /// If the lengths do not match the layer shape or `g` acts on the wrong number of points.
+    pub fn act_on_layer<T: Copy>(&self, g: &Perm, w: &[T], out: &mut [T]) {
+        self.check(w).expect("act_on_layer");
+        self.check(out).expect("act_on_layer");
+        let (s_out, s_in, cols) = (self.map.s_out(), self.map.s_in(), self.cols());
+        let act = |p: Points, s: usize| match p {
+            Points::Base => g.apply(s),
+            Points::Trivial => s,
+        };
+        for co in 0..self.rep_out.channels {
+            for so in 0..s_out {
+                let ro = co * s_out + act(self.rep_out.points, so);
+                let ri = co * s_out + so;
+                for ci in 0..self.rep_in.channels {
+                    for si in 0..s_in {
+                        out[ro * cols + ci * s_in + act(self.rep_in.points, si)] =
+                            w[ri * cols + ci * s_in + si];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The brute-force Reynolds average `(1/|G|) sum_g g.W` over all elements of the group: the
+/// slow, obviously correct oracle for [`Projector::project`]. Errors when the group is too
+/// large to enumerate.
+pub fn reynolds_average<T: Real>(
+    group: &Group,
+    projector: &Projector,
+    w: &[T],
+) -> Result<Vec<T>, GroupError> {
+    projector.check(w)?;
+    let elements = group.elements(crate::DEFAULT_ENUMERATION_LIMIT)?;
+    let mut acc = vec![0.0f64; w.len()];
+    let mut moved = vec![T::zero(); w.len()];
+    for g in &elements {
+        projector.act_on_layer(g, w, &mut moved);
+        for (a, &m) in acc.iter_mut().zip(&moved) {
+            *a += m.to_f64_exact();
+        }
+    }
+    let inv = 1.0 / elements.len() as f64;
+    Ok(acc
+        .into_iter()
+        .map(|a| T::from_f64_lossy(a * inv))
+        .collect())
+}
