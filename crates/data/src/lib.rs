@@ -1,2 +1,26 @@
-//! eqaug-data: see the crate description.
+//! eqaug-data: the data sets of the eqaug experiments (SPEC sections 4 and 6).
+//!
+//! - [`sbm`]: two-block stochastic block model graphs, labelled by connectivity (E1);
+//! - [`mnist`]: an IDX reader/writer, the shipped 10 000-digit MNIST subset, the
+//!   28 x 28 -> 14 x 14 antialiased resize (E2, E4) and standardisation (E5);
+//! - [`shapes`]: synthetic triangle/pentagon segmentation images (E3);
+//! - [`batching`]: mini-batches and chunks of mini-batches as row ranges;
+//! - [`export`]: `.npy` export and a summary for `eqaug data describe`.
+//!
+//! Every data set is a [`Dataset`]: inputs stored as `f64`, one row per sample, features
+//! channel-major `(channel, position)`, positions row-major `s = n * row + col`.
+//! Synthetic data are generated deterministically from a seed with
+//! `ChaCha8Rng::seed_from_u64(seed)`; nothing is ever downloaded.
 #![warn(missing_docs)]
+
+pub mod batching;
+mod dataset;
+mod error;
+pub mod export;
+pub mod idx;
+pub mod mnist;
+pub mod sbm;
+pub mod shapes;
+
+pub use dataset::{Dataset, Targets};
+pub use error::DataError;

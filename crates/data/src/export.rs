@@ -1,0 +1,1 @@
+//! Export to `.npy` and summaries for `eqaug data export | describe`.
