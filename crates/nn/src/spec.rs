@@ -1,0 +1,300 @@
+//! Declarative network descriptions (serde), and the networks of SPEC section 4.
+
+use eqaug_groups::Points;
+use serde::{Deserialize, Serialize};
+
+/// A network as a sequence of layers, applied in order to the input representation.
+///
+/// In TOML:
+/// ```toml
+/// [[layers]]
+/// type = "group"
+/// channels = 32
+/// points = "base"
+/// init_std = 0.0714
+/// [[layers]]
+/// type = "leaky_relu"
+/// slope = 0.01
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSpec {
+    /// The layers, first applied first.
+    pub layers: Vec<LayerSpec>,
+}
+
+/// The G-set of a group layer's output representation (serde mirror of [`Points`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PointsSpec {
+    /// The group's base points (pixels, node pairs): an equivariant (rho -> rho) layer.
+    Base,
+    /// One point: an invariant (rho -> trivial) layer.
+    Trivial,
+}
+
+impl From<PointsSpec> for Points {
+    fn from(p: PointsSpec) -> Points {
+        match p {
+            PointsSpec::Base => Points::Base,
+            PointsSpec::Trivial => Points::Trivial,
+        }
+    }
+}
+
+/// What a normalisation layer normalises over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NormOver {
+    /// Batch norm: each feature `(c, s)` over the mini-batch. Layer norm: all features of a row.
+    Features,
+    /// Batch norm: each channel over mini-batch x positions (one scale and shift per channel).
+    /// Layer norm: the channels at each position of a row.
+    Channels,
+}
+
+/// The normalisation of the paper's networks: batch norm (v1, the main text) or layer norm
+/// without affine parameters (later versions). Used by the presets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Normalisation {
+    /// Batch normalisation, per-mini-batch statistics, learnable scale and shift.
+    #[default]
+    Batch,
+    /// Layer normalisation without affine parameters.
+    Layer,
+}
+
+/// One layer of a [`NetworkSpec`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum LayerSpec {
+    /// A group linear layer from the current representation to `channels` copies of the base
+    /// points (`points = "base"`) or of the one-point set (`"trivial"`). Weight shape
+    /// `(c_out * s_out) x (c_in * s_in)`, no bias. Initialised i.i.d. `N(0, init_std^2)` and
+    /// then projected onto E (SPEC section 3).
+    Group {
+        /// Output channels.
+        channels: usize,
+        /// Output G-set.
+        points: PointsSpec,
+        /// Standard deviation of the Gaussian initialisation.
+        init_std: f64,
+        /// Draw one Gaussian per channel pair and broadcast it over all positions (the paper's
+        /// initialisation of the invariant layer in E1/E2).
+        #[serde(default)]
+        constant_over_positions: bool,
+    },
+    /// A dense layer between trivial representations, `out x in` weights initialised
+    /// `N(0,1) * init_scale`; the optional bias starts at zero.
+    Dense {
+        /// Output features.
+        out: usize,
+        /// Scale of the standard Gaussian initialisation.
+        init_scale: f64,
+        /// Whether the layer has a bias.
+        #[serde(default)]
+        bias: bool,
+    },
+    /// `max(x, 0) + slope * min(x, 0)`.
+    LeakyRelu {
+        /// The negative slope (0.01 in the paper).
+        slope: f64,
+    },
+    /// Hyperbolic tangent.
+    Tanh,
+    /// Logistic sigmoid.
+    Sigmoid,
+    /// `ln(1 + e^x)`.
+    Softplus,
+    /// Softmax over all features of a row.
+    Softmax,
+    /// Batch normalisation with per-mini-batch statistics, learnable scale (init 1) and
+    /// shift (init 0), eps 1e-5.
+    BatchNorm {
+        /// Features or channels.
+        over: NormOver,
+    },
+    /// Layer normalisation without affine parameters, eps 1e-5.
+    LayerNorm {
+        /// All features of a row, or the channels at each position.
+        over: NormOver,
+    },
+}
+
+impl LayerSpec {
+    /// The layer's type name as written in a config.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LayerSpec::Group { .. } => "group",
+            LayerSpec::Dense { .. } => "dense",
+            LayerSpec::LeakyRelu { .. } => "leaky_relu",
+            LayerSpec::Tanh => "tanh",
+            LayerSpec::Sigmoid => "sigmoid",
+            LayerSpec::Softplus => "softplus",
+            LayerSpec::Softmax => "softmax",
+            LayerSpec::BatchNorm { .. } => "batch_norm",
+            LayerSpec::LayerNorm { .. } => "layer_norm",
+        }
+    }
+}
+
+/// Loss functions; each is a mean over a mini-batch (SPEC sections 3-4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Loss {
+    /// Binary cross-entropy of probabilities against 0/1 targets, mean over all entries
+    /// (logs clamped at -100 as in PyTorch).
+    Bce,
+    /// Cross-entropy of logits (log-softmax) against one-hot (or probability) rows.
+    CrossEntropyLogits,
+    /// Cross-entropy applied to softmax *probabilities*, i.e. log-softmax of the network's
+    /// softmax output (the authors' E2/E4 "double softmax"); numerically the same formula as
+    /// [`Loss::CrossEntropyLogits`] applied to an output that ends in a softmax layer.
+    CrossEntropyOnProbabilities,
+    /// Mean squared error, mean over all entries.
+    Mse,
+    /// Segmentation: the sum over output channels of the BCE mean over mini-batch x positions.
+    SegmentationBce,
+}
+
+impl Loss {
+    /// The loss's name as written in a config.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Loss::Bce => "bce",
+            Loss::CrossEntropyLogits => "cross_entropy_logits",
+            Loss::CrossEntropyOnProbabilities => "cross_entropy_on_probabilities",
+            Loss::Mse => "mse",
+            Loss::SegmentationBce => "segmentation_bce",
+        }
+    }
+}
+
+fn norm_layer(norm: Normalisation, over: NormOver) -> LayerSpec {
+    match norm {
+        Normalisation::Batch => LayerSpec::BatchNorm { over },
+        Normalisation::Layer => LayerSpec::LayerNorm { over },
+    }
+}
+
+impl NetworkSpec {
+    /// E1 (SPEC section 4) on graphs with `n` nodes: group layer 1 -> `c1` (std
+    /// `1/(n sqrt c1)`), LeakyReLU(0.01), invariant layer -> `c2` (std `1/sqrt c2`, constant over
+    /// positions), LeakyReLU, normalisation over the `c2` features, dense -> `head` (scale
+    /// `10/c2`), LeakyReLU, dense -> 1 (scale `10/head`), sigmoid. Paper: `n = 10, c1 = 32,
+    /// c2 = 64, head = 32`; use with [`Loss::Bce`] and the group `perm`.
+    pub fn e1(n: usize, c1: usize, c2: usize, head: usize, norm: Normalisation) -> Self {
+        let (nf, c1f, c2f, hf) = (n as f64, c1 as f64, c2 as f64, head as f64);
+        NetworkSpec {
+            layers: vec![
+                LayerSpec::Group {
+                    channels: c1,
+                    points: PointsSpec::Base,
+                    init_std: 1.0 / (nf * c1f.sqrt()),
+                    constant_over_positions: false,
+                },
+                LayerSpec::LeakyRelu { slope: 0.01 },
+                LayerSpec::Group {
+                    channels: c2,
+                    points: PointsSpec::Trivial,
+                    init_std: 1.0 / c2f.sqrt(),
+                    constant_over_positions: true,
+                },
+                LayerSpec::LeakyRelu { slope: 0.01 },
+                norm_layer(norm, NormOver::Features),
+                LayerSpec::Dense {
+                    out: head,
+                    init_scale: 10.0 / c2f,
+                    bias: false,
+                },
+                LayerSpec::LeakyRelu { slope: 0.01 },
+                LayerSpec::Dense {
+                    out: 1,
+                    init_scale: 10.0 / hf,
+                    bias: false,
+                },
+                LayerSpec::Sigmoid,
+            ],
+        }
+    }
+
+    /// The paper-size E1 network with batch norm.
+    pub fn e1_paper() -> Self {
+        Self::e1(10, 32, 64, 32, Normalisation::Batch)
+    }
+
+    /// E2 / E4 (SPEC section 4) on `n x n` images: group layer 1 -> `c` (std `1/n`),
+    /// LeakyReLU; group layer `c -> c` (std `1/(n sqrt c)`), LeakyReLU; invariant layer -> `c`
+    /// (std `1/sqrt c`, constant over positions); tanh; normalisation over the `c` features;
+    /// dense -> `classes` (scale `n/c`); softmax. Paper: `n = 14, c = 32, classes = 10`; use
+    /// with [`Loss::CrossEntropyOnProbabilities`].
+    pub fn e2(n: usize, c: usize, classes: usize, norm: Normalisation) -> Self {
+        let (nf, cf) = (n as f64, c as f64);
+        NetworkSpec {
+            layers: vec![
+                LayerSpec::Group {
+                    channels: c,
+                    points: PointsSpec::Base,
+                    init_std: 1.0 / nf,
+                    constant_over_positions: false,
+                },
+                LayerSpec::LeakyRelu { slope: 0.01 },
+                LayerSpec::Group {
+                    channels: c,
+                    points: PointsSpec::Base,
+                    init_std: 1.0 / (nf * cf.sqrt()),
+                    constant_over_positions: false,
+                },
+                LayerSpec::LeakyRelu { slope: 0.01 },
+                LayerSpec::Group {
+                    channels: c,
+                    points: PointsSpec::Trivial,
+                    init_std: 1.0 / cf.sqrt(),
+                    constant_over_positions: true,
+                },
+                LayerSpec::Tanh,
+                norm_layer(norm, NormOver::Features),
+                LayerSpec::Dense {
+                    out: classes,
+                    init_scale: nf / cf,
+                    bias: false,
+                },
+                LayerSpec::Softmax,
+            ],
+        }
+    }
+
+    /// The paper-size E2 network with batch norm.
+    pub fn e2_paper() -> Self {
+        Self::e2(14, 32, 10, Normalisation::Batch)
+    }
+
+    /// E3 (SPEC section 4) on `n x n` images: group layers `1 -> c[0] -> c[1] -> c[2] -> 2`
+    /// (std `1/(n sqrt c_in)`), LeakyReLU after each, normalisation over the 2 output channels
+    /// (per channel over mini-batch x positions), sigmoid. Paper: `n = 14, c = [32, 32, 16]`;
+    /// use with [`Loss::SegmentationBce`] and the group `rot`.
+    pub fn e3(n: usize, c: [usize; 3], norm: Normalisation) -> Self {
+        let nf = n as f64;
+        let mut layers = Vec::new();
+        let mut c_in = 1usize;
+        for c_out in [c[0], c[1], c[2], 2] {
+            layers.push(LayerSpec::Group {
+                channels: c_out,
+                points: PointsSpec::Base,
+                init_std: 1.0 / (nf * (c_in as f64).sqrt()),
+                constant_over_positions: false,
+            });
+            layers.push(LayerSpec::LeakyRelu { slope: 0.01 });
+            c_in = c_out;
+        }
+        layers.push(norm_layer(norm, NormOver::Channels));
+        layers.push(LayerSpec::Sigmoid);
+        NetworkSpec { layers }
+    }
+
+    /// The paper-size E3 network with batch norm.
+    pub fn e3_paper() -> Self {
+        Self::e3(14, [32, 32, 16], Normalisation::Batch)
+    }
+}
