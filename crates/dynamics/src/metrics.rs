@@ -1,0 +1,117 @@
+//! The metrics of SPEC section 3 and the empirical equivariance error of a network.
+
+use eqaug_groups::{act_on_sample, Group, Points, Real, Rep};
+use eqaug_nn::{Network, Params};
+use ndarray::{s, Array2, ArrayView2};
+use rand::Rng;
+
+/// One row of a run's metrics: a strategy's state after `epoch` steps.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EpochMetrics {
+    /// Epoch (0 = the start, `A0`).
+    pub epoch: usize,
+    /// Strategy name.
+    pub strategy: String,
+    /// Mean training loss at these parameters (for augmentation, over all passes).
+    pub loss: f64,
+    /// `||A - A0||` over the group layers: `sqrt(sum_k ||W_k - W_k^0||^2)` (not squared).
+    pub dist_from_start: f64,
+    /// `||A_Eperp|| = ||A - Pi_E A||` over the group layers (not squared).
+    pub dist_to_e: f64,
+    /// `||W_k - W_k^0||` per group layer.
+    pub dist_from_start_per_layer: Vec<f64>,
+    /// `||W_k - Pi_E W_k||` per group layer.
+    pub dist_to_e_per_layer: Vec<f64>,
+}
+
+impl EpochMetrics {
+    /// Measures `params` against the start `a0`.
+    pub fn measure<T: Real>(
+        epoch: usize,
+        strategy: &str,
+        loss: f64,
+        params: &Params<T>,
+        a0: &Params<T>,
+    ) -> Self {
+        let from: Vec<f64> = params
+            .distance_per_group_layer(a0)
+            .into_iter()
+            .map(Real::to_f64_exact)
+            .collect();
+        let to_e: Vec<f64> = params
+            .distance_to_equivariant_per_group_layer()
+            .into_iter()
+            .map(Real::to_f64_exact)
+            .collect();
+        let total = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        EpochMetrics {
+            epoch,
+            strategy: strategy.to_string(),
+            loss,
+            dist_from_start: total(&from),
+            dist_to_e: total(&to_e),
+            dist_from_start_per_layer: from,
+            dist_to_e_per_layer: to_e,
+        }
+    }
+}
+
+/// The empirical equivariance error of a network function on held-out samples.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EquivarianceError {
+    /// `max |Phi(g x) - g Phi(x)|` over samples, output entries and sampled `g`.
+    pub max: f64,
+    /// Mean of `|Phi(g x) - g Phi(x)|` over samples, output entries and sampled `g`.
+    pub mean: f64,
+}
+
+/// Measures `|Phi(g x) - g Phi(x)|` for `draws` elements `g` drawn uniformly, each applied to
+/// every row of `x` (so mini-batch statistics see a consistently transformed batch). The
+/// output is transformed when `output_rep` lives on the base points (segmentation masks) and
+/// left alone when it is invariant.
+pub fn equivariance_error<T: Real, R: Rng>(
+    net: &Network<T>,
+    params: &Params<T>,
+    group: &Group,
+    x: ArrayView2<T>,
+    input_rep: Rep,
+    minibatch: usize,
+    draws: usize,
+    rng: &mut R,
+) -> EquivarianceError {
+    let rows = x.nrows();
+    let mut ws = net.workspace(rows);
+    let base = net.forward(params, x, minibatch, &mut ws).to_owned();
+    let moves_out = net.output_rep().points == Points::Base;
+    let mut gx = Array2::<T>::zeros(x.raw_dim());
+    let mut g_out = base.clone();
+    let (mut max, mut sum, mut count) = (0.0f64, 0.0f64, 0usize);
+    for _ in 0..draws {
+        let g = group.sample(rng);
+        for i in 0..rows {
+            let src = x.row(i).to_vec();
+            let dst = gx.row_mut(i).into_slice().expect("standard layout");
+            if input_rep.points == Points::Base {
+                act_on_sample(&g, &src, dst);
+            } else {
+                dst.copy_from_slice(&src);
+            }
+            if moves_out {
+                let b = base.row(i).to_vec();
+                let o = g_out.row_mut(i).into_slice().expect("standard layout");
+                act_on_sample(&g, &b, o);
+            }
+        }
+        let out = net.forward(params, gx.view(), minibatch, &mut ws);
+        for (a, b) in out.iter().zip(g_out.slice(s![.., ..]).iter()) {
+            let d = (a.to_f64_exact() - b.to_f64_exact()).abs();
+            max = max.max(d);
+            sum += d;
+            count += 1;
+        }
+    }
+    EquivarianceError {
+        max,
+        mean: if count > 0 { sum / count as f64 } else { 0.0 },
+    }
+}
