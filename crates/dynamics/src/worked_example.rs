@@ -35,8 +35,11 @@ pub struct WorkedExample {
     pub escape_time: f64,
 }
 
-/// The network, trainer inputs and strategies of the example, in f64.
-fn setup() -> Result<(Network<f64>, std::sync::Arc<Group>, TrainData<f64>), TrainError> {
+/// The network, its group and its data, in f64.
+type Setup = (Network<f64>, std::sync::Arc<Group>, TrainData<f64>);
+
+/// The network, group and data of the example.
+fn setup() -> Result<Setup, TrainError> {
     let group = Group::builtin("swap", 2)?;
     let spec = NetworkSpec {
         layers: vec![

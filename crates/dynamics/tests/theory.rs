@@ -182,8 +182,7 @@ fn corollary_1_exact_augmentation_stays_in_e_and_the_others_behave_as_expected()
     let last = |name: &str| {
         out.metrics
             .iter()
-            .filter(|m| m.strategy == name)
-            .last()
+            .rfind(|m| m.strategy == name)
             .unwrap()
             .clone()
     };
