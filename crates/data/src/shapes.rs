@@ -5,7 +5,7 @@
 //! orientation uniform in `[0, 2 pi)`, drawn dark (0.43) on white (1.0), in the
 //! coordinates of SPEC E3 where the shapes live in `[-1, 1]^2`. The image is rasterised
 //! with antialiasing on a `size x size` grid: each pixel's value is
-//! `background + (shape - background) * coverage`, where `coverage` is the fraction of the
+//! `shape * coverage + background * (1 - coverage)`, where `coverage` is the fraction of the
 //! pixel covered by the shape, estimated by supersampling on a regular
 //! `supersample x supersample` grid of points inside the pixel. Row 0 is the top of the
 //! image (largest y), column 0 the left (smallest x).
@@ -278,7 +278,7 @@ pub fn try_generate(params: &ShapesParams, seed: u64) -> Result<Dataset, DataErr
         let cov = coverage(&spec.polygon(), n, params.supersample, params.view);
         let ch = spec.shape.channel();
         for (s, &c) in cov.iter().enumerate() {
-            x[[i, s]] = params.background + (params.shape_value - params.background) * c;
+            x[[i, s]] = params.shape_value * c + params.background * (1.0 - c);
             if c >= params.mask_coverage {
                 masks[[i, ch * p + s]] = 1.0;
             }
