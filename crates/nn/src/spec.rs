@@ -65,9 +65,11 @@ pub enum Normalisation {
     Layer,
 }
 
-/// One layer of a [`NetworkSpec`].
+/// One layer of a [`NetworkSpec`]. In a config: a table with `type = "group"`, `"dense"`,
+/// `"leaky_relu"`, `"tanh"`, `"sigmoid"`, `"softplus"`, `"softmax"`, `"batch_norm"` or
+/// `"layer_norm"` and the variant's fields; unknown keys are rejected.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(from = "LayerRepr", into = "LayerRepr")]
 pub enum LayerSpec {
     /// A group linear layer from the current representation to `channels` copies of the base
     /// points (`points = "base"`) or of the one-point set (`"trivial"`). Weight shape
@@ -120,6 +122,133 @@ pub enum LayerSpec {
         /// All features of a row, or the channels at each position.
         over: NormOver,
     },
+}
+
+// Serde mirror of `LayerSpec`: struct variants everywhere so that `deny_unknown_fields` also
+// rejects stray keys on the field-less layers (serde ignores it on unit variants of an
+// internally tagged enum).
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum LayerRepr {
+    // A group linear layer from the current representation to `channels` copies of the base
+    // points (`points = "base"`) or of the one-point set (`"trivial"`). Weight shape
+    // `(c_out * s_out) x (c_in * s_in)`, no bias. Initialised i.i.d. `N(0, init_std^2)` and
+    // then projected onto E (SPEC section 3).
+    Group {
+        // Output channels.
+        channels: usize,
+        // Output G-set.
+        points: PointsSpec,
+        // Standard deviation of the Gaussian initialisation.
+        init_std: f64,
+        // Draw one Gaussian per channel pair and broadcast it over all positions (the paper's
+        // initialisation of the invariant layer in E1/E2).
+        #[serde(default)]
+        constant_over_positions: bool,
+    },
+    // A dense layer between trivial representations, `out x in` weights initialised
+    // `N(0,1) * init_scale`; the optional bias starts at zero.
+    Dense {
+        // Output features.
+        out: usize,
+        // Scale of the standard Gaussian initialisation.
+        init_scale: f64,
+        // Whether the layer has a bias.
+        #[serde(default)]
+        bias: bool,
+    },
+    // `max(x, 0) + slope * min(x, 0)`.
+    LeakyRelu {
+        // The negative slope (0.01 in the paper).
+        slope: f64,
+    },
+    // Hyperbolic tangent.
+    Tanh {},
+    // Logistic sigmoid.
+    Sigmoid {},
+    // `ln(1 + e^x)`.
+    Softplus {},
+    // Softmax over all features of a row.
+    Softmax {},
+    // Batch normalisation with per-mini-batch statistics, learnable scale (init 1) and
+    // shift (init 0), eps 1e-5.
+    BatchNorm {
+        // Features or channels.
+        over: NormOver,
+    },
+    // Layer normalisation without affine parameters, eps 1e-5.
+    LayerNorm {
+        // All features of a row, or the channels at each position.
+        over: NormOver,
+    },
+}
+
+impl From<LayerRepr> for LayerSpec {
+    fn from(r: LayerRepr) -> Self {
+        match r {
+            LayerRepr::Group {
+                channels,
+                points,
+                init_std,
+                constant_over_positions,
+            } => LayerSpec::Group {
+                channels,
+                points,
+                init_std,
+                constant_over_positions,
+            },
+            LayerRepr::Dense {
+                out,
+                init_scale,
+                bias,
+            } => LayerSpec::Dense {
+                out,
+                init_scale,
+                bias,
+            },
+            LayerRepr::LeakyRelu { slope } => LayerSpec::LeakyRelu { slope },
+            LayerRepr::Tanh {} => LayerSpec::Tanh,
+            LayerRepr::Sigmoid {} => LayerSpec::Sigmoid,
+            LayerRepr::Softplus {} => LayerSpec::Softplus,
+            LayerRepr::Softmax {} => LayerSpec::Softmax,
+            LayerRepr::BatchNorm { over } => LayerSpec::BatchNorm { over },
+            LayerRepr::LayerNorm { over } => LayerSpec::LayerNorm { over },
+        }
+    }
+}
+
+impl From<LayerSpec> for LayerRepr {
+    fn from(r: LayerSpec) -> Self {
+        match r {
+            LayerSpec::Group {
+                channels,
+                points,
+                init_std,
+                constant_over_positions,
+            } => LayerRepr::Group {
+                channels,
+                points,
+                init_std,
+                constant_over_positions,
+            },
+            LayerSpec::Dense {
+                out,
+                init_scale,
+                bias,
+            } => LayerRepr::Dense {
+                out,
+                init_scale,
+                bias,
+            },
+            LayerSpec::LeakyRelu { slope } => LayerRepr::LeakyRelu { slope },
+            LayerSpec::Tanh => LayerRepr::Tanh {},
+            LayerSpec::Sigmoid => LayerRepr::Sigmoid {},
+            LayerSpec::Softplus => LayerRepr::Softplus {},
+            LayerSpec::Softmax => LayerRepr::Softmax {},
+            LayerSpec::BatchNorm { over } => LayerRepr::BatchNorm { over },
+            LayerSpec::LayerNorm { over } => LayerRepr::LayerNorm { over },
+        }
+    }
 }
 
 impl LayerSpec {
