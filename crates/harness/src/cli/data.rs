@@ -1,13 +1,125 @@
 //! `eqaug data export | describe`.
 
+use eqaug_data::export::{summarize, write_npy_dir};
+use eqaug_data::{mnist, sbm, shapes, Dataset};
+use std::path::PathBuf;
+
+/// The data sets of the experiments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DatasetName {
+    /// Stochastic block model graphs, 10 x 10 adjacency matrices, label = connected (E1).
+    Sbm,
+    /// MNIST digits at 28 x 28, values in [0, 1] (E5 before standardisation).
+    Mnist,
+    /// MNIST digits resized to 14 x 14 with antialiasing, values in [0, 1] (E2, E4).
+    Mnist14,
+    /// Synthetic triangle/pentagon images with two masks (E3).
+    Shapes,
+}
+
+/// Which data set and how to make it.
+#[derive(Debug, clap::Args)]
+pub struct Source {
+    /// Number of samples (default: the paper's, 1000 graphs, 3000 shapes, all digits).
+    #[arg(long)]
+    count: Option<usize>,
+    /// Seed of the synthetic data sets (sbm, shapes).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Read MNIST from this folder of IDX files (t10k-/train-*-idx?-ubyte[.gz]) instead of
+    /// the shipped 10 000-digit subset.
+    #[arg(long)]
+    mnist_dir: Option<PathBuf>,
+}
+
 /// Subcommands of `eqaug data`.
 #[derive(Debug, clap::Subcommand)]
 pub enum DataCommand {
     /// Print counts, class balance and value ranges of the data sets.
-    Describe,
+    Describe {
+        /// The data set (default: all of them).
+        #[arg(long, value_enum)]
+        dataset: Option<DatasetName>,
+        #[command(flatten)]
+        source: Source,
+    },
+    /// Write a data set as x.npy, y.npy (and masks.npy for shapes) into a folder.
+    Export {
+        /// The data set.
+        #[arg(long, value_enum)]
+        dataset: DatasetName,
+        #[command(flatten)]
+        source: Source,
+        /// Output folder (created if needed).
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn load_mnist(source: &Source) -> Result<mnist::Mnist, eqaug_data::DataError> {
+    match &source.mnist_dir {
+        Some(dir) => mnist::load_idx_dir(dir),
+        None => mnist::load_shipped(),
+    }
+}
+
+fn build(name: DatasetName, source: &Source) -> Result<Dataset, Box<dyn std::error::Error>> {
+    Ok(match name {
+        DatasetName::Sbm => {
+            let mut p = sbm::SbmParams::default();
+            p.count = source.count.unwrap_or(p.count);
+            sbm::try_generate(&p, source.seed)?
+        }
+        DatasetName::Shapes => {
+            let mut p = shapes::ShapesParams::default();
+            p.count = source.count.unwrap_or(p.count);
+            shapes::try_generate(&p, source.seed)?
+        }
+        DatasetName::Mnist => mnist::mnist_unit(&load_mnist(source)?, source.count),
+        DatasetName::Mnist14 => {
+            let m = load_mnist(source)?;
+            if (m.rows, m.cols) != (28, 28) {
+                return Err(format!(
+                    "{}: mnist14 needs 28 x 28 images, found {} x {}",
+                    m.source.display(),
+                    m.rows,
+                    m.cols
+                )
+                .into());
+            }
+            mnist::mnist14(&m, source.count)
+        }
+    })
 }
 
 /// Runs `eqaug data ...`.
-pub fn run(_cmd: DataCommand) -> super::CliResult {
-    Ok(())
+pub fn run(cmd: DataCommand) -> super::CliResult {
+    match cmd {
+        DataCommand::Describe { dataset, source } => {
+            let names = match dataset {
+                Some(d) => vec![d],
+                None => vec![
+                    DatasetName::Sbm,
+                    DatasetName::Mnist,
+                    DatasetName::Mnist14,
+                    DatasetName::Shapes,
+                ],
+            };
+            for name in names {
+                println!("{}", summarize(&build(name, &source)?));
+            }
+            Ok(())
+        }
+        DataCommand::Export {
+            dataset,
+            source,
+            out,
+        } => {
+            let d = build(dataset, &source)?;
+            for path in write_npy_dir(&d, &out)? {
+                println!("wrote {}", path.display());
+            }
+            Ok(())
+        }
+    }
 }
