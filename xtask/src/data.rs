@@ -170,7 +170,7 @@ pub fn run(args: Args) -> Result<(), String> {
             let count = bytes.len() / (SIDE * SIDE);
             eprintln!("digit {d}: {count} images");
             pixels.extend_from_slice(&bytes);
-            labels.extend(std::iter::repeat_n(d, count));
+            labels.resize(labels.len() + count, d);
         }
         let n = labels.len();
         let perm = permutation(n, SHUFFLE_SEED);
