@@ -1,0 +1,342 @@
+//! The claims of SPEC section 5, each a measured number checked against an explicit bound.
+//!
+//! All claim definitions live in [`CLAIMS`]: adding a claim is adding one entry there.
+//! Measurements are paired per run (all strategies of a run share A0 and data) and then
+//! summarised by the median over the runs that reached the experiment's last epoch; a run
+//! whose strategy diverged earlier does not count.
+
+use super::aggregate::quantile;
+use super::input::Experiment;
+use super::table::sci;
+use serde::{Deserialize, Serialize, Serializer};
+use std::fmt::{self, Write as _};
+
+/// The number written for a measurement that is infinite or could not be made (JSON has no
+/// infinity); such a claim always fails.
+pub const NOT_MEASURABLE: f64 = 1e308;
+
+/// One checked claim, as written to `claims.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Claim {
+    /// Claim id, e.g. `eqv-in-E`.
+    pub id: String,
+    /// Experiment id (`e1`, `e4-rot`, ...).
+    pub experiment: String,
+    /// What is claimed and how it is measured, in words.
+    pub statement: String,
+    /// The measured number (always finite: see [`NOT_MEASURABLE`]).
+    #[serde(serialize_with = "finite")]
+    pub measured: f64,
+    /// The bound, e.g. `<= 1e-5` or `within [0.5, 2]`.
+    pub bound: String,
+    /// Whether `measured` satisfies `bound`.
+    pub pass: bool,
+    /// How many runs the number comes from, or why it could not be measured (claims.md
+    /// only, not written to claims.json).
+    #[serde(skip)]
+    pub note: Option<String>,
+}
+
+fn finite<S: Serializer>(x: &f64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(to_finite(*x))
+}
+
+/// Maps NaN and +inf to [`NOT_MEASURABLE`], -inf to its negative.
+fn to_finite(x: f64) -> f64 {
+    if x.is_nan() || x == f64::INFINITY {
+        NOT_MEASURABLE
+    } else if x == f64::NEG_INFINITY {
+        -NOT_MEASURABLE
+    } else {
+        x
+    }
+}
+
+/// An explicit numeric bound.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Bound {
+    /// measured <= value.
+    AtMost(f64),
+    /// measured >= value.
+    AtLeast(f64),
+    /// lo <= measured <= hi.
+    Within(f64, f64),
+}
+
+impl Bound {
+    /// Whether `x` satisfies the bound (never for NaN).
+    pub fn holds(&self, x: f64) -> bool {
+        match *self {
+            Bound::AtMost(b) => x <= b,
+            Bound::AtLeast(b) => x >= b,
+            Bound::Within(lo, hi) => lo <= x && x <= hi,
+        }
+    }
+}
+
+fn short(x: f64) -> String {
+    if x == 0.0 || (1e-3..1e4).contains(&x.abs()) {
+        format!("{x}")
+    } else {
+        format!("{x:e}")
+    }
+}
+
+impl fmt::Display for Bound {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Bound::AtMost(b) => write!(f, "<= {}", short(b)),
+            Bound::AtLeast(b) => write!(f, ">= {}", short(b)),
+            Bound::Within(lo, hi) => write!(f, "within [{}, {}]", short(lo), short(hi)),
+        }
+    }
+}
+
+/// A measured number with a remark on where it comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Measurement {
+    /// The number (NaN or inf if it could not be measured).
+    pub value: f64,
+    /// E.g. "median over 3 of 3 runs at epoch 50".
+    pub note: String,
+}
+
+/// The definition of a claim: applicable to an experiment iff `measure` returns `Some`.
+#[derive(Debug)]
+pub struct ClaimDef {
+    /// Claim id.
+    pub id: &'static str,
+    /// What is claimed, in words.
+    pub statement: &'static str,
+    /// The bound for an experiment (it may depend on its precision).
+    pub bound: fn(&Experiment) -> Bound,
+    /// The measurement, or `None` if the experiment lacks the strategies it needs.
+    pub measure: fn(&Experiment) -> Option<Measurement>,
+}
+
+/// Round-off bound on ||A_Eperp|| / ||A - A0|| for a strategy's precision.
+fn round_off_bound(precision: &str) -> Bound {
+    if precision == "f64" {
+        Bound::AtMost(1e-12)
+    } else {
+        Bound::AtMost(1e-5)
+    }
+}
+
+/// Every claim the report checks (SPEC section 5, claims 1 to 3; claims 4 and 5 come from
+/// E5 and the worked example, measured elsewhere and merged from `worked_example.json`).
+pub const CLAIMS: &[ClaimDef] = &[
+    ClaimDef {
+        id: "eqv-in-E",
+        statement: "Equivariant training stays in E to round-off: ||A_Eperp|| / ||A - A0|| of \
+                    the equivariant strategy at the last epoch (median over runs; SPEC 5.1).",
+        bound: |exp| {
+            round_off_bound(
+                exp.main_strategy("equivariant")
+                    .map_or("f32", |s| exp.precision_of(s)),
+            )
+        },
+        measure: |exp| {
+            let eqv = exp.main_strategy("equivariant")?;
+            Some(paired_at_last(exp, &[eqv], |m| {
+                ratio(m[0].dist_to_e, m[0].dist_from_start)
+            }))
+        },
+    },
+    ClaimDef {
+        id: "aug-drift-below-nominal",
+        statement: "Augmented training, started in E, drifts off E far less than nominal: \
+                    ||A_Eperp|| of augmented / ||A_Eperp|| of nominal at the last epoch \
+                    (per run, median over runs; SPEC 5.2).",
+        bound: |_| Bound::AtMost(0.5),
+        measure: |exp| {
+            let s = [
+                exp.main_strategy("augmented")?,
+                exp.main_strategy("nominal")?,
+            ];
+            Some(paired_at_last(exp, &s, |m| {
+                ratio(m[0].dist_to_e, m[1].dist_to_e)
+            }))
+        },
+    },
+    ClaimDef {
+        id: "similar-distance-from-start",
+        statement: "Augmented and nominal training move a similar distance from the start: \
+                    ||A - A0|| of augmented / ||A - A0|| of nominal at the last epoch (per run, \
+                    median over runs; SPEC 5.2).",
+        bound: |_| Bound::Within(0.5, 2.0),
+        measure: |exp| {
+            let s = [
+                exp.main_strategy("augmented")?,
+                exp.main_strategy("nominal")?,
+            ];
+            Some(paired_at_last(exp, &s, |m| {
+                ratio(m[0].dist_from_start, m[1].dist_from_start)
+            }))
+        },
+    },
+    ClaimDef {
+        id: "exact-aug-in-E",
+        statement: "With the exact full-orbit average, augmented training stays in E to \
+                    round-off (Corollary 1): ||A_Eperp|| / ||A - A0|| of the exact-average \
+                    strategy at the last epoch (median over runs; bound by its precision; \
+                    SPEC 5.2).",
+        bound: |exp| {
+            round_off_bound(
+                exp.augmented_with_sampling("exact")
+                    .map_or("f32", |s| exp.precision_of(s)),
+            )
+        },
+        measure: |exp| {
+            let exact = exp.augmented_with_sampling("exact")?;
+            Some(paired_at_last(exp, &[exact], |m| {
+                ratio(m[0].dist_to_e, m[0].dist_from_start)
+            }))
+        },
+    },
+    ClaimDef {
+        id: "loss-eqv-aug-agree",
+        statement: "The augmented and equivariant loss curves agree closely, the nominal one \
+                    differs: max over epochs of |loss_aug - loss_eqv| / max over epochs of \
+                    |loss_nom - loss_eqv| (per run, median over runs; SPEC 5.3).",
+        bound: |_| Bound::AtMost(0.5),
+        measure: |exp| {
+            let aug = exp.main_strategy("augmented")?;
+            let nom = exp.main_strategy("nominal")?;
+            let eqv = exp.main_strategy("equivariant")?;
+            Some(loss_gap_ratio(exp, aug, nom, eqv))
+        },
+    },
+];
+
+/// num / den, with 0/0 = 0 and x/0 = inf for x > 0.
+fn ratio(num: f64, den: f64) -> f64 {
+    if den == 0.0 && num == 0.0 {
+        0.0
+    } else {
+        num / den
+    }
+}
+
+/// Median of per-run values, counting +inf as a (failing) large value and ignoring NaN.
+fn claim_median(values: &[f64]) -> f64 {
+    let v: Vec<f64> = values.iter().map(|&x| to_finite(x)).collect();
+    let v: Vec<f64> = v
+        .into_iter()
+        .zip(values)
+        .filter(|(_, orig)| !orig.is_nan())
+        .map(|(x, _)| x)
+        .collect();
+    quantile(&v, 0.5).unwrap_or(f64::NAN)
+}
+
+fn summarise_runs(values: Vec<f64>, total: usize, what: &str) -> Measurement {
+    let used = values.iter().filter(|x| !x.is_nan()).count();
+    if used == 0 {
+        Measurement {
+            value: f64::NAN,
+            note: format!("not measurable: no run of {total} {what}"),
+        }
+    } else {
+        Measurement {
+            value: claim_median(&values),
+            note: format!("median over {used} of {total} runs {what}"),
+        }
+    }
+}
+
+/// A per-run quantity of the given strategies' metrics at the experiment's last epoch.
+fn paired_at_last(
+    exp: &Experiment,
+    strategies: &[&str],
+    f: impl Fn(&[super::input::EpochMetrics]) -> f64,
+) -> Measurement {
+    let last = exp.last_epoch();
+    let values: Vec<f64> = exp
+        .runs
+        .iter()
+        .filter_map(|run| {
+            let m: Option<Vec<_>> = strategies
+                .iter()
+                .map(|s| run.at(s, last).copied())
+                .collect();
+            m.map(|m| f(&m))
+        })
+        .collect();
+    summarise_runs(values, exp.runs.len(), &format!("reaching epoch {last}"))
+}
+
+fn loss_gap_ratio(exp: &Experiment, aug: &str, nom: &str, eqv: &str) -> Measurement {
+    let last = exp.last_epoch();
+    let values: Vec<f64> = exp
+        .runs
+        .iter()
+        .filter(|run| [aug, nom, eqv].iter().all(|s| run.at(s, last).is_some()))
+        .map(|run| {
+            let (mut gap_aug, mut gap_nom) = (0.0f64, 0.0f64);
+            for e in &run.metrics[eqv] {
+                let (Some(a), Some(n)) = (run.at(aug, e.epoch), run.at(nom, e.epoch)) else {
+                    continue;
+                };
+                gap_aug = gap_aug.max((a.loss - e.loss).abs());
+                gap_nom = gap_nom.max((n.loss - e.loss).abs());
+            }
+            ratio(gap_aug, gap_nom)
+        })
+        .collect();
+    summarise_runs(values, exp.runs.len(), &format!("reaching epoch {last}"))
+}
+
+/// Checks every applicable claim of [`CLAIMS`] on an experiment.
+pub fn check(exp: &Experiment) -> Vec<Claim> {
+    CLAIMS
+        .iter()
+        .filter_map(|def| {
+            let m = (def.measure)(exp)?;
+            let bound = (def.bound)(exp);
+            Some(Claim {
+                id: def.id.to_string(),
+                experiment: exp.id.clone(),
+                statement: def.statement.to_string(),
+                measured: to_finite(m.value),
+                bound: bound.to_string(),
+                pass: bound.holds(m.value),
+                note: Some(m.note),
+            })
+        })
+        .collect()
+}
+
+/// Renders `claims.md`: a PASS/FAIL table with the measured numbers and bounds.
+pub fn claims_markdown(claims: &[Claim]) -> String {
+    let passed = claims.iter().filter(|c| c.pass).count();
+    let mut out = String::from("# Claims\n\n");
+    let _ = writeln!(
+        out,
+        "{passed} of {} claims pass ({} fail). Each claim is a measured number checked \
+         against an explicit bound; see the statement for how it is measured.\n",
+        claims.len(),
+        claims.len() - passed
+    );
+    out.push_str("| result | experiment | claim | measured | bound | statement |\n");
+    out.push_str("|---|---|---|---:|---|---|\n");
+    for c in claims {
+        let note = c
+            .note
+            .as_deref()
+            .map(|n| format!(" _({n})_"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "| {} | {} | `{}` | {} | {} | {}{} |",
+            if c.pass { "PASS" } else { "**FAIL**" },
+            c.experiment,
+            c.id,
+            sci(c.measured),
+            c.bound,
+            c.statement.replace('|', "\\|"),
+            note.replace('|', "\\|"),
+        );
+    }
+    out
+}

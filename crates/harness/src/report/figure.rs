@@ -1,0 +1,423 @@
+//! SVG figures like the paper's (SPEC section 3): ||A_Eperp|| (y) against ||A - A0|| (x), one
+//! thin translucent line per run and a thick median line per strategy, in two panels.
+//!
+//! Drawn with plotters' SVG backend into a string (no fonts needed: text is `<text>`).
+
+use super::aggregate::SummaryRow;
+use super::input::Experiment;
+use plotters::coord::Shift;
+use plotters::element::DashedPathElement;
+use plotters::prelude::*;
+
+/// How a median line is drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dash {
+    /// Continuous.
+    Solid,
+    /// Long dashes.
+    Dashed,
+    /// Dots.
+    Dotted,
+}
+
+/// One strategy's curves in a figure.
+#[derive(Debug, Clone)]
+pub struct StrategyCurves {
+    /// Legend label.
+    pub label: String,
+    /// Line colour.
+    pub color: RGBColor,
+    /// Dash pattern of the median line.
+    pub dash: Dash,
+    /// One (||A - A0||, ||A_Eperp||) polyline per run, in epoch order.
+    pub runs: Vec<Vec<(f64, f64)>>,
+    /// The median over runs of both coordinates, per epoch.
+    pub median: Vec<(f64, f64)>,
+}
+
+const GREEN: RGBColor = RGBColor(0, 140, 60);
+const BLUE: RGBColor = RGBColor(30, 90, 220);
+const RED: RGBColor = RGBColor(215, 40, 40);
+const PURPLE: RGBColor = RGBColor(150, 50, 170);
+const X_LABEL: &str = "||A - A0||  (distance from start)";
+const Y_LABEL: &str = "||A_Eperp||  (distance to E)";
+
+/// The curves of one strategy: per-run polylines (up to the first non-finite point) and the
+/// median line from the summary.
+pub fn strategy_curves(
+    exp: &Experiment,
+    summary: &[SummaryRow],
+    strategy: &str,
+    label: &str,
+    color: RGBColor,
+    dash: Dash,
+) -> StrategyCurves {
+    let runs = exp
+        .runs
+        .iter()
+        .filter_map(|r| r.metrics.get(strategy))
+        .map(|rows| {
+            rows.iter()
+                .map(|m| (m.dist_from_start, m.dist_to_e))
+                .take_while(|(x, y)| x.is_finite() && y.is_finite())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let median = summary
+        .iter()
+        .filter(|r| r.strategy == strategy)
+        .map(|r| (r.dist_from_start.median, r.dist_to_e.median))
+        .filter(|(x, y)| x.is_finite() && y.is_finite())
+        .collect();
+    StrategyCurves {
+        label: label.to_string(),
+        color,
+        dash,
+        runs,
+        median,
+    }
+}
+
+/// The three main strategies in the paper's styles (equivariant green solid, augmented blue
+/// dashed, nominal red dotted), those present.
+pub fn main_curves(exp: &Experiment, summary: &[SummaryRow]) -> Vec<StrategyCurves> {
+    [
+        ("equivariant", GREEN, Dash::Solid),
+        ("augmented", BLUE, Dash::Dashed),
+        ("nominal", RED, Dash::Dotted),
+    ]
+    .into_iter()
+    .filter_map(|(kind, color, dash)| {
+        let name = exp.main_strategy(kind)?;
+        Some(strategy_curves(exp, summary, name, name, color, dash))
+    })
+    .collect()
+}
+
+/// Error of drawing, as text (plotters' error types are generic over the backend).
+type DrawResult<T = ()> = Result<T, String>;
+
+fn de<E: std::fmt::Display>(e: E) -> String {
+    e.to_string()
+}
+
+/// Tick label: `0`, or scientific with at most 2 significant digits and no trailing `.0`.
+fn tick(v: f64, range: f64) -> String {
+    if v.abs() <= range * 1e-9 {
+        return "0".into();
+    }
+    let s = format!("{v:.1e}");
+    match s.split_once('e') {
+        Some((mant, exp)) => format!("{}e{exp}", mant.trim_end_matches(".0")),
+        None => s,
+    }
+}
+
+/// Upper end of an axis showing values up to `max`: a little headroom, never empty.
+fn axis_max(max: f64) -> f64 {
+    if max.is_finite() && max > 0.0 {
+        max * 1.05
+    } else {
+        1.0
+    }
+}
+
+fn max_of<'a>(points: impl Iterator<Item = &'a (f64, f64)>, coord: fn(&(f64, f64)) -> f64) -> f64 {
+    points
+        .map(coord)
+        .filter(|v| v.is_finite())
+        .fold(0.0, f64::max)
+}
+
+fn all_points(curves: &[StrategyCurves]) -> impl Iterator<Item = &(f64, f64)> {
+    curves
+        .iter()
+        .flat_map(|c| c.runs.iter().flatten().chain(c.median.iter()))
+}
+
+/// Clips a polyline to the box [0, x_max] x [0, y_max] (Liang-Barsky per segment), returning
+/// the visible pieces. plotters does not clip series to the plotting area.
+pub fn clip_polyline(points: &[(f64, f64)], x_max: f64, y_max: f64) -> Vec<Vec<(f64, f64)>> {
+    let inside = |(x, y): (f64, f64)| (0.0..=x_max).contains(&x) && (0.0..=y_max).contains(&y);
+    let mut pieces: Vec<Vec<(f64, f64)>> = Vec::new();
+    let mut current: Vec<(f64, f64)> = Vec::new();
+    if points.len() == 1 && inside(points[0]) {
+        return vec![points.to_vec()];
+    }
+    for w in points.windows(2) {
+        let (p, q) = (w[0], w[1]);
+        let (dx, dy) = (q.0 - p.0, q.1 - p.1);
+        let (mut t0, mut t1) = (0.0f64, 1.0f64);
+        let mut visible = true;
+        for (pk, qk) in [(-dx, p.0), (dx, x_max - p.0), (-dy, p.1), (dy, y_max - p.1)] {
+            if pk == 0.0 {
+                if qk < 0.0 {
+                    visible = false;
+                }
+            } else {
+                let t = qk / pk;
+                if pk < 0.0 {
+                    t0 = t0.max(t);
+                } else {
+                    t1 = t1.min(t);
+                }
+            }
+        }
+        if !visible || t0 > t1 {
+            if current.len() > 1 {
+                pieces.push(std::mem::take(&mut current));
+            }
+            current.clear();
+            continue;
+        }
+        let a = (p.0 + t0 * dx, p.1 + t0 * dy);
+        let b = (p.0 + t1 * dx, p.1 + t1 * dy);
+        if current.last() != Some(&a) {
+            if current.len() > 1 {
+                pieces.push(std::mem::take(&mut current));
+            }
+            current = vec![a];
+        }
+        current.push(b);
+        if t1 < 1.0 {
+            pieces.push(std::mem::take(&mut current));
+        }
+    }
+    if current.len() > 1 {
+        pieces.push(current);
+    }
+    pieces
+}
+
+fn median_style(c: &StrategyCurves) -> ShapeStyle {
+    c.color
+        .stroke_width(if c.dash == Dash::Dotted { 4 } else { 3 })
+}
+
+/// Draws a median-style line (solid, dashed or dotted) through backend or data points.
+fn draw_styled<DB, CT, P>(
+    area: &DrawingArea<DB, CT>,
+    points: Vec<P>,
+    curve: &StrategyCurves,
+) -> DrawResult
+where
+    DB: DrawingBackend,
+    CT: plotters::coord::CoordTranslate<From = P>,
+    P: Clone + 'static,
+{
+    let style = median_style(curve);
+    match curve.dash {
+        Dash::Solid => area.draw(&PathElement::new(points, style)).map_err(de),
+        Dash::Dashed => area
+            .draw(&DashedPathElement::new(points, 12, 7, style))
+            .map_err(de),
+        Dash::Dotted => area
+            .draw(&DashedPathElement::new(points, 3, 6, style))
+            .map_err(de),
+    }
+}
+
+/// One panel: axes, per-run lines, medians, in the box [0, x_max] x [0, y_max].
+fn draw_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    caption: &str,
+    curves: &[StrategyCurves],
+    x_max: f64,
+    y_max: f64,
+) -> DrawResult {
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 17))
+        .margin(12)
+        .margin_right(24)
+        .x_label_area_size(48)
+        .y_label_area_size(78)
+        .build_cartesian_2d(0.0..x_max, 0.0..y_max)
+        .map_err(de)?;
+    chart
+        .configure_mesh()
+        .x_desc(X_LABEL)
+        .y_desc(Y_LABEL)
+        .x_labels(7)
+        .y_labels(8)
+        .x_label_formatter(&|v| tick(*v, x_max))
+        .y_label_formatter(&|v| tick(*v, y_max))
+        .label_style(("sans-serif", 13))
+        .axis_desc_style(("sans-serif", 15))
+        .light_line_style(RGBColor(235, 235, 235))
+        .bold_line_style(RGBColor(215, 215, 215))
+        .draw()
+        .map_err(de)?;
+    let plot = chart.plotting_area();
+    for c in curves {
+        let thin = c.color.mix(0.3).stroke_width(1);
+        for run in &c.runs {
+            for piece in clip_polyline(run, x_max, y_max) {
+                plot.draw(&PathElement::new(piece, thin)).map_err(de)?;
+            }
+        }
+    }
+    for c in curves {
+        for piece in clip_polyline(&c.median, x_max, y_max) {
+            draw_styled(plot, piece, c)?;
+        }
+    }
+    Ok(())
+}
+
+/// The legend strip: a line sample and a label per strategy, plus a note on the line kinds.
+fn draw_legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    curves: &[StrategyCurves],
+    runs: usize,
+) -> DrawResult {
+    let (w, h) = area.dim_in_pixel();
+    let y = h as i32 / 2;
+    let font = ("sans-serif", 15).into_font();
+    let note = format!("thin: each of {runs} runs; thick: median over runs");
+    let text_width = |t: &str| {
+        area.estimate_text_size(t, &font.clone().into_text_style(area))
+            .map(|(tw, _)| tw as i32)
+            .unwrap_or(8 * t.len() as i32)
+    };
+    let (sample, gap, sep) = (48, 8, 36);
+    let widths: Vec<i32> = curves
+        .iter()
+        .map(|c| sample + gap + text_width(&c.label) + sep)
+        .collect();
+    let total = widths.iter().sum::<i32>() + text_width(&note);
+    let mut x = ((w as i32 - total) / 2).max(10);
+    for (c, width) in curves.iter().zip(widths) {
+        draw_styled(area, vec![(x, y), (x + sample, y)], c)?;
+        area.draw(&Text::new(
+            c.label.clone(),
+            (x + sample + gap, y - 8),
+            font.clone().color(&BLACK),
+        ))
+        .map_err(de)?;
+        x += width;
+    }
+    area.draw(&Text::new(
+        note,
+        (x, y - 8),
+        font.color(&RGBColor(90, 90, 90)),
+    ))
+    .map_err(de)
+}
+
+fn layout<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    curves: &[StrategyCurves],
+    runs: usize,
+) -> DrawResult<(DrawingArea<DB, Shift>, DrawingArea<DB, Shift>)> {
+    root.fill(&WHITE).map_err(de)?;
+    let body = root.titled(title, ("sans-serif", 20)).map_err(de)?;
+    let (legend, panels) = body.split_vertically(34);
+    draw_legend(&legend, curves, runs)?;
+    let (left, right) = panels.split_horizontally(panels.dim_in_pixel().0 / 2);
+    Ok((left, right))
+}
+
+fn figure_title(exp: &Experiment) -> String {
+    let mut t = exp.id.clone();
+    if let Some(title) = &exp.meta.title {
+        t.push_str(": ");
+        t.push_str(title);
+    }
+    if let Some(p) = &exp.meta.profile {
+        t.push_str(&format!("  (profile {p}"));
+        t.push_str(&format!(", {} runs)", exp.runs.len()));
+    } else {
+        t.push_str(&format!("  ({} runs)", exp.runs.len()));
+    }
+    t
+}
+
+/// Size of the figures in pixels.
+pub const FIGURE_SIZE: (u32, u32) = (1400, 620);
+
+/// The main figure: left panel all three strategies, right panel the same curves with the
+/// y-range zoomed to 1.5 x the maximum of the augmented median (SPEC section 3).
+pub fn main_figure(exp: &Experiment, summary: &[SummaryRow]) -> DrawResult<String> {
+    let curves = main_curves(exp, summary);
+    let x_max = axis_max(max_of(all_points(&curves), |p| p.0));
+    let y_max = axis_max(max_of(all_points(&curves), |p| p.1));
+    let aug_max = curves
+        .iter()
+        .find(|c| c.dash == Dash::Dashed)
+        .map(|c| max_of(c.median.iter(), |p| p.1))
+        .unwrap_or(0.0);
+    let (y_zoom, zoom_caption) = if aug_max > 0.0 && aug_max.is_finite() {
+        (
+            1.5 * aug_max,
+            "zoom on augmented: y up to 1.5 x its max median".to_string(),
+        )
+    } else {
+        (y_max, "zoom: no augmented curve to zoom on".to_string())
+    };
+
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, FIGURE_SIZE).into_drawing_area();
+        let (left, right) = layout(&root, &figure_title(exp), &curves, exp.runs.len())?;
+        draw_panel(&left, "all strategies", &curves, x_max, y_max)?;
+        draw_panel(&right, &zoom_caption, &curves, x_max, y_zoom)?;
+        root.present().map_err(de)?;
+    }
+    Ok(svg)
+}
+
+/// The sampling comparison (SPEC section 7): uniform augmented (left) against the authors'
+/// non-uniform `reference` sampling (right), on the same axes. `None` without a reference
+/// strategy.
+pub fn reference_figure(exp: &Experiment, summary: &[SummaryRow]) -> DrawResult<Option<String>> {
+    let Some(reference) = exp.augmented_with_sampling("reference") else {
+        return Ok(None);
+    };
+    let mut curves = Vec::new();
+    if let Some(uniform) = exp.main_strategy("augmented") {
+        curves.push(strategy_curves(
+            exp,
+            summary,
+            uniform,
+            &format!("{uniform} (uniform)"),
+            BLUE,
+            Dash::Dashed,
+        ));
+    }
+    curves.push(strategy_curves(
+        exp,
+        summary,
+        reference,
+        &format!("{reference} (reference sampling)"),
+        PURPLE,
+        Dash::Dashed,
+    ));
+    let x_max = axis_max(max_of(all_points(&curves), |p| p.0));
+    let y_max = axis_max(max_of(all_points(&curves), |p| p.1));
+
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, FIGURE_SIZE).into_drawing_area();
+        let title = format!(
+            "{}: uniform vs reference rotation/shift sampling",
+            figure_title(exp)
+        );
+        let (left, right) = layout(&root, &title, &curves, exp.runs.len())?;
+        let (uniform, refc): (&[StrategyCurves], &[StrategyCurves]) = if curves.len() == 2 {
+            (&curves[..1], &curves[1..])
+        } else {
+            (&[], &curves[..])
+        };
+        draw_panel(
+            &left,
+            "uniform sampling on the group",
+            uniform,
+            x_max,
+            y_max,
+        )?;
+        draw_panel(&right, "reference (authors') sampling", refc, x_max, y_max)?;
+        root.present().map_err(de)?;
+    }
+    Ok(Some(svg))
+}

@@ -1,0 +1,274 @@
+//! `eqaug report DIR`: aggregates finished runs into tables, figures and checked claims.
+//!
+//! Input (written by the runner): `DIR/<experiment>/experiment.json` and
+//! `DIR/<experiment>/run-NNN/{metrics.csv, run.json}` (see [`input`]). Output, per experiment
+//! folder: `summary.csv` (median and quartiles over runs per epoch and strategy), `table.md`,
+//! `figure.svg` and, with an `augmented-reference` strategy, `reference.svg`; at `DIR` level:
+//! `claims.json`, `claims.md` and `report.md` (links to everything). An optional
+//! `DIR/worked_example.json` (an array of claims, measured elsewhere) is merged into the
+//! claims.
+
+pub mod aggregate;
+pub mod claims;
+pub mod figure;
+pub mod input;
+pub mod table;
+
+pub use claims::{Bound, Claim, CLAIMS};
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// Errors of the report, each naming the file involved.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// A file or folder could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A JSON file could not be parsed.
+    #[error("{}: malformed JSON: {source}", path.display())]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// The parser's error (with line and column).
+        source: serde_json::Error,
+    },
+    /// A CSV file could not be parsed.
+    #[error("{}: malformed CSV: {source}", path.display())]
+    Csv {
+        /// The file.
+        path: PathBuf,
+        /// The parser's error.
+        source: csv::Error,
+    },
+    /// A file parsed but its content is invalid.
+    #[error("{}: {message}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with the line where known.
+        message: String,
+    },
+    /// `DIR` holds no experiment folder.
+    #[error(
+        "{}: no experiment found (expected sub-folders holding an experiment.json)",
+        dir.display()
+    )]
+    NoExperiments {
+        /// The folder given to `report`.
+        dir: PathBuf,
+    },
+    /// A figure could not be drawn.
+    #[error("{}: cannot draw the figure: {message}", path.display())]
+    Figure {
+        /// The figure file.
+        path: PathBuf,
+        /// plotters' error.
+        message: String,
+    },
+}
+
+/// What `report` did.
+#[derive(Debug, Clone, Default)]
+pub struct ReportSummary {
+    /// Experiment ids found, in folder order.
+    pub experiments: Vec<String>,
+    /// All claims checked (including merged worked-example claims).
+    pub claims: Vec<Claim>,
+    /// Number of claims that pass.
+    pub claims_passed: usize,
+    /// Number of claims that fail.
+    pub claims_failed: usize,
+    /// Every file written.
+    pub files_written: Vec<PathBuf>,
+}
+
+/// Writes a file atomically (temporary name, then rename), recording it in `written`.
+fn write_file(path: &Path, contents: &str, written: &mut Vec<PathBuf>) -> Result<(), ReportError> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, contents).map_err(|e| input::io_err(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| input::io_err(path, e))?;
+    written.push(path.to_path_buf());
+    Ok(())
+}
+
+/// The report's part of one experiment, for `report.md`.
+struct ExperimentReport {
+    id: String,
+    folder: String,
+    title: Option<String>,
+    runs: usize,
+    files: Vec<(String, String)>,
+    figures: Vec<String>,
+}
+
+/// Aggregates every experiment under `dir` and writes tables, figures and claims.
+///
+/// Errors if `dir` is unreadable, holds no experiment folder, or an input file is malformed
+/// (the error names the file). Failed claims are not errors: they are reported in the
+/// summary and in `claims.md`.
+pub fn report(dir: &Path) -> Result<ReportSummary, ReportError> {
+    let folders = input::find_experiments(dir)?;
+    if folders.is_empty() {
+        return Err(ReportError::NoExperiments {
+            dir: dir.to_path_buf(),
+        });
+    }
+    let mut summary = ReportSummary::default();
+    let mut sections = Vec::new();
+    for folder in &folders {
+        let exp = input::load_experiment(folder)?;
+        let mut section = ExperimentReport {
+            id: exp.id.clone(),
+            folder: folder
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            title: exp.meta.title.clone(),
+            runs: exp.runs.len(),
+            files: Vec::new(),
+            figures: Vec::new(),
+        };
+        summary.experiments.push(exp.id.clone());
+        if !exp.runs.is_empty() {
+            let rows = aggregate::summarise(&exp);
+            let written = &mut summary.files_written;
+            write_file(
+                &folder.join("summary.csv"),
+                &aggregate::summary_csv(&rows),
+                written,
+            )?;
+            write_file(
+                &folder.join("table.md"),
+                &table::table_markdown(&exp, &rows),
+                written,
+            )?;
+            section.files.push(("table".into(), "table.md".into()));
+            section
+                .files
+                .push(("summary CSV".into(), "summary.csv".into()));
+
+            let path = folder.join("figure.svg");
+            let svg = figure::main_figure(&exp, &rows).map_err(|message| ReportError::Figure {
+                path: path.clone(),
+                message,
+            })?;
+            write_file(&path, &svg, written)?;
+            section.figures.push("figure.svg".into());
+
+            let path = folder.join("reference.svg");
+            let svg =
+                figure::reference_figure(&exp, &rows).map_err(|message| ReportError::Figure {
+                    path: path.clone(),
+                    message,
+                })?;
+            if let Some(svg) = svg {
+                write_file(&path, &svg, written)?;
+                section.figures.push("reference.svg".into());
+            }
+            summary.claims.extend(claims::check(&exp));
+        }
+        sections.push(section);
+    }
+
+    let worked = dir.join("worked_example.json");
+    if worked.is_file() {
+        let extra: Vec<Claim> = input::read_json(&worked)?;
+        summary.claims.extend(extra);
+    }
+    summary.claims_passed = summary.claims.iter().filter(|c| c.pass).count();
+    summary.claims_failed = summary.claims.len() - summary.claims_passed;
+
+    let json =
+        serde_json::to_string_pretty(&summary.claims).map_err(|source| ReportError::Json {
+            path: dir.join("claims.json"),
+            source,
+        })?;
+    write_file(
+        &dir.join("claims.json"),
+        &(json + "\n"),
+        &mut summary.files_written,
+    )?;
+    write_file(
+        &dir.join("claims.md"),
+        &claims::claims_markdown(&summary.claims),
+        &mut summary.files_written,
+    )?;
+    write_file(
+        &dir.join("report.md"),
+        &report_markdown(&sections, &summary),
+        &mut summary.files_written,
+    )?;
+    Ok(summary)
+}
+
+/// `report.md`: per experiment, relative links to its table and CSV and the figures inline.
+fn report_markdown(sections: &[ExperimentReport], summary: &ReportSummary) -> String {
+    let mut out = String::from("# eqaug report\n\n");
+    let _ = writeln!(
+        out,
+        "Claims: {} pass, {} fail: see [claims.md](claims.md) ([claims.json](claims.json)).\n",
+        summary.claims_passed, summary.claims_failed
+    );
+    for s in sections {
+        let _ = writeln!(
+            out,
+            "## {}{}\n",
+            s.id,
+            s.title
+                .as_deref()
+                .map(|t| format!(": {t}"))
+                .unwrap_or_default()
+        );
+        if s.runs == 0 {
+            let _ = writeln!(out, "No finished runs yet in `{}/`.\n", s.folder);
+            continue;
+        }
+        let links: Vec<String> = s
+            .files
+            .iter()
+            .map(|(label, file)| (label.as_str(), file.as_str()))
+            .chain(s.figures.iter().map(|f| (f.as_str(), f.as_str())))
+            .map(|(label, file)| format!("[{label}]({}/{file})", s.folder))
+            .collect();
+        let _ = writeln!(out, "{} runs. {}\n", s.runs, links.join(", "));
+        let failing: Vec<&Claim> = summary
+            .claims
+            .iter()
+            .filter(|c| c.experiment == s.id && !c.pass)
+            .collect();
+        let checked = summary
+            .claims
+            .iter()
+            .filter(|c| c.experiment == s.id)
+            .count();
+        let _ = writeln!(
+            out,
+            "Claims: {} of {checked} pass{}.\n",
+            checked - failing.len(),
+            if failing.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; failing: {}",
+                    failing
+                        .iter()
+                        .map(|c| format!("`{}`", c.id))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        );
+        for f in &s.figures {
+            let _ = writeln!(out, "![{} {f}]({}/{f})\n", s.id, s.folder);
+        }
+    }
+    out
+}

@@ -1,0 +1,129 @@
+//! `table.md`: medians and quartiles at a few epochs, one table per quantity, one column per
+//! strategy.
+
+use super::aggregate::{Quartiles, SummaryRow};
+use super::input::Experiment;
+use std::fmt::Write as _;
+
+/// Formats a number in scientific notation with 3 significant digits (`1.23e-4`); `NaN`,
+/// `inf` and `-inf` as such.
+pub fn sci(x: f64) -> String {
+    if x.is_nan() {
+        "NaN".into()
+    } else if x.is_infinite() {
+        if x > 0.0 { "inf" } else { "-inf" }.into()
+    } else if x == 0.0 {
+        "0".into()
+    } else {
+        format!("{x:.2e}")
+    }
+}
+
+/// The epochs shown in tables for an experiment whose last epoch is `last`: 0, 1, 5, 10, 25,
+/// 50 (and `last` if beyond 50) for paper-length runs; 0, 1 and about last/10, last/5,
+/// last/2, last for shorter ones.
+pub fn table_epochs(last: usize) -> Vec<usize> {
+    let mut e = if last >= 50 {
+        vec![0, 1, 5, 10, 25, 50, last]
+    } else {
+        let frac = |d: f64| (last as f64 / d).round() as usize;
+        vec![0, 1.min(last), frac(10.0), frac(5.0), frac(2.0), last]
+    };
+    e.sort_unstable();
+    e.dedup();
+    e
+}
+
+/// Picks one quantity of a summary row.
+type Getter = fn(&SummaryRow) -> &Quartiles;
+
+fn cell(q: Option<&Quartiles>) -> String {
+    match q {
+        None => "–".into(),
+        Some(q) if q.median.is_nan() => "NaN".into(),
+        Some(q) if q.q25 == q.q75 => sci(q.median),
+        Some(q) => format!("{} [{}, {}]", sci(q.median), sci(q.q25), sci(q.q75)),
+    }
+}
+
+/// Renders `table.md` for an experiment from its summary rows.
+pub fn table_markdown(exp: &Experiment, rows: &[SummaryRow]) -> String {
+    let mut out = String::new();
+    let m = &exp.meta;
+    let _ = writeln!(
+        out,
+        "# {}{}\n",
+        exp.id,
+        m.title
+            .as_deref()
+            .map(|t| format!(": {t}"))
+            .unwrap_or_default()
+    );
+    let mut facts = Vec::new();
+    if let Some(g) = &m.group {
+        facts.push(format!("group `{g}`"));
+    }
+    if let Some(p) = &m.profile {
+        facts.push(format!("profile `{p}`"));
+    }
+    facts.push(format!(
+        "precision {}",
+        m.precision.as_deref().unwrap_or("f32")
+    ));
+    facts.push(format!("{} finished runs", exp.runs.len()));
+    facts.push(format!("last epoch {}", exp.last_epoch()));
+    if let Some(w) = m.wall_seconds {
+        facts.push(format!("wall time {w:.1} s"));
+    }
+    let _ = writeln!(out, "{}.\n", facts.join(", "));
+    let _ = writeln!(
+        out,
+        "Cells: median over runs [first quartile, third quartile]. \
+         ||A - A0|| is the distance from the start, ||A_Eperp|| the distance to the \
+         equivariant subspace E (Frobenius norms over the group layers).\n"
+    );
+
+    let epochs = table_epochs(exp.last_epoch());
+    let quantities: [(&str, Getter); 3] = [
+        ("Loss", |r| &r.loss),
+        ("||A - A0||", |r| &r.dist_from_start),
+        ("||A_Eperp||", |r| &r.dist_to_e),
+    ];
+    for (title, get) in quantities {
+        let _ = writeln!(out, "## {title}\n");
+        let _ = writeln!(out, "| epoch | {} |", exp.strategies.join(" | "));
+        let _ = writeln!(out, "|---:|{}", "---|".repeat(exp.strategies.len()));
+        for &epoch in &epochs {
+            let cells: Vec<String> = exp
+                .strategies
+                .iter()
+                .map(|s| {
+                    cell(
+                        rows.iter()
+                            .find(|r| r.epoch == epoch && &r.strategy == s)
+                            .map(get),
+                    )
+                })
+                .collect();
+            let _ = writeln!(out, "| {epoch} | {} |", cells.join(" | "));
+        }
+        out.push('\n');
+    }
+
+    let failures: Vec<String> = exp
+        .runs
+        .iter()
+        .flat_map(|r| {
+            r.failed.iter().map(move |f| {
+                format!(
+                    "- run {}: `{}` failed at epoch {}: {}",
+                    r.index, f.strategy, f.epoch, f.error
+                )
+            })
+        })
+        .collect();
+    if !failures.is_empty() {
+        let _ = writeln!(out, "## Failed runs\n\n{}\n", failures.join("\n"));
+    }
+    out
+}
