@@ -20,6 +20,8 @@ enum Command {
     /// Export or describe the data sets.
     #[command(subcommand)]
     Data(cli::data::DataCommand),
+    /// Aggregate finished runs into tables, SVG figures and checked claims.
+    Report(cli::report::Args),
 }
 
 fn main() -> ExitCode {
@@ -27,6 +29,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Inspect(args) => cli::inspect::run(args),
         Command::Data(cmd) => cli::data::run(cmd),
+        Command::Report(args) => cli::report::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,6 +2,7 @@
 
 pub mod data;
 pub mod inspect;
+pub mod report;
 
 /// Errors of the command-line layer: a message for the user.
 pub type CliResult = Result<(), Box<dyn std::error::Error>>;

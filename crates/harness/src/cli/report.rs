@@ -1,0 +1,42 @@
+//! `eqaug report DIR`: tables, figures and checked claims from finished runs.
+
+use eqaug_harness::report::report;
+use std::path::PathBuf;
+
+/// Arguments of `eqaug report`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The results folder written by `eqaug run` (one sub-folder per experiment).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+}
+
+/// Runs `eqaug report`: writes the report and prints where, with a one-line claims summary
+/// and every failing claim. Failing claims are not an error; an unreadable or malformed DIR is.
+pub fn run(args: Args) -> super::CliResult {
+    let summary = report(&args.dir)?;
+    println!(
+        "report of {} experiment(s) [{}]: wrote {} files; see {}",
+        summary.experiments.len(),
+        summary.experiments.join(", "),
+        summary.files_written.len(),
+        args.dir.join("report.md").display()
+    );
+    for path in &summary.files_written {
+        println!("  {}", path.display());
+    }
+    println!(
+        "claims: {} passed, {} failed (of {}); see {}",
+        summary.claims_passed,
+        summary.claims_failed,
+        summary.claims.len(),
+        args.dir.join("claims.md").display()
+    );
+    for c in summary.claims.iter().filter(|c| !c.pass) {
+        println!(
+            "  FAIL {} {}: measured {:e}, bound {}",
+            c.experiment, c.id, c.measured, c.bound
+        );
+    }
+    Ok(())
+}
