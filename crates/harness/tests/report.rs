@@ -311,6 +311,18 @@ fn constructed_failures_fail_and_extra_strategies_are_reported() {
         "| epoch | nominal | augmented | equivariant | augmented-exact | augmented-reference |"
     ));
     assert!(table.contains("run 2: `nominal` failed at epoch 3: loss is NaN"));
+    // ||A - A0|| of nominal at epoch 5 from 2 runs (f = 4, 1): median 1.25e-2, q25 8.75e-3;
+    // augmented from 3 runs: 1e-2 [7.5e-3, 1.5e-2].
+    let row5 = table
+        .lines()
+        .filter(|l| l.starts_with("| 5 | "))
+        .nth(1)
+        .unwrap();
+    assert!(row5.starts_with("| 5 | 1.25e-2 [8.75e-3, "), "{row5}");
+    assert!(
+        row5.contains("] (n=2) | 1.00e-2 [7.50e-3, 1.50e-2] |"),
+        "{row5}"
+    );
     let report_md = fs::read_to_string(dir.path().join("report.md")).unwrap();
     for link in [
         "e3/table.md",

@@ -37,13 +37,24 @@ pub fn table_epochs(last: usize) -> Vec<usize> {
 /// Picks one quantity of a summary row.
 type Getter = fn(&SummaryRow) -> &Quartiles;
 
-fn cell(q: Option<&Quartiles>) -> String {
-    match q {
-        None => "–".into(),
-        Some(q) if q.median.is_nan() => "NaN".into(),
-        Some(q) if q.q25 == q.q75 => sci(q.median),
-        Some(q) => format!("{} [{}, {}]", sci(q.median), sci(q.q25), sci(q.q75)),
+/// A table cell: `median [q25, q75]`, with `(n=k)` when fewer than all `total` runs reached
+/// this epoch (the others diverged earlier).
+fn cell(row: Option<&SummaryRow>, get: Getter, total: usize) -> String {
+    let Some(row) = row else {
+        return "–".into();
+    };
+    let q = get(row);
+    let mut text = if q.median.is_nan() {
+        "NaN".into()
+    } else if q.q25 == q.q75 {
+        sci(q.median)
+    } else {
+        format!("{} [{}, {}]", sci(q.median), sci(q.q25), sci(q.q75))
+    };
+    if row.runs < total {
+        text.push_str(&format!(" (n={})", row.runs));
     }
+    text
 }
 
 /// Renders `table.md` for an experiment from its summary rows.
@@ -78,7 +89,8 @@ pub fn table_markdown(exp: &Experiment, rows: &[SummaryRow]) -> String {
     let _ = writeln!(out, "{}.\n", facts.join(", "));
     let _ = writeln!(
         out,
-        "Cells: median over runs [first quartile, third quartile]. \
+        "Cells: median over runs [first quartile, third quartile], (n=k) where only k runs \
+         reached the epoch. \
          ||A - A0|| is the distance from the start, ||A_Eperp|| the distance to the \
          equivariant subspace E (Frobenius norms over the group layers).\n"
     );
@@ -98,11 +110,8 @@ pub fn table_markdown(exp: &Experiment, rows: &[SummaryRow]) -> String {
                 .strategies
                 .iter()
                 .map(|s| {
-                    cell(
-                        rows.iter()
-                            .find(|r| r.epoch == epoch && &r.strategy == s)
-                            .map(get),
-                    )
+                    let row = rows.iter().find(|r| r.epoch == epoch && &r.strategy == s);
+                    cell(row, get, exp.runs.len())
                 })
                 .collect();
             let _ = writeln!(out, "| {epoch} | {} |", cells.join(" | "));
