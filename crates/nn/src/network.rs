@@ -589,6 +589,41 @@ impl<T: Real> Network<T> {
         T::from_f64_lossy(l)
     }
 
+    /// Checks the network's own equivariance on a chunk: the largest `|f(g x) - g f(x)|` over
+    /// the given group elements (all rows of the chunk transformed by the same `g`, so
+    /// per-mini-batch statistics transform with it), divided by `max |f(x)|`. Near round-off
+    /// (about 1e-15 in f64, 1e-6 in f32) when every group layer is in E; an invariant output
+    /// (trivial representation) is compared with `f(x)` itself. Allocates: a check, not a
+    /// hot path.
+    pub fn equivariance_error(
+        &self,
+        params: &Params<T>,
+        x: ArrayView2<'_, T>,
+        elements: &[eqaug_groups::Perm],
+        minibatch: usize,
+        ws: &mut Workspace<T>,
+    ) -> f64 {
+        let fx = self.forward(params, x, minibatch, ws).to_owned();
+        let scale = fx.iter().fold(0.0f64, |a, v| a.max(v.to_f64_exact().abs()));
+        let mut gx = x.to_owned();
+        let mut gfx = fx.clone();
+        let mut worst = 0.0f64;
+        for g in elements {
+            crate::act_on_rows(&self.group, self.input, g, x, gx.view_mut());
+            crate::act_on_rows(&self.group, self.output_rep(), g, fx.view(), gfx.view_mut());
+            let fgx = self.forward(params, gx.view(), minibatch, ws);
+            let e = fgx.iter().zip(gfx.iter()).fold(0.0f64, |a, (u, v)| {
+                a.max((u.to_f64_exact() - v.to_f64_exact()).abs())
+            });
+            worst = worst.max(e);
+        }
+        if scale > 0.0 {
+            worst / scale
+        } else {
+            worst
+        }
+    }
+
     fn forward_pass(
         &self,
         params: &Params<T>,

@@ -6,9 +6,7 @@
 mod common;
 
 use common::*;
-use eqaug_nn::{
-    act_on_rows, Group, Loss, Network, NetworkSpec, Normalisation, Params, Perm, Real, Rep,
-};
+use eqaug_nn::{Group, Loss, Network, NetworkSpec, Normalisation, Params, Perm, Real, Rep};
 use ndarray::Array2;
 use std::sync::Arc;
 
@@ -87,7 +85,7 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-/// Max over `elements` of `max |f(g x) - g f(x)|` divided by `max |f(x)|`.
+/// The network's own check, with a fresh workspace.
 fn equivariance_error<T: Real>(
     net: &Network<T>,
     p: &Params<T>,
@@ -95,23 +93,8 @@ fn equivariance_error<T: Real>(
     elements: &[Perm],
     minibatch: usize,
 ) -> f64 {
-    let group = net.group().clone();
     let mut ws = net.workspace(x.nrows());
-    let fx = net.forward(p, x.view(), minibatch, &mut ws).to_owned();
-    let scale = fx.iter().fold(0.0f64, |a, v| a.max(v.to_f64_exact().abs()));
-    let mut worst = 0.0f64;
-    for g in elements {
-        let mut gx = x.clone();
-        act_on_rows(&group, net.input_rep(), g, x.view(), gx.view_mut());
-        let fgx = net.forward(p, gx.view(), minibatch, &mut ws).to_owned();
-        let mut gfx = fx.clone();
-        act_on_rows(&group, net.output_rep(), g, fx.view(), gfx.view_mut());
-        let e = fgx.iter().zip(gfx.iter()).fold(0.0f64, |a, (u, v)| {
-            a.max((u.to_f64_exact() - v.to_f64_exact()).abs())
-        });
-        worst = worst.max(e);
-    }
-    worst / scale
+    net.equivariance_error(p, x.view(), elements, minibatch, &mut ws)
 }
 
 fn elements(group: &Group, seed: u64) -> Vec<Perm> {
