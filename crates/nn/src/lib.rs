@@ -14,6 +14,31 @@
 //!   20 chunks of 25.
 //! * Computing a gradient ([`Network::loss_and_grad`]) is separate from applying it
 //!   ([`Params::axpy`]): the training strategies differ exactly in between.
+//!
+//! ```
+//! use eqaug_nn::{Group, Loss, Network, NetworkSpec, Normalisation, Rep};
+//! use ndarray::Array2;
+//! use rand::SeedableRng;
+//!
+//! // E2 at a reduced size: 2-D translations of a 5 x 5 grid, 4 channels, 3 classes.
+//! let group = Group::builtin("trans2d", 5).unwrap();
+//! let spec = NetworkSpec::e2(5, 4, 3, Normalisation::Batch);
+//! let net = Network::<f32>::new(&spec, group, Rep::base(1), Loss::CrossEntropyOnProbabilities)
+//!     .unwrap();
+//! let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+//! let mut params = net.init_params(&mut rng); // group layers start in E
+//! assert!(params.distance_to_equivariant() < 1e-6);
+//!
+//! let x = Array2::<f32>::from_shape_fn((50, net.input_width()), |(i, j)| ((i * j) % 7) as f32 / 7.0);
+//! let mut t = Array2::<f32>::zeros((50, net.output_width()));
+//! t.column_mut(0).fill(1.0);
+//! let (mut grads, mut ws) = (net.zeros(), net.workspace(50));
+//! let loss_sum = net.loss_and_grad(&params, x.view(), t.view(), 25, &mut grads, &mut ws);
+//! grads.scale(1.0 / 50.0); // gradient of the mean loss
+//! grads.project_group_layers(); // the equivariant strategy's direction
+//! params.axpy(-1e-2, &grads); // one plain gradient step
+//! assert!(loss_sum.is_finite() && params.distance_to_equivariant() < 1e-6);
+//! ```
 #![warn(missing_docs)]
 
 mod error;
