@@ -15,6 +15,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run an experiment config: every (run, strategy), resumable and shardable.
+    Run(cli::run::Args),
+    /// List the experiment configs and their profiles.
+    List(cli::list::Args),
+    /// The worked instability example of SPEC section 1, as claims (JSON).
+    WorkedExample(cli::worked_example::Args),
     /// Describe a group: its order and the dimension of the equivariant layer spaces.
     Inspect(cli::inspect::Args),
     /// Export or describe the data sets.
@@ -27,6 +33,9 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run(args) => cli::run::run(args),
+        Command::List(args) => cli::list::run(args),
+        Command::WorkedExample(args) => cli::worked_example::run(args),
         Command::Inspect(args) => cli::inspect::run(args),
         Command::Data(cmd) => cli::data::run(cmd),
         Command::Report(args) => cli::report::run(args),

@@ -2,7 +2,10 @@
 
 pub mod data;
 pub mod inspect;
+pub mod list;
 pub mod report;
+pub mod run;
+pub mod worked_example;
 
 /// Errors of the command-line layer: a message for the user.
 pub type CliResult = Result<(), Box<dyn std::error::Error>>;

@@ -1,6 +1,6 @@
 //! `eqaug report DIR`: tables, figures and checked claims from finished runs.
 
-use eqaug_harness::report::report;
+use eqaug_harness::report::report_into;
 use std::path::PathBuf;
 
 /// Arguments of `eqaug report`.
@@ -9,18 +9,22 @@ pub struct Args {
     /// The results folder written by `eqaug run` (one sub-folder per experiment).
     #[arg(value_name = "DIR")]
     pub dir: PathBuf,
+    /// Where to write the report (default: DIR itself).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 /// Runs `eqaug report`: writes the report and prints where, with a one-line claims summary
 /// and every failing claim. Failing claims are not an error; an unreadable or malformed DIR is.
 pub fn run(args: Args) -> super::CliResult {
-    let summary = report(&args.dir)?;
+    let out = args.out.clone().unwrap_or_else(|| args.dir.clone());
+    let summary = report_into(&args.dir, &out)?;
     println!(
         "report of {} experiment(s) [{}]: wrote {} files; see {}",
         summary.experiments.len(),
         summary.experiments.join(", "),
         summary.files_written.len(),
-        args.dir.join("report.md").display()
+        out.join("report.md").display()
     );
     for path in &summary.files_written {
         println!("  {}", path.display());
@@ -30,7 +34,7 @@ pub fn run(args: Args) -> super::CliResult {
         summary.claims_passed,
         summary.claims_failed,
         summary.claims.len(),
-        args.dir.join("claims.md").display()
+        out.join("claims.md").display()
     );
     for c in summary.claims.iter().filter(|c| !c.pass) {
         println!(

@@ -115,6 +115,14 @@ struct ExperimentReport {
 /// (the error names the file). Failed claims are not errors: they are reported in the
 /// summary and in `claims.md`.
 pub fn report(dir: &Path) -> Result<ReportSummary, ReportError> {
+    report_into(dir, dir)
+}
+
+/// As [`report`], but writes everything under `out` (one sub-folder per experiment, mirroring
+/// `dir`), so that bulky run folders (checkpoints) and the report can live apart. Every run's
+/// metrics are also gathered into `<out>/<experiment>/runs.csv` (with a `run` column), so the
+/// report keeps the raw numbers behind its figures.
+pub fn report_into(dir: &Path, out: &Path) -> Result<ReportSummary, ReportError> {
     let folders = input::find_experiments(dir)?;
     if folders.is_empty() {
         return Err(ReportError::NoExperiments {
@@ -137,9 +145,18 @@ pub fn report(dir: &Path) -> Result<ReportSummary, ReportError> {
             figures: Vec::new(),
         };
         summary.experiments.push(exp.id.clone());
+        let folder = &out.join(&section.folder);
+        std::fs::create_dir_all(folder).map_err(|source| ReportError::Io {
+            path: folder.clone(),
+            source,
+        })?;
         if !exp.runs.is_empty() {
             let rows = aggregate::summarise(&exp);
             let written = &mut summary.files_written;
+            write_file(&folder.join("runs.csv"), &runs_csv(&exp)?, written)?;
+            section
+                .files
+                .push(("every run's metrics".into(), "runs.csv".into()));
             write_file(
                 &folder.join("summary.csv"),
                 &aggregate::summary_csv(&rows),
@@ -178,7 +195,11 @@ pub fn report(dir: &Path) -> Result<ReportSummary, ReportError> {
         sections.push(section);
     }
 
-    let worked = dir.join("worked_example.json");
+    let worked = [out, dir]
+        .iter()
+        .map(|d| d.join("worked_example.json"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| dir.join("worked_example.json"));
     if worked.is_file() {
         let extra: Vec<Claim> = input::read_json(&worked)?;
         summary.claims.extend(extra);
@@ -188,25 +209,46 @@ pub fn report(dir: &Path) -> Result<ReportSummary, ReportError> {
 
     let json =
         serde_json::to_string_pretty(&summary.claims).map_err(|source| ReportError::Json {
-            path: dir.join("claims.json"),
+            path: out.join("claims.json"),
             source,
         })?;
     write_file(
-        &dir.join("claims.json"),
+        &out.join("claims.json"),
         &(json + "\n"),
         &mut summary.files_written,
     )?;
     write_file(
-        &dir.join("claims.md"),
+        &out.join("claims.md"),
         &claims::claims_markdown(&summary.claims),
         &mut summary.files_written,
     )?;
     write_file(
-        &dir.join("report.md"),
+        &out.join("report.md"),
         &report_markdown(&sections, &summary),
         &mut summary.files_written,
     )?;
     Ok(summary)
+}
+
+/// Every run's `metrics.csv` in one table, with the run index as the first column.
+fn runs_csv(exp: &input::Experiment) -> Result<String, ReportError> {
+    let mut out = String::new();
+    for run in &exp.runs {
+        let path = run.dir.join("metrics.csv");
+        let text = std::fs::read_to_string(&path).map_err(|source| ReportError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let mut lines = text.lines();
+        let header = lines.next().unwrap_or_default();
+        if out.is_empty() {
+            let _ = writeln!(out, "run,{header}");
+        }
+        for l in lines.filter(|l| !l.is_empty()) {
+            let _ = writeln!(out, "{},{l}", run.index);
+        }
+    }
+    Ok(out)
 }
 
 /// `report.md`: per experiment, relative links to its table and CSV and the figures inline.

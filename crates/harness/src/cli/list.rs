@@ -1,0 +1,40 @@
+//! `eqaug list`: the experiment configs and their profiles.
+
+use eqaug_harness::config;
+use std::path::PathBuf;
+
+/// Arguments of `eqaug list`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Folder of experiment configs.
+    #[arg(default_value = "experiments")]
+    pub dir: PathBuf,
+}
+
+/// Runs `eqaug list`.
+pub fn run(args: Args) -> super::CliResult {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&args.dir)
+        .map_err(|e| format!("{}: {e}", args.dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    for f in files {
+        for profile in config::profiles(&f)? {
+            for exp in config::load(&f, &profile)? {
+                println!(
+                    "{:<28} {:<8} {:<14} group {:<10} runs {:>3} epochs {:>3} data {:>5}  {}",
+                    f.display(),
+                    profile,
+                    exp.name,
+                    exp.group,
+                    exp.protocol.runs,
+                    exp.protocol.epochs,
+                    exp.data.count,
+                    exp.note
+                );
+            }
+        }
+    }
+    Ok(())
+}

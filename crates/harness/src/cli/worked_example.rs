@@ -1,0 +1,26 @@
+//! `eqaug worked-example`: the instability example of SPEC section 1, as claims.
+
+use std::path::PathBuf;
+
+/// Arguments of `eqaug worked-example`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Write the claims as JSON here (e.g. reports/worked_example.json) instead of stdout.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// Runs `eqaug worked-example`.
+pub fn run(args: Args) -> super::CliResult {
+    let w = eqaug_dynamics::worked_example::run()?;
+    let claims = eqaug_harness::worked_example_claims(&w);
+    let text = serde_json::to_string_pretty(&claims)?;
+    match args.out {
+        Some(p) => {
+            std::fs::write(&p, text).map_err(|e| format!("{}: {e}", p.display()))?;
+            eprintln!("wrote {}", p.display());
+        }
+        None => println!("{text}"),
+    }
+    Ok(())
+}

@@ -1,0 +1,638 @@
+//! Experiment configs: `experiments/*.toml`, with profiles (`paper`, `quick`, ...) that
+//! override parts of the base sections. Parsed strictly (unknown keys rejected) and validated
+//! into a checked [`Experiment`] before anything runs; every error names the file, the key and
+//! the reason.
+
+use eqaug_dynamics::{Protocol, Sampling, StrategyKind, StrategySpec};
+use eqaug_groups::{Group, ReferenceTask};
+use eqaug_nn::{Loss, NetworkSpec, Normalisation};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// A config problem, with the file and the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("{file}: cannot read: {source}")]
+    Io {
+        /// The config file.
+        file: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// TOML syntax error, unknown key, wrong type.
+    #[error("{file}{profile}: {message}")]
+    Parse {
+        /// The config file.
+        file: PathBuf,
+        /// ` (profile P)` when the error arose after applying a profile.
+        profile: String,
+        /// toml's message (names the key and, for the base sections, the line).
+        message: String,
+    },
+    /// A value out of range or inconsistent.
+    #[error("{file}{profile}: key `{key}`: {reason}")]
+    Invalid {
+        /// The config file.
+        file: PathBuf,
+        /// ` (profile P)` when a profile was applied.
+        profile: String,
+        /// The dotted key, e.g. `protocol.learning_rate`.
+        key: String,
+        /// Why it is rejected.
+        reason: String,
+    },
+    /// The requested profile does not exist.
+    #[error("{file}: no profile `{profile}` (the file defines: {available})")]
+    NoProfile {
+        /// The config file.
+        file: PathBuf,
+        /// The requested profile.
+        profile: String,
+        /// The profiles defined.
+        available: String,
+    },
+}
+
+/// The whole file, as written.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentFile {
+    /// `[experiment]`: what it is and which group(s).
+    pub experiment: ExperimentSection,
+    /// `[data]`.
+    pub data: DataSection,
+    /// `[network]`.
+    pub network: NetworkSection,
+    /// `[protocol]`.
+    pub protocol: ProtocolSection,
+    /// `[[strategies]]`.
+    pub strategies: Vec<StrategySection>,
+    /// `[profiles.NAME]`: partial copies of the sections above, merged over them, plus `note`.
+    #[serde(default)]
+    pub profiles: BTreeMap<String, toml::Table>,
+}
+
+/// `[experiment]`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentSection {
+    /// Short id used for output folders (`e1`, `e3`, `my-experiment`).
+    pub id: String,
+    /// Human-readable title for reports.
+    pub title: String,
+    /// One group, or several (the experiment then runs once per group, in folders
+    /// `<id>-<group>`): perm, trans2d, trans1d, rot, rototrans, swap, trivial, or a name from
+    /// `[experiment.user_groups]`.
+    pub groups: Vec<String>,
+    /// Grid side or node count.
+    pub size: usize,
+    /// User-defined groups by name: permutation generators of the base points
+    /// (`n*n` for an `n x n` grid), each a list of images.
+    #[serde(default)]
+    pub user_groups: BTreeMap<String, Vec<Vec<u32>>>,
+}
+
+/// Which data set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DatasetKind {
+    /// Stochastic block model graphs (E1).
+    Sbm,
+    /// MNIST resized to 14 x 14 (E2, E4).
+    Mnist14,
+    /// Synthetic triangles and pentagons with masks (E3).
+    Shapes,
+}
+
+/// `[data]`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSection {
+    /// The data set.
+    pub dataset: DatasetKind,
+    /// Number of samples.
+    pub count: usize,
+    /// Seed of the data generator (graphs, shapes). The data are the same for every run.
+    #[serde(default)]
+    pub seed: u64,
+    /// Added to every input value (the paper's "minus 0.5" for graphs and MNIST).
+    #[serde(default)]
+    pub input_offset: f64,
+    /// MNIST: a folder of standard IDX files to use instead of the shipped subset.
+    #[serde(default)]
+    pub mnist_dir: Option<PathBuf>,
+    /// SBM: intra-cluster edge probability (0.5).
+    #[serde(default)]
+    pub p_intra: Option<f64>,
+    /// SBM: inter-cluster edge probability (0.05).
+    #[serde(default)]
+    pub p_inter: Option<f64>,
+}
+
+/// The built-in networks of SPEC section 4.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Preset {
+    /// E1: `channels = [c1, c2, head]` (paper `[32, 64, 32]`).
+    E1,
+    /// E2/E4: `channels = [c]` (paper `[32]`), 10 classes.
+    E2,
+    /// E3: `channels = [c1, c2, c3]` (paper `[32, 32, 16]`).
+    E3,
+}
+
+/// `[network]`: a preset with its channel counts, or an explicit layer list.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSection {
+    /// A built-in network (or leave out and give `layers`).
+    #[serde(default)]
+    pub preset: Option<Preset>,
+    /// Channel counts of the preset.
+    #[serde(default)]
+    pub channels: Vec<usize>,
+    /// Batch normalisation (v1, the paper's main text) or layer normalisation (later versions).
+    #[serde(default)]
+    pub normalisation: Normalisation,
+    /// The loss.
+    pub loss: Loss,
+    /// An explicit network (eqaug-nn's `LayerSpec`s) instead of a preset.
+    #[serde(default)]
+    pub layers: Option<Vec<eqaug_nn::LayerSpec>>,
+}
+
+/// Floating-point precision of a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    /// Single precision (the paper's).
+    #[default]
+    F32,
+    /// Double precision (to tell round-off from sampling noise).
+    F64,
+}
+
+impl Precision {
+    /// `f32` or `f64`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::F64 => "f64",
+        }
+    }
+}
+
+/// `[protocol]`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProtocolSection {
+    /// Epochs (full-batch gradient steps).
+    pub epochs: usize,
+    /// Learning rate.
+    pub learning_rate: f64,
+    /// Mini-batch size.
+    pub minibatch: usize,
+    /// Rows per chunk through the network (whole mini-batches; larger = faster GEMMs).
+    #[serde(default = "default_chunk")]
+    pub chunk_rows: usize,
+    /// Independent runs (different initialisations and augmentation draws).
+    pub runs: usize,
+    /// Base seed: run `k` uses seed `seed + k`.
+    #[serde(default)]
+    pub seed: u64,
+    /// Default precision of the strategies.
+    #[serde(default)]
+    pub precision: Precision,
+    /// Epochs at which to save the parameters of every strategy (default: the last).
+    #[serde(default)]
+    pub checkpoints: Option<Vec<usize>>,
+    /// Runs trained at the same time (each with single-threaded GEMMs); 1 = one run at a
+    /// time with all cores in every GEMM, best for large layers.
+    #[serde(default = "one")]
+    pub parallel_runs: usize,
+    /// The authors' distribution that `sampling = "reference"` reproduces.
+    #[serde(default = "default_task")]
+    pub reference_task: ReferenceTaskName,
+}
+
+/// Serde mirror of [`ReferenceTask`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReferenceTaskName {
+    /// Rotations 0/90/180 with probabilities 0.4/0.4/0.2.
+    Classification,
+    /// Rotations 0/180 with probabilities 0.4/0.6.
+    Segmentation,
+}
+
+fn default_chunk() -> usize {
+    500
+}
+fn one() -> usize {
+    1
+}
+fn default_task() -> ReferenceTaskName {
+    ReferenceTaskName::Classification
+}
+fn default_passes() -> usize {
+    25
+}
+
+/// `[[strategies]]`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StrategySection {
+    /// Name in metrics and reports (`nominal`, `augmented`, `equivariant`, ...).
+    pub name: String,
+    /// nominal, augmented or equivariant.
+    pub kind: StrategyKind,
+    /// Augmented only: per-batch (default), per-sample, exact, reference.
+    #[serde(default)]
+    pub sampling: Sampling,
+    /// Augmented only: passes per epoch (default 25; the exact mode makes one per element).
+    #[serde(default = "default_passes")]
+    pub passes: usize,
+    /// Overrides the protocol's precision for this strategy.
+    #[serde(default)]
+    pub precision: Option<Precision>,
+}
+
+/// A validated experiment for one group and one profile: everything a run needs.
+#[derive(Clone, Debug, Serialize)]
+pub struct Experiment {
+    /// Output folder name: the id, or `<id>-<group>` for multi-group files.
+    pub name: String,
+    /// Title for reports.
+    pub title: String,
+    /// The profile applied.
+    pub profile: String,
+    /// What the profile changed (its `note`).
+    pub note: String,
+    /// The group's name.
+    pub group: String,
+    /// Grid side / node count.
+    pub size: usize,
+    /// User generators, when the group is user-defined.
+    pub user_generators: Option<Vec<Vec<u32>>>,
+    /// `[data]`.
+    pub data: DataSection,
+    /// The network.
+    pub network: NetworkSpec,
+    /// The loss.
+    pub loss: Loss,
+    /// `[protocol]`.
+    pub protocol: ProtocolSection,
+    /// The strategies with their precisions.
+    pub strategies: Vec<(StrategySpec, Precision)>,
+    /// The config file it came from.
+    pub file: PathBuf,
+    /// The merged config as TOML (recorded with every run).
+    pub resolved_toml: String,
+}
+
+impl Experiment {
+    /// The group, built.
+    pub fn build_group(&self) -> Result<std::sync::Arc<Group>, eqaug_groups::GroupError> {
+        match &self.user_generators {
+            Some(gens) => Group::new(eqaug_groups::GroupSpec::User {
+                name: self.group.clone(),
+                points: gens.first().map_or(self.size * self.size, Vec::len),
+                generators: gens.clone(),
+            }),
+            None => Group::builtin(&self.group, self.size),
+        }
+    }
+
+    /// The protocol for eqaug-dynamics.
+    pub fn dynamics_protocol(&self) -> Protocol {
+        Protocol {
+            epochs: self.protocol.epochs,
+            learning_rate: self.protocol.learning_rate,
+            minibatch: self.protocol.minibatch,
+            chunk_rows: self.protocol.chunk_rows,
+            reference_task: match self.protocol.reference_task {
+                ReferenceTaskName::Classification => ReferenceTask::Classification,
+                ReferenceTaskName::Segmentation => ReferenceTask::Segmentation,
+            },
+        }
+    }
+
+    /// Epochs at which parameters are saved.
+    pub fn checkpoint_epochs(&self) -> Vec<usize> {
+        self.protocol
+            .checkpoints
+            .clone()
+            .unwrap_or_else(|| vec![self.protocol.epochs])
+    }
+}
+
+/// Merges `over` into `base`: tables recursively, every other value replaced.
+fn merge(base: &mut toml::Table, over: &toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            _ => {
+                base.insert(k.clone(), v.clone());
+            }
+        }
+    }
+}
+
+/// Reads a config file and resolves one profile into validated experiments (one per group).
+pub fn load(file: &Path, profile: &str) -> Result<Vec<Experiment>, ConfigError> {
+    let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Io {
+        file: file.into(),
+        source,
+    })?;
+    parse(&text, file, profile)
+}
+
+/// The profiles a config file defines.
+pub fn profiles(file: &Path) -> Result<Vec<String>, ConfigError> {
+    let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Io {
+        file: file.into(),
+        source,
+    })?;
+    let parsed: ExperimentFile = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        file: file.into(),
+        profile: String::new(),
+        message: e.to_string(),
+    })?;
+    Ok(parsed.profiles.keys().cloned().collect())
+}
+
+/// Parses config text (`file` is used in messages) and resolves `profile`.
+pub fn parse(text: &str, file: &Path, profile: &str) -> Result<Vec<Experiment>, ConfigError> {
+    // First the file as written: errors in the base sections come with line numbers.
+    let base: ExperimentFile = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        file: file.into(),
+        profile: String::new(),
+        message: e.to_string(),
+    })?;
+    let Some(over) = base.profiles.get(profile) else {
+        return Err(ConfigError::NoProfile {
+            file: file.into(),
+            profile: profile.into(),
+            available: base.profiles.keys().cloned().collect::<Vec<_>>().join(", "),
+        });
+    };
+    let ptag = format!(" (profile {profile})");
+    let mut over = over.clone();
+    let note = match over.remove("note") {
+        Some(toml::Value::String(s)) => s,
+        Some(_) => {
+            return Err(invalid(
+                file,
+                &ptag,
+                &format!("profiles.{profile}.note"),
+                "must be a string",
+            ))
+        }
+        None => String::new(),
+    };
+    for k in over.keys() {
+        if !["experiment", "data", "network", "protocol", "strategies"].contains(&k.as_str()) {
+            return Err(invalid(
+                file,
+                &ptag,
+                &format!("profiles.{profile}.{k}"),
+                "unknown key: a profile may set note, experiment, data, network, protocol, strategies",
+            ));
+        }
+    }
+    let mut table: toml::Table = toml::from_str(text).expect("parsed above");
+    table.remove("profiles");
+    merge(&mut table, &over);
+    let resolved_toml = toml::to_string(&table).unwrap_or_default();
+    let merged: ExperimentFile =
+        toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse {
+                file: file.into(),
+                profile: ptag.clone(),
+                message: e.to_string(),
+            })?;
+    validate(merged, file, profile, &ptag, note, resolved_toml)
+}
+
+fn invalid(file: &Path, ptag: &str, key: &str, reason: &str) -> ConfigError {
+    ConfigError::Invalid {
+        file: file.into(),
+        profile: ptag.into(),
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+fn validate(
+    f: ExperimentFile,
+    file: &Path,
+    profile: &str,
+    ptag: &str,
+    note: String,
+    resolved_toml: String,
+) -> Result<Vec<Experiment>, ConfigError> {
+    let bad = |key: &str, reason: String| Err(invalid(file, ptag, key, &reason));
+    let p = &f.protocol;
+    if !(p.learning_rate.is_finite() && p.learning_rate > 0.0) {
+        return bad(
+            "protocol.learning_rate",
+            format!("must be positive, got {}", p.learning_rate),
+        );
+    }
+    if p.epochs == 0 {
+        return bad("protocol.epochs", "must be at least 1".into());
+    }
+    if p.runs == 0 {
+        return bad("protocol.runs", "must be at least 1".into());
+    }
+    if p.minibatch == 0 {
+        return bad("protocol.minibatch", "must be at least 1".into());
+    }
+    if p.chunk_rows < p.minibatch {
+        return bad(
+            "protocol.chunk_rows",
+            format!("must be at least the mini-batch size {}", p.minibatch),
+        );
+    }
+    if p.parallel_runs == 0 {
+        return bad("protocol.parallel_runs", "must be at least 1".into());
+    }
+    if let Some(c) = &p.checkpoints {
+        if let Some(e) = c.iter().find(|&&e| e > p.epochs) {
+            return bad(
+                "protocol.checkpoints",
+                format!("epoch {e} is after the last epoch {}", p.epochs),
+            );
+        }
+    }
+    if f.data.count < p.minibatch {
+        return bad(
+            "data.count",
+            format!(
+                "{} samples are fewer than one mini-batch of {}",
+                f.data.count, p.minibatch
+            ),
+        );
+    }
+    for (key, v) in [
+        ("data.p_intra", f.data.p_intra),
+        ("data.p_inter", f.data.p_inter),
+    ] {
+        if let Some(v) = v {
+            if !(0.0..=1.0).contains(&v) {
+                return bad(key, format!("a probability must be in [0, 1], got {v}"));
+            }
+        }
+    }
+    if f.data.dataset != DatasetKind::Sbm && (f.data.p_intra.is_some() || f.data.p_inter.is_some())
+    {
+        return bad(
+            "data.p_intra",
+            "only the sbm data set has edge probabilities".into(),
+        );
+    }
+    if f.experiment.groups.is_empty() {
+        return bad("experiment.groups", "give at least one group".into());
+    }
+    if f.experiment.id.is_empty()
+        || !f
+            .experiment
+            .id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return bad("experiment.id", "use letters, digits, - and _ only".into());
+    }
+    if f.strategies.is_empty() {
+        return bad("strategies", "give at least one strategy".into());
+    }
+    let mut names = std::collections::HashSet::new();
+    for (i, s) in f.strategies.iter().enumerate() {
+        if !names.insert(s.name.clone()) {
+            return bad(
+                &format!("strategies[{i}].name"),
+                format!("`{}` appears twice", s.name),
+            );
+        }
+        if s.kind == StrategyKind::Augmented && s.passes == 0 {
+            return bad(
+                &format!("strategies[{i}].passes"),
+                "must be at least 1".into(),
+            );
+        }
+    }
+    let n = f.experiment.size;
+    let (network, loss) = match (&f.network.preset, &f.network.layers) {
+        (Some(_), Some(_)) => {
+            return bad(
+                "network.layers",
+                "give either a preset or layers, not both".into(),
+            )
+        }
+        (None, None) => {
+            return bad(
+                "network.preset",
+                "give a preset (e1, e2, e3) or layers".into(),
+            )
+        }
+        (None, Some(layers)) => (
+            NetworkSpec {
+                layers: layers.clone(),
+            },
+            f.network.loss,
+        ),
+        (Some(preset), None) => {
+            let c = &f.network.channels;
+            let need = match preset {
+                Preset::E1 | Preset::E3 => 3,
+                Preset::E2 => 1,
+            };
+            if c.len() != need || c.contains(&0) {
+                return bad(
+                    "network.channels",
+                    format!("preset {preset:?} needs {need} positive channel counts, got {c:?}"),
+                );
+            }
+            let norm = f.network.normalisation;
+            let spec = match preset {
+                Preset::E1 => NetworkSpec::e1(n, c[0], c[1], c[2], norm),
+                Preset::E2 => NetworkSpec::e2(n, c[0], 10, norm),
+                Preset::E3 => NetworkSpec::e3(n, [c[0], c[1], c[2]], norm),
+            };
+            (spec, f.network.loss)
+        }
+    };
+    let multi = f.experiment.groups.len() > 1;
+    let mut out = Vec::new();
+    for gname in &f.experiment.groups {
+        let user = f.experiment.user_groups.get(gname).cloned();
+        let exp = Experiment {
+            name: if multi {
+                format!("{}-{gname}", f.experiment.id)
+            } else {
+                f.experiment.id.clone()
+            },
+            title: f.experiment.title.clone(),
+            profile: profile.into(),
+            note: note.clone(),
+            group: gname.clone(),
+            size: n,
+            user_generators: user,
+            data: f.data.clone(),
+            network: network.clone(),
+            loss,
+            protocol: f.protocol.clone(),
+            strategies: f
+                .strategies
+                .iter()
+                .map(|s| {
+                    (
+                        StrategySpec {
+                            name: s.name.clone(),
+                            kind: s.kind,
+                            sampling: s.sampling,
+                            passes: s.passes,
+                        },
+                        s.precision.unwrap_or(f.protocol.precision),
+                    )
+                })
+                .collect(),
+            file: file.into(),
+            resolved_toml: resolved_toml.clone(),
+        };
+        let group = exp
+            .build_group()
+            .map_err(|e| invalid(file, ptag, "experiment.groups", &e.to_string()))?;
+        for (i, (s, _)) in exp.strategies.iter().enumerate() {
+            if s.kind == StrategyKind::Augmented
+                && s.sampling == Sampling::Exact
+                && !group.is_enumerable()
+            {
+                return bad(
+                    &format!("strategies[{i}].sampling"),
+                    format!(
+                        "exact averaging needs an enumerable group; `{}` has order {}",
+                        group.name(),
+                        group.order()
+                    ),
+                );
+            }
+        }
+        let need = match f.data.dataset {
+            DatasetKind::Sbm if n % 2 == 1 => Some("an even node count (two equal clusters)"),
+            DatasetKind::Mnist14 if n != 14 => Some("14 (MNIST is resized to 14 x 14)"),
+            _ => None,
+        };
+        if let Some(need) = need {
+            return bad(
+                "experiment.size",
+                format!("{:?} data need {need}, got {n}", f.data.dataset),
+            );
+        }
+        out.push(exp);
+    }
+    Ok(out)
+}
