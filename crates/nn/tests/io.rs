@@ -189,3 +189,12 @@ fn construction_errors_name_the_layer() {
     assert_eq!(net.output_rep(), Rep::base(2));
     assert_eq!(net.output_width(), 2 * 196);
 }
+
+#[test]
+fn types_are_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Network<f32>>();
+    check::<Params<f64>>();
+    check::<eqaug_nn::Workspace<f32>>();
+    check::<NetworkSpec>();
+}
