@@ -274,7 +274,7 @@ fn constructed_failures_fail_and_extra_strategies_are_reported() {
     let summary = report::report(dir.path()).unwrap();
     let claims = claims_json(dir.path());
     // The exact-average strategy leaks 1e-3 relative: fails the f64 round-off bound.
-    let exact = claim(&claims, "e3", "exact-aug-in-E");
+    let exact = claim(&claims, "e3", "exact-aug-in-E-f64");
     assert_close(exact["measured"].as_f64().unwrap(), 1e-3);
     assert_eq!(exact["bound"], "<= 1e-12");
     assert_eq!(exact["pass"], false);

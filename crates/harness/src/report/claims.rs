@@ -177,18 +177,27 @@ pub const CLAIMS: &[ClaimDef] = &[
     },
     ClaimDef {
         id: "exact-aug-in-E",
-        statement: "With the exact full-orbit average, augmented training stays in E to \
-                    round-off (Corollary 1): ||A_Eperp|| / ||A - A0|| of the exact-average \
-                    strategy at the last epoch (median over runs; bound by its precision; \
-                    SPEC 5.2).",
-        bound: |exp| {
-            round_off_bound(
-                exp.augmented_with_sampling("exact")
-                    .map_or("f32", |s| exp.precision_of(s)),
-            )
-        },
+        statement: "With the exact full-orbit average, augmented training stays in E \
+                    (Corollary 1): ||A_Eperp|| / ||A - A0|| of the exact-average strategy in \
+                    f32 at the last epoch (median over runs). Its residual is the f32 round-off \
+                    of the gradient, an average of |G| passes whose terms cancel, so the bound is \
+                    looser than for the projected equivariant step (SPEC 5.2).",
+        bound: |_| Bound::AtMost(1e-3),
         measure: |exp| {
-            let exact = exp.augmented_with_sampling("exact")?;
+            let exact = exp.exact_in("f32")?;
+            Some(paired_at_last(exp, &[exact], |m| {
+                ratio(m[0].dist_to_e, m[0].dist_from_start)
+            }))
+        },
+    },
+    ClaimDef {
+        id: "exact-aug-in-E-f64",
+        statement: "In f64 the exact-average residual falls to f64 round-off: \
+                    ||A_Eperp|| / ||A - A0|| of the exact-average strategy in f64 at the last \
+                    epoch (median over runs; SPEC 5.2).",
+        bound: |_| round_off_bound("f64"),
+        measure: |exp| {
+            let exact = exp.exact_in("f64")?;
             Some(paired_at_last(exp, &[exact], |m| {
                 ratio(m[0].dist_to_e, m[0].dist_from_start)
             }))

@@ -194,6 +194,18 @@ impl Experiment {
             })
             .map(String::as_str)
     }
+
+    /// The exact-average augmented strategy run in `precision` (`f32` or `f64`).
+    pub fn exact_in(&self, precision: &str) -> Option<&str> {
+        self.strategies
+            .iter()
+            .find(|s| {
+                self.strategy_meta(s).is_some_and(|m| {
+                    m.kind == "augmented" && m.sampling.as_deref() == Some("exact")
+                }) && self.precision_of(s) == precision
+            })
+            .map(String::as_str)
+    }
 }
 
 pub(crate) fn io_err(path: &Path, source: std::io::Error) -> ReportError {
