@@ -196,8 +196,7 @@ fn unknown_profile_lists_the_available_ones() {
 
 #[test]
 fn a_user_defined_group_can_be_configured() {
-    // Z_2 flipping the columns of a 2 x 2 grid... on 6 x 6 graphs' adjacency entries we keep it
-    // simple: the transposition of entries (i,j) <-> (j,i) on 6 nodes (a user group of order 2).
+    // The transposition of adjacency entries (i,j) <-> (j,i) on 6 nodes: a user group of order 2.
     let n = 6usize;
     let transpose: Vec<String> = (0..n * n)
         .map(|s| ((s % n) * n + s / n).to_string())
@@ -214,4 +213,31 @@ fn a_user_defined_group_can_be_configured() {
     let e = parse(&text).unwrap();
     let g = e[0].build_group().unwrap();
     assert_eq!(g.order(), 2);
+}
+
+/// The user-group example of experiments/README.md parses, builds and runs.
+#[test]
+fn the_readme_example_runs() {
+    let readme = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments/README.md"),
+    )
+    .unwrap();
+    let start = readme
+        .find("```toml\n[experiment]\nid = \"my-transpose\"")
+        .expect("example");
+    let body = &readme[start + "```toml\n".len()..];
+    let text = &body[..body.find("```").unwrap()];
+    let exps = config::parse(text, Path::new("my-transpose.toml"), "quick").unwrap();
+    assert_eq!(exps[0].build_group().unwrap().order(), 2);
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = eqaug_harness::runner::RunOptions {
+        out: tmp.path().to_path_buf(),
+        runs: Some(1),
+        seed: None,
+        precision: None,
+        shard: None,
+    };
+    let s = eqaug_harness::runner::run_experiment(&exps[0], &opts).unwrap();
+    assert_eq!(s.finished, vec![0]);
+    assert!(s.failures.is_empty());
 }
