@@ -72,48 +72,8 @@ fn every_shipped_config_is_valid_in_every_profile() {
     }
 }
 
-const GOOD: &str = r#"
-[experiment]
-id = "tiny"
-title = "tiny"
-groups = ["perm"]
-size = 6
-
-[data]
-dataset = "sbm"
-count = 40
-seed = 1
-input_offset = -0.5
-
-[network]
-preset = "e1"
-channels = [2, 3, 2]
-loss = "bce"
-
-[protocol]
-epochs = 3
-learning_rate = 0.01
-minibatch = 10
-chunk_rows = 20
-runs = 4
-seed = 7
-
-[[strategies]]
-name = "nominal"
-kind = "nominal"
-
-[[strategies]]
-name = "augmented"
-kind = "augmented"
-passes = 2
-
-[[strategies]]
-name = "equivariant"
-kind = "equivariant"
-
-[profiles.quick]
-note = "tiny"
-"#;
+/// The tiny experiment shared by the harness tests.
+const GOOD: &str = include_str!("data/tiny.toml");
 
 fn parse(text: &str) -> Result<Vec<config::Experiment>, ConfigError> {
     config::parse(text, Path::new("bad.toml"), "quick")
@@ -149,7 +109,7 @@ fn unknown_keys_are_rejected_with_file_and_key() {
 
 #[test]
 fn out_of_range_values_are_rejected_with_the_reason() {
-    let m = err(&GOOD.replace("learning_rate = 0.01", "learning_rate = -0.01"));
+    let m = err(&GOOD.replace("learning_rate = 0.05", "learning_rate = -0.05"));
     assert!(
         m.contains("protocol.learning_rate") && m.contains("positive"),
         "{m}"

@@ -4,49 +4,8 @@ use eqaug_harness::config;
 use eqaug_harness::runner::{run_dir_name, run_experiment, RunOptions};
 use std::path::Path;
 
-const TINY: &str = r#"
-[experiment]
-id = "tiny"
-title = "tiny end-to-end experiment"
-groups = ["perm"]
-size = 6
-
-[data]
-dataset = "sbm"
-count = 40
-seed = 1
-input_offset = -0.5
-
-[network]
-preset = "e1"
-channels = [2, 3, 2]
-loss = "bce"
-
-[protocol]
-epochs = 3
-learning_rate = 0.05
-minibatch = 10
-chunk_rows = 20
-runs = 4
-seed = 7
-checkpoints = [0, 3]
-
-[[strategies]]
-name = "nominal"
-kind = "nominal"
-
-[[strategies]]
-name = "augmented"
-kind = "augmented"
-passes = 2
-
-[[strategies]]
-name = "equivariant"
-kind = "equivariant"
-
-[profiles.quick]
-note = "tiny"
-"#;
+/// The tiny experiment shared by the harness tests.
+const TINY: &str = include_str!("data/tiny.toml");
 
 fn opts(out: &Path) -> RunOptions {
     RunOptions {
