@@ -215,6 +215,11 @@ pub struct ProtocolSection {
     /// The authors' distribution that `sampling = "reference"` reproduces.
     #[serde(default = "default_task")]
     pub reference_task: ReferenceTaskName,
+    /// Held-out samples (beyond `data.count`) on which the empirical equivariance error
+    /// `|Phi(g x) - g Phi(x)|` of every strategy's final network is measured and written to
+    /// `run.json` (0 = off).
+    #[serde(default)]
+    pub held_out: usize,
 }
 
 /// Serde mirror of [`ReferenceTask`].

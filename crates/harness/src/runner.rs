@@ -13,6 +13,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -84,7 +85,8 @@ pub struct RunSummary {
     pub wall_seconds: f64,
 }
 
-/// Loads or generates the experiment's data, in f64, as eqaug-dynamics training data.
+/// Loads or generates the experiment's data, in f64, as eqaug-dynamics training data: the
+/// first `data.count` samples, followed by `protocol.held_out` more (see [`split_held_out`]).
 pub fn load_data(exp: &Experiment, group: &Group) -> Result<TrainData<f64>, RunError> {
     let err = |message: String| RunError::Data {
         experiment: exp.name.clone(),
@@ -95,7 +97,7 @@ pub fn load_data(exp: &Experiment, group: &Group) -> Result<TrainData<f64>, RunE
         DatasetKind::Sbm => {
             let mut p = eqaug_data::sbm::SbmParams {
                 nodes_per_cluster: exp.size / 2,
-                count: d.count,
+                count: d.count + exp.protocol.held_out,
                 ..Default::default()
             };
             if let Some(v) = d.p_intra {
@@ -124,7 +126,7 @@ pub fn load_data(exp: &Experiment, group: &Group) -> Result<TrainData<f64>, RunE
         DatasetKind::Shapes => {
             let p = eqaug_data::shapes::ShapesParams {
                 size: exp.size,
-                count: d.count,
+                count: d.count + exp.protocol.held_out,
                 ..Default::default()
             };
             eqaug_data::shapes::try_generate(&p, d.seed).map_err(|e| err(e.to_string()))?
@@ -159,6 +161,15 @@ pub fn load_data(exp: &Experiment, group: &Group) -> Result<TrainData<f64>, RunE
         input_rep: Rep::base(ds.channels),
         target_rep,
     })
+}
+
+/// Splits the last `held_out` rows off the data: `(training set, held-out inputs)`.
+pub fn split_held_out(mut d: TrainData<f64>, held_out: usize) -> (TrainData<f64>, Array2<f64>) {
+    let n = d.x.nrows() - held_out;
+    let held = d.x.slice(ndarray::s![n.., ..]).to_owned();
+    d.x = d.x.slice(ndarray::s![..n, ..]).to_owned();
+    d.targets = d.targets.slice(ndarray::s![..n, ..]).to_owned();
+    (d, held)
 }
 
 fn cast_data<T: Real>(d: &TrainData<f64>) -> TrainData<T> {
@@ -203,6 +214,8 @@ struct RunJson<'a> {
     failed: &'a [Failure],
     layers: &'a [String],
     checkpoints: Vec<usize>,
+    /// Per strategy: max and mean of |Phi(g x) - g Phi(x)| on the held-out samples at the end.
+    equivariance_error: BTreeMap<String, [f64; 2]>,
     eqaug_version: &'static str,
 }
 
@@ -246,7 +259,7 @@ pub fn run_experiment(exp: &Experiment, opts: &RunOptions) -> Result<RunSummary,
         }
     }
     let group = exp.build_group().map_err(|e| setup(e.to_string()))?;
-    let data64 = load_data(&exp, &group)?;
+    let (data64, held64) = split_held_out(load_data(&exp, &group)?, exp.protocol.held_out);
     let dir = opts.out.join(&exp.name);
     std::fs::create_dir_all(&dir).map_err(io(&dir))?;
     write_experiment_json(&exp, &dir)?;
@@ -303,6 +316,8 @@ pub fn run_experiment(exp: &Experiment, opts: &RunOptions) -> Result<RunSummary,
         data32: &data32,
         net64: &net64,
         net32: &net32,
+        held64: &held64,
+        held32: &held64.mapv(|v| v as f32),
         bar: &bar,
         terminal,
     };
@@ -376,6 +391,16 @@ fn write_experiment_json(exp: &Experiment, dir: &Path) -> Result<(), RunError> {
     write_atomic(&dir.join("experiment.json"), text.as_bytes())
 }
 
+/// What one run's strategies share while they train.
+struct RunState {
+    seed: u64,
+    protocol: eqaug_dynamics::Protocol,
+    tmp: PathBuf,
+    checkpoints: Vec<usize>,
+    ckpt_err: Option<RunError>,
+    eq_err: BTreeMap<String, [f64; 2]>,
+}
+
 struct RunCtx<'a> {
     exp: &'a Experiment,
     group: &'a Arc<Group>,
@@ -384,6 +409,8 @@ struct RunCtx<'a> {
     data32: &'a TrainData<f32>,
     net64: &'a Network<f64>,
     net32: &'a Network<f32>,
+    held64: &'a Array2<f64>,
+    held32: &'a Array2<f32>,
     bar: &'a ProgressBar,
     terminal: bool,
 }
@@ -403,46 +430,34 @@ impl RunCtx<'_> {
         // One A0 for every strategy, drawn in f64 (and rounded for f32 strategies).
         let a0_64 = self.net64.init_params(&mut ChaCha8Rng::seed_from_u64(seed));
         let a0_32: Params<f32> = a0_64.cast();
-        let protocol = exp.dynamics_protocol();
-        let checkpoints = exp.checkpoint_epochs();
         let mut metrics: Vec<EpochMetrics> = Vec::new();
         let mut failures = Vec::new();
         let mut layers = Vec::new();
         let mut strategy_seconds = Vec::new();
-        let mut ckpt_err: Option<RunError> = None;
+        let mut st = RunState {
+            seed,
+            protocol: exp.dynamics_protocol(),
+            tmp: tmp.clone(),
+            checkpoints: exp.checkpoint_epochs(),
+            ckpt_err: None,
+            eq_err: BTreeMap::new(),
+        };
         for (spec, precision) in &exp.strategies {
             let t0 = Instant::now();
-            let one = std::slice::from_ref(spec);
             self.bar.set_message(format!("run {run} {}", spec.name));
             let outcome = match precision {
-                Precision::F32 => self.train_one(
-                    self.net32,
-                    self.data32,
-                    &protocol,
-                    one,
-                    &a0_32,
-                    seed,
-                    &tmp,
-                    &checkpoints,
-                    &mut ckpt_err,
-                ),
-                Precision::F64 => self.train_one(
-                    self.net64,
-                    self.data64,
-                    &protocol,
-                    one,
-                    &a0_64,
-                    seed,
-                    &tmp,
-                    &checkpoints,
-                    &mut ckpt_err,
-                ),
+                Precision::F32 => {
+                    self.train_one(self.net32, self.data32, self.held32, &a0_32, spec, &mut st)
+                }
+                Precision::F64 => {
+                    self.train_one(self.net64, self.data64, self.held64, &a0_64, spec, &mut st)
+                }
             }
             .map_err(|e| RunError::Setup {
                 experiment: exp.name.clone(),
                 message: format!("run {run}, strategy {}: {e}", spec.name),
             })?;
-            if let Some(e) = ckpt_err.take() {
+            if let Some(e) = st.ckpt_err.take() {
                 return Err(e);
             }
             layers = outcome.layer_names;
@@ -462,7 +477,8 @@ impl RunCtx<'_> {
             strategy_seconds,
             failed: &failures,
             layers: &layers,
-            checkpoints,
+            checkpoints: st.checkpoints,
+            equivariance_error: st.eq_err,
             eqaug_version: env!("CARGO_PKG_VERSION"),
         };
         let text = serde_json::to_string_pretty(&rj).expect("serialises");
@@ -481,30 +497,52 @@ impl RunCtx<'_> {
         Ok((run, failures))
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Trains one strategy from `a0`, saving checkpoints and measuring the held-out
+    /// equivariance error at the last epoch.
     fn train_one<T: Real>(
         &self,
         net: &Network<T>,
         data: &TrainData<T>,
-        protocol: &eqaug_dynamics::Protocol,
-        strategies: &[StrategySpec],
+        held: &Array2<T>,
         a0: &Params<T>,
-        seed: u64,
-        tmp: &Path,
-        checkpoints: &[usize],
-        ckpt_err: &mut Option<RunError>,
+        spec: &StrategySpec,
+        st: &mut RunState,
     ) -> Result<eqaug_dynamics::RunOutcome, eqaug_dynamics::TrainError> {
         let bar = self.bar;
+        let last = st.protocol.epochs;
+        let RunState {
+            seed,
+            protocol,
+            tmp,
+            checkpoints,
+            ckpt_err,
+            eq_err,
+        } = st;
+        let seed = *seed;
         train(
             net,
             self.group.clone(),
             data,
             protocol,
-            strategies,
+            std::slice::from_ref(spec),
             a0,
             seed,
             &mut |m, params| {
                 bar.inc(1);
+                if m.epoch == last && held.nrows() > 0 {
+                    let mut rng = eqaug_dynamics::strategy_rng(seed, "equivariance-error");
+                    let e = eqaug_dynamics::equivariance_error(
+                        net,
+                        params,
+                        self.group,
+                        held.view(),
+                        data.input_rep,
+                        protocol.minibatch,
+                        8,
+                        &mut rng,
+                    );
+                    eq_err.insert(m.strategy.clone(), [e.max, e.mean]);
+                }
                 if checkpoints.contains(&m.epoch) && ckpt_err.is_none() {
                     let d = tmp
                         .join("checkpoints")

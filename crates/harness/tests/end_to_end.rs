@@ -46,6 +46,18 @@ fn interrupted_and_sharded_runs_give_the_same_metrics_and_the_report_checks_clai
         assert!(run0.join(f).exists(), "{f} missing");
     }
 
+    // The empirical equivariance error on held-out graphs: round-off in E, visible off E.
+    let rj: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run0.join("run.json")).unwrap()).unwrap();
+    let err = |s: &str| rj["equivariance_error"][s][0].as_f64().unwrap();
+    assert!(err("equivariant") < 1e-5, "{}", rj["equivariance_error"]);
+    assert!(err("nominal") > 1e-4, "{}", rj["equivariance_error"]);
+    assert!(
+        err("augmented") < err("nominal"),
+        "{}",
+        rj["equivariance_error"]
+    );
+
     // Interrupted: two runs finish, a third dies half-way (its temporary folder is left).
     let resumed = tmp.path().join("resumed");
     let mut o = opts(&resumed);

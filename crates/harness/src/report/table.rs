@@ -84,7 +84,7 @@ pub fn table_markdown(exp: &Experiment, rows: &[SummaryRow]) -> String {
     facts.push(format!("{} finished runs", exp.runs.len()));
     facts.push(format!("last epoch {}", exp.last_epoch()));
     if let Some(w) = m.wall_seconds {
-        facts.push(format!("wall time {w:.1} s"));
+        facts.push(format!("training time {w:.1} s summed over runs"));
     }
     let _ = writeln!(out, "{}.\n", facts.join(", "));
     let _ = writeln!(
