@@ -165,15 +165,17 @@ impl Projector {
         self.check(w).expect("project_in_place");
         let (s_out, s_in, cols) = (self.map.s_out(), self.map.s_in(), self.cols());
         let n_orb = self.map.n_orbits();
-        let inv: Vec<f64> = self.map.sizes().iter().map(|&c| 1.0 / c as f64).collect();
+        // Divide (not multiply by a reciprocal): a sum of c equal values divided by c gives the
+        // value back exactly, so layers already in E are fixed bit for bit.
+        let counts: Vec<f64> = self.map.sizes().iter().map(|&c| c as f64).collect();
         let orbit_of = self.map.orbit_of();
         w.par_chunks_mut(s_out * cols).for_each(|band| {
             let mut sums = vec![0.0f64; n_orb];
             let mut means = vec![T::zero(); n_orb];
             for ci in 0..self.rep_in.channels {
                 self.orbit_sums(band, ci, &mut sums);
-                for ((m, &s), &iv) in means.iter_mut().zip(&sums).zip(&inv) {
-                    *m = T::from_f64_lossy(s * iv);
+                for ((m, &s), &c) in means.iter_mut().zip(&sums).zip(&counts) {
+                    *m = T::from_f64_lossy(s / c);
                 }
                 for r in 0..s_out {
                     let row = &mut band[r * cols + ci * s_in..][..s_in];
@@ -209,7 +211,7 @@ impl Projector {
         self.check(w).expect("distance_to_equivariant");
         let (s_out, s_in, cols) = (self.map.s_out(), self.map.s_in(), self.cols());
         let n_orb = self.map.n_orbits();
-        let inv: Vec<f64> = self.map.sizes().iter().map(|&c| 1.0 / c as f64).collect();
+        let counts: Vec<f64> = self.map.sizes().iter().map(|&c| c as f64).collect();
         let orbit_of = self.map.orbit_of();
         let partial: Vec<f64> = w
             .par_chunks(s_out * cols)
@@ -218,8 +220,8 @@ impl Projector {
                 let mut acc = 0.0f64;
                 for ci in 0..self.rep_in.channels {
                     self.orbit_sums(band, ci, &mut sums);
-                    for (m, &iv) in sums.iter_mut().zip(&inv) {
-                        *m *= iv;
+                    for (m, &c) in sums.iter_mut().zip(&counts) {
+                        *m /= c;
                     }
                     for r in 0..s_out {
                         let row = &band[r * cols + ci * s_in..][..s_in];

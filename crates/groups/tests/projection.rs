@@ -65,6 +65,14 @@ fn projection_is_idempotent_and_self_adjoint() {
             for (x, y) in pa.iter().zip(&ppa) {
                 assert_abs_diff_eq!(x, y, epsilon = 1e-12);
             }
+            // In f32 (sums accumulated exactly in f64) layers in E are fixed bit for bit.
+            let a32: Vec<f32> = a.iter().map(|&x| x as f32).collect();
+            let pa32 = p.project(&a32);
+            assert!(
+                pa32 == p.project(&pa32),
+                "f32 projection not exactly idempotent"
+            );
+            assert_eq!(p.distance_to_equivariant(&pa32), 0.0);
             let pb = p.project(&b);
             let lhs = dot(&pa, &b);
             let rhs = dot(&a, &pb);
