@@ -9,11 +9,14 @@ use rand_chacha::ChaCha8Rng;
 use std::time::Duration;
 
 pub fn bench(c: &mut Criterion) {
+    if !crate::common::selected("projection/") {
+        return;
+    }
     let mut group = c.benchmark_group("projection");
     group
         .sample_size(10)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2));
+        .warm_up_time(Duration::from_millis(200))
+        .measurement_time(Duration::from_secs(1));
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     for (name, n) in [
         ("trans2d", 14),

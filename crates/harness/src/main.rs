@@ -40,11 +40,31 @@ fn main() -> ExitCode {
         Command::Data(cmd) => cli::data::run(cmd),
         Command::Report(args) => cli::report::run(args),
     };
+    if std::env::var_os("EQAUG_REPORT_PEAK_RSS").is_some() {
+        report_peak_rss();
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// With `EQAUG_REPORT_PEAK_RSS` set, prints the process's peak resident set size (`VmHWM` of
+/// /proc/self/status, Linux) to stderr as `eqaug: peak RSS <kB> kB` (read by `cargo xtask
+/// bench`).
+fn report_peak_rss() {
+    let hwm = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
+        });
+    match hwm {
+        Some(kb) => eprintln!("eqaug: peak RSS {kb} kB"),
+        None => eprintln!("eqaug: peak RSS unavailable (no /proc/self/status)"),
     }
 }

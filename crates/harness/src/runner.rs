@@ -427,9 +427,13 @@ impl RunCtx<'_> {
             std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
         }
         std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-        // One A0 for every strategy, drawn in f64 (and rounded for f32 strategies).
+        // One A0 for every strategy, drawn in f64 (and rounded for f32 strategies). The f64
+        // copy is kept only when an f64 strategy needs it (for E2/E3 it is twice the size of
+        // the f32 parameters).
         let a0_64 = self.net64.init_params(&mut ChaCha8Rng::seed_from_u64(seed));
         let a0_32: Params<f32> = a0_64.cast();
+        let needs_f64 = exp.strategies.iter().any(|(_, p)| *p == Precision::F64);
+        let a0_64 = needs_f64.then_some(a0_64);
         let mut metrics: Vec<EpochMetrics> = Vec::new();
         let mut failures = Vec::new();
         let mut layers = Vec::new();
@@ -449,9 +453,14 @@ impl RunCtx<'_> {
                 Precision::F32 => {
                     self.train_one(self.net32, self.data32, self.held32, &a0_32, spec, &mut st)
                 }
-                Precision::F64 => {
-                    self.train_one(self.net64, self.data64, self.held64, &a0_64, spec, &mut st)
-                }
+                Precision::F64 => self.train_one(
+                    self.net64,
+                    self.data64,
+                    self.held64,
+                    a0_64.as_ref().expect("kept for f64 strategies"),
+                    spec,
+                    &mut st,
+                ),
             }
             .map_err(|e| RunError::Setup {
                 experiment: exp.name.clone(),

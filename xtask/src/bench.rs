@@ -1,0 +1,362 @@
+//! `cargo xtask bench`: runs the criterion benches (which also record their own interleaved
+//! timings as JSON lines), measures the peak memory of paper-size E2 and E3 runs, and writes
+//! `reports/performance.md`.
+
+use crate::util::{build_eqaug, machine, root, run, today};
+use serde_json::Value;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Arguments of `cargo xtask bench`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Where to write the report.
+    #[arg(long, default_value = "reports/performance.md")]
+    out: PathBuf,
+    /// Skip the peak-memory runs (about 3 minutes).
+    #[arg(long)]
+    no_memory: bool,
+}
+
+/// Samples of the memory probes: one full chunk (500 rows), so activations are paper-size.
+const MEMORY_SAMPLES: usize = 500;
+
+pub fn run_bench(args: Args) -> Result<(), String> {
+    let root = root();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let json = target.join("eqaug-bench.jsonl");
+    let _ = std::fs::remove_file(&json);
+    let load_before = loadavg();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    run(Command::new(&cargo)
+        .current_dir(&root)
+        .args(["bench", "--bench", "eqaug"])
+        .env("EQAUG_BENCH_JSON", &json))?;
+    let text = std::fs::read_to_string(&json)
+        .map_err(|e| format!("the benches wrote no {}: {e}", json.display()))?;
+    let records: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).map_err(|e| format!("bad bench record {l}: {e}")))
+        .collect::<Result<_, _>>()?;
+    let memory = if args.no_memory {
+        Vec::new()
+    } else {
+        let bin = build_eqaug()?;
+        let probes = [
+            ("e2", &["nominal", "augmented", "equivariant"][..]),
+            ("e3", &["nominal", "augmented", "equivariant"][..]),
+            ("e3", &["augmented-exact-f64"][..]),
+        ];
+        let mut m = Vec::new();
+        for (exp, strategies) in probes {
+            let kb = peak_rss(&bin, &target, exp, strategies)?;
+            m.push((exp, strategies.join(", "), kb));
+        }
+        m
+    };
+    let load_after = loadavg();
+    let report = render(&records, &memory, &load_before, &load_after);
+    let out = root.join(&args.out);
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    std::fs::write(&out, report).map_err(|e| format!("{}: {e}", out.display()))?;
+    eprintln!("xtask: wrote {}", out.display());
+    Ok(())
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Peak RSS (kB) of `eqaug run` on the experiment's paper config restricted to `strategies`,
+/// with `MEMORY_SAMPLES` samples, 1 run and 1 epoch (the network and chunks at paper size).
+fn peak_rss(bin: &Path, target: &Path, exp: &str, strategies: &[&str]) -> Result<u64, String> {
+    let root = root();
+    let src = root.join("experiments").join(format!("{exp}.toml"));
+    let text = std::fs::read_to_string(&src).map_err(|e| format!("{}: {e}", src.display()))?;
+    // Keep the strategy blocks named in `strategies`; drop the profiles, add our own.
+    let mut out = String::new();
+    for (i, block) in text.split("\n[[strategies]]").enumerate() {
+        let block = block.split("\n[profiles.").next().unwrap_or("");
+        if i == 0 {
+            out.push_str(block);
+        } else if strategies
+            .iter()
+            .any(|s| block.contains(&format!("name = \"{s}\"")))
+        {
+            write!(out, "\n[[strategies]]{block}").expect("string");
+        }
+    }
+    write!(
+        out,
+        "\n[profiles.memory-probe]\nnote = \"peak memory probe\"\n\
+         data = {{ count = {MEMORY_SAMPLES} }}\nprotocol = {{ runs = 1, epochs = 1 }}\n"
+    )
+    .expect("string");
+    let dir = target.join("eqaug-memory-probe");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let config = dir.join(format!("{exp}.toml"));
+    std::fs::write(&config, out).map_err(|e| format!("{}: {e}", config.display()))?;
+    eprintln!("xtask: peak memory of {exp} ({})", strategies.join(", "));
+    let output = Command::new(bin)
+        .current_dir(&root)
+        .arg("run")
+        .arg(&config)
+        .args(["--profile", "memory-probe", "--out"])
+        .arg(dir.join("out"))
+        .env("EQAUG_REPORT_PEAK_RSS", "1")
+        .output()
+        .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() {
+        return Err(format!("eqaug run {exp} failed:\n{stderr}"));
+    }
+    stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("eqaug: peak RSS "))
+        .and_then(|l| l.trim_end_matches(" kB").trim().parse().ok())
+        .ok_or_else(|| format!("eqaug printed no peak RSS:\n{stderr}"))
+}
+
+fn f(v: &Value, k: &str) -> f64 {
+    v[k].as_f64().unwrap_or(f64::NAN)
+}
+
+fn find<'a>(records: &'a [Value], kind: &str, pred: impl Fn(&Value) -> bool) -> Vec<&'a Value> {
+    records
+        .iter()
+        .filter(|r| r["kind"] == kind && pred(r))
+        .collect()
+}
+
+fn epoch_secs(records: &[Value], exp: &str, strategy: &str) -> f64 {
+    find(records, "epoch", |r| {
+        r["experiment"] == exp && r["strategy"] == strategy
+    })
+    .first()
+    .map_or(f64::NAN, |r| f(r, "seconds"))
+}
+
+fn pass_ms(records: &[Value], exp: &str, chunk: u64) -> f64 {
+    find(records, "pass", |r| {
+        r["experiment"] == exp && r["chunk"] == chunk
+    })
+    .first()
+    .map_or(f64::NAN, |r| f(r, "ms_per_sample"))
+}
+
+fn hours(s: f64) -> String {
+    format!("{:.1} h", s / 3600.0)
+}
+
+fn render(records: &[Value], memory: &[(&str, String, u64)], before: &str, after: &str) -> String {
+    let mut o = String::new();
+    let w = &mut o;
+    let ceiling = find(records, "gemm", |_| true)
+        .first()
+        .map_or(f64::NAN, |r| f(r, "gflops"));
+    let _ = writeln!(w, "# Performance\n");
+    let _ = writeln!(
+        w,
+        "Written by `cargo xtask bench` on {} on {} (load average {before} before, {after} \
+         after). f32 throughout; matrixmultiply's threaded sgemm behind ndarray's \
+         `general_mat_mul` for every layer. Own timings: best of a few repetitions, each \
+         next to a 2048^3 GEMM so both see the same load (criterion's statistics are in \
+         `target/criterion`).\n",
+        today(),
+        machine()
+    );
+    let _ = writeln!(
+        w,
+        "## Training pass (forward + backward) per sample\n\nEffective GFLOP/s = 3 x 2 x \
+         multiply-adds of the linear layers per sample-pass / time. Ceiling: f32 GEMM 2048^3 \
+         through the same path, {ceiling:.1} GFLOP/s when first timed; each row is compared \
+         with the best GEMM timed interleaved with it.\n"
+    );
+    let _ = writeln!(
+        w,
+        "| network | chunk rows (mini-batch) | parameters | GFLOP per sample-pass | ms per \
+         sample-pass | GFLOP/s | GEMM GFLOP/s (same time) | % of ceiling | target |\n\
+         |---|---|---|---|---|---|---|---|---|"
+    );
+    for r in find(records, "pass", |_| true) {
+        let exp = r["experiment"].as_str().unwrap_or("?");
+        let pct = 100.0 * f(r, "gflops") / f(r, "gemm_gflops");
+        let chunk = r["chunk"].as_u64().unwrap_or(0);
+        let target = match (exp, chunk) {
+            ("e1", _) => ">= 60%",
+            (_, 500) => ">= 80%",
+            _ => "(info: one mini-batch per chunk)",
+        };
+        let _ = writeln!(
+            w,
+            "| {} paper | {} ({}) | {} | {:.4} | {:.3} | {:.1} | {:.1} | {:.0}% | {target} |",
+            exp.to_uppercase(),
+            chunk,
+            r["minibatch"],
+            r["params"],
+            f(r, "flops_per_sample") / 1e9,
+            f(r, "ms_per_sample"),
+            f(r, "gflops"),
+            f(r, "gemm_gflops"),
+            pct
+        );
+    }
+    let _ = writeln!(
+        w,
+        "\n## One epoch per strategy\n\nAn epoch as `train` runs it: the full-batch gradient \
+         (chunks of the config's size), the step, and the metrics. Targets: equivariant <= 1.1 \
+         x nominal, augmented (L = 25, one draw per mini-batch) <= 1.1 x L x nominal.\n"
+    );
+    let _ = writeln!(
+        w,
+        "| experiment | samples | strategy | s per epoch | / nominal | / (L x nominal) |\n\
+         |---|---|---|---|---|---|"
+    );
+    for r in find(records, "epoch", |_| true) {
+        let exp = r["experiment"].as_str().unwrap_or("?");
+        let nominal = epoch_secs(records, exp, "nominal");
+        let passes = f(r, "passes");
+        let _ = writeln!(
+            w,
+            "| {} | {} | {} | {:.3} | {:.3} | {} |",
+            r["label"].as_str().unwrap_or("?"),
+            r["samples"],
+            r["strategy"].as_str().unwrap_or("?"),
+            f(r, "seconds"),
+            f(r, "seconds") / nominal,
+            if passes > 1.0 {
+                format!("{:.3}", f(r, "seconds") / nominal / passes)
+            } else {
+                "-".into()
+            }
+        );
+    }
+    // Paper-size nominal epochs: E1 measured; E2 and E4 = 10 x the E2 epoch on 1000 samples;
+    // E3 = 3000 x the measured ms per sample-pass (chunk 500).
+    let e1 = epoch_secs(records, "e1", "nominal");
+    let e2 = 10.0 * epoch_secs(records, "e2", "nominal");
+    let e3 = 3000.0 * pass_ms(records, "e3", 500) / 1e3;
+    let nominal_of = |exp: &str| match exp {
+        "e1" => e1,
+        "e3" => e3,
+        _ => e2,
+    };
+    let _ = writeln!(
+        w,
+        "\n## Per-epoch bookkeeping\n\nThe metrics of every epoch (`EpochMetrics::measure`: \
+         distance from A0 and to E per group layer) and the projection of the equivariant \
+         gradient (`Params::project_group_layers`) on paper-size parameters, against a \
+         paper-size nominal epoch (E1 measured; E2, E4: 10 x the E2 epoch on 1000 samples; \
+         E3: 3000 x ms per sample-pass). Target: under 2%.\n"
+    );
+    let _ = writeln!(
+        w,
+        "| experiment | group | metrics ms | projection ms | nominal epoch s | share \
+         (metrics + projection) |\n|---|---|---|---|---|---|"
+    );
+    for r in find(records, "overhead", |_| true) {
+        let exp = r["experiment"].as_str().unwrap_or("?");
+        let (m, p) = (f(r, "metrics_seconds"), f(r, "projection_seconds"));
+        let _ = writeln!(
+            w,
+            "| {} | {} | {:.2} | {:.2} | {:.2} | {:.2}% |",
+            exp.to_uppercase(),
+            r["group"].as_str().unwrap_or("?"),
+            m * 1e3,
+            p * 1e3,
+            nominal_of(exp),
+            100.0 * (m + p) / nominal_of(exp)
+        );
+    }
+    if !memory.is_empty() {
+        let floor = |exp: &str| {
+            find(records, "pass", |r| {
+                r["experiment"] == exp && r["chunk"] == 500
+            })
+            .first()
+            .map(|r| (f(r, "params") * 4.0 * 3.0, f(r, "activation_bytes")))
+        };
+        let _ = writeln!(
+            w,
+            "\n## Peak memory of one paper-size run\n\n`eqaug run` of the paper config (network, \
+             chunk 500, mini-batch 25) on {MEMORY_SAMPLES} samples, 1 run, 1 epoch, with \
+             `EQAUG_REPORT_PEAK_RSS=1` (VmHWM). Floor: parameters, one gradient store and A0 in \
+             f32 (3 x 4 bytes per parameter) plus the outputs of every layer for one chunk. \
+             Targets: E2 < 1.5 GB, E3 < 2.5 GB (three f32 strategies).\n"
+        );
+        let _ = writeln!(
+            w,
+            "| experiment | strategies | peak RSS | floor (params x 3 + activations) | peak / floor |\n\
+             |---|---|---|---|---|"
+        );
+        for (exp, strategies, kb) in memory {
+            let bytes = *kb as f64 * 1024.0;
+            let (fl, act) = floor(exp).unwrap_or((f64::NAN, f64::NAN));
+            let f64_note = if strategies.contains("f64") {
+                " (f64: its floor is twice the f32 one plus the f32 A0)"
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                w,
+                "| {} | {strategies}{f64_note} | {:.2} GB | {:.2} + {:.2} = {:.2} GB | {:.2} |",
+                exp.to_uppercase(),
+                bytes / 1e9,
+                fl / 1e9,
+                act / 1e9,
+                (fl + act) / 1e9,
+                bytes / (fl + act)
+            );
+        }
+    }
+    // Projected wall time of the paper profile: 30 runs x per strategy (50 epochs + the final
+    // loss-only pass, about a third of an epoch); strategies per experiment as in
+    // experiments/*.toml (E3's augmented-exact runs |C4| = 4 passes, its f64 twin is
+    // counted at 2x the f32 cost).
+    let aug = |nominal: f64| 25.0 * nominal;
+    let total = |epochs: f64| epochs * (50.0 + 1.0 / 3.0) * 30.0;
+    let e1_aug = epoch_secs(records, "e1", "augmented");
+    let e1_eq = epoch_secs(records, "e1", "equivariant");
+    let e2_aug = 10.0 * epoch_secs(records, "e2", "augmented");
+    let e2_eq = 10.0 * epoch_secs(records, "e2", "equivariant");
+    let rows = [
+        ("E1", "nominal, augmented, equivariant, augmented-per-sample", total(e1 + 2.0 * e1_aug + e1_eq)),
+        ("E2", "nominal, augmented, equivariant", total(e2 + e2_aug + e2_eq)),
+        (
+            "E3",
+            "nominal, augmented, equivariant, augmented-reference, augmented-exact (4), augmented-exact-f64 (4, ~2x)",
+            total(e3 + 2.0 * aug(e3) + e3 + 4.0 * e3 + 8.0 * e3),
+        ),
+        (
+            "E4",
+            "4 groups x (nominal, augmented, equivariant) + rot: augmented-reference, augmented-exact (4)",
+            total(4.0 * (e2 + e2_aug + e2_eq) + e2_aug + 4.0 * e2),
+        ),
+    ];
+    let _ = writeln!(
+        w,
+        "\n## Projected wall time of the paper profile on this machine\n\n30 runs x 50 \
+         epochs (+ the final loss pass) x the seconds per epoch above, strategies as in \
+         `experiments/*.toml`, runs one after the other (the E2 and E4 epochs on 10 000 \
+         samples are 10 x the measured 1000-sample epochs; E3's from the per-sample pass).\n"
+    );
+    let _ = writeln!(
+        w,
+        "| experiment | strategies | projected wall time |\n|---|---|---|"
+    );
+    let mut sum = 0.0;
+    for (exp, strategies, secs) in rows {
+        sum += secs;
+        let _ = writeln!(w, "| {exp} | {strategies} | {} |", hours(secs));
+    }
+    let _ = writeln!(w, "| all | | {} |", hours(sum));
+    o
+}
