@@ -206,6 +206,7 @@ struct ExperimentJson<'a> {
 #[derive(Serialize)]
 struct RunJson<'a> {
     run: usize,
+    config_key: String,
     seed: u64,
     experiment: &'a str,
     profile: &'a str,
@@ -231,6 +232,33 @@ pub fn shard_runs(runs: usize, shard: Option<(usize, usize)>) -> Vec<usize> {
         None => (0..runs).collect(),
         Some((k, n)) => (0..runs).filter(|r| r % n == k - 1).collect(),
     }
+}
+
+/// A fingerprint of everything that determines a run's numbers: the resolved config (less
+/// the number of runs and how many run at once) and the command-line overrides.
+pub fn config_key(exp: &Experiment) -> String {
+    let mut table: toml::Table = toml::from_str(&exp.resolved_toml).unwrap_or_default();
+    if let Some(toml::Value::Table(p)) = table.get_mut("protocol") {
+        p.remove("runs");
+        p.remove("parallel_runs");
+    }
+    let text = format!(
+        "{}\nname={} profile={} seed={} precisions={:?}",
+        toml::to_string(&table).unwrap_or_default(),
+        exp.name,
+        exp.profile,
+        exp.protocol.seed,
+        exp.strategies
+            .iter()
+            .map(|(s, p)| (&s.name, p.name()))
+            .collect::<Vec<_>>()
+    );
+    // FNV-1a, 64 bit: stable across platforms and versions.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
 }
 
 /// The name of run `r`'s directory.
@@ -265,9 +293,26 @@ pub fn run_experiment(exp: &Experiment, opts: &RunOptions) -> Result<RunSummary,
     write_experiment_json(&exp, &dir)?;
 
     let todo: Vec<usize> = shard_runs(exp.protocol.runs, opts.shard);
+    let key = config_key(&exp);
     let (skipped, todo): (Vec<usize>, Vec<usize>) = todo
         .into_iter()
         .partition(|&r| dir.join(run_dir_name(r)).join("run.json").exists());
+    // A finished run made with another config must not be mixed with new ones.
+    for &r in &skipped {
+        let path = dir.join(run_dir_name(r)).join("run.json");
+        let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+        let old = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v["config_key"].as_str().map(str::to_string));
+        if old.as_deref() != Some(key.as_str()) {
+            return Err(setup(format!(
+                "{} was made with a different configuration (the config file, profile, seed or \
+                 precision changed); move {} away or choose another --out",
+                path.display(),
+                dir.display()
+            )));
+        }
+    }
     let epochs = exp.protocol.epochs;
     let ticks = (todo.len() * exp.strategies.len() * (epochs + 1)) as u64;
     let terminal = std::io::stderr().is_terminal();
@@ -479,6 +524,7 @@ impl RunCtx<'_> {
         let wall = start.elapsed().as_secs_f64();
         let rj = RunJson {
             run,
+            config_key: config_key(exp),
             seed,
             experiment: &exp.name,
             profile: &exp.profile,
