@@ -1,8 +1,8 @@
 //! The metrics of SPEC section 3 and the empirical equivariance error of a network.
 
-use eqaug_groups::{act_on_sample, Group, Points, Real, Rep};
-use eqaug_nn::{Network, Params};
-use ndarray::{s, Array2, ArrayView2};
+use eqaug_groups::Real;
+use eqaug_nn::{act_on_rows, Network, Params};
+use ndarray::{Array2, ArrayView2};
 use rand::Rng;
 
 /// One row of a run's metrics: a strategy's state after `epoch` steps.
@@ -67,43 +67,28 @@ pub struct EquivarianceError {
 
 /// Measures `|Phi(g x) - g Phi(x)|` for `draws` elements `g` drawn uniformly, each applied to
 /// every row of `x` (so mini-batch statistics see a consistently transformed batch). The
-/// output is transformed when `output_rep` lives on the base points (segmentation masks) and
-/// left alone when it is invariant.
+/// output is transformed as the network's output representation says: segmentation masks
+/// move with `g`, invariant outputs stay.
 pub fn equivariance_error<T: Real, R: Rng>(
     net: &Network<T>,
     params: &Params<T>,
-    group: &Group,
     x: ArrayView2<T>,
-    input_rep: Rep,
     minibatch: usize,
     draws: usize,
     rng: &mut R,
 ) -> EquivarianceError {
-    let rows = x.nrows();
-    let mut ws = net.workspace(rows);
+    let group = net.group();
+    let mut ws = net.workspace(x.nrows());
     let base = net.forward(params, x, minibatch, &mut ws).to_owned();
-    let moves_out = net.output_rep().points == Points::Base;
     let mut gx = Array2::<T>::zeros(x.raw_dim());
     let mut g_out = base.clone();
     let (mut max, mut sum, mut count) = (0.0f64, 0.0f64, 0usize);
     for _ in 0..draws {
         let g = group.sample(rng);
-        for i in 0..rows {
-            let src = x.row(i).to_vec();
-            let dst = gx.row_mut(i).into_slice().expect("standard layout");
-            if input_rep.points == Points::Base {
-                act_on_sample(&g, &src, dst);
-            } else {
-                dst.copy_from_slice(&src);
-            }
-            if moves_out {
-                let b = base.row(i).to_vec();
-                let o = g_out.row_mut(i).into_slice().expect("standard layout");
-                act_on_sample(&g, &b, o);
-            }
-        }
+        act_on_rows(group, net.input_rep(), &g, x, gx.view_mut());
+        act_on_rows(group, net.output_rep(), &g, base.view(), g_out.view_mut());
         let out = net.forward(params, gx.view(), minibatch, &mut ws);
-        for (a, b) in out.iter().zip(g_out.slice(s![.., ..]).iter()) {
+        for (a, b) in out.iter().zip(g_out.iter()) {
             let d = (a.to_f64_exact() - b.to_f64_exact()).abs();
             max = max.max(d);
             sum += d;

@@ -589,9 +589,7 @@ impl RunCtx<'_> {
                     let e = eqaug_dynamics::equivariance_error(
                         net,
                         params,
-                        self.group,
                         held.view(),
-                        data.input_rep,
                         protocol.minibatch,
                         8,
                         &mut rng,
