@@ -2,6 +2,9 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod lock;
+pub mod memory;
+pub mod progress;
 pub mod report;
 pub mod runner;
 
