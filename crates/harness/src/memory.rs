@@ -30,11 +30,9 @@ pub enum MemoryError {
     /// The estimate exceeds the limit.
     #[error(
         "{what} needs about {} of memory, more than the limit of {} ({limit_source}); \
-         the largest part is {} for {} (`{}`){hint}",
+         the largest part is {} for {} ({}): reduce {} or raise the limit with --max-memory",
         human(*needed), human(*limit), human(largest.bytes), largest.what, largest.key,
-        hint = if largest.key.is_empty() { String::new() } else {
-            format!(": reduce `{}` or raise the limit with --max-memory", largest.key.split(" =").next().unwrap_or(""))
-        }
+        largest.reduce
     )]
     TooLarge {
         /// What was estimated (`experiment `e1``, `inspect --group rot --size 200`).
@@ -86,6 +84,8 @@ pub struct Part {
     pub key: String,
     /// What it is (`the data`, `the parameters`, ...).
     pub what: String,
+    /// What to reduce, e.g. `` `data.count` ``.
+    pub reduce: String,
     /// Bytes.
     pub bytes: u64,
 }
@@ -130,6 +130,7 @@ impl Estimate {
             largest: self.largest().cloned().unwrap_or(Part {
                 key: String::new(),
                 what: "everything".into(),
+                reduce: "the sizes".into(),
                 bytes: needed,
             }),
         })
@@ -271,6 +272,7 @@ pub fn estimate_inspect(group: &str, size: usize) -> Result<Estimate, MemoryErro
         parts: vec![Part {
             key,
             what: format!("the orbit maps of {d} x {d} index pairs"),
+            reduce: "`--size`".into(),
             bytes: calc.mul("--size", &[pairs, ORBIT_MAP_BYTES_PER_PAIR])?,
         }],
     })
@@ -396,21 +398,30 @@ pub fn estimate_experiment(exp: &Experiment) -> Result<Estimate, MemoryError> {
             Part {
                 key: count_key,
                 what: format!("the data ({samples} samples of {width} values)"),
+                reduce: "`data.count`".into(),
                 bytes: data,
             },
             Part {
                 key: net_key_shown,
                 what: format!("the parameters and their {PARAMETER_COPIES} working copies"),
+                reduce: "the channel counts (`network.channels` or `network.layers`)".into(),
                 bytes: params_total,
             },
             Part {
                 key: size_key,
                 what: format!("the orbit maps ({pairs} index pairs)"),
+                reduce: "`experiment.size`".into(),
                 bytes: orbit,
             },
             Part {
-                key: chunk_key,
+                key: format!(
+                    "{chunk_key} rows of {widths} activations each, from network.channels / \
+                     network.layers"
+                ),
                 what: "the activations of one chunk".into(),
+                reduce: "`protocol.chunk_rows` or the channel counts (`network.channels` or \
+                         `network.layers`)"
+                    .into(),
                 bytes: act_total,
             },
         ],

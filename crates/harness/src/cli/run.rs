@@ -22,7 +22,7 @@ pub struct Args {
     /// Override the precision of every strategy.
     #[arg(long, value_parser = ["f32", "f64"])]
     pub precision: Option<String>,
-    /// Output root: runs go to OUT/<experiment>/run-XXX.
+    /// Output root: runs go to `OUT/<experiment>/run-XXX`.
     #[arg(long, default_value = "runs")]
     pub out: PathBuf,
     /// Run only shard K of N (runs r with r % N == K - 1). Defaults to the Slurm array task
