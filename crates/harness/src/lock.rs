@@ -53,6 +53,24 @@ impl RunLock {
         }
     }
 
+    /// Takes the exclusive lock on `path`, waiting for another holder to release it.
+    pub fn acquire(path: &Path) -> io::Result<RunLock> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(path)?;
+        FileExt::lock(&file)?;
+        Ok(RunLock {
+            file,
+            path: path.into(),
+        })
+    }
+
     /// The lock file.
     pub fn path(&self) -> &Path {
         &self.path

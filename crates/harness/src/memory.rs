@@ -44,7 +44,7 @@ pub enum MemoryError {
         /// Where the limit comes from (`--max-memory`, `MemAvailable in /proc/meminfo`).
         limit_source: String,
         /// The largest part of the estimate.
-        largest: Part,
+        largest: Box<Part>,
     },
     /// A size product overflows.
     #[error("{what}: {key} is too large: {detail} does not fit in 64 bits")]
@@ -127,12 +127,12 @@ impl Estimate {
             needed,
             limit,
             limit_source,
-            largest: self.largest().cloned().unwrap_or(Part {
+            largest: Box::new(self.largest().cloned().unwrap_or(Part {
                 key: String::new(),
                 what: "everything".into(),
                 reduce: "the sizes".into(),
                 bytes: needed,
-            }),
+            })),
         })
     }
 }

@@ -91,19 +91,48 @@ pub fn run(args: Args) -> super::CliResult {
     if let Some((k, n)) = shard {
         eprintln!("shard {k}/{n}");
     }
+    let (mut finished, mut failed, mut skipped) = (0, 0, 0);
     for exp in &experiments {
         let s = run_experiment(exp, &opts)?;
+        let mut failed_runs: Vec<usize> = s.failures.iter().map(|(r, _)| *r).collect();
+        failed_runs.dedup();
         eprintln!(
-            "[{}] {} run(s) finished, {} already done, {:.1} s; results in {}",
+            "[{}] {} run(s) finished ({} with a failed strategy), {} already done, {} in \
+             progress elsewhere, {:.1} s; results in {}",
             s.experiment,
             s.finished.len(),
+            failed_runs.len(),
             s.skipped.len(),
+            s.running_elsewhere.len(),
             s.wall_seconds,
             args.out.join(&s.experiment).display()
         );
         for (run, f) in &s.failures {
-            eprintln!("[{}] run {run}: {}", s.experiment, f.error);
+            eprintln!(
+                "[{}] {} strategy {} FAILED at epoch {}: {}",
+                s.experiment,
+                eqaug_harness::schema::run_dir_name(*run),
+                f.strategy,
+                f.epoch,
+                f.error
+            );
         }
+        finished += s.finished.len() - failed_runs.len();
+        failed += failed_runs.len();
+        skipped += s.skipped.len() + s.running_elsewhere.len();
+    }
+    // The line scripts test (also the exit code: non-zero when a run failed).
+    eprintln!("eqaug run: {finished} finished, {failed} failed, {skipped} skipped");
+    if failed > 0 {
+        return Err(RunFailed(failed).into());
     }
     Ok(())
 }
+
+/// Some runs had a strategy that diverged (recorded in their run.json).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{0} run(s) had a failed strategy (see the lines above; `eqaug status` lists them): the \
+     report leaves failed strategies out of the claims"
+)]
+pub struct RunFailed(pub usize);
