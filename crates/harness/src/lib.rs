@@ -14,6 +14,9 @@
 
 pub mod config;
 pub mod io;
+pub mod lock;
+pub mod memory;
+pub mod progress;
 pub mod report;
 pub mod runner;
 pub mod schema;
