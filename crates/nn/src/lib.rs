@@ -41,6 +41,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod conv;
 mod error;
 mod network;
 mod ops;
