@@ -55,8 +55,7 @@ impl ConvShape {
 /// thread).
 #[derive(Debug, Default, Clone)]
 pub struct ConvScratch<T> {
-    col: Vec<T>,
-    pm: Vec<T>,
+    buf: Vec<T>,
     max_block: Option<usize>,
 }
 
@@ -64,8 +63,7 @@ impl<T: Real> ConvScratch<T> {
     /// Empty buffers.
     pub fn new() -> Self {
         ConvScratch {
-            col: Vec::new(),
-            pm: Vec::new(),
+            buf: Vec::new(),
             max_block: None,
         }
     }
@@ -73,22 +71,28 @@ impl<T: Real> ConvScratch<T> {
     /// 4 Mi entries of the im2col buffer); small blocks exercise the blocking in tests.
     pub fn with_max_block(images: usize) -> Self {
         ConvScratch {
+            buf: Vec::new(),
             max_block: Some(images.max(1)),
-            ..Self::new()
         }
     }
-    fn block(&self, s: &ConvShape, r: usize) -> usize {
-        let b = s.block().min(r.max(1));
-        self.max_block.map_or(b, |m| b.min(m))
+}
+
+/// Images per block, and the im2col and transposed-output buffers carved out of `buf`.
+fn buffers<'b, T: Real>(
+    s: &ConvShape,
+    r: usize,
+    buf: &'b mut Vec<T>,
+    max_block: Option<usize>,
+) -> (usize, &'b mut [T], &'b mut [T]) {
+    let b = s.block().min(r.max(1));
+    let block = max_block.map_or(b, |m| b.min(m));
+    let hw = s.h * s.w;
+    let (ncol, npm) = (block * hw * s.c_in * 9, block * hw * s.c_out);
+    if buf.len() < ncol + npm {
+        buf.resize(ncol + npm, T::zero());
     }
-    fn grow(&mut self, col: usize, pm: usize) {
-        if self.col.len() < col {
-            self.col.resize(col, T::zero());
-        }
-        if self.pm.len() < pm {
-            self.pm.resize(pm, T::zero());
-        }
-    }
+    let (col, rest) = buf.split_at_mut(ncol);
+    (block, col, &mut rest[..npm])
 }
 
 fn check<T>(s: &ConvShape, x: &[T], r: usize, kernel: &[T], what: &str) {
@@ -224,6 +228,19 @@ pub fn conv2d_forward<T: Real>(
     r: usize,
     scratch: &mut ConvScratch<T>,
 ) {
+    forward_in(s, x, kernel, y, r, &mut scratch.buf, scratch.max_block);
+}
+
+/// [`conv2d_forward`] with the scratch as a plain vector (e.g. a layer executor's).
+pub(crate) fn forward_in<T: Real>(
+    s: &ConvShape,
+    x: &[T],
+    kernel: &[T],
+    y: &mut [T],
+    r: usize,
+    buf: &mut Vec<T>,
+    max_block: Option<usize>,
+) {
     check(s, x, r, kernel, "conv2d_forward");
     assert!(
         y.len() >= r * s.output_width(),
@@ -231,25 +248,18 @@ pub fn conv2d_forward<T: Real>(
     );
     let hw = s.h * s.w;
     let kk = s.c_in * 9;
-    let block = scratch.block(s, r);
-    scratch.grow(block * hw * kk, block * hw * s.c_out);
+    let (block, colbuf, pmbuf) = buffers(s, r, buf, max_block);
     let kv = ArrayView2::from_shape((s.c_out, kk), kernel).expect("kernel shape");
     let mut n0 = 0;
     while n0 < r {
         let nb = block.min(r - n0);
         let m = nb * hw;
-        im2col(s, &x[n0 * s.input_width()..], &mut scratch.col, nb);
-        let col = ArrayView2::from_shape((m, kk), &scratch.col[..m * kk]).expect("col shape");
+        im2col(s, &x[n0 * s.input_width()..], colbuf, nb);
+        let col = ArrayView2::from_shape((m, kk), &colbuf[..m * kk]).expect("col shape");
         let mut pm =
-            ArrayViewMut2::from_shape((m, s.c_out), &mut scratch.pm[..m * s.c_out]).expect("pm");
+            ArrayViewMut2::from_shape((m, s.c_out), &mut pmbuf[..m * s.c_out]).expect("pm");
         general_mat_mul(T::one(), &col, &kv.t(), T::zero(), &mut pm);
-        pm_to_cm(
-            &scratch.pm,
-            &mut y[n0 * s.output_width()..],
-            nb,
-            s.c_out,
-            hw,
-        );
+        pm_to_cm(pmbuf, &mut y[n0 * s.output_width()..], nb, s.c_out, hw);
         n0 += nb;
     }
 }
@@ -268,44 +278,60 @@ pub fn conv2d_backward<T: Real>(
     kernel: &[T],
     dy: &[T],
     dkernel: &mut [T],
-    mut dx: Option<&mut [T]>,
+    dx: Option<&mut [T]>,
     r: usize,
     scratch: &mut ConvScratch<T>,
+) {
+    backward_in(
+        s,
+        x,
+        kernel,
+        dy,
+        dkernel,
+        dx,
+        r,
+        &mut scratch.buf,
+        scratch.max_block,
+    );
+}
+
+/// [`conv2d_backward`] with the scratch as a plain vector.
+pub(crate) fn backward_in<T: Real>(
+    s: &ConvShape,
+    x: &[T],
+    kernel: &[T],
+    dy: &[T],
+    dkernel: &mut [T],
+    mut dx: Option<&mut [T]>,
+    r: usize,
+    buf: &mut Vec<T>,
+    max_block: Option<usize>,
 ) {
     check(s, x, r, kernel, "conv2d_backward");
     assert_eq!(dkernel.len(), s.kernel_len(), "conv2d_backward: dkernel");
     assert!(dy.len() >= r * s.output_width(), "conv2d_backward: dy");
     let hw = s.h * s.w;
     let kk = s.c_in * 9;
-    let block = scratch.block(s, r);
-    scratch.grow(block * hw * kk, block * hw * s.c_out);
+    let (block, colbuf, pmbuf) = buffers(s, r, buf, max_block);
     let kv = ArrayView2::from_shape((s.c_out, kk), kernel).expect("kernel shape");
     let mut dk = ArrayViewMut2::from_shape((s.c_out, kk), dkernel).expect("dkernel shape");
     let mut n0 = 0;
     while n0 < r {
         let nb = block.min(r - n0);
         let m = nb * hw;
-        cm_to_pm(
-            &dy[n0 * s.output_width()..],
-            &mut scratch.pm,
-            nb,
-            s.c_out,
-            hw,
-        );
-        im2col(s, &x[n0 * s.input_width()..], &mut scratch.col, nb);
+        cm_to_pm(&dy[n0 * s.output_width()..], pmbuf, nb, s.c_out, hw);
+        im2col(s, &x[n0 * s.input_width()..], colbuf, nb);
         {
-            let col = ArrayView2::from_shape((m, kk), &scratch.col[..m * kk]).expect("col shape");
-            let pm =
-                ArrayView2::from_shape((m, s.c_out), &scratch.pm[..m * s.c_out]).expect("pm shape");
+            let col = ArrayView2::from_shape((m, kk), &colbuf[..m * kk]).expect("col shape");
+            let pm = ArrayView2::from_shape((m, s.c_out), &pmbuf[..m * s.c_out]).expect("pm shape");
             general_mat_mul(T::one(), &pm.t(), &col, T::one(), &mut dk);
         }
         if let Some(dx) = dx.as_deref_mut() {
-            let pm =
-                ArrayView2::from_shape((m, s.c_out), &scratch.pm[..m * s.c_out]).expect("pm shape");
+            let pm = ArrayView2::from_shape((m, s.c_out), &pmbuf[..m * s.c_out]).expect("pm shape");
             let mut dcol =
-                ArrayViewMut2::from_shape((m, kk), &mut scratch.col[..m * kk]).expect("col shape");
+                ArrayViewMut2::from_shape((m, kk), &mut colbuf[..m * kk]).expect("col shape");
             general_mat_mul(T::one(), &pm, &kv, T::zero(), &mut dcol);
-            col2im(s, &scratch.col, &mut dx[n0 * s.input_width()..], nb);
+            col2im(s, colbuf, &mut dx[n0 * s.input_width()..], nb);
         }
         n0 += nb;
     }
