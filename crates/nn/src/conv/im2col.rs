@@ -1,10 +1,11 @@
 //! 3 x 3 convolution (stride 1, zero padding 1, no bias) by im2col and one GEMM per block of
 //! images, with its exact backward pass.
 //!
-//! Forward, for a block of `nb` images: `col = im2col(x)` is `(nb h w) x (c_in 9)` (row
-//! `(n, p)`, column `(ci, o)`), `Y_pm = col K^T` is `(nb h w) x c_out` (one GEMM), transposed
-//! per image into the channel-major rows of `y`. Backward: `dY_pm` from `dy` (transpose),
-//! `dK += dY_pm^T col` (one GEMM), `dcol = dY_pm K` (one GEMM) scattered back by `col2im`.
+//! Forward, for a block of `nb` images: `colt = im2col(x)` is `(c_in 9) x (nb h w)` (row
+//! `(ci, o)`: the images shifted by offset `o`; column `(n, p)`), `Y^T = K colt` is
+//! `c_out x (nb h w)` (one GEMM), whose runs of `h w` values are copied into the
+//! channel-major rows of `y`. Backward: `dY^T` gathered from `dy` the same way,
+//! `dK += dY^T colt^T` (one GEMM), `dcolt = K^T dY^T` (one GEMM) added back by `col2im`.
 //! Blocks hold at most [`BLOCK_ELEMENTS`] entries of `col`, so the scratch memory stays
 //! bounded whatever the chunk size, while each GEMM still has thousands of rows.
 
@@ -111,36 +112,29 @@ fn check<T>(s: &ConvShape, x: &[T], r: usize, kernel: &[T], what: &str) {
     );
 }
 
-/// `col[(n, p), (ci, o)] = x[n, ci, p + offset(o)]` (0 outside the map) for `nb` images.
-fn im2col<T: Real>(s: &ConvShape, x: &[T], col: &mut [T], nb: usize) {
+/// The transposed im2col of `nb` images: `colt[(ci, o), n h w + p] = x[n, ci, p + offset(o)]`
+/// (0 outside the map), a `(c_in 9) x (nb h w)` matrix. Every row is the images shifted by
+/// one offset, so it is built from contiguous copies of image rows.
+fn im2col_t<T: Real>(s: &ConvShape, x: &[T], colt: &mut [T], nb: usize) {
     let (h, w, cin) = (s.h, s.w, s.c_in);
     let hw = h * w;
-    let kk = cin * 9;
-    for n in 0..nb {
-        let xi = &x[n * cin * hw..(n + 1) * cin * hw];
-        for pr in 0..h {
-            for pc in 0..w {
-                let row = &mut col[(n * hw + pr * w + pc) * kk..][..kk];
-                let interior = pr >= 1 && pr + 1 < h && pc >= 1 && pc + 1 < w;
-                for ci in 0..cin {
-                    let xc = &xi[ci * hw..(ci + 1) * hw];
-                    let dst = &mut row[ci * 9..ci * 9 + 9];
-                    if interior {
-                        let b = (pr - 1) * w + pc - 1;
-                        dst[0..3].copy_from_slice(&xc[b..b + 3]);
-                        dst[3..6].copy_from_slice(&xc[b + w..b + w + 3]);
-                        dst[6..9].copy_from_slice(&xc[b + 2 * w..b + 2 * w + 3]);
-                    } else {
-                        for dr in 0..3 {
-                            for dc in 0..3 {
-                                let (rr, cc) = (pr + dr, pc + dc); // shifted by +1
-                                dst[dr * 3 + dc] = if rr >= 1 && rr <= h && cc >= 1 && cc <= w {
-                                    xc[(rr - 1) * w + cc - 1]
-                                } else {
-                                    T::zero()
-                                };
-                            }
+    let m = nb * hw;
+    for ci in 0..cin {
+        for dr in 0..3 {
+            for dc in 0..3 {
+                let row = &mut colt[(ci * 9 + dr * 3 + dc) * m..][..m];
+                for n in 0..nb {
+                    let xc = &x[(n * cin + ci) * hw..][..hw];
+                    let dst_img = &mut row[n * hw..(n + 1) * hw];
+                    for pr in 0..h {
+                        let dst = &mut dst_img[pr * w..(pr + 1) * w];
+                        let rr = pr + dr; // source row + 1
+                        if rr == 0 || rr > h {
+                            dst.iter_mut().for_each(|v| *v = T::zero());
+                            continue;
                         }
+                        let src = &xc[(rr - 1) * w..rr * w];
+                        shift_copy(dst, src, dc);
                     }
                 }
             }
@@ -148,66 +142,60 @@ fn im2col<T: Real>(s: &ConvShape, x: &[T], col: &mut [T], nb: usize) {
     }
 }
 
-/// The adjoint of [`im2col`]: `dx = col2im(dcol)` (overwrites `dx` of `nb` images).
-fn col2im<T: Real>(s: &ConvShape, dcol: &[T], dx: &mut [T], nb: usize) {
+/// `dst[pc] = src[pc + dc - 1]` (0 where that is outside the row).
+#[inline]
+fn shift_copy<T: Real>(dst: &mut [T], src: &[T], dc: usize) {
+    let w = dst.len();
+    match dc {
+        0 => {
+            dst[0] = T::zero();
+            dst[1..].copy_from_slice(&src[..w - 1]);
+        }
+        1 => dst.copy_from_slice(src),
+        _ => {
+            dst[..w - 1].copy_from_slice(&src[1..]);
+            dst[w - 1] = T::zero();
+        }
+    }
+}
+
+/// `dst[pc + dc - 1] += src[pc]` where that is inside the row (the adjoint of [`shift_copy`]).
+#[inline]
+fn shift_add<T: Real>(dst: &mut [T], src: &[T], dc: usize) {
+    let w = dst.len();
+    let (d, s_) = match dc {
+        0 => (&mut dst[..w - 1], &src[1..]),
+        1 => (&mut dst[..], src),
+        _ => (&mut dst[1..], &src[..w - 1]),
+    };
+    d.iter_mut().zip(s_).for_each(|(a, &b)| *a += b);
+}
+
+/// The adjoint of [`im2col_t`]: `dx = col2im(dcolt)` (overwrites `dx` of `nb` images).
+fn col2im_t<T: Real>(s: &ConvShape, dcolt: &[T], dx: &mut [T], nb: usize) {
     let (h, w, cin) = (s.h, s.w, s.c_in);
     let hw = h * w;
-    let kk = cin * 9;
+    let m = nb * hw;
     dx[..nb * cin * hw].iter_mut().for_each(|v| *v = T::zero());
-    for n in 0..nb {
-        let di = &mut dx[n * cin * hw..(n + 1) * cin * hw];
-        for pr in 0..h {
-            for pc in 0..w {
-                let row = &dcol[(n * hw + pr * w + pc) * kk..][..kk];
-                let interior = pr >= 1 && pr + 1 < h && pc >= 1 && pc + 1 < w;
-                for ci in 0..cin {
-                    let dc_ = &mut di[ci * hw..(ci + 1) * hw];
-                    let src = &row[ci * 9..ci * 9 + 9];
-                    if interior {
-                        let b = (pr - 1) * w + pc - 1;
-                        for dr in 0..3 {
-                            let o = b + dr * w;
-                            dc_[o] += src[dr * 3];
-                            dc_[o + 1] += src[dr * 3 + 1];
-                            dc_[o + 2] += src[dr * 3 + 2];
+    for ci in 0..cin {
+        for dr in 0..3 {
+            for dc in 0..3 {
+                let row = &dcolt[(ci * 9 + dr * 3 + dc) * m..][..m];
+                for n in 0..nb {
+                    let dxc = &mut dx[(n * cin + ci) * hw..][..hw];
+                    let src_img = &row[n * hw..(n + 1) * hw];
+                    for pr in 0..h {
+                        let rr = pr + dr;
+                        if rr == 0 || rr > h {
+                            continue;
                         }
-                    } else {
-                        for dr in 0..3 {
-                            for dc in 0..3 {
-                                let (rr, cc) = (pr + dr, pc + dc);
-                                if rr >= 1 && rr <= h && cc >= 1 && cc <= w {
-                                    dc_[(rr - 1) * w + cc - 1] += src[dr * 3 + dc];
-                                }
-                            }
-                        }
+                        shift_add(
+                            &mut dxc[(rr - 1) * w..rr * w],
+                            &src_img[pr * w..(pr + 1) * w],
+                            dc,
+                        );
                     }
                 }
-            }
-        }
-    }
-}
-
-/// `y[n, co, p] = pm[(n, p), co]` for `nb` images.
-fn pm_to_cm<T: Copy>(pm: &[T], y: &mut [T], nb: usize, c: usize, hw: usize) {
-    for n in 0..nb {
-        let src = &pm[n * hw * c..(n + 1) * hw * c];
-        let dst = &mut y[n * c * hw..(n + 1) * c * hw];
-        for p in 0..hw {
-            for k in 0..c {
-                dst[k * hw + p] = src[p * c + k];
-            }
-        }
-    }
-}
-
-/// `pm[(n, p), co] = y[n, co, p]` for `nb` images.
-fn cm_to_pm<T: Copy>(y: &[T], pm: &mut [T], nb: usize, c: usize, hw: usize) {
-    for n in 0..nb {
-        let src = &y[n * c * hw..(n + 1) * c * hw];
-        let dst = &mut pm[n * hw * c..(n + 1) * hw * c];
-        for k in 0..c {
-            for p in 0..hw {
-                dst[p * c + k] = src[k * hw + p];
             }
         }
     }
@@ -248,18 +236,24 @@ pub(crate) fn forward_in<T: Real>(
     );
     let hw = s.h * s.w;
     let kk = s.c_in * 9;
-    let (block, colbuf, pmbuf) = buffers(s, r, buf, max_block);
+    let (block, colbuf, ybuf) = buffers(s, r, buf, max_block);
     let kv = ArrayView2::from_shape((s.c_out, kk), kernel).expect("kernel shape");
     let mut n0 = 0;
     while n0 < r {
         let nb = block.min(r - n0);
         let m = nb * hw;
-        im2col(s, &x[n0 * s.input_width()..], colbuf, nb);
-        let col = ArrayView2::from_shape((m, kk), &colbuf[..m * kk]).expect("col shape");
-        let mut pm =
-            ArrayViewMut2::from_shape((m, s.c_out), &mut pmbuf[..m * s.c_out]).expect("pm");
-        general_mat_mul(T::one(), &col, &kv.t(), T::zero(), &mut pm);
-        pm_to_cm(pmbuf, &mut y[n0 * s.output_width()..], nb, s.c_out, hw);
+        im2col_t(s, &x[n0 * s.input_width()..], colbuf, nb);
+        let colt = ArrayView2::from_shape((kk, m), &colbuf[..kk * m]).expect("col shape");
+        let mut yt =
+            ArrayViewMut2::from_shape((s.c_out, m), &mut ybuf[..s.c_out * m]).expect("y shape");
+        general_mat_mul(T::one(), &kv, &colt, T::zero(), &mut yt);
+        // yt is (c_out) x (n, p): copy each (co, n) run of h w values into row n
+        let yb = &mut y[n0 * s.output_width()..];
+        for co in 0..s.c_out {
+            for n in 0..nb {
+                yb[(n * s.c_out + co) * hw..][..hw].copy_from_slice(&ybuf[co * m + n * hw..][..hw]);
+            }
+        }
         n0 += nb;
     }
 }
@@ -312,26 +306,31 @@ pub(crate) fn backward_in<T: Real>(
     assert!(dy.len() >= r * s.output_width(), "conv2d_backward: dy");
     let hw = s.h * s.w;
     let kk = s.c_in * 9;
-    let (block, colbuf, pmbuf) = buffers(s, r, buf, max_block);
+    let (block, colbuf, ybuf) = buffers(s, r, buf, max_block);
     let kv = ArrayView2::from_shape((s.c_out, kk), kernel).expect("kernel shape");
     let mut dk = ArrayViewMut2::from_shape((s.c_out, kk), dkernel).expect("dkernel shape");
     let mut n0 = 0;
     while n0 < r {
         let nb = block.min(r - n0);
         let m = nb * hw;
-        cm_to_pm(&dy[n0 * s.output_width()..], pmbuf, nb, s.c_out, hw);
-        im2col(s, &x[n0 * s.input_width()..], colbuf, nb);
+        let dyb = &dy[n0 * s.output_width()..];
+        for co in 0..s.c_out {
+            for n in 0..nb {
+                ybuf[co * m + n * hw..][..hw]
+                    .copy_from_slice(&dyb[(n * s.c_out + co) * hw..][..hw]);
+            }
+        }
+        im2col_t(s, &x[n0 * s.input_width()..], colbuf, nb);
+        let dyt = ArrayView2::from_shape((s.c_out, m), &ybuf[..s.c_out * m]).expect("dy shape");
         {
-            let col = ArrayView2::from_shape((m, kk), &colbuf[..m * kk]).expect("col shape");
-            let pm = ArrayView2::from_shape((m, s.c_out), &pmbuf[..m * s.c_out]).expect("pm shape");
-            general_mat_mul(T::one(), &pm.t(), &col, T::one(), &mut dk);
+            let colt = ArrayView2::from_shape((kk, m), &colbuf[..kk * m]).expect("col shape");
+            general_mat_mul(T::one(), &dyt, &colt.t(), T::one(), &mut dk);
         }
         if let Some(dx) = dx.as_deref_mut() {
-            let pm = ArrayView2::from_shape((m, s.c_out), &pmbuf[..m * s.c_out]).expect("pm shape");
-            let mut dcol =
-                ArrayViewMut2::from_shape((m, kk), &mut colbuf[..m * kk]).expect("col shape");
-            general_mat_mul(T::one(), &pm, &kv, T::zero(), &mut dcol);
-            col2im(s, colbuf, &mut dx[n0 * s.input_width()..], nb);
+            let mut dcolt =
+                ArrayViewMut2::from_shape((kk, m), &mut colbuf[..kk * m]).expect("col shape");
+            general_mat_mul(T::one(), &kv.t(), &dyt, T::zero(), &mut dcolt);
+            col2im_t(s, colbuf, &mut dx[n0 * s.input_width()..], nb);
         }
         n0 += nb;
     }
