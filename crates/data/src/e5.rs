@@ -152,7 +152,7 @@ pub fn from_mnist(
             let n = tr.x.len() as f64;
             let mean = tr.x.iter().sum::<f64>() / n;
             let var = tr.x.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
-            if !(var > 0.0) {
+            if var.is_nan() || var <= 0.0 {
                 return Err(DataError::InvalidParameter {
                     name: "standardisation",
                     reason: "the training pixels have zero variance".into(),

@@ -1,7 +1,8 @@
 //! Convolutional building blocks of experiment E5 (SPEC sections 4 and 9): 3 x 3 convolutions
 //! with zero padding 1 and stride 1 whose kernels are parametrised on a support Omega through
 //! a basis ([`KernelBasis`]), the projection onto `E ∩ L_Omega` in kernel space
-//! ([`KernelProjector`]), 2 x 2 average pooling, and the numeric kernels behind them.
+//! ([`KernelProjector`]), 2 x 2 average pooling, the layers [`Conv3x3`] and [`AvgPool2`] of
+//! the [`crate::Layer`] trait, and the numeric kernels behind them.
 //!
 //! Layout conventions (as everywhere in eqaug-nn): a chunk of `r` samples is `r` rows, each
 //! row channel-major `(channel, position)` with positions row-major `s = w * row + col`. A
@@ -11,6 +12,7 @@
 
 mod im2col;
 mod kernel;
+mod layers;
 mod pool;
 
 pub use im2col::{conv2d_backward, conv2d_forward, conv2d_reference, ConvScratch, ConvShape};
@@ -18,4 +20,5 @@ pub use kernel::{
     describe_kernel_gset, kernel_group, KernelBasis, KernelError, KernelGSet, KernelProjector,
     Parametrisation, Support, KERNEL_OFFSETS,
 };
+pub use layers::{AvgPool2, Conv3x3};
 pub use pool::{avg_pool2_backward, avg_pool2_forward};
