@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod e5;
 pub mod report;
 pub mod runner;
 
