@@ -71,7 +71,10 @@ fn bad_e5_configs_name_the_key() {
     assert!(config::parse(BASE, Path::new("x.toml"), "quick").is_ok());
     let s = err(&BASE.replace("channels = [2, 2, 2]", "channels = [2, 2]"));
     assert!(s.contains("network.channels"), "{s}");
-    let s = err(&BASE.replace("learning_rate = 1e-3\nminibatch = 10\n[protocol]", "learning_rate = -1.0\nminibatch = 10\n[protocol]"));
+    let s = err(&BASE.replace(
+        "learning_rate = 1e-3\nminibatch = 10\n[protocol]",
+        "learning_rate = -1.0\nminibatch = 10\n[protocol]",
+    ));
     assert!(s.contains("phase2.learning_rate"), "{s}");
     let s = err(&BASE.replace("runs = 1", "runs = 1\nwhat = 3"));
     assert!(s.contains("what"), "unknown key named: {s}");
@@ -80,7 +83,10 @@ fn bad_e5_configs_name_the_key() {
     let s = err(&BASE.replace("note = \"q\"", "note = \"q\"\nphase3 = { epochs = 2 }"));
     assert!(s.contains("profiles.quick.phase3"), "{s}");
     let s = err(&BASE.replace("note = \"q\"", "note = \"q\"\nphase2 = { epochs = 0 }"));
-    assert!(s.contains("(profile quick)") && s.contains("phase2.epochs"), "{s}");
+    assert!(
+        s.contains("(profile quick)") && s.contains("phase2.epochs"),
+        "{s}"
+    );
     let s = err(&BASE.replace("[network]", "[data]\ntrain = 5\n[network]"));
     assert!(s.contains("data.train"), "{s}");
     let dup = format!(
@@ -215,7 +221,9 @@ fn write_fixture(dir: &Path, runs: usize, per_epoch: usize) {
                 },
             )
             .unwrap();
-            let rows: Vec<EpochRow> = (0..=2).map(|e| epoch_row(1, e, 0.0, 0.1 * e as f64)).collect();
+            let rows: Vec<EpochRow> = (0..=2)
+                .map(|e| epoch_row(1, e, 0.0, 0.1 * e as f64))
+                .collect();
             schema::write_csv(&p.join("epochs.csv"), &rows).unwrap();
         }
         for c in &cases {
@@ -286,7 +294,13 @@ fn e5_report_writes_figures_tables_and_claims() {
     let out = tmp.path().join("report");
     let summary = eqaug_harness::report::report_into(tmp.path(), &out).unwrap();
     assert_eq!(summary.experiments, vec!["e5".to_string()]);
-    for f in ["figure.svg", "steps.svg", "table.md", "runs.csv", "summary.csv"] {
+    for f in [
+        "figure.svg",
+        "steps.svg",
+        "table.md",
+        "runs.csv",
+        "summary.csv",
+    ] {
         let p = out.join("e5").join(f);
         assert!(p.is_file(), "{} missing", p.display());
     }

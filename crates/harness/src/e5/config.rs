@@ -339,7 +339,10 @@ pub fn parse(text: &str, file: &Path, profile: &str) -> Result<E5Experiment, Con
                 file,
                 &ptag,
                 &format!("profiles.{profile}.{k}"),
-                &format!("unknown key: a profile may set note, {}", SECTIONS.join(", ")),
+                &format!(
+                    "unknown key: a profile may set note, {}",
+                    SECTIONS.join(", ")
+                ),
             ));
         }
     }
@@ -351,14 +354,13 @@ pub fn parse(text: &str, file: &Path, profile: &str) -> Result<E5Experiment, Con
     table.remove("profiles");
     crate::config::merge(&mut table, &over);
     let resolved_toml = toml::to_string(&table).unwrap_or_default();
-    let merged: E5File =
-        toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Parse {
-                file: file.into(),
-                profile: ptag.clone(),
-                message: e.to_string(),
-            })?;
+    let merged: E5File = toml::Value::Table(table)
+        .try_into()
+        .map_err(|e: toml::de::Error| ConfigError::Parse {
+            file: file.into(),
+            profile: ptag.clone(),
+            message: e.to_string(),
+        })?;
     validate(merged, file, profile, &ptag, note, resolved_toml)
 }
 
@@ -396,7 +398,10 @@ fn validate(
     if f.experiment.kind != KIND {
         return bad(
             "experiment.kind",
-            format!("an E5 file has kind = \"{KIND}\", got {:?}", f.experiment.kind),
+            format!(
+                "an E5 file has kind = \"{KIND}\", got {:?}",
+                f.experiment.kind
+            ),
         );
     }
     let id = &f.experiment.id;
@@ -433,12 +438,21 @@ fn validate(
         return bad("protocol.eval_rows", "must be at least 1".into());
     }
     for (key, n, need) in [
-        ("data.train", f.data.train, f.phase1.minibatch.max(p.probe_digits)),
+        (
+            "data.train",
+            f.data.train,
+            f.phase1.minibatch.max(p.probe_digits),
+        ),
         ("data.test", f.data.test, 1),
     ] {
         if let Some(n) = n {
             if n < need {
-                return bad(key, format!("{n} digits are fewer than the {need} needed (a mini-batch, the probe)"));
+                return bad(
+                    key,
+                    format!(
+                        "{n} digits are fewer than the {need} needed (a mini-batch, the probe)"
+                    ),
+                );
             }
         }
     }

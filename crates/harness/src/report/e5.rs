@@ -375,7 +375,11 @@ fn summary_csv(res: &E5Results) -> String {
                 .iter()
                 .map(|(_, f)| rows.iter().map(|r| f(r)).collect())
                 .collect();
-            cols.push(rows.iter().map(|r| ratio(r.dist_to_e, r.dist_from_start)).collect());
+            cols.push(
+                rows.iter()
+                    .map(|r| ratio(r.dist_to_e, r.dist_from_start))
+                    .collect(),
+            );
             for v in cols {
                 let q = Quartiles::of(&v);
                 let _ = write!(s, ",{},{},{}", num(q.median), num(q.q25), num(q.q75));
@@ -419,7 +423,14 @@ const RANDOM_WALK_FACTOR: f64 = 3.0;
 /// How much farther from E ∩ L than cross the other cases must end (SPEC claim 4, issue 13).
 const LEAVE_FACTOR: f64 = 10.0;
 
-fn claim(id: &str, exp: &str, statement: String, measured: f64, bound: Bound, note: String) -> Claim {
+fn claim(
+    id: &str,
+    exp: &str,
+    statement: String,
+    measured: f64,
+    bound: Bound,
+    note: String,
+) -> Claim {
     Claim {
         id: id.into(),
         experiment: exp.into(),
@@ -721,7 +732,11 @@ fn table_markdown(res: &E5Results, claims: &[Claim]) -> String {
         ),
         ("Distance moved in phase 2", |r| r.dist_from_start, false),
         ("Training loss (augmented set)", |r| r.train_loss, false),
-        ("Training accuracy (augmented set)", |r| r.train_accuracy, true),
+        (
+            "Training accuracy (augmented set)",
+            |r| r.train_accuracy,
+            true,
+        ),
         ("Test loss", |r| r.test_loss, false),
         ("Test accuracy", |r| r.test_accuracy, true),
     ];
@@ -744,10 +759,7 @@ fn table_markdown(res: &E5Results, claims: &[Claim]) -> String {
                 .iter()
                 .map(|c| {
                     let v = res.per_run(&c.name, |d| {
-                        d.epochs
-                            .iter()
-                            .find(|r| r.epoch == e)
-                            .map_or(f64::NAN, f)
+                        d.epochs.iter().find(|r| r.epoch == e).map_or(f64::NAN, f)
                     });
                     let v: Vec<f64> = v.into_iter().filter(|x| !x.is_nan()).collect();
                     if pct {
@@ -793,7 +805,10 @@ fn table_markdown(res: &E5Results, claims: &[Claim]) -> String {
     o.push('\n');
 
     // Phase 1.
-    let _ = writeln!(o, "## Phase 1: the equivariant models at their last epoch\n");
+    let _ = writeln!(
+        o,
+        "## Phase 1: the equivariant models at their last epoch\n"
+    );
     let _ = writeln!(
         o,
         "| model | dim(E ∩ L_Omega) per channel pair | parameters | train loss | train accuracy | test loss | test accuracy | distance to E ∩ L |\n|---|---|---|---|---|---|---|---|"
@@ -805,10 +820,7 @@ fn table_markdown(res: &E5Results, claims: &[Claim]) -> String {
         let p1: Vec<&Phase1Data> = res.runs.iter().filter_map(|r| r.phase1.get(&s)).collect();
         let Some(first) = p1.first() else { continue };
         let g = |f: fn(&EpochRow) -> f64| -> Vec<f64> {
-            p1.iter()
-                .filter_map(|p| p.epochs.last())
-                .map(f)
-                .collect()
+            p1.iter().filter_map(|p| p.epochs.last()).map(f).collect()
         };
         let _ = writeln!(
             o,
@@ -941,19 +953,14 @@ fn thin(points: Vec<(f64, f64)>, max: usize) -> Vec<(f64, f64)> {
         return points;
     }
     let n = points.len();
-    (0..max)
-        .map(|i| points[i * (n - 1) / (max - 1)])
-        .collect()
+    (0..max).map(|i| points[i * (n - 1) / (max - 1)]).collect()
 }
 
 fn positive(points: impl Iterator<Item = (f64, f64)>) -> Vec<(f64, f64)> {
     points.filter(|(_, y)| y.is_finite() && *y > 0.0).collect()
 }
 
-fn case_curves(
-    res: &E5Results,
-    points: impl Fn(&CaseData) -> Vec<(f64, f64)>,
-) -> Vec<Curves> {
+fn case_curves(res: &E5Results, points: impl Fn(&CaseData) -> Vec<(f64, f64)>) -> Vec<Curves> {
     res.meta
         .cases
         .iter()
@@ -996,7 +1003,9 @@ fn log_range(curves: &[Curves]) -> (f64, f64) {
         .flat_map(|c| c.runs.iter().flatten().chain(c.median.iter()))
         .map(|p| p.1)
         .filter(|y| y.is_finite() && *y > 0.0);
-    let (lo, hi) = ys.fold((f64::INFINITY, 0.0f64), |(lo, hi), y| (lo.min(y), hi.max(y)));
+    let (lo, hi) = ys.fold((f64::INFINITY, 0.0f64), |(lo, hi), y| {
+        (lo.min(y), hi.max(y))
+    });
     if !lo.is_finite() || hi <= 0.0 {
         return (1e-10, 1.0);
     }
@@ -1034,7 +1043,11 @@ fn sup_tick(v: f64) -> String {
     }
 }
 
-fn draw_line<DB: DrawingBackend, CT: plotters::coord::CoordTranslate<From = P>, P: Clone + 'static>(
+fn draw_line<
+    DB: DrawingBackend,
+    CT: plotters::coord::CoordTranslate<From = P>,
+    P: Clone + 'static,
+>(
     area: &DrawingArea<DB, CT>,
     points: Vec<P>,
     color: RGBColor,
@@ -1099,8 +1112,11 @@ fn draw_panel<DB: DrawingBackend>(
     for c in curves {
         for r in &c.runs {
             if r.len() > 1 {
-                plot.draw(&PathElement::new(r.clone(), c.color.mix(0.3).stroke_width(1)))
-                    .map_err(de)?;
+                plot.draw(&PathElement::new(
+                    r.clone(),
+                    c.color.mix(0.3).stroke_width(1),
+                ))
+                .map_err(de)?;
             }
         }
     }
@@ -1108,7 +1124,8 @@ fn draw_panel<DB: DrawingBackend>(
         if c.median.len() > 1 {
             draw_line(plot, c.median.clone(), c.color, c.dash, 3)?;
         } else if let Some(&p) = c.median.first() {
-            plot.draw(&Circle::new(p, 4, c.color.filled())).map_err(de)?;
+            plot.draw(&Circle::new(p, 4, c.color.filled()))
+                .map_err(de)?;
         }
     }
     Ok(())
@@ -1145,8 +1162,12 @@ fn draw_legend<DB: DrawingBackend>(
         .map_err(de)?;
         x += sample + gap + width(&c.label) + sep;
     }
-    area.draw(&Text::new(note, (x, y - 8), font.color(&RGBColor(90, 90, 90))))
-        .map_err(de)
+    area.draw(&Text::new(
+        note,
+        (x, y - 8),
+        font.color(&RGBColor(90, 90, 90)),
+    ))
+    .map_err(de)
 }
 
 /// Size of the E5 figures in pixels.
