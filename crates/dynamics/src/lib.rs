@@ -15,6 +15,7 @@
 #![warn(missing_docs)]
 
 mod error;
+mod hash;
 pub mod hessian;
 mod metrics;
 mod strategy;
@@ -22,6 +23,7 @@ mod train;
 pub mod worked_example;
 
 pub use error::TrainError;
+pub use hash::fnv1a64;
 pub use metrics::{equivariance_error, EpochMetrics, EquivarianceError};
 pub use strategy::{Protocol, Sampling, StrategyKind, StrategySpec};
 pub use train::{strategy_rng, train, Failure, RunOutcome, TrainData, Trainer};
