@@ -6,7 +6,11 @@
 //! `cross-nonunitary` (compatible, not unitary).
 //!
 //! * [`config`]: the `experiments/e5.toml` schema (`[experiment] kind = "e5"`);
-//! * [`schema`]: the files a run writes, read by the report (`crate::report::e5`).
+//! * [`runner`]: runs the experiment;
+//! * [`schema`] (= `crate::schema::e5`): the files a run writes, read by the report
+//!   (`crate::report::e5`).
 
 pub mod config;
-pub mod schema;
+// pub mod runner; (after the e5-model merge)
+
+pub use crate::schema::e5 as schema;

@@ -17,8 +17,9 @@ use super::ReportError;
 use crate::config::Precision;
 use crate::e5::config::{Parametrisation, Support};
 use crate::e5::schema::{
-    self, CaseJson, CaseMeta, EpochRow, ExperimentJson, Phase1Json, RunJson, SchemaError, StepRow,
+    self, CaseJson, CaseMeta, EpochRow, ExperimentJson, Phase1Json, RunJson, StepRow,
 };
+use crate::schema::SchemaError;
 use plotters::coord::Shift;
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
@@ -35,11 +36,7 @@ pub fn is_e5_folder(folder: &Path) -> bool {
 }
 
 fn schema_err(e: SchemaError) -> ReportError {
-    match e {
-        SchemaError::Io { path, source } => ReportError::Io { path, source },
-        SchemaError::Csv { path, source } => ReportError::Csv { path, source },
-        SchemaError::Json { path, source } => ReportError::Json { path, source },
-    }
+    ReportError::Schema(e)
 }
 
 /// Phase-2 results of one case in one run.
@@ -246,7 +243,7 @@ pub fn report(
     let claims = check_claims(&res);
     let mut write = |name: &str, text: &str| -> Result<(), ReportError> {
         let path = out.join(name);
-        schema::write_atomic(&path, text.as_bytes()).map_err(schema_err)?;
+        crate::io::write_atomic(&path, text.as_bytes())?;
         written.push(path);
         Ok(())
     };

@@ -1,4 +1,4 @@
-//! The on-disk results of E5, shared by the E5 runner (writer) and the E5 report (reader).
+//! The on-disk results of E5 (the two-phase SGD protocol), shared by the E5 runner (writer) and the E5 report (reader).
 //!
 //! ```text
 //! OUT/<id>/experiment.json                 ExperimentJson (kind = "e5")
@@ -20,7 +20,9 @@
 //! layer's weights), the distance to E ∩ L_Omega being `||K - Pi(K)||` with `Pi` the orbit mean
 //! over the rotations of the kernel offsets followed by the mask of Omega (SPEC section 9).
 
-use super::config::{Parametrisation, PhaseSection, Support};
+use super::SchemaError;
+use crate::e5::config::{Parametrisation, PhaseSection, Support};
+use crate::io::{write_atomic, IoError};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -255,72 +257,6 @@ pub fn case_dir(run_dir: &Path, case: &str) -> PathBuf {
     run_dir.join(case)
 }
 
-/// Errors reading or writing E5 results, naming the file.
-#[derive(Debug, thiserror::Error)]
-pub enum SchemaError {
-    /// I/O.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// Malformed CSV.
-    #[error("{}: malformed CSV: {source}", path.display())]
-    Csv {
-        /// The file.
-        path: PathBuf,
-        /// The error.
-        #[source]
-        source: csv::Error,
-    },
-    /// Malformed JSON.
-    #[error("{}: malformed JSON: {source}", path.display())]
-    Json {
-        /// The file.
-        path: PathBuf,
-        /// The error.
-        #[source]
-        source: serde_json::Error,
-    },
-}
-
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SchemaError + '_ {
-    move |source| SchemaError::Io {
-        path: path.into(),
-        source,
-    }
-}
-
-/// Writes `bytes` to `path` atomically (temporary name, then rename).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SchemaError> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp-write");
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, bytes).map_err(io_err(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io_err(path))
-}
-
-/// Writes a value as pretty JSON, atomically.
-pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), SchemaError> {
-    let text = serde_json::to_string_pretty(value).map_err(|source| SchemaError::Json {
-        path: path.into(),
-        source,
-    })?;
-    write_atomic(path, (text + "\n").as_bytes())
-}
-
-/// Reads a JSON file.
-pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, SchemaError> {
-    let text = std::fs::read_to_string(path).map_err(io_err(path))?;
-    serde_json::from_str(&text).map_err(|source| SchemaError::Json {
-        path: path.into(),
-        source,
-    })
-}
-
 /// Writes rows as CSV with a header, atomically. Non-finite numbers are written as `NaN`,
 /// `inf`, `-inf`.
 pub fn write_csv<T: Serialize>(path: &Path, rows: &[T]) -> Result<(), SchemaError> {
@@ -332,16 +268,15 @@ pub fn write_csv<T: Serialize>(path: &Path, rows: &[T]) -> Result<(), SchemaErro
     for r in rows {
         w.serialize(r).map_err(err)?;
     }
-    let bytes = w.into_inner().map_err(|e| SchemaError::Io {
-        path: path.into(),
-        source: std::io::Error::other(e.to_string()),
-    })?;
-    write_atomic(path, &bytes)
+    let bytes = w
+        .into_inner()
+        .map_err(|e| IoError::new(path, std::io::Error::other(e.to_string())))?;
+    Ok(write_atomic(path, &bytes)?)
 }
 
 /// Reads a CSV file written by [`write_csv`].
 pub fn read_csv<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, SchemaError> {
-    let file = std::fs::File::open(path).map_err(io_err(path))?;
+    let file = std::fs::File::open(path).map_err(IoError::at(path))?;
     let mut r = csv::Reader::from_reader(file);
     r.deserialize()
         .collect::<Result<Vec<T>, _>>()
@@ -350,3 +285,5 @@ pub fn read_csv<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, S
             source,
         })
 }
+
+pub use super::{read_json, write_json};
