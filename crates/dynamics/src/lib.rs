@@ -12,12 +12,16 @@
 //! * [`train`] runs every strategy from one shared `A0` for a number of epochs, recording the
 //!   metrics of SPEC section 3 ([`EpochMetrics`]) after every step, and stops a strategy that
 //!   produces a non-finite loss or weight without losing what was recorded.
+//! * [`sgd`]: the plain mini-batch SGD protocol of E5 (two phases: equivariant model, then the
+//!   model on a kernel support on the C_4 orbit of the data), with per-step and per-epoch
+//!   records of the distances to `E ∩ L`.
 #![warn(missing_docs)]
 
 mod error;
 mod hash;
 pub mod hessian;
 mod metrics;
+pub mod sgd;
 mod strategy;
 mod train;
 pub mod worked_example;
