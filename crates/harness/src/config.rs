@@ -336,7 +336,7 @@ impl Experiment {
 }
 
 /// Merges `over` into `base`: tables recursively, every other value replaced.
-fn merge(base: &mut toml::Table, over: &toml::Table) {
+pub(crate) fn merge(base: &mut toml::Table, over: &toml::Table) {
     for (k, v) in over {
         match (base.get_mut(k), v) {
             (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),

@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod e5;
 pub mod io;
 pub mod lock;
 pub mod memory;
