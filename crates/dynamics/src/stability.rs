@@ -106,6 +106,8 @@ pub struct Risk<'a> {
     blocks: Vec<Block>,
     hvp_step: f64,
     gradients: usize,
+    /// Scratch parameters of the HVP (point, second gradient), allocated on first use.
+    scratch: Option<(Params<f64>, Params<f64>)>,
 }
 
 impl<'a> Risk<'a> {
@@ -180,6 +182,7 @@ impl<'a> Risk<'a> {
             blocks,
             hvp_step: 1e-6,
             gradients: 0,
+            scratch: None,
         })
     }
 
@@ -237,15 +240,22 @@ impl<'a> Risk<'a> {
             return Ok(());
         }
         let h = self.hvp_step * a.norm().max(1.0) / nv;
-        let mut p = a.clone();
+        let (mut p, mut gm) = self
+            .scratch
+            .take()
+            .unwrap_or_else(|| (a.zeros_like(), a.zeros_like()));
+        p.copy_from(a);
         p.axpy(h, v);
-        self.loss_and_gradient(&p, out)?;
-        p.axpy(-2.0 * h, v);
-        let mut gm = a.zeros_like();
-        self.loss_and_gradient(&p, &mut gm)?;
-        out.axpy(-1.0, &gm);
-        out.scale(0.5 / h);
-        Ok(())
+        let r = self.loss_and_gradient(&p, out).and_then(|_| {
+            p.axpy(-2.0 * h, v);
+            self.loss_and_gradient(&p, &mut gm)
+        });
+        if r.is_ok() {
+            out.axpy(-1.0, &gm);
+            out.scale(0.5 / h);
+        }
+        self.scratch = Some((p, gm));
+        r.map(|_| ())
     }
 
     fn run(&mut self, a: &Params<f64>, with_grad: bool) -> Result<f64, StabilityError> {
@@ -369,6 +379,8 @@ pub struct StationaryOptions {
     pub max_iterations: usize,
     /// L-BFGS memory (pairs kept).
     pub memory: usize,
+    /// Longest step, relative to `max(1, ||A||)`.
+    pub max_step: f64,
 }
 
 impl Default for StationaryOptions {
@@ -377,6 +389,7 @@ impl Default for StationaryOptions {
             rtol: 1e-6,
             max_iterations: 500,
             memory: 10,
+            max_step: 0.1,
         }
     }
 }
@@ -472,7 +485,10 @@ pub fn find_stationary_point(
             d.scale(-1.0 / g.norm().max(1e-300));
             slope = g.dot(&d);
         }
-        let mut t = 1.0;
+        // Cap the step length: a long step can land on a saturated plateau (tanh, sigmoid)
+        // whose gradient underflows, a spurious "stationary point".
+        let max_step = opts.max_step * a.norm().max(1.0);
+        let mut t = (max_step / d.norm().max(f64::MIN_POSITIVE)).min(1.0);
         let mut accepted = None;
         for _ in 0..50 {
             let mut trial = a.clone();
@@ -745,6 +761,9 @@ impl Default for StabilityOptions {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
+    /// The stationary-point search did not reach its tolerance: the point is not stationary
+    /// and its spectra say nothing about stability.
+    NotStationary,
     /// No eigenvalue of either block below `-noise`: stable (to second order).
     Stable,
     /// `H_perp` has an eigenvalue below `-noise` while the E block has none: a minimum for
@@ -983,7 +1002,9 @@ pub fn analyse(
         }
     }
     count += aug.gradient_count();
-    let verdict = if e_block.min < -noise {
+    let verdict = if !sp.converged {
+        Verdict::NotStationary
+    } else if e_block.min < -noise {
         Verdict::UnstableInE
     } else if perp_block.min < -noise {
         Verdict::UnstableOffE

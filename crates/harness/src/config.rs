@@ -69,6 +69,9 @@ pub struct ExperimentFile {
     pub protocol: ProtocolSection,
     /// `[[strategies]]`.
     pub strategies: Vec<StrategySection>,
+    /// `[stability]`: options of `eqaug stability` (see [`crate::stability`]).
+    #[serde(default)]
+    pub stability: Option<crate::stability::StabilitySection>,
     /// `[profiles.NAME]`: partial copies of the sections above, merged over them, plus `note`.
     #[serde(default)]
     pub profiles: BTreeMap<String, toml::Table>,
@@ -294,6 +297,8 @@ pub struct Experiment {
     pub protocol: ProtocolSection,
     /// The strategies with their precisions.
     pub strategies: Vec<(StrategySpec, Precision)>,
+    /// `[stability]`, when given.
+    pub stability: Option<crate::stability::StabilitySection>,
     /// The config file it came from.
     pub file: PathBuf,
     /// The merged config as TOML (recorded with every run).
@@ -401,12 +406,21 @@ pub fn parse(text: &str, file: &Path, profile: &str) -> Result<Vec<Experiment>, 
         None => String::new(),
     };
     for k in over.keys() {
-        if !["experiment", "data", "network", "protocol", "strategies"].contains(&k.as_str()) {
+        if ![
+            "experiment",
+            "data",
+            "network",
+            "protocol",
+            "strategies",
+            "stability",
+        ]
+        .contains(&k.as_str())
+        {
             return Err(invalid(
                 file,
                 &ptag,
                 &format!("profiles.{profile}.{k}"),
-                "unknown key: a profile may set note, experiment, data, network, protocol, strategies",
+                "unknown key: a profile may set note, experiment, data, network, protocol, strategies, stability",
             ));
         }
     }
@@ -583,6 +597,11 @@ fn validate(
             (spec, f.network.loss)
         }
     };
+    if let Some(st) = &f.stability {
+        if let Err((key, reason)) = st.validate() {
+            return bad(&key, reason);
+        }
+    }
     let multi = f.experiment.groups.len() > 1;
     let mut out = Vec::new();
     for gname in &f.experiment.groups {
@@ -619,6 +638,7 @@ fn validate(
                     )
                 })
                 .collect(),
+            stability: f.stability.clone(),
             file: file.into(),
             resolved_toml: resolved_toml.clone(),
         };

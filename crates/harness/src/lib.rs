@@ -4,6 +4,7 @@
 pub mod config;
 pub mod report;
 pub mod runner;
+pub mod stability;
 
 /// The worked example of SPEC section 1 as claims in the report's format (`id`, `experiment`,
 /// `statement`, `measured`, `bound`, `pass`).

@@ -28,6 +28,8 @@ enum Command {
     Data(cli::data::DataCommand),
     /// Aggregate finished runs into tables, SVG figures and checked claims.
     Report(cli::report::Args),
+    /// Stability of the stationary points in E: Hessian spectra on E and E-perp, escapes.
+    Stability(cli::stability::Args),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +41,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => cli::inspect::run(args),
         Command::Data(cmd) => cli::data::run(cmd),
         Command::Report(args) => cli::report::run(args),
+        Command::Stability(args) => cli::stability::run(args),
     };
     if std::env::var_os("EQAUG_REPORT_PEAK_RSS").is_some() {
         report_peak_rss();

@@ -5,6 +5,7 @@ pub mod inspect;
 pub mod list;
 pub mod report;
 pub mod run;
+pub mod stability;
 pub mod worked_example;
 
 /// Errors of the command-line layer: a message for the user.
