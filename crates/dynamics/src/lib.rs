@@ -17,6 +17,7 @@
 #![warn(missing_docs)]
 
 mod error;
+mod hash;
 pub mod hessian;
 pub mod lanczos;
 mod metrics;
@@ -26,6 +27,7 @@ mod train;
 pub mod worked_example;
 
 pub use error::TrainError;
+pub use hash::fnv1a64;
 pub use metrics::{equivariance_error, EpochMetrics, EquivarianceError};
 pub use strategy::{Protocol, Sampling, StrategyKind, StrategySpec};
 pub use train::{strategy_rng, train, Failure, RunOutcome, TrainData, Trainer};

@@ -174,6 +174,8 @@ impl StabilitySection {
 }
 
 /// Errors of `eqaug stability`, naming the experiment.
+// The set-up error is kept as a message: the analysis may run before or after the runner
+// changes its error types.
 #[derive(Debug, thiserror::Error)]
 pub enum StabilityRunError {
     /// The analysis failed.
@@ -259,12 +261,8 @@ fn setup_err(exp: &Experiment, message: impl ToString) -> StabilityRunError {
 pub fn run_stability(exp: &Experiment, out: &Path) -> Result<StabilityOutput, StabilityRunError> {
     let t0 = Instant::now();
     let opts = exp.stability.clone().unwrap_or_default();
-    let group = exp.build_group().map_err(|e| setup_err(exp, e))?;
-    let data = crate::runner::load_data(exp, &group).map_err(|e| setup_err(exp, e))?;
-    let (data, _) = crate::runner::split_held_out(data, exp.protocol.held_out);
-    let input = data.input_rep;
-    let net = Network::<f64>::new(&exp.network, group.clone(), input, exp.loss)
-        .map_err(|e| setup_err(exp, e))?;
+    let setup = crate::setup::RunSetup::new(exp).map_err(|e| setup_err(exp, e))?;
+    let (group, data, net) = (&setup.group, &setup.data64, &setup.net64);
     let analysis_err = |source| StabilityRunError::Analysis {
         experiment: exp.name.clone(),
         source,
@@ -277,18 +275,14 @@ pub fn run_stability(exp: &Experiment, out: &Path) -> Result<StabilityOutput, St
         let a0 = net.init_params(&mut rng);
         if run == 0 {
             hvp_cost = Some(
-                hvp_cost_in_gradients(&net, &data, exp.protocol.minibatch, &a0)
+                hvp_cost_in_gradients(net, data, exp.protocol.minibatch, &a0)
                     .map_err(analysis_err)?,
             );
         }
         let t = Instant::now();
-        let (report, _) = stability::analyse(
-            &net,
-            &data,
-            &a0,
-            &opts.options(exp.protocol.minibatch, seed),
-        )
-        .map_err(analysis_err)?;
+        let (report, _) =
+            stability::analyse(net, data, &a0, &opts.options(exp.protocol.minibatch, seed))
+                .map_err(analysis_err)?;
         let wall_seconds = t.elapsed().as_secs_f64();
         eprintln!(
             "[{}] run {run}: residual {:.1e} (x{:.1e} of start), E [{:.3e}, {:.3e}], E-perp [{:.3e}, {:.3e}], {:?}, {wall_seconds:.1} s",

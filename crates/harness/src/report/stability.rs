@@ -26,7 +26,7 @@ pub fn load(dir: &Path) -> Result<Vec<StabilityOutput>, ReportError> {
     folders.sort();
     folders
         .iter()
-        .map(|f| super::input::read_json(&f.join("stability.json")))
+        .map(|f| crate::schema::read_json(&f.join("stability.json")).map_err(ReportError::from))
         .collect()
 }
 
