@@ -83,6 +83,30 @@ pub fn run(args: Args) -> Result<(), String> {
             .args(["worked-example", "--out"])
             .arg(out.join("worked_example.json")),
     )?;
+    // The stability step (SPEC section 10): every config with a `stability` profile, and the
+    // worked example as a self-test; the report picks up runs/<profile>/stability/.
+    let t0 = Instant::now();
+    let stability_out = runs.join("stability");
+    util::run(
+        Command::new(&bin)
+            .args(["stability", "worked-example", "--out"])
+            .arg(&stability_out),
+    )?;
+    for cfg in &configs {
+        let has_profile =
+            std::fs::read_to_string(cfg).is_ok_and(|t| t.contains("[profiles.stability]"));
+        if has_profile {
+            eprintln!("== stability: {}", cfg.display());
+            util::run(
+                Command::new(&bin)
+                    .arg("stability")
+                    .arg(cfg)
+                    .args(["--profile", "stability", "--out"])
+                    .arg(&stability_out),
+            )?;
+        }
+    }
+    timings.insert("stability".into(), t0.elapsed().as_secs_f64());
     util::run(
         Command::new(&bin)
             .arg("report")
@@ -142,7 +166,15 @@ fn write_readme(
         "| experiment config | wall time (last run of the command) |\n|---|---:|"
     );
     for (k, v) in timings {
-        let _ = writeln!(s, "| `experiments/{k}.toml` | {} |", human(*v));
+        if k == "stability" {
+            let _ = writeln!(
+                s,
+                "| stability step (`eqaug stability`, every config's `stability` profile) | {} |",
+                human(*v)
+            );
+        } else {
+            let _ = writeln!(s, "| `experiments/{k}.toml` | {} |", human(*v));
+        }
     }
     let _ = writeln!(
         s,
@@ -179,6 +211,13 @@ fn write_readme(
         links.push(format!("[summary CSV]({name}/summary.csv)"));
         links.push(format!("[every run's metrics]({name}/runs.csv)"));
         let _ = writeln!(s, "- **{name}**: {}", links.join(", "));
+    }
+    if out.join("stability/stability.md").is_file() {
+        let _ = writeln!(
+            s,
+            "- **stability** (SPEC section 10): [table, escapes and findings](stability/stability.md), \
+             [spectral densities](stability/stability.svg)"
+        );
     }
     let _ = writeln!(
         s,

@@ -81,6 +81,9 @@ pub struct ExperimentFile {
     pub protocol: ProtocolSection,
     /// `[[strategies]]`.
     pub strategies: Vec<StrategySection>,
+    /// `[stability]`: options of `eqaug stability` (see [`crate::stability`]).
+    #[serde(default)]
+    pub stability: Option<crate::stability::StabilitySection>,
     /// `[profiles.NAME]`: partial copies of the sections above, merged over them, plus `note`.
     #[serde(default)]
     pub profiles: BTreeMap<String, toml::Table>,
@@ -173,6 +176,25 @@ pub struct NetworkSection {
     /// An explicit network (eqaug-nn's `LayerSpec`s) instead of a preset.
     #[serde(default)]
     pub layers: Option<Vec<eqaug_nn::LayerSpec>>,
+    /// The presets' rectifier: `leaky_relu` (the paper's, default) or `smooth_leaky_relu`
+    /// (`slope x + (1 - slope) softplus(sharpness x) / sharpness`, no kink: a Hessian exists
+    /// everywhere, for `eqaug stability`).
+    #[serde(default)]
+    pub activation: Activation,
+    /// `smooth_leaky_relu` only: the sharpness beta (default 10; LeakyReLU as beta -> inf).
+    #[serde(default)]
+    pub sharpness: Option<f64>,
+}
+
+/// The rectifier of the preset networks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// `max(x, 0) + 0.01 min(x, 0)` (the paper's).
+    #[default]
+    LeakyRelu,
+    /// The smooth LeakyReLU with the same slope 0.01 and `network.sharpness`.
+    SmoothLeakyRelu,
 }
 
 /// Floating-point precision of a run.
@@ -296,6 +318,8 @@ pub struct Experiment {
     pub protocol: ProtocolSection,
     /// The strategies with their precisions.
     pub strategies: Vec<(StrategySpec, Precision)>,
+    /// `[stability]`, when given.
+    pub stability: Option<crate::stability::StabilitySection>,
     /// The config file it came from.
     pub file: PathBuf,
     /// The merged config as TOML (recorded with every run).
@@ -400,12 +424,21 @@ pub fn parse(text: &str, file: &Path, profile: &str) -> Result<Vec<Experiment>, 
         None => String::new(),
     };
     for k in over.keys() {
-        if !["experiment", "data", "network", "protocol", "strategies"].contains(&k.as_str()) {
+        if ![
+            "experiment",
+            "data",
+            "network",
+            "protocol",
+            "strategies",
+            "stability",
+        ]
+        .contains(&k.as_str())
+        {
             return Err(invalid(
                 file,
                 &ptag,
                 &format!("profiles.{profile}.{k}"),
-                "unknown key: a profile may set note, experiment, data, network, protocol, strategies",
+                "unknown key: a profile may set note, experiment, data, network, protocol, strategies, stability",
             ));
         }
     }
@@ -473,6 +506,9 @@ fn validate(
     check_experiment(&f.experiment).map_err(at)?;
     check_strategies(&f).map_err(at)?;
     let network = network_spec(&f.network, f.experiment.size).map_err(at)?;
+    if let Some(st) = &f.stability {
+        st.validate().map_err(at)?;
+    }
     let multi = f.experiment.groups.len() > 1;
     let mut out = Vec::new();
     for gname in &f.experiment.groups {
@@ -513,6 +549,7 @@ fn validate(
                     )
                 })
                 .collect(),
+            stability: f.stability.clone(),
             file: file.into(),
             resolved_toml: resolved_toml.clone(),
         };
@@ -640,6 +677,10 @@ fn network_spec(n: &NetworkSection, size: usize) -> Result<NetworkSpec, (String,
             "network.preset",
             "give a preset (e1, e2, e3) or layers".into(),
         ),
+        (None, Some(_)) if n.activation != Activation::LeakyRelu || n.sharpness.is_some() => err(
+            "network.activation",
+            "applies to presets only; write the activation into network.layers".into(),
+        ),
         (None, Some(layers)) => Ok(NetworkSpec {
             layers: layers.clone(),
         }),
@@ -656,11 +697,35 @@ fn network_spec(n: &NetworkSection, size: usize) -> Result<NetworkSpec, (String,
                 );
             }
             let norm = n.normalisation;
-            Ok(match preset {
+            let mut spec = match preset {
                 Preset::E1 => NetworkSpec::e1(size, c[0], c[1], c[2], norm),
                 Preset::E2 => NetworkSpec::e2(size, c[0], 10, norm),
                 Preset::E3 => NetworkSpec::e3(size, [c[0], c[1], c[2]], norm),
-            })
+            };
+            match (n.activation, n.sharpness) {
+                (Activation::LeakyRelu, Some(_)) => {
+                    return err(
+                        "network.sharpness",
+                        "only for network.activation = \"smooth_leaky_relu\"".into(),
+                    )
+                }
+                (Activation::LeakyRelu, None) => {}
+                (Activation::SmoothLeakyRelu, sharpness) => {
+                    let sharpness = sharpness.unwrap_or(10.0);
+                    if !(sharpness.is_finite() && sharpness > 0.0) {
+                        return err(
+                            "network.sharpness",
+                            format!("must be finite and > 0, got {sharpness}"),
+                        );
+                    }
+                    for l in &mut spec.layers {
+                        if let eqaug_nn::LayerSpec::LeakyRelu { slope } = *l {
+                            *l = eqaug_nn::LayerSpec::SmoothLeakyRelu { slope, sharpness };
+                        }
+                    }
+                }
+            }
+            Ok(spec)
         }
     }
 }

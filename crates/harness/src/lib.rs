@@ -22,5 +22,6 @@ pub mod report;
 pub mod runner;
 pub mod schema;
 pub mod setup;
+pub mod stability;
 
 pub use report::claims::worked_example_claims;

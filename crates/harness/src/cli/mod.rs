@@ -7,6 +7,7 @@ pub mod report;
 pub mod run;
 pub mod slurm;
 pub mod status;
+pub mod stability;
 pub mod worked_example;
 
 /// Errors of the command-line layer: a message for the user.

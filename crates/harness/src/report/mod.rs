@@ -13,6 +13,7 @@ pub mod claims;
 pub mod e5;
 pub mod figure;
 pub mod input;
+pub mod stability;
 pub mod table;
 
 pub use claims::{Bound, Claim, CLAIMS};
@@ -209,6 +210,18 @@ pub fn report_into(dir: &Path, out: &Path) -> Result<ReportSummary, ReportError>
         let extra: Vec<Claim> = schema::read_json(&worked)?;
         summary.claims.extend(extra);
     }
+    // The stability analyses of `eqaug stability` (SPEC section 10), when DIR/stability holds any.
+    let stability_dir = dir.join("stability");
+    let mut stability_found = false;
+    if stability_dir.is_dir() {
+        let c = stability::write(
+            &stability_dir,
+            &out.join("stability"),
+            &mut summary.files_written,
+        )?;
+        stability_found = !c.is_empty() || out.join("stability/stability.md").is_file();
+        summary.claims.extend(c);
+    }
     summary.claims_passed = summary.claims.iter().filter(|c| c.pass).count();
     summary.claims_failed = summary.claims.len() - summary.claims_passed;
 
@@ -227,11 +240,16 @@ pub fn report_into(dir: &Path, out: &Path) -> Result<ReportSummary, ReportError>
         &claims::claims_markdown(&summary.claims),
         &mut summary.files_written,
     )?;
-    write_file(
-        &out.join("report.md"),
-        &report_markdown(&sections, &summary),
-        &mut summary.files_written,
-    )?;
+    let mut md = report_markdown(&sections, &summary);
+    if stability_found {
+        md.push_str(
+            "## Stability of the stationary points (SPEC section 10)\n\n\
+             Hessian spectra on E and E-perp at stationary points in E, and predicted against \
+             measured escape: [stability/stability.md](stability/stability.md).\n\n\
+             ![stability densities](stability/stability.svg)\n",
+        );
+    }
+    write_file(&out.join("report.md"), &md, &mut summary.files_written)?;
     Ok(summary)
 }
 
