@@ -15,6 +15,7 @@
 #![warn(missing_docs)]
 
 mod error;
+mod heldout;
 pub mod hessian;
 mod metrics;
 mod strategy;
@@ -22,6 +23,9 @@ mod train;
 pub mod worked_example;
 
 pub use error::TrainError;
+pub use heldout::{score, HeldOut, TestMetrics};
 pub use metrics::{equivariance_error, EpochMetrics, EquivarianceError};
-pub use strategy::{Protocol, Sampling, StrategyKind, StrategySpec};
-pub use train::{strategy_rng, train, Failure, RunOutcome, TrainData, Trainer};
+pub use strategy::{Protocol, Regulariser, Sampling, StrategyKind, StrategySpec};
+pub use train::{
+    strategy_rng, train, train_with_held_out, Failure, RunOutcome, TrainData, Trainer,
+};

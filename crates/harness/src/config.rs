@@ -614,6 +614,7 @@ fn validate(
                             kind: s.kind,
                             sampling: s.sampling,
                             passes: s.passes,
+                            regulariser: None,
                         },
                         s.precision.unwrap_or(f.protocol.precision),
                     )
