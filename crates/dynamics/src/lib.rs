@@ -9,6 +9,8 @@
 //!   transformed data, for [`StrategyKind::Equivariant`] projected onto E. Chunks of many
 //!   mini-batches go through the network together (the weights do not change within an epoch);
 //!   normalisation statistics stay per mini-batch.
+//! * [`stability`] (with [`lanczos`] and [`hessian`]): the stability analysis of SPEC
+//!   section 10 at equivariant stationary points (Hessian spectra on E and E-perp, escapes).
 //! * [`train`] runs every strategy from one shared `A0` for a number of epochs, recording the
 //!   metrics of SPEC section 3 ([`EpochMetrics`]) after every step, and stops a strategy that
 //!   produces a non-finite loss or weight without losing what was recorded.
@@ -17,7 +19,9 @@
 mod error;
 mod heldout;
 pub mod hessian;
+pub mod lanczos;
 mod metrics;
+pub mod stability;
 mod strategy;
 mod train;
 pub mod worked_example;
