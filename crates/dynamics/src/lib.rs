@@ -21,6 +21,7 @@ mod heldout;
 pub mod hessian;
 pub mod lanczos;
 mod metrics;
+pub mod regularised;
 pub mod stability;
 mod strategy;
 mod train;

@@ -92,7 +92,8 @@ impl Regulariser {
         }
     }
 
-    pub(crate) fn validate(&self, strategy: &str) -> Result<(), crate::TrainError> {
+    /// Checks that `gamma` is finite and `>= 0`; the message names `strategy`.
+    pub fn validate(&self, strategy: &str) -> Result<(), crate::TrainError> {
         if self.gamma.is_finite() && self.gamma >= 0.0 {
             Ok(())
         } else {

@@ -471,3 +471,96 @@ fn held_out_metrics_are_the_network_loss_and_do_not_change_training() {
         .to_string();
     assert!(e.contains("10 x 3"), "{e}");
 }
+
+#[test]
+fn penalty_shift_through_the_stability_lanczos() {
+    // The same claim with the stability tools: Risk (exact R_aug), the regularised wrapper
+    // whose HVPs difference the penalised gradient, and Lanczos with full reorthogonalisation
+    // on E-perp.
+    use eqaug_dynamics::regularised::RegularisedRisk;
+    use eqaug_dynamics::stability::Risk;
+    use eqaug_dynamics::{lanczos, Regulariser};
+    let c = classifier_case(Group::builtin("trans2d", 3).unwrap(), 10, 21);
+    let a_star = c.net.init_params(&mut ChaCha8Rng::seed_from_u64(22)); // in E
+    let elements = c.group.elements(1000).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(23);
+    let start: Vec<f64> = (0..a_star.len())
+        .map(|_| rng.gen_range(-1.0..1.0))
+        .collect();
+    let layout = a_star.layout().clone();
+    let project = |sub: Subspace| {
+        let layout = layout.clone();
+        move |v: &mut [f64]| {
+            let mut p = Params::from_vec(layout.clone(), v.to_vec()).unwrap();
+            hessian::project_onto(&mut p, sub);
+            v.copy_from_slice(p.as_slice());
+        }
+    };
+    let gamma = 0.25;
+    let steps = 15;
+    let mut risk = Risk::new(&c.net, &c.data, 5, Some(elements)).unwrap();
+    let mut results = Vec::new();
+    for sub in [Subspace::Orthogonal, Subspace::Equivariant] {
+        let (mut vp, mut out) = (c.net.zeros(), c.net.zeros());
+        let plain = lanczos::lanczos(
+            &start,
+            steps,
+            |v, o| {
+                vp.as_mut_slice().copy_from_slice(v);
+                risk.hvp(&a_star, &vp, &mut out)?;
+                o.copy_from_slice(out.as_slice());
+                Ok(())
+            },
+            &project(sub),
+        )
+        .unwrap();
+        let mut reg = RegularisedRisk::new(&mut risk, Regulariser { gamma }).unwrap();
+        let shifted = lanczos::lanczos(
+            &start,
+            steps,
+            |v, o| {
+                vp.as_mut_slice().copy_from_slice(v);
+                reg.hvp(&a_star, &vp, &mut out)?;
+                o.copy_from_slice(out.as_slice());
+                Ok(())
+            },
+            &project(sub),
+        )
+        .unwrap();
+        results.push((plain.min(), plain.max(), shifted.min(), shifted.max()));
+    }
+    let rel = |got: f64, want: f64| (got - want).abs() / want.abs();
+    let (lo, hi, lo_r, hi_r) = results[0];
+    eprintln!(
+        "stability Lanczos, E-perp: [{lo}, {hi}] -> [{lo_r}, {hi_r}] with gamma {gamma}: \
+         rel. errors {:e}, {:e}",
+        rel(lo_r, lo + gamma),
+        rel(hi_r, hi + gamma)
+    );
+    assert!(rel(lo_r, lo + gamma) <= 1e-6, "{lo_r} vs {lo} + {gamma}");
+    assert!(rel(hi_r, hi + gamma) <= 1e-6, "{hi_r} vs {hi} + {gamma}");
+    let (elo, ehi, elo_r, ehi_r) = results[1];
+    eprintln!("stability Lanczos, E: [{elo}, {ehi}] -> [{elo_r}, {ehi_r}]");
+    assert!(
+        (elo_r - elo).abs() <= 1e-6 * elo.abs().max(ehi.abs()),
+        "{elo_r} {elo}"
+    );
+    assert!((ehi_r - ehi).abs() <= 1e-6 * ehi.abs(), "{ehi_r} {ehi}");
+    // The wrapper's value and gradient include the penalty.
+    let mut off = a_star.clone();
+    off.as_mut_slice()[0] += 0.3;
+    let mut g = c.net.zeros();
+    let mut g_plain = c.net.zeros();
+    let l_plain = risk.loss_and_gradient(&off, &mut g_plain).unwrap();
+    let mut reg = RegularisedRisk::new(&mut risk, Regulariser { gamma }).unwrap();
+    let l = reg.loss_and_gradient(&off, &mut g).unwrap();
+    let d = off.distance_to_equivariant();
+    assert!((l - l_plain - 0.5 * gamma * d * d).abs() < 1e-12);
+    g.axpy(-1.0, &g_plain);
+    assert!(
+        (g.norm() - gamma * d).abs() < 1e-12,
+        "{} vs {}",
+        g.norm(),
+        gamma * d
+    );
+}
