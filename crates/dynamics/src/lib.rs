@@ -17,6 +17,7 @@
 #![warn(missing_docs)]
 
 mod error;
+mod hash;
 mod heldout;
 pub mod hessian;
 pub mod lanczos;
@@ -28,6 +29,7 @@ mod train;
 pub mod worked_example;
 
 pub use error::TrainError;
+pub use hash::fnv1a64;
 pub use heldout::{score, HeldOut, TestMetrics};
 pub use metrics::{equivariance_error, EpochMetrics, EquivarianceError};
 pub use strategy::{Protocol, Regulariser, Sampling, StrategyKind, StrategySpec};

@@ -22,11 +22,11 @@ pub struct EpochMetrics {
     pub dist_from_start_per_layer: Vec<f64>,
     /// `||W_k - Pi_E W_k||` per group layer.
     pub dist_to_e_per_layer: Vec<f64>,
-    /// The regulariser's penalty `gamma/2 ||A_Eperp||^2` at these parameters (0 without one).
-    /// [`EpochMetrics::loss`] is the data loss alone; the regularised risk the strategy
-    /// descends is `loss + penalty` ([`EpochMetrics::risk`]).
+    /// The regulariser's penalty `gamma/2 ||A_Eperp||^2` at these parameters (`None` without
+    /// a regulariser). [`EpochMetrics::loss`] is the data loss alone; the regularised risk the
+    /// strategy descends is `loss + penalty` ([`EpochMetrics::risk`]).
     #[serde(default)]
-    pub penalty: f64,
+    pub penalty: Option<f64>,
     /// Mean loss on the held-out split (`None` when no split is evaluated).
     #[serde(default)]
     pub test_loss: Option<f64>,
@@ -66,7 +66,7 @@ impl EpochMetrics {
             dist_to_e: total(&to_e),
             dist_from_start_per_layer: from,
             dist_to_e_per_layer: to_e,
-            penalty: 0.0,
+            penalty: None,
             test_loss: None,
             test_accuracy: None,
             test_mean_iou: None,
@@ -75,7 +75,7 @@ impl EpochMetrics {
 
     /// The regularised risk `loss + penalty` (equal to `loss` without a regulariser).
     pub fn risk(&self) -> f64 {
-        self.loss + self.penalty
+        self.loss + self.penalty.unwrap_or(0.0)
     }
 
     /// Records held-out test metrics in this row.

@@ -2,6 +2,7 @@
 
 use crate::metrics::EpochMetrics;
 use crate::{HeldOut, Protocol, Sampling, StrategyKind, StrategySpec, TrainError};
+use eqaug_data::batching;
 use eqaug_groups::{act_on_sample, Group, Perm, Points, Real, Rep};
 use eqaug_nn::{Network, Params, Workspace};
 use ndarray::{s, Array2};
@@ -177,8 +178,8 @@ impl<'a, T: Real> Trainer<'a, T> {
         };
         let mut total_f64 = 0.0f64;
         for p in 0..passes {
-            for start in (0..n).step_by(rows) {
-                let end = (start + rows).min(n);
+            for chunk in batching::chunks(n, mb, rows / mb) {
+                let (start, end) = (chunk.rows.start, chunk.rows.end);
                 let x = self.data.x.slice(s![start..end, ..]);
                 let t = self.data.targets.slice(s![start..end, ..]);
                 let chunk_loss = if augment {
@@ -288,12 +289,7 @@ pub struct RunOutcome {
 /// name, so that adding or reordering strategies does not change the others' draws.
 pub fn strategy_rng(seed: u64, name: &str) -> ChaCha8Rng {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    // FNV-1a of the name.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in name.bytes() {
-        h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
-    }
-    rng.set_stream(h);
+    rng.set_stream(crate::fnv1a64(name.as_bytes()));
     rng
 }
 
@@ -355,7 +351,7 @@ pub fn train_with_held_out<T: Real>(
                 trainer.loss(&params, strategy, &mut rng)?
             };
             let mut row = EpochMetrics::measure(epoch, &strategy.name, loss, &params, a0);
-            row.penalty = strategy.penalty(&params);
+            row.penalty = strategy.regulariser.map(|r| r.penalty(&params));
             if let Some(h) = held_out.as_deref_mut() {
                 row.set_test(&h.evaluate(net, &params));
             }

@@ -3,7 +3,7 @@
 //! into a checked [`Experiment`] before anything runs; every error names the file, the key and
 //! the reason.
 
-use eqaug_dynamics::{Protocol, Sampling, StrategyKind, StrategySpec};
+use eqaug_dynamics::{Protocol, Regulariser, Sampling, StrategyKind, StrategySpec};
 use eqaug_groups::{Group, ReferenceTask};
 use eqaug_nn::{Loss, NetworkSpec, Normalisation};
 use serde::{Deserialize, Serialize};
@@ -104,6 +104,21 @@ pub enum DatasetKind {
     Mnist14,
     /// Synthetic triangles and pentagons with masks (E3).
     Shapes,
+    /// A user's own inputs and targets from `.npy` files (`data.inputs`, `data.targets`,
+    /// `data.targets_kind`; see eqaug-data's `npy` module for the accepted shapes).
+    Npy,
+}
+
+/// What an `npy` targets file holds (`data.targets_kind`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NpyTargetsKind {
+    /// One 0/1 label per sample (a sigmoid output with `loss = "bce"`).
+    Binary,
+    /// One class label per sample in `0..data.classes` (one-hot targets).
+    Classes,
+    /// Masks that move with the inputs (segmentation).
+    Masks,
 }
 
 /// `[data]`.
@@ -129,6 +144,22 @@ pub struct DataSection {
     /// SBM: inter-cluster edge probability (0.05).
     #[serde(default)]
     pub p_inter: Option<f64>,
+    /// npy: the inputs file (`float32`/`float64`, `(N, C*P)`, `(N, C, P)` or `(N, C, h, w)`);
+    /// a relative path is taken from the directory the command runs in.
+    #[serde(default)]
+    pub inputs: Option<PathBuf>,
+    /// npy: the targets file.
+    #[serde(default)]
+    pub targets: Option<PathBuf>,
+    /// npy: what the targets file holds: `binary`, `classes` or `masks`.
+    #[serde(default)]
+    pub targets_kind: Option<NpyTargetsKind>,
+    /// npy: input channels `C` (default 1).
+    #[serde(default)]
+    pub channels: Option<usize>,
+    /// npy with class labels: the number of classes (default: the largest label + 1).
+    #[serde(default)]
+    pub classes: Option<usize>,
 }
 
 /// The built-in networks of SPEC section 4.
@@ -265,6 +296,10 @@ pub struct StrategySection {
     /// In a multi-group file: run this strategy only for these groups (default: all).
     #[serde(default)]
     pub only_groups: Option<Vec<String>>,
+    /// Nominal or augmented only: `regulariser = { gamma = ... }` adds the penalty
+    /// `gamma/2 ||A_Eperp||^2` to the risk (arXiv 2502.06547).
+    #[serde(default)]
+    pub regulariser: Option<Regulariser>,
 }
 
 /// A validated experiment for one group and one profile: everything a run needs.
@@ -425,6 +460,25 @@ pub fn parse(text: &str, file: &Path, profile: &str) -> Result<Vec<Experiment>, 
     validate(merged, file, profile, &ptag, note, resolved_toml)
 }
 
+/// Parses the resolved config a run records (`run-NNN/config.toml`: the file with the profile
+/// already merged in and `[profiles]` removed) into validated experiments, naming `profile`
+/// as the profile that was applied.
+pub fn parse_resolved(
+    text: &str,
+    file: &Path,
+    profile: &str,
+) -> Result<Vec<Experiment>, ConfigError> {
+    let parsed: ExperimentFile = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        file: file.into(),
+        profile: String::new(),
+        message: e.to_string(),
+    })?;
+    let table: toml::Table = toml::from_str(text).expect("parsed above");
+    let resolved_toml = toml::to_string(&table).unwrap_or_default();
+    let ptag = format!(" (profile {profile})");
+    validate(parsed, file, profile, &ptag, String::new(), resolved_toml)
+}
+
 fn invalid(file: &Path, ptag: &str, key: &str, reason: &str) -> ConfigError {
     ConfigError::Invalid {
         file: file.into(),
@@ -432,6 +486,13 @@ fn invalid(file: &Path, ptag: &str, key: &str, reason: &str) -> ConfigError {
         key: key.into(),
         reason: reason.into(),
     }
+}
+
+/// `Err(key, reason)` of a section check; [`validate`] adds the file and profile.
+type Check = Result<(), (String, String)>;
+
+fn fail(key: &str, reason: impl Into<String>) -> Check {
+    Err((key.into(), reason.into()))
 }
 
 fn validate(
@@ -442,151 +503,22 @@ fn validate(
     note: String,
     resolved_toml: String,
 ) -> Result<Vec<Experiment>, ConfigError> {
-    let bad = |key: &str, reason: String| Err(invalid(file, ptag, key, &reason));
-    let p = &f.protocol;
-    if !(p.learning_rate.is_finite() && p.learning_rate > 0.0) {
-        return bad(
-            "protocol.learning_rate",
-            format!("must be positive, got {}", p.learning_rate),
-        );
-    }
-    if p.epochs == 0 {
-        return bad("protocol.epochs", "must be at least 1".into());
-    }
-    if p.runs == 0 {
-        return bad("protocol.runs", "must be at least 1".into());
-    }
-    if p.minibatch == 0 {
-        return bad("protocol.minibatch", "must be at least 1".into());
-    }
-    if p.chunk_rows < p.minibatch {
-        return bad(
-            "protocol.chunk_rows",
-            format!("must be at least the mini-batch size {}", p.minibatch),
-        );
-    }
-    if p.parallel_runs == 0 {
-        return bad("protocol.parallel_runs", "must be at least 1".into());
-    }
-    if let Some(c) = &p.checkpoints {
-        if let Some(e) = c.iter().find(|&&e| e > p.epochs) {
-            return bad(
-                "protocol.checkpoints",
-                format!("epoch {e} is after the last epoch {}", p.epochs),
-            );
-        }
-    }
-    if f.data.count < p.minibatch {
-        return bad(
-            "data.count",
-            format!(
-                "{} samples are fewer than one mini-batch of {}",
-                f.data.count, p.minibatch
-            ),
-        );
-    }
-    for (key, v) in [
-        ("data.p_intra", f.data.p_intra),
-        ("data.p_inter", f.data.p_inter),
-    ] {
-        if let Some(v) = v {
-            if !(0.0..=1.0).contains(&v) {
-                return bad(key, format!("a probability must be in [0, 1], got {v}"));
-            }
-        }
-    }
-    if f.data.dataset != DatasetKind::Sbm && (f.data.p_intra.is_some() || f.data.p_inter.is_some())
-    {
-        return bad(
-            "data.p_intra",
-            "only the sbm data set has edge probabilities".into(),
-        );
-    }
-    if f.experiment.groups.is_empty() {
-        return bad("experiment.groups", "give at least one group".into());
-    }
-    if f.experiment.id.is_empty()
-        || !f
-            .experiment
-            .id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
-        return bad("experiment.id", "use letters, digits, - and _ only".into());
-    }
-    if f.strategies.is_empty() {
-        return bad("strategies", "give at least one strategy".into());
-    }
-    let mut names = std::collections::HashSet::new();
-    for (i, s) in f.strategies.iter().enumerate() {
-        if !names.insert(s.name.clone()) {
-            return bad(
-                &format!("strategies[{i}].name"),
-                format!("`{}` appears twice", s.name),
-            );
-        }
-        if let Some(g) = s
-            .only_groups
-            .as_ref()
-            .and_then(|g| g.iter().find(|g| !f.experiment.groups.contains(g)))
-        {
-            return bad(
-                &format!("strategies[{i}].only_groups"),
-                format!("`{g}` is not one of experiment.groups"),
-            );
-        }
-        if s.kind == StrategyKind::Augmented && s.passes == 0 {
-            return bad(
-                &format!("strategies[{i}].passes"),
-                "must be at least 1".into(),
-            );
-        }
-    }
-    let n = f.experiment.size;
-    let (network, loss) = match (&f.network.preset, &f.network.layers) {
-        (Some(_), Some(_)) => {
-            return bad(
-                "network.layers",
-                "give either a preset or layers, not both".into(),
-            )
-        }
-        (None, None) => {
-            return bad(
-                "network.preset",
-                "give a preset (e1, e2, e3) or layers".into(),
-            )
-        }
-        (None, Some(layers)) => (
-            NetworkSpec {
-                layers: layers.clone(),
-            },
-            f.network.loss,
-        ),
-        (Some(preset), None) => {
-            let c = &f.network.channels;
-            let need = match preset {
-                Preset::E1 | Preset::E3 => 3,
-                Preset::E2 => 1,
-            };
-            if c.len() != need || c.contains(&0) {
-                return bad(
-                    "network.channels",
-                    format!("preset {preset:?} needs {need} positive channel counts, got {c:?}"),
-                );
-            }
-            let norm = f.network.normalisation;
-            let spec = match preset {
-                Preset::E1 => NetworkSpec::e1(n, c[0], c[1], c[2], norm),
-                Preset::E2 => NetworkSpec::e2(n, c[0], 10, norm),
-                Preset::E3 => NetworkSpec::e3(n, [c[0], c[1], c[2]], norm),
-            };
-            (spec, f.network.loss)
-        }
-    };
+    let at = |(key, reason): (String, String)| invalid(file, ptag, &key, &reason);
+    check_protocol(&f.protocol).map_err(at)?;
+    check_data(&f.data, &f.protocol).map_err(at)?;
+    check_experiment(&f.experiment).map_err(at)?;
+    check_strategies(&f).map_err(at)?;
+    let network = network_spec(&f.network, f.experiment.size).map_err(at)?;
     let multi = f.experiment.groups.len() > 1;
     let mut out = Vec::new();
     for gname in &f.experiment.groups {
-        let user = f.experiment.user_groups.get(gname).cloned();
+        // Indices into the file's list, so that errors name the entry as written.
+        let chosen: Vec<(usize, &StrategySection)> = f
+            .strategies
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.only_groups.as_ref().is_none_or(|g| g.contains(gname)))
+            .collect();
         let exp = Experiment {
             name: if multi {
                 format!("{}-{gname}", f.experiment.id)
@@ -597,24 +529,22 @@ fn validate(
             profile: profile.into(),
             note: note.clone(),
             group: gname.clone(),
-            size: n,
-            user_generators: user,
+            size: f.experiment.size,
+            user_generators: f.experiment.user_groups.get(gname).cloned(),
             data: f.data.clone(),
             network: network.clone(),
-            loss,
+            loss: f.network.loss,
             protocol: f.protocol.clone(),
-            strategies: f
-                .strategies
+            strategies: chosen
                 .iter()
-                .filter(|s| s.only_groups.as_ref().is_none_or(|g| g.contains(gname)))
-                .map(|s| {
+                .map(|(_, s)| {
                     (
                         StrategySpec {
                             name: s.name.clone(),
                             kind: s.kind,
                             sampling: s.sampling,
                             passes: s.passes,
-                            regulariser: None,
+                            regulariser: s.regulariser,
                         },
                         s.precision.unwrap_or(f.protocol.precision),
                     )
@@ -626,33 +556,237 @@ fn validate(
         let group = exp
             .build_group()
             .map_err(|e| invalid(file, ptag, "experiment.groups", &e.to_string()))?;
-        for (i, (s, _)) in exp.strategies.iter().enumerate() {
-            if s.kind == StrategyKind::Augmented
-                && s.sampling == Sampling::Exact
-                && !group.is_enumerable()
-            {
-                return bad(
-                    &format!("strategies[{i}].sampling"),
-                    format!(
-                        "exact averaging needs an enumerable group; `{}` has order {}",
-                        group.name(),
-                        group.order()
-                    ),
-                );
-            }
-        }
-        let need = match f.data.dataset {
-            DatasetKind::Sbm if n % 2 == 1 => Some("an even node count (two equal clusters)"),
-            DatasetKind::Mnist14 if n != 14 => Some("14 (MNIST is resized to 14 x 14)"),
-            _ => None,
-        };
-        if let Some(need) = need {
-            return bad(
-                "experiment.size",
-                format!("{:?} data need {need}, got {n}", f.data.dataset),
-            );
-        }
+        check_group_fit(&f, &group, &chosen).map_err(at)?;
         out.push(exp);
     }
     Ok(out)
+}
+
+/// `[protocol]` on its own.
+fn check_protocol(p: &ProtocolSection) -> Check {
+    if !(p.learning_rate.is_finite() && p.learning_rate > 0.0) {
+        return fail(
+            "protocol.learning_rate",
+            format!("must be positive, got {}", p.learning_rate),
+        );
+    }
+    for (key, v) in [
+        ("protocol.epochs", p.epochs),
+        ("protocol.runs", p.runs),
+        ("protocol.minibatch", p.minibatch),
+        ("protocol.parallel_runs", p.parallel_runs),
+    ] {
+        if v == 0 {
+            return fail(key, "must be at least 1");
+        }
+    }
+    if p.chunk_rows < p.minibatch {
+        return fail(
+            "protocol.chunk_rows",
+            format!("must be at least the mini-batch size {}", p.minibatch),
+        );
+    }
+    if let Some(e) = p.checkpoints.iter().flatten().find(|&&e| e > p.epochs) {
+        return fail(
+            "protocol.checkpoints",
+            format!("epoch {e} is after the last epoch {}", p.epochs),
+        );
+    }
+    Ok(())
+}
+
+/// `[data]`, and its fit with the mini-batch size.
+fn check_data(d: &DataSection, p: &ProtocolSection) -> Check {
+    if d.count < p.minibatch {
+        return fail(
+            "data.count",
+            format!(
+                "{} samples are fewer than one mini-batch of {}",
+                d.count, p.minibatch
+            ),
+        );
+    }
+    for (key, v) in [("data.p_intra", d.p_intra), ("data.p_inter", d.p_inter)] {
+        if let Some(v) = v.filter(|v| !(0.0..=1.0).contains(v)) {
+            return fail(key, format!("a probability must be in [0, 1], got {v}"));
+        }
+    }
+    if d.dataset != DatasetKind::Sbm && (d.p_intra.is_some() || d.p_inter.is_some()) {
+        return fail(
+            "data.p_intra",
+            "only the sbm data set has edge probabilities",
+        );
+    }
+    let npy_keys = [
+        ("data.inputs", d.inputs.is_some()),
+        ("data.targets", d.targets.is_some()),
+        ("data.targets_kind", d.targets_kind.is_some()),
+        ("data.channels", d.channels.is_some()),
+        ("data.classes", d.classes.is_some()),
+    ];
+    if d.dataset == DatasetKind::Npy {
+        for (key, given) in &npy_keys[..3] {
+            if !given {
+                return fail(
+                    key,
+                    "the npy data set needs data.inputs, data.targets and data.targets_kind",
+                );
+            }
+        }
+        if d.channels == Some(0) {
+            return fail("data.channels", "must be at least 1");
+        }
+        if let Some(k) = d.classes {
+            if d.targets_kind != Some(NpyTargetsKind::Classes) {
+                return fail(
+                    "data.classes",
+                    "only class labels (targets_kind = \"classes\") have a number of classes",
+                );
+            }
+            if k < 2 {
+                return fail("data.classes", format!("must be at least 2, got {k}"));
+            }
+        }
+        if d.mnist_dir.is_some() {
+            return fail(
+                "data.mnist_dir",
+                "only the mnist14 data set reads IDX files",
+            );
+        }
+    } else if let Some((key, _)) = npy_keys.iter().find(|(_, given)| *given) {
+        return fail(key, "only the npy data set reads .npy files");
+    }
+    Ok(())
+}
+
+/// `[experiment]` on its own.
+fn check_experiment(e: &ExperimentSection) -> Check {
+    if e.groups.is_empty() {
+        return fail("experiment.groups", "give at least one group");
+    }
+    let id_ok = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    if e.id.is_empty() || !e.id.chars().all(id_ok) {
+        return fail("experiment.id", "use letters, digits, - and _ only");
+    }
+    Ok(())
+}
+
+/// `[[strategies]]`: names unique, groups known, passes positive.
+fn check_strategies(f: &ExperimentFile) -> Check {
+    if f.strategies.is_empty() {
+        return fail("strategies", "give at least one strategy");
+    }
+    let mut names = std::collections::HashSet::new();
+    for (i, s) in f.strategies.iter().enumerate() {
+        if !names.insert(s.name.as_str()) {
+            return fail(
+                &format!("strategies[{i}].name"),
+                format!("`{}` appears twice", s.name),
+            );
+        }
+        if let Some(g) = s
+            .only_groups
+            .iter()
+            .flatten()
+            .find(|g| !f.experiment.groups.contains(g))
+        {
+            return fail(
+                &format!("strategies[{i}].only_groups"),
+                format!("`{g}` is not one of experiment.groups"),
+            );
+        }
+        if s.kind == StrategyKind::Augmented && s.passes == 0 {
+            return fail(&format!("strategies[{i}].passes"), "must be at least 1");
+        }
+        if let Some(r) = &s.regulariser {
+            if s.kind == StrategyKind::Equivariant {
+                return fail(
+                    &format!("strategies[{i}].regulariser"),
+                    "applies to nominal or augmented strategies; equivariant training stays in \
+                     E, where the penalty is zero",
+                );
+            }
+            if !(r.gamma.is_finite() && r.gamma >= 0.0) {
+                return fail(
+                    &format!("strategies[{i}].regulariser.gamma"),
+                    format!("must be finite and >= 0, got {}", r.gamma),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `[network]`: the preset with its channel counts, or the explicit layers.
+fn network_spec(n: &NetworkSection, size: usize) -> Result<NetworkSpec, (String, String)> {
+    let err = |key: &str, reason: String| Err((key.to_string(), reason));
+    match (&n.preset, &n.layers) {
+        (Some(_), Some(_)) => err(
+            "network.layers",
+            "give either a preset or layers, not both".into(),
+        ),
+        (None, None) => err(
+            "network.preset",
+            "give a preset (e1, e2, e3) or layers".into(),
+        ),
+        (None, Some(layers)) => Ok(NetworkSpec {
+            layers: layers.clone(),
+        }),
+        (Some(preset), None) => {
+            let c = &n.channels;
+            let need = match preset {
+                Preset::E1 | Preset::E3 => 3,
+                Preset::E2 => 1,
+            };
+            if c.len() != need || c.contains(&0) {
+                return err(
+                    "network.channels",
+                    format!("preset {preset:?} needs {need} positive channel counts, got {c:?}"),
+                );
+            }
+            let norm = n.normalisation;
+            Ok(match preset {
+                Preset::E1 => NetworkSpec::e1(size, c[0], c[1], c[2], norm),
+                Preset::E2 => NetworkSpec::e2(size, c[0], 10, norm),
+                Preset::E3 => NetworkSpec::e3(size, [c[0], c[1], c[2]], norm),
+            })
+        }
+    }
+}
+
+/// The built group against the strategies chosen for it (`(index in the file, strategy)`)
+/// and the data set.
+fn check_group_fit(
+    f: &ExperimentFile,
+    group: &Group,
+    chosen: &[(usize, &StrategySection)],
+) -> Check {
+    for (i, s) in chosen {
+        if s.kind == StrategyKind::Augmented
+            && s.sampling == Sampling::Exact
+            && !group.is_enumerable()
+        {
+            return fail(
+                &format!("strategies[{i}].sampling"),
+                format!(
+                    "exact averaging needs an enumerable group; `{}` has order {}",
+                    group.name(),
+                    group.order()
+                ),
+            );
+        }
+    }
+    let n = f.experiment.size;
+    let need = match f.data.dataset {
+        DatasetKind::Sbm if n % 2 == 1 => Some("an even node count (two equal clusters)"),
+        DatasetKind::Mnist14 if n != 14 => Some("14 (MNIST is resized to 14 x 14)"),
+        _ => None,
+    };
+    match need {
+        Some(need) => fail(
+            "experiment.size",
+            format!("{:?} data need {need}, got {n}", f.data.dataset),
+        ),
+        None => Ok(()),
+    }
 }

@@ -2,8 +2,11 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod io;
 pub mod report;
 pub mod runner;
+pub mod schema;
+pub mod setup;
 
 /// The worked example of SPEC section 1 as claims in the report's format (`id`, `experiment`,
 /// `statement`, `measured`, `bound`, `pass`).

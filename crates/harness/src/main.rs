@@ -46,10 +46,28 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprint!("{}", error_chain(e.as_ref()));
             ExitCode::FAILURE
         }
     }
+}
+
+/// `error: <message>` and one `caused by: <source>` line per error in the source chain. A
+/// cause whose text already ends the line above (an error that prints its source inline) is
+/// not repeated.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = format!("error: {e}\n");
+    let mut shown = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !shown.ends_with(&text) {
+            out.push_str(&format!("caused by: {text}\n"));
+        }
+        shown = text;
+        cause = c.source();
+    }
+    out
 }
 
 /// With `EQAUG_REPORT_PEAK_RSS` set, prints the process's peak resident set size (`VmHWM` of

@@ -2,10 +2,14 @@
 //! `metrics.csv`, `run.json`, `config.toml` and parameter checkpoints. Finished runs are
 //! skipped, so an interrupted reproduction resumes; shards split the runs between processes.
 
-use crate::config::{DatasetKind, Experiment, Precision};
-use eqaug_data::{Dataset, Targets};
-use eqaug_dynamics::{train, EpochMetrics, Failure, StrategySpec, TrainData};
-use eqaug_groups::{Group, Real, Rep};
+use crate::config::{Experiment, Precision};
+use crate::io::IoError;
+use crate::schema::{self, ExperimentRecord, RunRecord, SchemaError, StrategyRecord};
+use crate::setup::{RunSetup, SetupError};
+use eqaug_dynamics::{
+    train_with_held_out, EpochMetrics, Failure, HeldOut, StrategySpec, TrainData,
+};
+use eqaug_groups::Real;
 use eqaug_nn::{Network, Params};
 use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::Array2;
@@ -16,43 +20,70 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
-/// Errors of a run, naming the file or the stage at fault.
+pub use crate::schema::{run_dir_name, write_metrics_csv};
+pub use crate::setup::{load_data, split_held_out};
+
+/// Errors of a run, naming the file or the stage at fault and keeping the cause as the
+/// error source.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    /// Writing results failed.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file or folder.
+    /// A file or folder could not be written.
+    #[error(transparent)]
+    Io(#[from] IoError),
+    /// A results file could not be read or written.
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+    /// The group, data or networks could not be set up.
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    /// A finished run in the output folder was made with another configuration.
+    #[error(
+        "{} was made with a different configuration (the config file, profile, seed or \
+         precision changed); move {} away or choose another --out",
+        path.display(),
+        dir.display()
+    )]
+    ConfigChanged {
+        /// The finished run's `run.json`.
         path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
+        /// The experiment folder.
+        dir: PathBuf,
     },
-    /// Loading or generating the data failed.
-    #[error("data for experiment `{experiment}`: {message}")]
-    Data {
+    /// The thread pool for parallel runs could not be built.
+    #[error("experiment `{experiment}`: cannot start {threads} threads for parallel runs")]
+    ThreadPool {
         /// Experiment name.
         experiment: String,
-        /// What went wrong (names the missing file and how to get it).
-        message: String,
+        /// Threads requested (`protocol.parallel_runs`).
+        threads: usize,
+        /// Why.
+        #[source]
+        source: rayon::ThreadPoolBuildError,
     },
-    /// The network, group or protocol could not be set up.
-    #[error("experiment `{experiment}`: {message}")]
-    Setup {
+    /// Training could not start or go on (other than a divergence, which is recorded).
+    #[error("experiment `{experiment}`, run {run}, strategy `{strategy}`")]
+    Train {
         /// Experiment name.
         experiment: String,
-        /// What went wrong.
-        message: String,
+        /// Run index.
+        run: usize,
+        /// Strategy name.
+        strategy: String,
+        /// Why.
+        #[source]
+        source: eqaug_dynamics::TrainError,
     },
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
-    move |source| RunError::Io {
-        path: path.into(),
-        source,
-    }
+    /// A checkpoint could not be written.
+    #[error("{}: cannot save the checkpoint", dir.display())]
+    Checkpoint {
+        /// The checkpoint folder.
+        dir: PathBuf,
+        /// Why.
+        #[source]
+        source: eqaug_nn::NnError,
+    },
 }
 
 /// Which runs this process does and where results go.
@@ -85,147 +116,6 @@ pub struct RunSummary {
     pub wall_seconds: f64,
 }
 
-/// Loads or generates the experiment's data, in f64, as eqaug-dynamics training data: the
-/// first `data.count` samples, followed by `protocol.held_out` more (see [`split_held_out`]).
-pub fn load_data(exp: &Experiment, group: &Group) -> Result<TrainData<f64>, RunError> {
-    let err = |message: String| RunError::Data {
-        experiment: exp.name.clone(),
-        message,
-    };
-    let d = &exp.data;
-    let mut ds: Dataset = match d.dataset {
-        DatasetKind::Sbm => {
-            let mut p = eqaug_data::sbm::SbmParams {
-                nodes_per_cluster: exp.size / 2,
-                count: d.count + exp.protocol.held_out,
-                ..Default::default()
-            };
-            if let Some(v) = d.p_intra {
-                p.p_intra = v;
-            }
-            if let Some(v) = d.p_inter {
-                p.p_inter = v;
-            }
-            eqaug_data::sbm::try_generate(&p, d.seed).map_err(|e| err(e.to_string()))?
-        }
-        DatasetKind::Mnist14 => {
-            let m = match &d.mnist_dir {
-                Some(dir) => eqaug_data::mnist::load_idx_dir(dir),
-                None => eqaug_data::mnist::load_shipped(),
-            }
-            .map_err(|e| err(e.to_string()))?;
-            if m.len() < d.count {
-                return Err(err(format!(
-                    "{} MNIST images requested, {} available",
-                    d.count,
-                    m.len()
-                )));
-            }
-            eqaug_data::mnist::mnist14(&m, Some(d.count))
-        }
-        DatasetKind::Shapes => {
-            let p = eqaug_data::shapes::ShapesParams {
-                size: exp.size,
-                count: d.count + exp.protocol.held_out,
-                ..Default::default()
-            };
-            eqaug_data::shapes::try_generate(&p, d.seed).map_err(|e| err(e.to_string()))?
-        }
-    };
-    if d.input_offset != 0.0 {
-        ds.offset_inputs(d.input_offset);
-    }
-    if ds.positions != group.degree() {
-        return Err(err(format!(
-            "the data have {} positions per channel but group `{}` acts on {}",
-            ds.positions,
-            group.name(),
-            group.degree()
-        )));
-    }
-    let n = ds.len();
-    let (targets, target_rep) = match &ds.targets {
-        Targets::Binary(v) => (Array2::from_shape_fn((n, 1), |(i, _)| v[i]), None),
-        Targets::Classes { labels, classes } => {
-            let mut t = Array2::zeros((n, *classes));
-            for (i, &l) in labels.iter().enumerate() {
-                t[[i, l]] = 1.0;
-            }
-            (t, None)
-        }
-        Targets::Masks { masks, channels } => (masks.clone(), Some(Rep::base(*channels))),
-    };
-    Ok(TrainData {
-        x: ds.x,
-        targets,
-        input_rep: Rep::base(ds.channels),
-        target_rep,
-    })
-}
-
-/// Splits the last `held_out` rows off the data: `(training set, held-out inputs)`.
-pub fn split_held_out(mut d: TrainData<f64>, held_out: usize) -> (TrainData<f64>, Array2<f64>) {
-    let n = d.x.nrows() - held_out;
-    let held = d.x.slice(ndarray::s![n.., ..]).to_owned();
-    d.x = d.x.slice(ndarray::s![..n, ..]).to_owned();
-    d.targets = d.targets.slice(ndarray::s![..n, ..]).to_owned();
-    (d, held)
-}
-
-fn cast_data<T: Real>(d: &TrainData<f64>) -> TrainData<T> {
-    TrainData {
-        x: d.x.mapv(T::from_f64_lossy),
-        targets: d.targets.mapv(T::from_f64_lossy),
-        input_rep: d.input_rep,
-        target_rep: d.target_rep,
-    }
-}
-
-/// The experiment description the report reads (`<out>/<experiment>/experiment.json`).
-#[derive(Serialize)]
-struct ExperimentJson<'a> {
-    experiment: &'a str,
-    title: &'a str,
-    group: &'a str,
-    size: usize,
-    profile: &'a str,
-    note: &'a str,
-    precision: &'a str,
-    epochs: usize,
-    runs: usize,
-    learning_rate: f64,
-    minibatch: usize,
-    dataset: DatasetKind,
-    count: usize,
-    strategies: Vec<serde_json::Value>,
-    wall_seconds: f64,
-    config_file: String,
-}
-
-/// `run.json` of one run.
-#[derive(Serialize)]
-struct RunJson<'a> {
-    run: usize,
-    config_key: String,
-    seed: u64,
-    experiment: &'a str,
-    profile: &'a str,
-    wall_seconds: f64,
-    strategy_seconds: Vec<(String, f64)>,
-    failed: &'a [Failure],
-    layers: &'a [String],
-    checkpoints: Vec<usize>,
-    /// Per strategy: max and mean of |Phi(g x) - g Phi(x)| on the held-out samples at the end.
-    equivariance_error: BTreeMap<String, [f64; 2]>,
-    eqaug_version: &'static str,
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
-    let tmp = path.with_extension("tmp-write");
-    std::fs::write(&tmp, bytes).map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
-}
-
 /// The runs of `0..runs` that belong to shard `k` of `n` (1-based `k`).
 pub fn shard_runs(runs: usize, shard: Option<(usize, usize)>) -> Vec<usize> {
     match shard {
@@ -253,26 +143,11 @@ pub fn config_key(exp: &Experiment) -> String {
             .map(|(s, p)| (&s.name, p.name()))
             .collect::<Vec<_>>()
     );
-    // FNV-1a, 64 bit: stable across platforms and versions.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in text.bytes() {
-        h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{h:016x}")
+    format!("{:016x}", eqaug_dynamics::fnv1a64(text.as_bytes()))
 }
 
-/// The name of run `r`'s directory.
-pub fn run_dir_name(r: usize) -> String {
-    format!("run-{r:03}")
-}
-
-/// Runs the experiment's runs (those of the shard, skipping finished ones).
-pub fn run_experiment(exp: &Experiment, opts: &RunOptions) -> Result<RunSummary, RunError> {
-    let start = Instant::now();
-    let setup = |message: String| RunError::Setup {
-        experiment: exp.name.clone(),
-        message,
-    };
+/// The experiment with the command-line overrides of `opts` applied.
+pub fn with_overrides(exp: &Experiment, opts: &RunOptions) -> Experiment {
     let mut exp = exp.clone();
     if let Some(r) = opts.runs {
         exp.protocol.runs = r;
@@ -286,31 +161,32 @@ pub fn run_experiment(exp: &Experiment, opts: &RunOptions) -> Result<RunSummary,
             s.1 = p;
         }
     }
-    let group = exp.build_group().map_err(|e| setup(e.to_string()))?;
-    let (data64, held64) = split_held_out(load_data(&exp, &group)?, exp.protocol.held_out);
+    exp
+}
+
+/// Runs the experiment's runs (those of the shard, skipping finished ones).
+pub fn run_experiment(exp: &Experiment, opts: &RunOptions) -> Result<RunSummary, RunError> {
+    let start = Instant::now();
+    let exp = with_overrides(exp, opts);
+    let setup = RunSetup::new(&exp)?;
     let dir = opts.out.join(&exp.name);
-    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    std::fs::create_dir_all(&dir).map_err(IoError::at(&dir))?;
     write_experiment_json(&exp, &dir)?;
 
     let todo: Vec<usize> = shard_runs(exp.protocol.runs, opts.shard);
     let key = config_key(&exp);
     let (skipped, todo): (Vec<usize>, Vec<usize>) = todo
         .into_iter()
-        .partition(|&r| dir.join(run_dir_name(r)).join("run.json").exists());
+        .partition(|&r| schema::run_dir(&dir, r).join(schema::RUN_JSON).exists());
     // A finished run made with another config must not be mixed with new ones.
     for &r in &skipped {
-        let path = dir.join(run_dir_name(r)).join("run.json");
-        let text = std::fs::read_to_string(&path).map_err(io(&path))?;
-        let old = serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|v| v["config_key"].as_str().map(str::to_string));
+        let run_dir = schema::run_dir(&dir, r);
+        let old = RunRecord::read(&run_dir).ok().and_then(|r| r.config_key);
         if old.as_deref() != Some(key.as_str()) {
-            return Err(setup(format!(
-                "{} was made with a different configuration (the config file, profile, seed or \
-                 precision changed); move {} away or choose another --out",
-                path.display(),
-                dir.display()
-            )));
+            return Err(RunError::ConfigChanged {
+                path: run_dir.join(schema::RUN_JSON),
+                dir,
+            });
         }
     }
     let epochs = exp.protocol.epochs;
@@ -341,28 +217,9 @@ pub fn run_experiment(exp: &Experiment, opts: &RunOptions) -> Result<RunSummary,
             eprintln!("{line}");
         }
     }
-    let data32 = cast_data::<f32>(&data64);
-    let net64 = Network::<f64>::new(&exp.network, group.clone(), data64.input_rep, exp.loss)
-        .map_err(|e| setup(e.to_string()))?;
-    let net32 = Network::<f32>::new(&exp.network, group.clone(), data64.input_rep, exp.loss)
-        .map_err(|e| setup(e.to_string()))?;
-    if net64.output_width() != data64.targets.ncols() {
-        return Err(setup(format!(
-            "the network has {} outputs but the targets have {} columns",
-            net64.output_width(),
-            data64.targets.ncols()
-        )));
-    }
     let ctx = RunCtx {
-        exp: &exp,
-        group: &group,
+        s: &setup,
         dir: &dir,
-        data64: &data64,
-        data32: &data32,
-        net64: &net64,
-        net32: &net32,
-        held64: &held64,
-        held32: &held64.mapv(|v| v as f32),
         bar: &bar,
         terminal,
     };
@@ -370,7 +227,11 @@ pub fn run_experiment(exp: &Experiment, opts: &RunOptions) -> Result<RunSummary,
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(exp.protocol.parallel_runs)
             .build()
-            .map_err(|e| setup(e.to_string()))?;
+            .map_err(|source| RunError::ThreadPool {
+                experiment: exp.name.clone(),
+                threads: exp.protocol.parallel_runs,
+                source,
+            })?;
         pool.install(|| todo.par_iter().map(|&r| ctx.one_run(r)).collect())
     } else {
         todo.iter().map(|&r| ctx.one_run(r)).collect()
@@ -393,47 +254,52 @@ pub fn run_experiment(exp: &Experiment, opts: &RunOptions) -> Result<RunSummary,
     })
 }
 
+/// The [`ExperimentRecord`] of an experiment, with `wall_seconds` the training time summed
+/// over the finished runs.
+pub fn experiment_record(exp: &Experiment, wall_seconds: f64) -> ExperimentRecord {
+    ExperimentRecord {
+        experiment: Some(exp.name.clone()),
+        title: Some(exp.title.clone()),
+        group: Some(exp.group.clone()),
+        size: Some(exp.size),
+        profile: Some(exp.profile.clone()),
+        note: Some(exp.note.clone()),
+        precision: Some(exp.protocol.precision),
+        epochs: Some(exp.protocol.epochs),
+        runs: Some(exp.protocol.runs),
+        learning_rate: Some(exp.protocol.learning_rate),
+        minibatch: Some(exp.protocol.minibatch),
+        dataset: Some(exp.data.dataset),
+        count: Some(exp.data.count),
+        loss: Some(exp.loss),
+        output_softmax: Some(matches!(
+            exp.network.layers.last(),
+            Some(eqaug_nn::LayerSpec::Softmax)
+        )),
+        strategies: exp
+            .strategies
+            .iter()
+            .map(|(s, p)| StrategyRecord {
+                kind: s.kind,
+                name: s.name.clone(),
+                passes: s.passes,
+                precision: Some(*p),
+                sampling: Some(s.sampling),
+                regulariser: s.regulariser,
+            })
+            .collect(),
+        wall_seconds: Some(wall_seconds),
+        config_file: Some(exp.file.display().to_string()),
+    }
+}
+
 /// Writes `experiment.json`, with the wall time summed over the finished runs on disk.
 fn write_experiment_json(exp: &Experiment, dir: &Path) -> Result<(), RunError> {
-    let mut wall = 0.0;
-    for r in 0..exp.protocol.runs {
-        let p = dir.join(run_dir_name(r)).join("run.json");
-        if let Ok(text) = std::fs::read_to_string(&p) {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
-                wall += v["wall_seconds"].as_f64().unwrap_or(0.0);
-            }
-        }
-    }
-    let strategies = exp
-        .strategies
-        .iter()
-        .map(|(s, p)| {
-            serde_json::json!({
-                "name": s.name, "kind": s.kind, "sampling": s.sampling,
-                "passes": s.passes, "precision": p.name(),
-            })
-        })
-        .collect();
-    let j = ExperimentJson {
-        experiment: &exp.name,
-        title: &exp.title,
-        group: &exp.group,
-        size: exp.size,
-        profile: &exp.profile,
-        note: &exp.note,
-        precision: exp.protocol.precision.name(),
-        epochs: exp.protocol.epochs,
-        runs: exp.protocol.runs,
-        learning_rate: exp.protocol.learning_rate,
-        minibatch: exp.protocol.minibatch,
-        dataset: exp.data.dataset,
-        count: exp.data.count,
-        strategies,
-        wall_seconds: wall,
-        config_file: exp.file.display().to_string(),
-    };
-    let text = serde_json::to_string_pretty(&j).expect("serialises");
-    write_atomic(&dir.join("experiment.json"), text.as_bytes())
+    let wall: f64 = (0..exp.protocol.runs)
+        .filter_map(|r| RunRecord::read(&schema::run_dir(dir, r)).ok())
+        .map(|r| r.wall_seconds)
+        .sum();
+    Ok(experiment_record(exp, wall).write(dir)?)
 }
 
 /// What one run's strategies share while they train.
@@ -447,15 +313,8 @@ struct RunState {
 }
 
 struct RunCtx<'a> {
-    exp: &'a Experiment,
-    group: &'a Arc<Group>,
+    s: &'a RunSetup,
     dir: &'a Path,
-    data64: &'a TrainData<f64>,
-    data32: &'a TrainData<f32>,
-    net64: &'a Network<f64>,
-    net32: &'a Network<f32>,
-    held64: &'a Array2<f64>,
-    held32: &'a Array2<f32>,
     bar: &'a ProgressBar,
     terminal: bool,
 }
@@ -463,19 +322,20 @@ struct RunCtx<'a> {
 impl RunCtx<'_> {
     /// One run in a temporary directory, renamed into place when complete.
     fn one_run(&self, run: usize) -> Result<(usize, Vec<Failure>), RunError> {
-        let exp = self.exp;
+        let s = self.s;
+        let exp = &s.exp;
         let start = Instant::now();
         let seed = exp.protocol.seed.wrapping_add(run as u64);
-        let final_dir = self.dir.join(run_dir_name(run));
+        let final_dir = schema::run_dir(self.dir, run);
         let tmp = self.dir.join(format!("{}.tmp", run_dir_name(run)));
         if tmp.exists() {
-            std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
+            std::fs::remove_dir_all(&tmp).map_err(IoError::at(&tmp))?;
         }
-        std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+        std::fs::create_dir_all(&tmp).map_err(IoError::at(&tmp))?;
         // One A0 for every strategy, drawn in f64 (and rounded for f32 strategies). The f64
         // copy is kept only when an f64 strategy needs it (for E2/E3 it is twice the size of
         // the f32 parameters).
-        let a0_64 = self.net64.init_params(&mut ChaCha8Rng::seed_from_u64(seed));
+        let a0_64 = s.net64.init_params(&mut ChaCha8Rng::seed_from_u64(seed));
         let a0_32: Params<f32> = a0_64.cast();
         let needs_f64 = exp.strategies.iter().any(|(_, p)| *p == Precision::F64);
         let a0_64 = needs_f64.then_some(a0_64);
@@ -496,20 +356,23 @@ impl RunCtx<'_> {
             self.bar.set_message(format!("run {run} {}", spec.name));
             let outcome = match precision {
                 Precision::F32 => {
-                    self.train_one(self.net32, self.data32, self.held32, &a0_32, spec, &mut st)
+                    let held = (&s.held32, &s.held_targets32);
+                    self.train_one(&s.net32, &s.data32, held, &a0_32, spec, &mut st)
                 }
                 Precision::F64 => self.train_one(
-                    self.net64,
-                    self.data64,
-                    self.held64,
+                    &s.net64,
+                    &s.data64,
+                    (&s.held64, &s.held_targets64),
                     a0_64.as_ref().expect("kept for f64 strategies"),
                     spec,
                     &mut st,
                 ),
             }
-            .map_err(|e| RunError::Setup {
+            .map_err(|source| RunError::Train {
                 experiment: exp.name.clone(),
-                message: format!("run {run}, strategy {}: {e}", spec.name),
+                run,
+                strategy: spec.name.clone(),
+                source,
             })?;
             if let Some(e) = st.ckpt_err.take() {
                 return Err(e);
@@ -519,29 +382,28 @@ impl RunCtx<'_> {
             failures.extend(outcome.failures);
             strategy_seconds.push((spec.name.clone(), t0.elapsed().as_secs_f64()));
         }
-        write_metrics_csv(&tmp.join("metrics.csv"), &layers, &metrics)?;
-        write_atomic(&tmp.join("config.toml"), exp.resolved_toml.as_bytes())?;
+        write_metrics_csv(&tmp.join(schema::METRICS_CSV), &layers, &metrics)?;
+        crate::io::write_atomic(&tmp.join(schema::CONFIG_TOML), exp.resolved_toml.as_bytes())?;
         let wall = start.elapsed().as_secs_f64();
-        let rj = RunJson {
-            run,
-            config_key: config_key(exp),
-            seed,
-            experiment: &exp.name,
-            profile: &exp.profile,
+        let record = RunRecord {
+            run: Some(run),
+            config_key: Some(config_key(exp)),
+            seed: Some(seed),
+            experiment: Some(exp.name.clone()),
+            profile: Some(exp.profile.clone()),
             wall_seconds: wall,
             strategy_seconds,
-            failed: &failures,
-            layers: &layers,
+            failed: failures.iter().cloned().map(Into::into).collect(),
+            layers,
             checkpoints: st.checkpoints,
             equivariance_error: st.eq_err,
-            eqaug_version: env!("CARGO_PKG_VERSION"),
+            eqaug_version: env!("CARGO_PKG_VERSION").into(),
         };
-        let text = serde_json::to_string_pretty(&rj).expect("serialises");
-        write_atomic(&tmp.join("run.json"), text.as_bytes())?;
+        record.write(&tmp)?;
         if final_dir.exists() {
-            std::fs::remove_dir_all(&final_dir).map_err(io(&final_dir))?;
+            std::fs::remove_dir_all(&final_dir).map_err(IoError::at(&final_dir))?;
         }
-        std::fs::rename(&tmp, &final_dir).map_err(io(&final_dir))?;
+        std::fs::rename(&tmp, &final_dir).map_err(IoError::at(&final_dir))?;
         let line = summary_line(exp, run, wall, &metrics, &failures);
         if self.terminal {
             self.bar.println(line);
@@ -552,13 +414,14 @@ impl RunCtx<'_> {
         Ok((run, failures))
     }
 
-    /// Trains one strategy from `a0`, saving checkpoints and measuring the held-out
-    /// equivariance error at the last epoch.
+    /// Trains one strategy from `a0`, saving checkpoints, recording the test loss and
+    /// accuracy (or mean IoU) on the held-out samples after every step, and measuring the
+    /// held-out equivariance error at the last epoch.
     fn train_one<T: Real>(
         &self,
         net: &Network<T>,
         data: &TrainData<T>,
-        held: &Array2<T>,
+        (held, held_targets): (&Array2<T>, &Array2<T>),
         a0: &Params<T>,
         spec: &StrategySpec,
         st: &mut RunState,
@@ -574,14 +437,25 @@ impl RunCtx<'_> {
             eq_err,
         } = st;
         let seed = *seed;
-        train(
+        let mut test = if held.nrows() > 0 {
+            Some(HeldOut::new(
+                net,
+                held.clone(),
+                held_targets.clone(),
+                protocol.minibatch,
+            )?)
+        } else {
+            None
+        };
+        train_with_held_out(
             net,
-            self.group.clone(),
+            self.s.group.clone(),
             data,
             protocol,
             std::slice::from_ref(spec),
             a0,
             seed,
+            test.as_mut(),
             &mut |m, params| {
                 bar.inc(1);
                 if m.epoch == last && held.nrows() > 0 {
@@ -597,15 +471,9 @@ impl RunCtx<'_> {
                     eq_err.insert(m.strategy.clone(), [e.max, e.mean]);
                 }
                 if checkpoints.contains(&m.epoch) && ckpt_err.is_none() {
-                    let d = tmp
-                        .join("checkpoints")
-                        .join(&m.strategy)
-                        .join(format!("epoch-{:03}", m.epoch));
-                    if let Err(e) = params.save_npy(&d) {
-                        *ckpt_err = Some(RunError::Io {
-                            path: d,
-                            source: std::io::Error::other(e.to_string()),
-                        });
+                    let dir = schema::checkpoint_dir(tmp, &m.strategy, m.epoch);
+                    if let Err(source) = params.save_npy(&dir) {
+                        *ckpt_err = Some(RunError::Checkpoint { dir, source });
                     }
                 }
             },
@@ -650,48 +518,4 @@ fn summary_line(
         parts.join("; "),
         fail
     )
-}
-
-/// Writes `metrics.csv`: epoch, strategy, loss, totals, then per-layer distances.
-pub fn write_metrics_csv(
-    path: &Path,
-    layers: &[String],
-    metrics: &[EpochMetrics],
-) -> Result<(), RunError> {
-    let short: Vec<String> = layers
-        .iter()
-        .map(|l| l.strip_suffix(".weight").unwrap_or(l).to_string())
-        .collect();
-    let mut w = csv::Writer::from_writer(Vec::new());
-    let mut header = vec![
-        "epoch".to_string(),
-        "strategy".into(),
-        "loss".into(),
-        "dist_from_start".into(),
-        "dist_to_e".into(),
-    ];
-    header.extend(short.iter().map(|l| format!("dist_from_start.{l}")));
-    header.extend(short.iter().map(|l| format!("dist_to_e.{l}")));
-    let csv_err = |e: csv::Error| RunError::Io {
-        path: path.into(),
-        source: std::io::Error::other(e.to_string()),
-    };
-    w.write_record(&header).map_err(csv_err)?;
-    for m in metrics {
-        let mut rec = vec![
-            m.epoch.to_string(),
-            m.strategy.clone(),
-            m.loss.to_string(),
-            m.dist_from_start.to_string(),
-            m.dist_to_e.to_string(),
-        ];
-        rec.extend(m.dist_from_start_per_layer.iter().map(f64::to_string));
-        rec.extend(m.dist_to_e_per_layer.iter().map(f64::to_string));
-        w.write_record(&rec).map_err(csv_err)?;
-    }
-    let bytes = w.into_inner().map_err(|e| RunError::Io {
-        path: path.into(),
-        source: std::io::Error::other(e.to_string()),
-    })?;
-    write_atomic(path, &bytes)
 }

@@ -123,3 +123,55 @@ fn interrupted_and_sharded_runs_give_the_same_metrics_and_the_report_checks_clai
         assert!(rep.join(f).exists(), "{f} missing");
     }
 }
+
+/// `setup` rebuilds a finished experiment from its folder: the same config (and fingerprint),
+/// and checkpoints whose distance from the run's A0 is the recorded `||A - A0||`.
+#[test]
+fn a_results_folder_rebuilds_its_setup_and_checkpoints() {
+    use eqaug_harness::schema::{self, RunRecord};
+    use eqaug_harness::setup::RunSetup;
+    use rand::SeedableRng;
+    let exp = &config::parse(TINY, Path::new("tiny.toml"), "quick").unwrap()[0];
+    let tmp = tempfile::tempdir().unwrap();
+    let mut o = opts(tmp.path());
+    o.runs = Some(1);
+    o.seed = Some(77);
+    run_experiment(exp, &o).unwrap();
+    let dir = tmp.path().join("tiny");
+    let s = RunSetup::from_dir(&dir).unwrap();
+    let rebuilt = &s.exp;
+    assert_eq!(rebuilt.protocol.seed, 77);
+    assert_eq!(rebuilt.protocol.runs, 1);
+    let run_dir = schema::run_dir(&dir, 0);
+    let record = RunRecord::read(&run_dir).unwrap();
+    assert_eq!(
+        record.config_key.as_deref(),
+        Some(eqaug_harness::runner::config_key(rebuilt).as_str()),
+        "the rebuilt experiment has the fingerprint of the one that ran"
+    );
+    assert_eq!(s.data64.len(), exp.data.count);
+    assert_eq!(s.held64.nrows(), exp.protocol.held_out);
+
+    let a0 = s
+        .net64
+        .init_params(&mut rand_chacha::ChaCha8Rng::seed_from_u64(77))
+        .cast::<f32>();
+    let rows = schema::read_metrics(&run_dir.join(schema::METRICS_CSV)).unwrap();
+    let last = exp.protocol.epochs;
+    for (spec, _) in &exp.strategies {
+        let a = s
+            .load_checkpoint::<f32>(&run_dir, &spec.name, last)
+            .unwrap();
+        let recorded = rows[&spec.name].last().unwrap();
+        assert_eq!(recorded.epoch, last);
+        let d = f64::from(a.distance_group_layers(&a0));
+        assert!(
+            (d - recorded.dist_from_start).abs() <= 1e-6 * recorded.dist_from_start.max(1.0),
+            "{}: checkpoint |A - A0| = {d}, metrics.csv {}",
+            spec.name,
+            recorded.dist_from_start
+        );
+    }
+    let missing = s.load_checkpoint::<f64>(&run_dir, "nominal", last + 1);
+    assert!(missing.is_err());
+}

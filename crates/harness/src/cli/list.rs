@@ -14,7 +14,7 @@ pub struct Args {
 /// Runs `eqaug list`.
 pub fn run(args: Args) -> super::CliResult {
     let mut files: Vec<PathBuf> = std::fs::read_dir(&args.dir)
-        .map_err(|e| format!("{}: {e}", args.dir.display()))?
+        .map_err(eqaug_harness::io::IoError::at(&args.dir))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
         .collect();

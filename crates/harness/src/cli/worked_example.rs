@@ -17,7 +17,7 @@ pub fn run(args: Args) -> super::CliResult {
     let text = serde_json::to_string_pretty(&claims)?;
     match args.out {
         Some(p) => {
-            std::fs::write(&p, text).map_err(|e| format!("{}: {e}", p.display()))?;
+            eqaug_harness::io::write_atomic(&p, text.as_bytes())?;
             eprintln!("wrote {}", p.display());
         }
         None => println!("{text}"),

@@ -8,6 +8,8 @@
 use super::aggregate::quantile;
 use super::input::Experiment;
 use super::table::sci;
+use crate::config::Precision;
+use eqaug_dynamics::StrategyKind::{Augmented, Equivariant, Nominal};
 use serde::{Deserialize, Serialize, Serializer};
 use std::fmt::{self, Write as _};
 
@@ -115,8 +117,8 @@ pub struct ClaimDef {
 }
 
 /// Round-off bound on ||A_Eperp|| / ||A - A0|| for a strategy's precision.
-fn round_off_bound(precision: &str) -> Bound {
-    if precision == "f64" {
+fn round_off_bound(precision: Precision) -> Bound {
+    if precision == Precision::F64 {
         Bound::AtMost(1e-12)
     } else {
         Bound::AtMost(1e-5)
@@ -132,12 +134,12 @@ pub const CLAIMS: &[ClaimDef] = &[
                     the equivariant strategy at the last epoch (median over runs; SPEC 5.1).",
         bound: |exp| {
             round_off_bound(
-                exp.main_strategy("equivariant")
-                    .map_or("f32", |s| exp.precision_of(s)),
+                exp.main_strategy(Equivariant)
+                    .map_or(Precision::F32, |s| exp.precision_of(s)),
             )
         },
         measure: |exp| {
-            let eqv = exp.main_strategy("equivariant")?;
+            let eqv = exp.main_strategy(Equivariant)?;
             Some(paired_at_last(exp, &[eqv], |m| {
                 ratio(m[0].dist_to_e, m[0].dist_from_start)
             }))
@@ -152,8 +154,8 @@ pub const CLAIMS: &[ClaimDef] = &[
                     final ||A - A0|| (per run, median over runs; SPEC 5.2).",
         bound: |_| Bound::AtMost(0.5),
         measure: |exp| {
-            let aug = exp.main_strategy("augmented")?;
-            let nom = exp.main_strategy("nominal")?;
+            let aug = exp.main_strategy(Augmented)?;
+            let nom = exp.main_strategy(Nominal)?;
             Some(drift_at_equal_distance(exp, aug, nom))
         },
     },
@@ -166,7 +168,7 @@ pub const CLAIMS: &[ClaimDef] = &[
                     looser than for the projected equivariant step (SPEC 5.2).",
         bound: |_| Bound::AtMost(1e-3),
         measure: |exp| {
-            let exact = exp.exact_in("f32")?;
+            let exact = exp.exact_in(Precision::F32)?;
             Some(paired_at_last(exp, &[exact], |m| {
                 ratio(m[0].dist_to_e, m[0].dist_from_start)
             }))
@@ -177,9 +179,9 @@ pub const CLAIMS: &[ClaimDef] = &[
         statement: "In f64 the exact-average residual falls to f64 round-off: \
                     ||A_Eperp|| / ||A - A0|| of the exact-average strategy in f64 at the last \
                     epoch (median over runs; SPEC 5.2).",
-        bound: |_| round_off_bound("f64"),
+        bound: |_| round_off_bound(Precision::F64),
         measure: |exp| {
-            let exact = exp.exact_in("f64")?;
+            let exact = exp.exact_in(Precision::F64)?;
             Some(paired_at_last(exp, &[exact], |m| {
                 ratio(m[0].dist_to_e, m[0].dist_from_start)
             }))
@@ -192,9 +194,9 @@ pub const CLAIMS: &[ClaimDef] = &[
                     |loss_nom - loss_eqv| (per run, median over runs; SPEC 5.3).",
         bound: |_| Bound::AtMost(0.5),
         measure: |exp| {
-            let aug = exp.main_strategy("augmented")?;
-            let nom = exp.main_strategy("nominal")?;
-            let eqv = exp.main_strategy("equivariant")?;
+            let aug = exp.main_strategy(Augmented)?;
+            let nom = exp.main_strategy(Nominal)?;
+            let eqv = exp.main_strategy(Equivariant)?;
             Some(loss_gap_ratio(exp, aug, nom, eqv))
         },
     },

@@ -5,6 +5,7 @@
 
 use super::aggregate::SummaryRow;
 use super::input::Experiment;
+use eqaug_dynamics::{Sampling, StrategyKind};
 use plotters::coord::Shift;
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
@@ -82,9 +83,9 @@ pub fn strategy_curves(
 /// dashed, nominal red dotted), those present.
 pub fn main_curves(exp: &Experiment, summary: &[SummaryRow]) -> Vec<StrategyCurves> {
     [
-        ("equivariant", GREEN, Dash::Solid),
-        ("augmented", BLUE, Dash::Dashed),
-        ("nominal", RED, Dash::Dotted),
+        (StrategyKind::Equivariant, GREEN, Dash::Solid),
+        (StrategyKind::Augmented, BLUE, Dash::Dashed),
+        (StrategyKind::Nominal, RED, Dash::Dotted),
     ]
     .into_iter()
     .filter_map(|(kind, color, dash)| {
@@ -371,11 +372,11 @@ pub fn main_figure(exp: &Experiment, summary: &[SummaryRow]) -> DrawResult<Strin
 /// non-uniform `reference` sampling (right), on the same axes. `None` without a reference
 /// strategy.
 pub fn reference_figure(exp: &Experiment, summary: &[SummaryRow]) -> DrawResult<Option<String>> {
-    let Some(reference) = exp.augmented_with_sampling("reference") else {
+    let Some(reference) = exp.augmented_with_sampling(Sampling::Reference) else {
         return Ok(None);
     };
     let mut curves = Vec::new();
-    if let Some(uniform) = exp.main_strategy("augmented") {
+    if let Some(uniform) = exp.main_strategy(StrategyKind::Augmented) {
         curves.push(strategy_curves(
             exp,
             summary,

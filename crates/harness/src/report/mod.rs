@@ -16,6 +16,8 @@ pub mod table;
 
 pub use claims::{Bound, Claim, CLAIMS};
 
+use crate::io::{write_atomic, IoError};
+use crate::schema::{self, SchemaError};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -30,30 +32,9 @@ pub enum ReportError {
         /// The underlying error.
         source: std::io::Error,
     },
-    /// A JSON file could not be parsed.
-    #[error("{}: malformed JSON: {source}", path.display())]
-    Json {
-        /// The file.
-        path: PathBuf,
-        /// The parser's error (with line and column).
-        source: serde_json::Error,
-    },
-    /// A CSV file could not be parsed.
-    #[error("{}: malformed CSV: {source}", path.display())]
-    Csv {
-        /// The file.
-        path: PathBuf,
-        /// The parser's error.
-        source: csv::Error,
-    },
-    /// A file parsed but its content is invalid.
-    #[error("{}: {message}", path.display())]
-    Invalid {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong, with the line where known.
-        message: String,
-    },
+    /// A results file (JSON, CSV) is malformed or invalid.
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
     /// `DIR` holds no experiment folder.
     #[error(
         "{}: no experiment found (expected sub-folders holding an experiment.json)",
@@ -73,6 +54,15 @@ pub enum ReportError {
     },
 }
 
+impl From<IoError> for ReportError {
+    fn from(e: IoError) -> Self {
+        ReportError::Io {
+            path: e.path,
+            source: e.source,
+        }
+    }
+}
+
 /// What `report` did.
 #[derive(Debug, Clone, Default)]
 pub struct ReportSummary {
@@ -88,13 +78,9 @@ pub struct ReportSummary {
     pub files_written: Vec<PathBuf>,
 }
 
-/// Writes a file atomically (temporary name, then rename), recording it in `written`.
+/// Writes a file atomically, recording it in `written`.
 fn write_file(path: &Path, contents: &str, written: &mut Vec<PathBuf>) -> Result<(), ReportError> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, contents).map_err(|e| input::io_err(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| input::io_err(path, e))?;
+    write_atomic(path, contents.as_bytes())?;
     written.push(path.to_path_buf());
     Ok(())
 }
@@ -201,14 +187,14 @@ pub fn report_into(dir: &Path, out: &Path) -> Result<ReportSummary, ReportError>
         .find(|p| p.is_file())
         .unwrap_or_else(|| dir.join("worked_example.json"));
     if worked.is_file() {
-        let extra: Vec<Claim> = input::read_json(&worked)?;
+        let extra: Vec<Claim> = schema::read_json(&worked)?;
         summary.claims.extend(extra);
     }
     summary.claims_passed = summary.claims.iter().filter(|c| c.pass).count();
     summary.claims_failed = summary.claims.len() - summary.claims_passed;
 
     let json =
-        serde_json::to_string_pretty(&summary.claims).map_err(|source| ReportError::Json {
+        serde_json::to_string_pretty(&summary.claims).map_err(|source| SchemaError::Json {
             path: out.join("claims.json"),
             source,
         })?;

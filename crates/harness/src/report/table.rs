@@ -79,7 +79,7 @@ pub fn table_markdown(exp: &Experiment, rows: &[SummaryRow]) -> String {
     }
     facts.push(format!(
         "precision {}",
-        m.precision.as_deref().unwrap_or("f32")
+        m.precision.unwrap_or_default().name()
     ));
     facts.push(format!("{} finished runs", exp.runs.len()));
     facts.push(format!("last epoch {}", exp.last_epoch()));
