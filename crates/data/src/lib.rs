@@ -9,7 +9,8 @@
 //!   the training set (E5);
 //! - [`shapes`]: synthetic triangle/pentagon segmentation images (E3);
 //! - [`batching`]: mini-batches and chunks of mini-batches as row ranges;
-//! - [`export`]: `.npy` export and a summary for `eqaug data describe`.
+//! - [`export`]: `.npy` export and a summary for `eqaug data describe`;
+//! - [`npy`]: the `npy` dataset kind, a user's own inputs and targets from `.npy` files.
 //!
 //! Every data set is a [`Dataset`]: inputs stored as `f64`, one row per sample, features
 //! channel-major `(channel, position)`, positions row-major `s = n * row + col`.
@@ -24,6 +25,7 @@ mod error;
 pub mod export;
 pub mod idx;
 pub mod mnist;
+pub mod npy;
 pub mod sbm;
 pub mod shapes;
 

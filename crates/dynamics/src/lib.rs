@@ -19,9 +19,11 @@
 
 mod error;
 mod hash;
+mod heldout;
 pub mod hessian;
 pub mod lanczos;
 mod metrics;
+pub mod regularised;
 pub mod sgd;
 pub mod stability;
 mod strategy;
@@ -30,6 +32,9 @@ pub mod worked_example;
 
 pub use error::TrainError;
 pub use hash::fnv1a64;
+pub use heldout::{score, HeldOut, TestMetrics};
 pub use metrics::{equivariance_error, EpochMetrics, EquivarianceError};
-pub use strategy::{Protocol, Sampling, StrategyKind, StrategySpec};
-pub use train::{strategy_rng, train, Failure, RunOutcome, TrainData, Trainer};
+pub use strategy::{Protocol, Regulariser, Sampling, StrategyKind, StrategySpec};
+pub use train::{
+    strategy_rng, train, train_with_held_out, Failure, RunOutcome, TrainData, Trainer,
+};

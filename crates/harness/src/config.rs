@@ -3,7 +3,7 @@
 //! into a checked [`Experiment`] before anything runs; every error names the file, the key and
 //! the reason.
 
-use eqaug_dynamics::{Protocol, Sampling, StrategyKind, StrategySpec};
+use eqaug_dynamics::{Protocol, Regulariser, Sampling, StrategyKind, StrategySpec};
 use eqaug_groups::{Group, ReferenceTask};
 use eqaug_nn::{Loss, NetworkSpec, Normalisation};
 use serde::{Deserialize, Serialize};
@@ -119,6 +119,21 @@ pub enum DatasetKind {
     Mnist14,
     /// Synthetic triangles and pentagons with masks (E3).
     Shapes,
+    /// A user's own inputs and targets from `.npy` files (`data.inputs`, `data.targets`,
+    /// `data.targets_kind`; see eqaug-data's `npy` module for the accepted shapes).
+    Npy,
+}
+
+/// What an `npy` targets file holds (`data.targets_kind`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NpyTargetsKind {
+    /// One 0/1 label per sample (a sigmoid output with `loss = "bce"`).
+    Binary,
+    /// One class label per sample in `0..data.classes` (one-hot targets).
+    Classes,
+    /// Masks that move with the inputs (segmentation).
+    Masks,
 }
 
 /// `[data]`.
@@ -144,6 +159,22 @@ pub struct DataSection {
     /// SBM: inter-cluster edge probability (0.05).
     #[serde(default)]
     pub p_inter: Option<f64>,
+    /// npy: the inputs file (`float32`/`float64`, `(N, C*P)`, `(N, C, P)` or `(N, C, h, w)`);
+    /// a relative path is taken from the directory the command runs in.
+    #[serde(default)]
+    pub inputs: Option<PathBuf>,
+    /// npy: the targets file.
+    #[serde(default)]
+    pub targets: Option<PathBuf>,
+    /// npy: what the targets file holds: `binary`, `classes` or `masks`.
+    #[serde(default)]
+    pub targets_kind: Option<NpyTargetsKind>,
+    /// npy: input channels `C` (default 1).
+    #[serde(default)]
+    pub channels: Option<usize>,
+    /// npy with class labels: the number of classes (default: the largest label + 1).
+    #[serde(default)]
+    pub classes: Option<usize>,
 }
 
 /// The built-in networks of SPEC section 4.
@@ -289,6 +320,10 @@ pub struct StrategySection {
     /// In a multi-group file: run this strategy only for these groups (default: all).
     #[serde(default)]
     pub only_groups: Option<Vec<String>>,
+    /// Nominal or augmented only: `regulariser = { gamma = ... }` adds the penalty
+    /// `gamma/2 ||A_Eperp||^2` to the risk (arXiv 2502.06547).
+    #[serde(default)]
+    pub regulariser: Option<Regulariser>,
 }
 
 /// A validated experiment for one group and one profile: everything a run needs.
@@ -544,6 +579,7 @@ fn validate(
                             kind: s.kind,
                             sampling: s.sampling,
                             passes: s.passes,
+                            regulariser: s.regulariser,
                         },
                         s.precision.unwrap_or(f.protocol.precision),
                     )
@@ -619,6 +655,45 @@ fn check_data(d: &DataSection, p: &ProtocolSection) -> Check {
             "only the sbm data set has edge probabilities",
         );
     }
+    let npy_keys = [
+        ("data.inputs", d.inputs.is_some()),
+        ("data.targets", d.targets.is_some()),
+        ("data.targets_kind", d.targets_kind.is_some()),
+        ("data.channels", d.channels.is_some()),
+        ("data.classes", d.classes.is_some()),
+    ];
+    if d.dataset == DatasetKind::Npy {
+        for (key, given) in &npy_keys[..3] {
+            if !given {
+                return fail(
+                    key,
+                    "the npy data set needs data.inputs, data.targets and data.targets_kind",
+                );
+            }
+        }
+        if d.channels == Some(0) {
+            return fail("data.channels", "must be at least 1");
+        }
+        if let Some(k) = d.classes {
+            if d.targets_kind != Some(NpyTargetsKind::Classes) {
+                return fail(
+                    "data.classes",
+                    "only class labels (targets_kind = \"classes\") have a number of classes",
+                );
+            }
+            if k < 2 {
+                return fail("data.classes", format!("must be at least 2, got {k}"));
+            }
+        }
+        if d.mnist_dir.is_some() {
+            return fail(
+                "data.mnist_dir",
+                "only the mnist14 data set reads IDX files",
+            );
+        }
+    } else if let Some((key, _)) = npy_keys.iter().find(|(_, given)| *given) {
+        return fail(key, "only the npy data set reads .npy files");
+    }
     Ok(())
 }
 
@@ -660,6 +735,21 @@ fn check_strategies(f: &ExperimentFile) -> Check {
         }
         if s.kind == StrategyKind::Augmented && s.passes == 0 {
             return fail(&format!("strategies[{i}].passes"), "must be at least 1");
+        }
+        if let Some(r) = &s.regulariser {
+            if s.kind == StrategyKind::Equivariant {
+                return fail(
+                    &format!("strategies[{i}].regulariser"),
+                    "applies to nominal or augmented strategies; equivariant training stays in \
+                     E, where the penalty is zero",
+                );
+            }
+            if !(r.gamma.is_finite() && r.gamma >= 0.0) {
+                return fail(
+                    &format!("strategies[{i}].regulariser.gamma"),
+                    format!("must be finite and >= 0, got {}", r.gamma),
+                );
+            }
         }
     }
     Ok(())
