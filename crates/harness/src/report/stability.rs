@@ -55,11 +55,7 @@ fn verdict(r: &StabilityReport) -> &'static str {
 pub fn claims(outputs: &[StabilityOutput]) -> Vec<Claim> {
     let mut out = Vec::new();
     let claim = |id: &str, exp: &str, statement: String, measured: f64, bound: Bound| {
-        let b = match bound {
-            Bound::AtMost(v) => format!("<= {v}"),
-            Bound::AtLeast(v) => format!(">= {v}"),
-            Bound::Within(lo, hi) => format!("within [{lo:.6}, {hi:.6}]"),
-        };
+        let b = bound.to_string();
         Claim {
             id: id.into(),
             experiment: exp.into(),
