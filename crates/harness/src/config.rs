@@ -577,7 +577,9 @@ fn validate(
             let norm = f.network.normalisation;
             let spec = match preset {
                 Preset::E1 => NetworkSpec::e1(n, c[0], c[1], c[2], norm),
-                Preset::E2 => NetworkSpec::e2(n, c[0], 10, norm),
+                Preset::E2 => {
+                    NetworkSpec::e2_with(n, c[0], 10, norm, f.network.loss, Default::default())
+                }
                 Preset::E3 => NetworkSpec::e3(n, [c[0], c[1], c[2]], norm),
             };
             (spec, f.network.loss)
