@@ -44,6 +44,7 @@ fn verdict(r: &StabilityReport) -> &'static str {
     match r.verdict {
         Verdict::NotStationary => "not decided: A* not stationary (budget)",
         Verdict::Stable => "stable",
+        Verdict::Flat => "flat: H_perp = 0 (saturated network), no verdict",
         Verdict::UnstableOffE => "**unstable off E** (minimum in E, saddle of R_aug)",
         Verdict::UnstableInE => "unstable already in E",
     }
@@ -294,6 +295,9 @@ pub fn paragraph(outputs: &[StabilityOutput]) -> String {
             match r.verdict {
                 Verdict::NotStationary => t.push_str(": not stationary within the budget, so no verdict"),
                 Verdict::Stable => t.push_str(": stable for augmented training"),
+                Verdict::Flat => t.push_str(
+                    ": H_perp vanishes exactly (the group layers receive no gradient: a saturated network), so no verdict",
+                ),
                 Verdict::UnstableOffE => t.push_str(&format!(
                     ": a minimum within E but a saddle of R_aug ({} negative eigenvalue(s) of H_perp beyond the noise level {})",
                     r.perp_block.negative_beyond_noise,
