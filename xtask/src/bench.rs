@@ -17,6 +17,10 @@ pub struct Args {
     /// Skip the peak-memory runs (about 3 minutes).
     #[arg(long)]
     no_memory: bool,
+    /// Run only the benches whose name contains FILTER (criterion's filter, e.g. `e5/`);
+    /// implies --no-memory. The report then holds only those parts.
+    #[arg(long, value_name = "FILTER")]
+    only: Option<String>,
     /// Skip the stability step (`eqaug stability` of every config, about 1.5 minutes).
     #[arg(long)]
     no_stability: bool,
@@ -47,7 +51,8 @@ pub fn run_bench(args: Args) -> Result<(), String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     run(Command::new(&cargo)
         .current_dir(&root)
-        .args(["bench", "--bench", "eqaug"])
+        .args(["bench", "--bench", "eqaug", "--"])
+        .args(args.only.as_slice())
         .env("EQAUG_BENCH_JSON", &json))?;
     let text = std::fs::read_to_string(&json)
         .map_err(|e| format!("the benches wrote no {}: {e}", json.display()))?;
@@ -55,12 +60,12 @@ pub fn run_bench(args: Args) -> Result<(), String> {
         .lines()
         .map(|l| serde_json::from_str(l).map_err(|e| format!("bad bench record {l}: {e}")))
         .collect::<Result<_, _>>()?;
-    let stability = if args.no_stability {
+    let stability = if args.no_stability || args.only.is_some() {
         Vec::new()
     } else {
         stability_rows(&build_eqaug()?, &target)?
     };
-    let memory = if args.no_memory {
+    let memory = if args.no_memory || args.only.is_some() {
         Vec::new()
     } else {
         let bin = build_eqaug()?;
@@ -380,6 +385,7 @@ fn render(records: &[Value], memory: &[(&str, String, u64)], before: &str, after
         let _ = writeln!(w, "| {exp} | {strategies} | {} |", hours(secs));
     }
     let _ = writeln!(w, "| all | | {} |", hours(sum));
+    o.push_str(&crate::bench_e5::section(records));
     o
 }
 

@@ -16,7 +16,7 @@ pub struct Args {
     /// Only these experiments (config file stems, comma-separated), e.g. e1,e3.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
-    /// Where the report goes (default: reports/ for quick, reports/<profile>/ otherwise).
+    /// Where the report goes (default: reports/ for quick, `reports/<profile>/` otherwise).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Where the runs go (default: runs/<profile>/). Finished runs there are not redone.
@@ -198,6 +198,11 @@ fn write_readme(
             format!("[table]({name}/table.md)"),
             format!("[figure]({name}/figure.svg)"),
         ];
+        if d.join("steps.svg").exists() {
+            links.push(format!(
+                "[per step, first augmented epoch]({name}/steps.svg)"
+            ));
+        }
         if d.join("reference.svg").exists() {
             links.push(format!(
                 "[uniform vs reference sampling]({name}/reference.svg)"
@@ -222,7 +227,12 @@ fn write_readme(
          line per run and a thick median per strategy: equivariant green solid, augmented blue \
          dashed, nominal red dotted. The right panel zooms on the augmented curve. Equivariant \
          training stays on the x axis (in E); augmented training leaves E far more slowly than \
-         nominal training at the same distance from the start."
+         nominal training at the same distance from the start.\n\n\
+         E5 (the CNN, SPEC section 9) has its own figures: the distance to E ∩ L of the model \
+         on the kernel support Omega during augmented training (phase 2), per epoch \
+         (`figure.svg`) and per SGD step of the first epoch (`steps.svg`), log scale, for the \
+         cases cross (compatible, unitary: green solid), skew (not compatible: red dotted) and \
+         cross-nonunitary (blue dashed); the right panels divide by the distance moved."
     );
     let p = out.join("README.md");
     std::fs::write(&p, s).map_err(|e| format!("{}: {e}", p.display()))

@@ -3,7 +3,7 @@
 //! into a checked [`Experiment`] before anything runs; every error names the file, the key and
 //! the reason.
 
-use eqaug_dynamics::{Protocol, Sampling, StrategyKind, StrategySpec};
+use eqaug_dynamics::{Protocol, Regulariser, Sampling, StrategyKind, StrategySpec};
 use eqaug_groups::{Group, ReferenceTask};
 use eqaug_nn::{Loss, NetworkSpec, Normalisation};
 use serde::{Deserialize, Serialize};
@@ -22,14 +22,26 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// TOML syntax error, unknown key, wrong type.
-    #[error("{file}{profile}: {message}")]
+    #[error("{file}{profile}: {source}")]
     Parse {
         /// The config file.
         file: PathBuf,
         /// ` (profile P)` when the error arose after applying a profile.
         profile: String,
-        /// toml's message (names the key and, for the base sections, the line).
-        message: String,
+        /// toml's error (names the key and, for the base sections, the line).
+        #[source]
+        source: toml::de::Error,
+    },
+    /// A group of `experiment.groups` cannot be built.
+    #[error("{file}{profile}: key `experiment.groups`: {source}")]
+    Group {
+        /// The config file.
+        file: PathBuf,
+        /// ` (profile P)` when a profile was applied.
+        profile: String,
+        /// Why.
+        #[source]
+        source: eqaug_groups::GroupError,
     },
     /// A value out of range or inconsistent.
     #[error("{file}{profile}: key `{key}`: {reason}")]
@@ -107,6 +119,21 @@ pub enum DatasetKind {
     Mnist14,
     /// Synthetic triangles and pentagons with masks (E3).
     Shapes,
+    /// A user's own inputs and targets from `.npy` files (`data.inputs`, `data.targets`,
+    /// `data.targets_kind`; see eqaug-data's `npy` module for the accepted shapes).
+    Npy,
+}
+
+/// What an `npy` targets file holds (`data.targets_kind`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NpyTargetsKind {
+    /// One 0/1 label per sample (a sigmoid output with `loss = "bce"`).
+    Binary,
+    /// One class label per sample in `0..data.classes` (one-hot targets).
+    Classes,
+    /// Masks that move with the inputs (segmentation).
+    Masks,
 }
 
 /// `[data]`.
@@ -132,6 +159,22 @@ pub struct DataSection {
     /// SBM: inter-cluster edge probability (0.05).
     #[serde(default)]
     pub p_inter: Option<f64>,
+    /// npy: the inputs file (`float32`/`float64`, `(N, C*P)`, `(N, C, P)` or `(N, C, h, w)`);
+    /// a relative path is taken from the directory the command runs in.
+    #[serde(default)]
+    pub inputs: Option<PathBuf>,
+    /// npy: the targets file.
+    #[serde(default)]
+    pub targets: Option<PathBuf>,
+    /// npy: what the targets file holds: `binary`, `classes` or `masks`.
+    #[serde(default)]
+    pub targets_kind: Option<NpyTargetsKind>,
+    /// npy: input channels `C` (default 1).
+    #[serde(default)]
+    pub channels: Option<usize>,
+    /// npy with class labels: the number of classes (default: the largest label + 1).
+    #[serde(default)]
+    pub classes: Option<usize>,
 }
 
 /// The built-in networks of SPEC section 4.
@@ -236,22 +279,12 @@ pub struct ProtocolSection {
     pub parallel_runs: usize,
     /// The authors' distribution that `sampling = "reference"` reproduces.
     #[serde(default = "default_task")]
-    pub reference_task: ReferenceTaskName,
+    pub reference_task: ReferenceTask,
     /// Held-out samples (beyond `data.count`) on which the empirical equivariance error
     /// `|Phi(g x) - g Phi(x)|` of every strategy's final network is measured and written to
     /// `run.json` (0 = off).
     #[serde(default)]
     pub held_out: usize,
-}
-
-/// Serde mirror of [`ReferenceTask`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ReferenceTaskName {
-    /// Rotations 0/90/180 with probabilities 0.4/0.4/0.2.
-    Classification,
-    /// Rotations 0/180 with probabilities 0.4/0.6.
-    Segmentation,
 }
 
 fn default_chunk() -> usize {
@@ -260,8 +293,8 @@ fn default_chunk() -> usize {
 fn one() -> usize {
     1
 }
-fn default_task() -> ReferenceTaskName {
-    ReferenceTaskName::Classification
+fn default_task() -> ReferenceTask {
+    ReferenceTask::Classification
 }
 fn default_passes() -> usize {
     25
@@ -287,6 +320,10 @@ pub struct StrategySection {
     /// In a multi-group file: run this strategy only for these groups (default: all).
     #[serde(default)]
     pub only_groups: Option<Vec<String>>,
+    /// Nominal or augmented only: `regulariser = { gamma = ... }` adds the penalty
+    /// `gamma/2 ||A_Eperp||^2` to the risk (arXiv 2502.06547).
+    #[serde(default)]
+    pub regulariser: Option<Regulariser>,
 }
 
 /// A validated experiment for one group and one profile: everything a run needs.
@@ -344,10 +381,7 @@ impl Experiment {
             learning_rate: self.protocol.learning_rate,
             minibatch: self.protocol.minibatch,
             chunk_rows: self.protocol.chunk_rows,
-            reference_task: match self.protocol.reference_task {
-                ReferenceTaskName::Classification => ReferenceTask::Classification,
-                ReferenceTaskName::Segmentation => ReferenceTask::Segmentation,
-            },
+            reference_task: self.protocol.reference_task,
         }
     }
 
@@ -361,7 +395,7 @@ impl Experiment {
 }
 
 /// Merges `over` into `base`: tables recursively, every other value replaced.
-fn merge(base: &mut toml::Table, over: &toml::Table) {
+pub(crate) fn merge(base: &mut toml::Table, over: &toml::Table) {
     for (k, v) in over {
         match (base.get_mut(k), v) {
             (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
@@ -390,7 +424,7 @@ pub fn profiles(file: &Path) -> Result<Vec<String>, ConfigError> {
     let parsed: ExperimentFile = toml::from_str(&text).map_err(|e| ConfigError::Parse {
         file: file.into(),
         profile: String::new(),
-        message: e.to_string(),
+        source: e,
     })?;
     Ok(parsed.profiles.keys().cloned().collect())
 }
@@ -401,7 +435,7 @@ pub fn parse(text: &str, file: &Path, profile: &str) -> Result<Vec<Experiment>, 
     let base: ExperimentFile = toml::from_str(text).map_err(|e| ConfigError::Parse {
         file: file.into(),
         profile: String::new(),
-        message: e.to_string(),
+        source: e,
     })?;
     let Some(over) = base.profiles.get(profile) else {
         return Err(ConfigError::NoProfile {
@@ -453,7 +487,7 @@ pub fn parse(text: &str, file: &Path, profile: &str) -> Result<Vec<Experiment>, 
             .map_err(|e: toml::de::Error| ConfigError::Parse {
                 file: file.into(),
                 profile: ptag.clone(),
-                message: e.to_string(),
+                source: e,
             })?;
     validate(merged, file, profile, &ptag, note, resolved_toml)
 }
@@ -469,7 +503,7 @@ pub fn parse_resolved(
     let parsed: ExperimentFile = toml::from_str(text).map_err(|e| ConfigError::Parse {
         file: file.into(),
         profile: String::new(),
-        message: e.to_string(),
+        source: e,
     })?;
     let table: toml::Table = toml::from_str(text).expect("parsed above");
     let resolved_toml = toml::to_string(&table).unwrap_or_default();
@@ -545,6 +579,7 @@ fn validate(
                             kind: s.kind,
                             sampling: s.sampling,
                             passes: s.passes,
+                            regulariser: s.regulariser,
                         },
                         s.precision.unwrap_or(f.protocol.precision),
                     )
@@ -554,9 +589,11 @@ fn validate(
             file: file.into(),
             resolved_toml: resolved_toml.clone(),
         };
-        let group = exp
-            .build_group()
-            .map_err(|e| invalid(file, ptag, "experiment.groups", &e.to_string()))?;
+        let group = exp.build_group().map_err(|source| ConfigError::Group {
+            file: file.into(),
+            profile: ptag.into(),
+            source,
+        })?;
         check_group_fit(&f, &group, &chosen).map_err(at)?;
         out.push(exp);
     }
@@ -618,6 +655,45 @@ fn check_data(d: &DataSection, p: &ProtocolSection) -> Check {
             "only the sbm data set has edge probabilities",
         );
     }
+    let npy_keys = [
+        ("data.inputs", d.inputs.is_some()),
+        ("data.targets", d.targets.is_some()),
+        ("data.targets_kind", d.targets_kind.is_some()),
+        ("data.channels", d.channels.is_some()),
+        ("data.classes", d.classes.is_some()),
+    ];
+    if d.dataset == DatasetKind::Npy {
+        for (key, given) in &npy_keys[..3] {
+            if !given {
+                return fail(
+                    key,
+                    "the npy data set needs data.inputs, data.targets and data.targets_kind",
+                );
+            }
+        }
+        if d.channels == Some(0) {
+            return fail("data.channels", "must be at least 1");
+        }
+        if let Some(k) = d.classes {
+            if d.targets_kind != Some(NpyTargetsKind::Classes) {
+                return fail(
+                    "data.classes",
+                    "only class labels (targets_kind = \"classes\") have a number of classes",
+                );
+            }
+            if k < 2 {
+                return fail("data.classes", format!("must be at least 2, got {k}"));
+            }
+        }
+        if d.mnist_dir.is_some() {
+            return fail(
+                "data.mnist_dir",
+                "only the mnist14 data set reads IDX files",
+            );
+        }
+    } else if let Some((key, _)) = npy_keys.iter().find(|(_, given)| *given) {
+        return fail(key, "only the npy data set reads .npy files");
+    }
     Ok(())
 }
 
@@ -659,6 +735,21 @@ fn check_strategies(f: &ExperimentFile) -> Check {
         }
         if s.kind == StrategyKind::Augmented && s.passes == 0 {
             return fail(&format!("strategies[{i}].passes"), "must be at least 1");
+        }
+        if let Some(r) = &s.regulariser {
+            if s.kind == StrategyKind::Equivariant {
+                return fail(
+                    &format!("strategies[{i}].regulariser"),
+                    "applies to nominal or augmented strategies; equivariant training stays in \
+                     E, where the penalty is zero",
+                );
+            }
+            if !(r.gamma.is_finite() && r.gamma >= 0.0) {
+                return fail(
+                    &format!("strategies[{i}].regulariser.gamma"),
+                    format!("must be finite and >= 0, got {}", r.gamma),
+                );
+            }
         }
     }
     Ok(())

@@ -41,6 +41,8 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod conv;
+pub mod e5;
 mod error;
 pub mod layers;
 mod loss;

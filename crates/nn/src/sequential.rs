@@ -265,6 +265,21 @@ impl<T: Real> Sequential<T> {
         );
     }
 
+    /// The outputs (`rows x output_width`) of the last forward pass run in `ws` (by
+    /// [`Sequential::forward`], [`Sequential::loss`] or [`Sequential::loss_and_grad`]), e.g.
+    /// for the accuracy of the mini-batch just trained on.
+    ///
+    /// # Panics
+    /// If `ws` is not this network's workspace.
+    pub fn output<'w>(&self, ws: &'w Workspace<T>) -> ArrayView2<'w, T> {
+        assert_eq!(
+            ws.widths, self.widths,
+            "output: workspace of another network"
+        );
+        let (r, w) = (ws.last_rows, self.output_width());
+        ArrayView2::from_shape((r, w), &ws.acts[self.layers.len() - 1][..r * w]).expect("shape")
+    }
+
     /// Network outputs (`rows x output_width`) for a chunk; statistics across rows per
     /// mini-batch of `minibatch` consecutive rows (the last may be smaller).
     ///

@@ -5,6 +5,8 @@ pub mod inspect;
 pub mod list;
 pub mod report;
 pub mod run;
+pub mod slurm;
+pub mod status;
 pub mod stability;
 pub mod worked_example;
 

@@ -10,6 +10,7 @@
 
 pub mod aggregate;
 pub mod claims;
+pub mod e5;
 pub mod figure;
 pub mod input;
 pub mod stability;
@@ -119,6 +120,24 @@ pub fn report_into(dir: &Path, out: &Path) -> Result<ReportSummary, ReportError>
     let mut summary = ReportSummary::default();
     let mut sections = Vec::new();
     for folder in &folders {
+        if e5::is_e5_folder(folder) {
+            let name = folder
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let r = e5::report(folder, &out.join(&name), &mut summary.files_written)?;
+            summary.experiments.push(r.id.clone());
+            summary.claims.extend(r.claims);
+            sections.push(ExperimentReport {
+                id: r.id,
+                folder: name,
+                title: Some(r.title),
+                runs: r.runs,
+                files: r.files,
+                figures: r.figures,
+            });
+            continue;
+        }
         let exp = input::load_experiment(folder)?;
         let mut section = ExperimentReport {
             id: exp.id.clone(),
