@@ -56,11 +56,7 @@ fn verdict(r: &StabilityReport) -> &'static str {
 pub fn claims(outputs: &[StabilityOutput]) -> Vec<Claim> {
     let mut out = Vec::new();
     let claim = |id: &str, exp: &str, statement: String, measured: f64, bound: Bound| {
-        let b = match bound {
-            Bound::AtMost(v) => format!("<= {v}"),
-            Bound::AtLeast(v) => format!(">= {v}"),
-            Bound::Within(lo, hi) => format!("within [{lo:.6}, {hi:.6}]"),
-        };
+        let b = bound.to_string();
         Claim {
             id: id.into(),
             experiment: exp.into(),
@@ -86,14 +82,14 @@ pub fn claims(outputs: &[StabilityOutput]) -> Vec<Claim> {
                     exp,
                     "eqaug stability on the worked example: lambda on E is 1/2 (twice SPEC's 1/4: the network's loss is the MSE)".into(),
                     r.e_block.min,
-                    Bound::Within(0.5 - 1e-6, 0.5 + 1e-6),
+                    Bound::Near(0.5, 1e-6),
                 ));
                 out.push(claim(
                     "stability-worked-example-perp",
                     exp,
                     "eqaug stability on the worked example: lambda on E-perp is (ln 2 - 1)/2 (twice SPEC's)".into(),
                     r.perp_block.min,
-                    Bound::Within(perp - 1e-6, perp + 1e-6),
+                    Bound::Near(perp, 1e-6),
                 ));
             }
         }
