@@ -12,6 +12,7 @@ pub mod aggregate;
 pub mod claims;
 pub mod figure;
 pub mod input;
+pub mod regularised;
 pub mod table;
 
 pub use claims::{Bound, Claim, CLAIMS};
@@ -177,6 +178,17 @@ pub fn report_into(dir: &Path, out: &Path) -> Result<ReportSummary, ReportError>
                 section.figures.push("reference.svg".into());
             }
             summary.claims.extend(claims::check(&exp));
+            if let Some(reg) = regularised::summarise(&exp) {
+                let path = folder.join("regularised.svg");
+                let svg =
+                    regularised::figure(&exp, &reg).map_err(|message| ReportError::Figure {
+                        path: path.clone(),
+                        message,
+                    })?;
+                write_file(&path, &svg, written)?;
+                section.figures.push("regularised.svg".into());
+                summary.claims.extend(regularised::claims(&exp, &reg));
+            }
         }
         sections.push(section);
     }
