@@ -8,6 +8,7 @@
 //! `DIR/worked_example.json` (an array of claims, measured elsewhere) is merged into the
 //! claims.
 
+pub mod ablation;
 pub mod aggregate;
 pub mod claims;
 pub mod figure;
@@ -191,6 +192,23 @@ pub fn report_into(dir: &Path, out: &Path) -> Result<ReportSummary, ReportError>
             }
         }
         sections.push(section);
+    }
+
+    let ablation: Vec<input::Experiment> = folders
+        .iter()
+        .filter(|f| {
+            f.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| ablation::ablation_key(n).is_some())
+        })
+        .map(|f| input::load_experiment(f))
+        .collect::<Result<_, _>>()?;
+    if let Some(md) = ablation::ablation_markdown(&ablation) {
+        write_file(
+            &out.join("ablation-norm.md"),
+            &md,
+            &mut summary.files_written,
+        )?;
     }
 
     let worked = [out, dir]
