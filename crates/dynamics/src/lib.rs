@@ -1,8 +1,6 @@
-//! # eqaug-dynamics
+#![doc = include_str!("../README.md")]
 //!
-//! The three training strategies of the paper under its full-batch protocol (SPEC sections 1
-//! and 3), the dynamics metrics, and numerical tools for the theory (Hessian-vector products,
-//! Lanczos, the worked example of SPEC section 1).
+//! ## Overview
 //!
 //! * [`Trainer`] computes one strategy's full-batch gradient: the mean-loss gradient
 //!   accumulated over mini-batches, for [`StrategyKind::Augmented`] averaged over its passes of
@@ -14,6 +12,9 @@
 //! * [`train`] runs every strategy from one shared `A0` for a number of epochs, recording the
 //!   metrics of SPEC section 3 ([`EpochMetrics`]) after every step, and stops a strategy that
 //!   produces a non-finite loss or weight without losing what was recorded.
+//! * [`sgd`]: the plain mini-batch SGD protocol of E5 (two phases: equivariant model, then the
+//!   model on a kernel support on the C_4 orbit of the data), with per-step and per-epoch
+//!   records of the distances to `E ∩ L`.
 #![warn(missing_docs)]
 
 mod error;
@@ -23,6 +24,7 @@ pub mod hessian;
 pub mod lanczos;
 mod metrics;
 pub mod regularised;
+pub mod sgd;
 pub mod stability;
 mod strategy;
 mod train;

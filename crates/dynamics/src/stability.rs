@@ -33,7 +33,7 @@ use crate::hessian::{project_onto, Subspace};
 use crate::lanczos::{self, LanczosRun, SpectralDensity};
 use crate::{TrainData, TrainError};
 use eqaug_groups::{act_on_sample, Group, Perm, Points};
-use eqaug_nn::{Loss, Network, NetworkSpec, Params, Workspace};
+use eqaug_nn::{Network, Params, Workspace};
 use ndarray::{s, Array2};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -106,6 +106,8 @@ pub struct Risk<'a> {
     blocks: Vec<Block>,
     hvp_step: f64,
     gradients: usize,
+    /// Scratch parameters of the HVP (point, second gradient), allocated on first use.
+    scratch: Option<(Params<f64>, Params<f64>)>,
 }
 
 impl<'a> Risk<'a> {
@@ -180,6 +182,7 @@ impl<'a> Risk<'a> {
             blocks,
             hvp_step: 1e-6,
             gradients: 0,
+            scratch: None,
         })
     }
 
@@ -237,15 +240,22 @@ impl<'a> Risk<'a> {
             return Ok(());
         }
         let h = self.hvp_step * a.norm().max(1.0) / nv;
-        let mut p = a.clone();
+        let (mut p, mut gm) = self
+            .scratch
+            .take()
+            .unwrap_or_else(|| (a.zeros_like(), a.zeros_like()));
+        p.copy_from(a);
         p.axpy(h, v);
-        self.loss_and_gradient(&p, out)?;
-        p.axpy(-2.0 * h, v);
-        let mut gm = a.zeros_like();
-        self.loss_and_gradient(&p, &mut gm)?;
-        out.axpy(-1.0, &gm);
-        out.scale(0.5 / h);
-        Ok(())
+        let r = self.loss_and_gradient(&p, out).and_then(|_| {
+            p.axpy(-2.0 * h, v);
+            self.loss_and_gradient(&p, &mut gm)
+        });
+        if r.is_ok() {
+            out.axpy(-1.0, &gm);
+            out.scale(0.5 / h);
+        }
+        self.scratch = Some((p, gm));
+        r.map(|_| ())
     }
 
     fn run(&mut self, a: &Params<f64>, with_grad: bool) -> Result<f64, StabilityError> {
@@ -369,6 +379,8 @@ pub struct StationaryOptions {
     pub max_iterations: usize,
     /// L-BFGS memory (pairs kept).
     pub memory: usize,
+    /// Longest step, relative to `max(1, ||A0||)`.
+    pub max_step: f64,
 }
 
 impl Default for StationaryOptions {
@@ -377,6 +389,7 @@ impl Default for StationaryOptions {
             rtol: 1e-6,
             max_iterations: 500,
             memory: 10,
+            max_step: 0.1,
         }
     }
 }
@@ -426,6 +439,7 @@ pub fn find_stationary_point(
 ) -> Result<StationaryPoint, StabilityError> {
     let mut a = a0.clone();
     project_onto(&mut a, Subspace::Equivariant);
+    let a0_norm = a.norm().max(1.0);
     let mut g = a.zeros_like();
     let start_count = risk.gradient_count();
     let mut f = risk.loss_and_gradient(&a, &mut g)?;
@@ -472,7 +486,12 @@ pub fn find_stationary_point(
             d.scale(-1.0 / g.norm().max(1e-300));
             slope = g.dot(&d);
         }
-        let mut t = 1.0;
+        // Cap the step length (relative to the start, not to the current point, so that scale
+        // invariant directions before a normalisation cannot grow geometrically): a long step
+        // can land on a saturated plateau (tanh, sigmoid) whose gradient underflows, a
+        // spurious "stationary point".
+        let max_step = opts.max_step * a0_norm;
+        let mut t = (max_step / d.norm().max(f64::MIN_POSITIVE)).min(1.0);
         let mut accepted = None;
         for _ in 0..50 {
             let mut trial = a.clone();
@@ -533,38 +552,16 @@ pub fn find_stationary_point(
 
 /// The smallest `|pre-activation|` at the input of any LeakyReLU over the data (statistics
 /// per `minibatch` rows, untransformed data): the distance to the nearest kink, where `R` has
-/// no Hessian. `None` when the network has no LeakyReLU.
-///
-/// Computed from the forward pass of the network truncated before each LeakyReLU.
-// TODO(merge nn-arch): use `Network::min_abs_preactivation` once it lands.
+/// no Hessian. `None` when the network has no kinked layer (e.g. smooth LeakyReLU).
 pub fn min_abs_preactivation(
     net: &Network<f64>,
     params: &Params<f64>,
     data: &TrainData<f64>,
     minibatch: usize,
 ) -> Result<Option<f64>, StabilityError> {
-    let layers = &net.spec().layers;
-    let mut best: Option<f64> = None;
-    for (i, l) in layers.iter().enumerate() {
-        if !matches!(l, eqaug_nn::LayerSpec::LeakyRelu { .. }) || i == 0 {
-            if i == 0 && matches!(l, eqaug_nn::LayerSpec::LeakyRelu { .. }) {
-                let m = data.x.iter().fold(f64::INFINITY, |m, v| m.min(v.abs()));
-                best = Some(best.map_or(m, |b| b.min(m)));
-            }
-            continue;
-        }
-        let spec = NetworkSpec {
-            layers: layers[..i].to_vec(),
-        };
-        let prefix = Network::<f64>::new(&spec, net.group().clone(), net.input_rep(), Loss::Mse)?;
-        let len = prefix.num_params();
-        let p = Params::from_vec(prefix.layout().clone(), params.as_slice()[..len].to_vec())?;
-        let mut ws = prefix.workspace(data.len());
-        let out = prefix.forward(&p, data.x.view(), minibatch, &mut ws);
-        let m = out.iter().fold(f64::INFINITY, |m, v| m.min(v.abs()));
-        best = Some(best.map_or(m, |b| b.min(m)));
-    }
-    Ok(best)
+    let mut ws = net.workspace(data.len());
+    let m = net.min_abs_preactivation(params, data.x.view(), minibatch, &mut ws);
+    Ok(if m == f64::INFINITY { None } else { Some(m) })
 }
 
 /// A standard Gaussian vector of dimension `n` (Box-Muller). Gaussian rather than Rademacher
@@ -745,6 +742,9 @@ impl Default for StabilityOptions {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
+    /// The stationary-point search did not reach its tolerance: the point is not stationary
+    /// and its spectra say nothing about stability.
+    NotStationary,
     /// No eigenvalue of either block below `-noise`: stable (to second order).
     Stable,
     /// `H_perp` has an eigenvalue below `-noise` while the E block has none: a minimum for
@@ -983,7 +983,9 @@ pub fn analyse(
         }
     }
     count += aug.gradient_count();
-    let verdict = if e_block.min < -noise {
+    let verdict = if !sp.converged {
+        Verdict::NotStationary
+    } else if e_block.min < -noise {
         Verdict::UnstableInE
     } else if perp_block.min < -noise {
         Verdict::UnstableOffE

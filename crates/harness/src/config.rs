@@ -22,14 +22,26 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// TOML syntax error, unknown key, wrong type.
-    #[error("{file}{profile}: {message}")]
+    #[error("{file}{profile}: {source}")]
     Parse {
         /// The config file.
         file: PathBuf,
         /// ` (profile P)` when the error arose after applying a profile.
         profile: String,
-        /// toml's message (names the key and, for the base sections, the line).
-        message: String,
+        /// toml's error (names the key and, for the base sections, the line).
+        #[source]
+        source: toml::de::Error,
+    },
+    /// A group of `experiment.groups` cannot be built.
+    #[error("{file}{profile}: key `experiment.groups`: {source}")]
+    Group {
+        /// The config file.
+        file: PathBuf,
+        /// ` (profile P)` when a profile was applied.
+        profile: String,
+        /// Why.
+        #[source]
+        source: eqaug_groups::GroupError,
     },
     /// A value out of range or inconsistent.
     #[error("{file}{profile}: key `{key}`: {reason}")]
@@ -69,6 +81,9 @@ pub struct ExperimentFile {
     pub protocol: ProtocolSection,
     /// `[[strategies]]`.
     pub strategies: Vec<StrategySection>,
+    /// `[stability]`: options of `eqaug stability` (see [`crate::stability`]).
+    #[serde(default)]
+    pub stability: Option<crate::stability::StabilitySection>,
     /// `[profiles.NAME]`: partial copies of the sections above, merged over them, plus `note`.
     #[serde(default)]
     pub profiles: BTreeMap<String, toml::Table>,
@@ -192,6 +207,25 @@ pub struct NetworkSection {
     /// An explicit network (eqaug-nn's `LayerSpec`s) instead of a preset.
     #[serde(default)]
     pub layers: Option<Vec<eqaug_nn::LayerSpec>>,
+    /// The presets' rectifier: `leaky_relu` (the paper's, default) or `smooth_leaky_relu`
+    /// (`slope x + (1 - slope) softplus(sharpness x) / sharpness`, no kink: a Hessian exists
+    /// everywhere, for `eqaug stability`).
+    #[serde(default)]
+    pub activation: Activation,
+    /// `smooth_leaky_relu` only: the sharpness beta (default 10; LeakyReLU as beta -> inf).
+    #[serde(default)]
+    pub sharpness: Option<f64>,
+}
+
+/// The rectifier of the preset networks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// `max(x, 0) + 0.01 min(x, 0)` (the paper's).
+    #[default]
+    LeakyRelu,
+    /// The smooth LeakyReLU with the same slope 0.01 and `network.sharpness`.
+    SmoothLeakyRelu,
 }
 
 /// Floating-point precision of a run.
@@ -245,22 +279,12 @@ pub struct ProtocolSection {
     pub parallel_runs: usize,
     /// The authors' distribution that `sampling = "reference"` reproduces.
     #[serde(default = "default_task")]
-    pub reference_task: ReferenceTaskName,
+    pub reference_task: ReferenceTask,
     /// Held-out samples (beyond `data.count`) on which the empirical equivariance error
     /// `|Phi(g x) - g Phi(x)|` of every strategy's final network is measured and written to
     /// `run.json` (0 = off).
     #[serde(default)]
     pub held_out: usize,
-}
-
-/// Serde mirror of [`ReferenceTask`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ReferenceTaskName {
-    /// Rotations 0/90/180 with probabilities 0.4/0.4/0.2.
-    Classification,
-    /// Rotations 0/180 with probabilities 0.4/0.6.
-    Segmentation,
 }
 
 fn default_chunk() -> usize {
@@ -269,8 +293,8 @@ fn default_chunk() -> usize {
 fn one() -> usize {
     1
 }
-fn default_task() -> ReferenceTaskName {
-    ReferenceTaskName::Classification
+fn default_task() -> ReferenceTask {
+    ReferenceTask::Classification
 }
 fn default_passes() -> usize {
     25
@@ -329,6 +353,8 @@ pub struct Experiment {
     pub protocol: ProtocolSection,
     /// The strategies with their precisions.
     pub strategies: Vec<(StrategySpec, Precision)>,
+    /// `[stability]`, when given.
+    pub stability: Option<crate::stability::StabilitySection>,
     /// The config file it came from.
     pub file: PathBuf,
     /// The merged config as TOML (recorded with every run).
@@ -355,10 +381,7 @@ impl Experiment {
             learning_rate: self.protocol.learning_rate,
             minibatch: self.protocol.minibatch,
             chunk_rows: self.protocol.chunk_rows,
-            reference_task: match self.protocol.reference_task {
-                ReferenceTaskName::Classification => ReferenceTask::Classification,
-                ReferenceTaskName::Segmentation => ReferenceTask::Segmentation,
-            },
+            reference_task: self.protocol.reference_task,
         }
     }
 
@@ -372,7 +395,7 @@ impl Experiment {
 }
 
 /// Merges `over` into `base`: tables recursively, every other value replaced.
-fn merge(base: &mut toml::Table, over: &toml::Table) {
+pub(crate) fn merge(base: &mut toml::Table, over: &toml::Table) {
     for (k, v) in over {
         match (base.get_mut(k), v) {
             (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
@@ -401,7 +424,7 @@ pub fn profiles(file: &Path) -> Result<Vec<String>, ConfigError> {
     let parsed: ExperimentFile = toml::from_str(&text).map_err(|e| ConfigError::Parse {
         file: file.into(),
         profile: String::new(),
-        message: e.to_string(),
+        source: e,
     })?;
     Ok(parsed.profiles.keys().cloned().collect())
 }
@@ -412,7 +435,7 @@ pub fn parse(text: &str, file: &Path, profile: &str) -> Result<Vec<Experiment>, 
     let base: ExperimentFile = toml::from_str(text).map_err(|e| ConfigError::Parse {
         file: file.into(),
         profile: String::new(),
-        message: e.to_string(),
+        source: e,
     })?;
     let Some(over) = base.profiles.get(profile) else {
         return Err(ConfigError::NoProfile {
@@ -436,12 +459,21 @@ pub fn parse(text: &str, file: &Path, profile: &str) -> Result<Vec<Experiment>, 
         None => String::new(),
     };
     for k in over.keys() {
-        if !["experiment", "data", "network", "protocol", "strategies"].contains(&k.as_str()) {
+        if ![
+            "experiment",
+            "data",
+            "network",
+            "protocol",
+            "strategies",
+            "stability",
+        ]
+        .contains(&k.as_str())
+        {
             return Err(invalid(
                 file,
                 &ptag,
                 &format!("profiles.{profile}.{k}"),
-                "unknown key: a profile may set note, experiment, data, network, protocol, strategies",
+                "unknown key: a profile may set note, experiment, data, network, protocol, strategies, stability",
             ));
         }
     }
@@ -455,7 +487,7 @@ pub fn parse(text: &str, file: &Path, profile: &str) -> Result<Vec<Experiment>, 
             .map_err(|e: toml::de::Error| ConfigError::Parse {
                 file: file.into(),
                 profile: ptag.clone(),
-                message: e.to_string(),
+                source: e,
             })?;
     validate(merged, file, profile, &ptag, note, resolved_toml)
 }
@@ -471,7 +503,7 @@ pub fn parse_resolved(
     let parsed: ExperimentFile = toml::from_str(text).map_err(|e| ConfigError::Parse {
         file: file.into(),
         profile: String::new(),
-        message: e.to_string(),
+        source: e,
     })?;
     let table: toml::Table = toml::from_str(text).expect("parsed above");
     let resolved_toml = toml::to_string(&table).unwrap_or_default();
@@ -509,6 +541,9 @@ fn validate(
     check_experiment(&f.experiment).map_err(at)?;
     check_strategies(&f).map_err(at)?;
     let network = network_spec(&f.network, f.experiment.size).map_err(at)?;
+    if let Some(st) = &f.stability {
+        st.validate().map_err(at)?;
+    }
     let multi = f.experiment.groups.len() > 1;
     let mut out = Vec::new();
     for gname in &f.experiment.groups {
@@ -550,12 +585,15 @@ fn validate(
                     )
                 })
                 .collect(),
+            stability: f.stability.clone(),
             file: file.into(),
             resolved_toml: resolved_toml.clone(),
         };
-        let group = exp
-            .build_group()
-            .map_err(|e| invalid(file, ptag, "experiment.groups", &e.to_string()))?;
+        let group = exp.build_group().map_err(|source| ConfigError::Group {
+            file: file.into(),
+            profile: ptag.into(),
+            source,
+        })?;
         check_group_fit(&f, &group, &chosen).map_err(at)?;
         out.push(exp);
     }
@@ -729,6 +767,10 @@ fn network_spec(n: &NetworkSection, size: usize) -> Result<NetworkSpec, (String,
             "network.preset",
             "give a preset (e1, e2, e3) or layers".into(),
         ),
+        (None, Some(_)) if n.activation != Activation::LeakyRelu || n.sharpness.is_some() => err(
+            "network.activation",
+            "applies to presets only; write the activation into network.layers".into(),
+        ),
         (None, Some(layers)) => Ok(NetworkSpec {
             layers: layers.clone(),
         }),
@@ -745,11 +787,37 @@ fn network_spec(n: &NetworkSection, size: usize) -> Result<NetworkSpec, (String,
                 );
             }
             let norm = n.normalisation;
-            Ok(match preset {
+            let mut spec = match preset {
                 Preset::E1 => NetworkSpec::e1(size, c[0], c[1], c[2], norm),
-                Preset::E2 => NetworkSpec::e2(size, c[0], 10, norm),
+                Preset::E2 => {
+                    NetworkSpec::e2_with(size, c[0], 10, norm, n.loss, Default::default())
+                }
                 Preset::E3 => NetworkSpec::e3(size, [c[0], c[1], c[2]], norm),
-            })
+            };
+            match (n.activation, n.sharpness) {
+                (Activation::LeakyRelu, Some(_)) => {
+                    return err(
+                        "network.sharpness",
+                        "only for network.activation = \"smooth_leaky_relu\"".into(),
+                    )
+                }
+                (Activation::LeakyRelu, None) => {}
+                (Activation::SmoothLeakyRelu, sharpness) => {
+                    let sharpness = sharpness.unwrap_or(10.0);
+                    if !(sharpness.is_finite() && sharpness > 0.0) {
+                        return err(
+                            "network.sharpness",
+                            format!("must be finite and > 0, got {sharpness}"),
+                        );
+                    }
+                    for l in &mut spec.layers {
+                        if let eqaug_nn::LayerSpec::LeakyRelu { slope } = *l {
+                            *l = eqaug_nn::LayerSpec::SmoothLeakyRelu { slope, sharpness };
+                        }
+                    }
+                }
+            }
+            Ok(spec)
         }
     }
 }

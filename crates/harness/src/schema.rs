@@ -25,6 +25,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+pub mod e5;
+
 /// File name of an experiment's description, in the experiment folder.
 pub const EXPERIMENT_JSON: &str = "experiment.json";
 /// File name of a run's record, in the run folder.
@@ -268,7 +270,7 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Schem
 }
 
 /// Writes pretty JSON atomically (no trailing newline).
-fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), SchemaError> {
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), SchemaError> {
     let text = serde_json::to_string_pretty(value).map_err(|source| SchemaError::Json {
         path: path.to_path_buf(),
         source,

@@ -307,7 +307,7 @@ pub fn load_dataset(exp: &Experiment) -> Result<Dataset, SetupError> {
                     path: m.source.clone(),
                 });
             }
-            eqaug_data::mnist::mnist14(&m, Some(total))
+            eqaug_data::mnist::try_mnist14(&m, Some(total)).map_err(data_err)?
         }
         DatasetKind::Shapes => {
             let p = eqaug_data::shapes::ShapesParams {
