@@ -82,3 +82,148 @@ impl<'a, 'r> RegularisedRisk<'a, 'r> {
         Ok(())
     }
 }
+
+/// The measured `+gamma` shift of the extreme eigenvalues of `H_perp` (see
+/// [`eigenvalue_shift_check`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ShiftCheck {
+    /// The penalty strength.
+    pub gamma: f64,
+    /// Smallest and largest Ritz value of `H_perp` (exact `R_aug`, no penalty).
+    pub perp: (f64, f64),
+    /// The same with the penalty: `H_perp + gamma I`.
+    pub perp_regularised: (f64, f64),
+    /// Smallest and largest Ritz value on E, without and with the penalty.
+    pub e: (f64, f64),
+    /// The same with the penalty (unchanged in theory).
+    pub e_regularised: (f64, f64),
+}
+
+impl ShiftCheck {
+    /// `max` over the two extremes of `|measured - (plain + gamma)| / |plain + gamma|` on
+    /// E-perp.
+    pub fn perp_relative_error(&self) -> f64 {
+        let rel =
+            |got: f64, plain: f64| (got - (plain + self.gamma)).abs() / (plain + self.gamma).abs();
+        rel(self.perp_regularised.0, self.perp.0).max(rel(self.perp_regularised.1, self.perp.1))
+    }
+
+    /// `max` over the two extremes of `|measured - plain|`, relative to the largest `|plain|`,
+    /// on E.
+    pub fn e_relative_change(&self) -> f64 {
+        let scale = self.e.0.abs().max(self.e.1.abs());
+        (self.e_regularised.0 - self.e.0)
+            .abs()
+            .max((self.e_regularised.1 - self.e.1).abs())
+            / scale
+    }
+}
+
+/// Checks SPEC section 10's "the penalty adds exactly gamma on E-perp and nothing on E" on a
+/// small fixed problem in f64: C_4 on a 4 x 4 grid, a smooth (tanh) invariant classifier with
+/// layers 1 -> 2 channels -> 3 invariant -> dense 3 -> softmax, 8 random samples (seed 11),
+/// `A*` its initialisation (in E, seed 12), exact `R_aug`; 15 Lanczos steps (full
+/// reorthogonalisation) from one random start (seed 13) on E-perp and on E, with the HVPs of
+/// [`Risk`] and of [`RegularisedRisk`].
+pub fn eigenvalue_shift_check(gamma: f64) -> Result<ShiftCheck, StabilityError> {
+    use crate::hessian::{project_onto, Subspace};
+    use crate::TrainData;
+    use eqaug_groups::{Group, Rep};
+    use eqaug_nn::{LayerSpec, Loss, Network, NetworkSpec, PointsSpec};
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+    let invalid = |e: &dyn std::fmt::Display| StabilityError::Invalid(e.to_string());
+    let group = Group::builtin("rot", 4).map_err(|e| invalid(&e))?;
+    let layer = |channels, points| LayerSpec::Group {
+        channels,
+        points,
+        init_std: 0.6,
+        constant_over_positions: false,
+    };
+    let spec = NetworkSpec {
+        layers: vec![
+            layer(2, PointsSpec::Base),
+            LayerSpec::Tanh,
+            layer(3, PointsSpec::Trivial),
+            LayerSpec::Tanh,
+            LayerSpec::Dense {
+                out: 3,
+                init_scale: 0.8,
+                bias: true,
+            },
+            LayerSpec::Softmax,
+        ],
+    };
+    let net = Network::<f64>::new(
+        &spec,
+        group.clone(),
+        Rep::base(1),
+        Loss::CrossEntropyOnProbabilities,
+    )
+    .map_err(|e| invalid(&e))?;
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let d = group.degree();
+    let rows = 8;
+    let x = ndarray::Array2::from_shape_fn((rows, d), |_| rng.gen_range(-1.0..1.0));
+    let mut t = ndarray::Array2::zeros((rows, 3));
+    for i in 0..rows {
+        t[[i, rng.gen_range(0..3)]] = 1.0;
+    }
+    let data = TrainData {
+        x,
+        targets: t,
+        input_rep: Rep::base(1),
+        target_rep: None,
+    };
+    let a_star = net.init_params(&mut ChaCha8Rng::seed_from_u64(12));
+    let mut rng = ChaCha8Rng::seed_from_u64(13);
+    let start: Vec<f64> = (0..a_star.len())
+        .map(|_| rng.gen_range(-1.0..1.0))
+        .collect();
+    let elements = group.elements(16).map_err(|e| invalid(&e))?;
+    let mut risk = Risk::new(&net, &data, 4, Some(elements))?;
+    let layout = a_star.layout().clone();
+    let steps = 15;
+    let mut extremes = |sub: Subspace, regularised: bool| -> Result<(f64, f64), StabilityError> {
+        let project = |v: &mut [f64]| {
+            let mut p = Params::from_vec(layout.clone(), v.to_vec()).expect("same layout");
+            project_onto(&mut p, sub);
+            v.copy_from_slice(p.as_slice());
+        };
+        let (mut vp, mut out) = (net.zeros(), net.zeros());
+        let run = if regularised {
+            let mut reg = RegularisedRisk::new(&mut risk, Regulariser { gamma })?;
+            crate::lanczos::lanczos(
+                &start,
+                steps,
+                |v, o| {
+                    vp.as_mut_slice().copy_from_slice(v);
+                    reg.hvp(&a_star, &vp, &mut out)?;
+                    o.copy_from_slice(out.as_slice());
+                    Ok(())
+                },
+                &project,
+            )?
+        } else {
+            crate::lanczos::lanczos(
+                &start,
+                steps,
+                |v, o| {
+                    vp.as_mut_slice().copy_from_slice(v);
+                    risk.hvp(&a_star, &vp, &mut out)?;
+                    o.copy_from_slice(out.as_slice());
+                    Ok(())
+                },
+                &project,
+            )?
+        };
+        Ok((run.min(), run.max()))
+    };
+    Ok(ShiftCheck {
+        gamma,
+        perp: extremes(Subspace::Orthogonal, false)?,
+        perp_regularised: extremes(Subspace::Orthogonal, true)?,
+        e: extremes(Subspace::Equivariant, false)?,
+        e_regularised: extremes(Subspace::Equivariant, true)?,
+    })
+}

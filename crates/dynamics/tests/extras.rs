@@ -577,3 +577,16 @@ fn penalty_shift_through_the_stability_lanczos() {
         gamma * d
     );
 }
+
+#[test]
+fn the_reported_shift_check_passes() {
+    let c = eqaug_dynamics::regularised::eigenvalue_shift_check(0.5).unwrap();
+    eprintln!(
+        "{c:?}: {:e} {:e}",
+        c.perp_relative_error(),
+        c.e_relative_change()
+    );
+    assert!(c.perp.0 < c.perp.1);
+    assert!(c.perp_relative_error() <= 1e-6, "{c:?}");
+    assert!(c.e_relative_change() <= 1e-6, "{c:?}");
+}

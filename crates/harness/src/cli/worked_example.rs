@@ -13,7 +13,10 @@ pub struct Args {
 /// Runs `eqaug worked-example`.
 pub fn run(args: Args) -> super::CliResult {
     let w = eqaug_dynamics::worked_example::run()?;
-    let claims = eqaug_harness::worked_example_claims(&w);
+    let mut claims = eqaug_harness::worked_example_claims(&w);
+    // The regulariser's exact +gamma shift on E-perp (SPEC section 10), a claim of the same kind.
+    let shift = eqaug_dynamics::regularised::eigenvalue_shift_check(0.5)?;
+    claims.extend(eqaug_harness::report::regularised::shift_claims(&shift));
     let text = serde_json::to_string_pretty(&claims)?;
     match args.out {
         Some(p) => {

@@ -29,6 +29,9 @@ pub struct Run {
     pub metrics: BTreeMap<String, Vec<EpochMetrics>>,
     /// Failures recorded in `run.json`.
     pub failed: Vec<RunFailure>,
+    /// Per strategy: `[max, mean]` of `|Phi(g x) - g Phi(x)|` on the held-out samples at the
+    /// last epoch (from `run.json`; empty when not recorded).
+    pub equivariance_error: BTreeMap<String, [f64; 2]>,
 }
 
 impl Run {
@@ -224,6 +227,7 @@ fn load_run(name: &str, dir: &Path) -> Result<Run, ReportError> {
         dir: dir.to_path_buf(),
         metrics,
         failed: info.failed,
+        equivariance_error: info.equivariance_error,
     })
 }
 

@@ -8,11 +8,13 @@
 //! `DIR/worked_example.json` (an array of claims, measured elsewhere) is merged into the
 //! claims.
 
+pub mod ablation;
 pub mod aggregate;
 pub mod claims;
 pub mod e5;
 pub mod figure;
 pub mod input;
+pub mod regularised;
 pub mod stability;
 pub mod table;
 
@@ -197,8 +199,36 @@ pub fn report_into(dir: &Path, out: &Path) -> Result<ReportSummary, ReportError>
                 section.figures.push("reference.svg".into());
             }
             summary.claims.extend(claims::check(&exp));
+            if let Some(reg) = regularised::summarise(&exp) {
+                let path = folder.join("regularised.svg");
+                let svg =
+                    regularised::figure(&exp, &reg).map_err(|message| ReportError::Figure {
+                        path: path.clone(),
+                        message,
+                    })?;
+                write_file(&path, &svg, written)?;
+                section.figures.push("regularised.svg".into());
+                summary.claims.extend(regularised::claims(&exp, &reg));
+            }
         }
         sections.push(section);
+    }
+
+    let ablation: Vec<input::Experiment> = folders
+        .iter()
+        .filter(|f| {
+            f.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| ablation::ablation_key(n).is_some())
+        })
+        .map(|f| input::load_experiment(f))
+        .collect::<Result<_, _>>()?;
+    if let Some(md) = ablation::ablation_markdown(&ablation) {
+        write_file(
+            &out.join("ablation-norm.md"),
+            &md,
+            &mut summary.files_written,
+        )?;
     }
 
     let worked = [out, dir]

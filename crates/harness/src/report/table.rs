@@ -121,6 +121,8 @@ pub fn table_markdown(exp: &Experiment, rows: &[SummaryRow]) -> String {
         out.push('\n');
     }
 
+    held_out_tables(exp, &epochs, &mut out);
+
     let failures: Vec<String> = exp
         .runs
         .iter()
@@ -137,6 +139,93 @@ pub fn table_markdown(exp: &Experiment, rows: &[SummaryRow]) -> String {
         let _ = writeln!(out, "## Failed runs\n\n{}\n", failures.join("\n"));
     }
     out
+}
+
+/// Median over runs of the values present (`None` if none).
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    v.retain(|x| !x.is_nan());
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    })
+}
+
+/// The held-out sections: test loss / accuracy / mean IoU per strategy (median over runs) at
+/// the table's epochs, and the held-out equivariance error at the last epoch. Sections
+/// without data are left out.
+fn held_out_tables(exp: &Experiment, epochs: &[usize], out: &mut String) {
+    type Pick = fn(&super::input::EpochMetrics) -> Option<f64>;
+    let quantities: [(&str, Pick); 3] = [
+        ("Test loss (held-out samples)", |m| m.test_loss),
+        (
+            "Test accuracy (held-out samples; per mask entry for segmentation)",
+            |m| m.test_accuracy,
+        ),
+        ("Test mean IoU (held-out masks, threshold 0.5)", |m| {
+            m.test_mean_iou
+        }),
+    ];
+    for (title, pick) in quantities {
+        let any = exp
+            .runs
+            .iter()
+            .flat_map(|r| r.metrics.values().flatten())
+            .any(|m| pick(m).is_some());
+        if !any {
+            continue;
+        }
+        let _ = writeln!(out, "## {title}\n");
+        let _ = writeln!(out, "Median over runs.\n");
+        let _ = writeln!(out, "| epoch | {} |", exp.strategies.join(" | "));
+        let _ = writeln!(out, "|---:|{}", "---|".repeat(exp.strategies.len()));
+        for &epoch in epochs {
+            let cells: Vec<String> = exp
+                .strategies
+                .iter()
+                .map(|s| {
+                    let v = exp
+                        .runs
+                        .iter()
+                        .filter_map(|r| r.at(s, epoch).and_then(pick))
+                        .collect();
+                    median(v).map_or_else(|| "–".into(), |x| format!("{x:.4}"))
+                })
+                .collect();
+            let _ = writeln!(out, "| {epoch} | {} |", cells.join(" | "));
+        }
+        out.push('\n');
+    }
+    let any = exp.runs.iter().any(|r| !r.equivariance_error.is_empty());
+    if any {
+        let _ = writeln!(
+            out,
+            "## Held-out equivariance error at the last epoch\n\n\
+             max and mean of |Phi(g x) - g Phi(x)| over the held-out samples, output entries \
+             and 8 sampled g; median over runs.\n"
+        );
+        let _ = writeln!(out, "| strategy | max | mean |");
+        let _ = writeln!(out, "|---|---:|---:|");
+        for s in &exp.strategies {
+            let get = |i: usize| {
+                median(
+                    exp.runs
+                        .iter()
+                        .filter_map(|r| r.equivariance_error.get(s).map(|e| e[i]))
+                        .collect(),
+                )
+            };
+            if let (Some(max), Some(mean)) = (get(0), get(1)) {
+                let _ = writeln!(out, "| {s} | {} | {} |", sci(max), sci(mean));
+            }
+        }
+        out.push('\n');
+    }
 }
 
 /// Which loss the experiment trained with, and on what: so that a reader of the table knows
