@@ -556,6 +556,7 @@ fn probe_step<T: Real>(
     Ok(StepProbe {
         dist_to_e: total(&net.distances_to_e(&p)),
         dist_moved: kernel_distance(net, &p, start),
+        norm_after: total(&net.kernel_space_norms(&p)),
     })
 }
 
