@@ -342,6 +342,9 @@ fn log(line: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
+/// A trained phase-1 model and its parameters.
+type Trained<T> = (E5Network<T>, Params<T>);
+
 /// One run: phase-1 models, then the cases; returns the divergences.
 fn one_run<T: Real>(
     exp: &E5Experiment,
@@ -356,7 +359,7 @@ fn one_run<T: Real>(
     let tmp = dir.join(format!("run-{run:03}.tmp"));
     std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
     let mut failures = Vec::new();
-    let mut phase1: Vec<(Support, Option<(E5Network<T>, Params<T>)>)> = Vec::new();
+    let mut phase1: Vec<(Support, Option<Trained<T>>)> = Vec::new();
     for s in exp.supports() {
         let p = phase1_model(exp, &tmp, run, seed, s, data)?;
         if p.is_none() {
@@ -414,7 +417,7 @@ fn phase1_model<T: Real>(
     seed: u64,
     support: Support,
     data: &Data<T>,
-) -> Result<Option<(E5Network<T>, Params<T>)>, E5RunError> {
+) -> Result<Option<Trained<T>>, E5RunError> {
     let s = spec(exp, support, eqaug_nn::conv::Parametrisation::Equivariant);
     let net_err = |source| E5RunError::Network {
         what: format!("equivariant, {}", support.name()),

@@ -280,7 +280,10 @@ fn num(x: f64) -> String {
     }
 }
 
-const EPOCH_COLUMNS: [(&str, fn(&EpochRow) -> f64); 10] = [
+/// A column of `epochs.csv`: its name and value.
+type Column = (&'static str, fn(&EpochRow) -> f64);
+
+const EPOCH_COLUMNS: [Column; 10] = [
     ("train_loss", |r| r.train_loss),
     ("train_accuracy", |r| r.train_accuracy),
     ("test_loss", |r| r.test_loss),
@@ -294,8 +297,11 @@ const EPOCH_COLUMNS: [(&str, fn(&EpochRow) -> f64); 10] = [
 ];
 
 /// The models of the report: phase-1 models per support, then the cases.
-fn models(res: &E5Results) -> Vec<(String, Box<dyn Fn(&E5Run) -> Option<&[EpochRow]> + '_>)> {
-    let mut out: Vec<(String, Box<dyn Fn(&E5Run) -> Option<&[EpochRow]>>)> = Vec::new();
+/// A model of the report and how to find its epoch rows in a run.
+type Model<'a> = (String, Box<dyn Fn(&E5Run) -> Option<&[EpochRow]> + 'a>);
+
+fn models(res: &E5Results) -> Vec<Model<'_>> {
+    let mut out: Vec<Model<'_>> = Vec::new();
     let mut supports: Vec<Support> = res.meta.cases.iter().map(|c| c.support).collect();
     supports.sort();
     supports.dedup();
@@ -355,7 +361,7 @@ fn summary_csv(res: &E5Results) -> String {
         let mut epochs: Vec<(u8, usize)> = res
             .runs
             .iter()
-            .filter_map(|r| get(r))
+            .filter_map(&get)
             .flat_map(|rows| rows.iter().map(|r| (r.phase, r.epoch)))
             .collect();
         epochs.sort_unstable();
@@ -364,7 +370,7 @@ fn summary_csv(res: &E5Results) -> String {
             let rows: Vec<&EpochRow> = res
                 .runs
                 .iter()
-                .filter_map(|r| get(r))
+                .filter_map(&get)
                 .filter_map(|rows| rows.iter().find(|r| r.epoch == epoch && r.phase == phase))
                 .collect();
             let _ = write!(s, "{name},{phase},{epoch},{}", rows.len());
