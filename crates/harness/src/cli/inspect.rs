@@ -6,8 +6,13 @@ use eqaug_groups::{Group, Projector, Rep};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The group: perm (S_n on graphs), trans2d, trans1d, rot, rototrans, swap, trivial.
-    #[arg(long, value_parser = ["perm", "trans2d", "trans1d", "rot", "rototrans", "swap", "trivial"])]
-    pub group: String,
+    #[arg(long, value_parser = ["perm", "trans2d", "trans1d", "rot", "rototrans", "swap", "trivial"],
+          required_unless_present = "kernel")]
+    pub group: Option<String>,
+    /// Instead of a group: the C_4 G-set of the 9 offsets of a 3 x 3 kernel (E5), its orbits
+    /// and dim(E ∩ L_Omega) for the kernel support Omega.
+    #[arg(long, value_parser = ["cross", "skew", "full"], conflicts_with = "group")]
+    pub kernel: Option<String>,
     /// Grid side or node count (default: 10 for perm, 2 for swap, 14 otherwise).
     #[arg(long)]
     pub size: Option<usize>,
@@ -22,15 +27,31 @@ pub struct Args {
 
 /// Runs `eqaug inspect`.
 pub fn run(args: Args) -> super::CliResult {
-    let size = args.size.unwrap_or(match args.group.as_str() {
+    if let Some(k) = &args.kernel {
+        use eqaug_nn::conv::{describe_kernel_gset, Support};
+        let support = match k.as_str() {
+            "cross" => Support::Cross,
+            "skew" => Support::Skew,
+            _ => Support::Full,
+        };
+        let g = describe_kernel_gset(&support)?;
+        if args.json {
+            println!("{}", serde_json::to_string(&g)?);
+        } else {
+            print!("{g}");
+        }
+        return Ok(());
+    }
+    let group_name = args.group.clone().unwrap_or_default();
+    let size = args.size.unwrap_or(match group_name.as_str() {
         "perm" => 10,
         "swap" => 2,
         _ => 14,
     });
     // The orbit maps grow as size^4: estimate before building them.
-    eqaug_harness::memory::estimate_inspect(&args.group, size)?
+    eqaug_harness::memory::estimate_inspect(&group_name, size)?
         .check(eqaug_harness::memory::limit(args.max_memory))?;
-    let group = Group::builtin(&args.group, size)?;
+    let group = Group::builtin(&group_name, size)?;
     let rr = Projector::new(&group, Rep::base(1), Rep::base(1))?;
     let rt = Projector::new(&group, Rep::trivial(1), Rep::base(1))?;
     let points = group.degree();

@@ -57,6 +57,9 @@ pub fn parse_shard(s: &str) -> Result<(usize, usize), String> {
 
 /// Runs `eqaug run`.
 pub fn run(args: Args) -> super::CliResult {
+    if eqaug_harness::e5::config::is_e5_file(&args.config)? {
+        return run_e5(args);
+    }
     let experiments = config::load(&args.config, &args.profile)?;
     let shard = match &args.shard {
         Some(s) => Some(parse_shard(s)?),
@@ -136,3 +139,49 @@ pub fn run(args: Args) -> super::CliResult {
      report leaves failed strategies out of the claims"
 )]
 pub struct RunFailed(pub usize);
+
+/// `eqaug run` of an E5 (two-phase SGD) config.
+fn run_e5(args: Args) -> super::CliResult {
+    use eqaug_harness::e5;
+    let exp = e5::config::load(&args.config, &args.profile)?;
+    let shard = match &args.shard {
+        Some(s) => Some(parse_shard(s)?),
+        None => super::slurm::array_shard()?,
+    };
+    let precision = args.precision.as_deref().map(|p| match p {
+        "f64" => Precision::F64,
+        _ => Precision::F32,
+    });
+    let opts = RunOptions {
+        out: args.out.clone(),
+        runs: args.runs,
+        seed: args.seed,
+        precision,
+        shard,
+    };
+    if let Some((k, n)) = shard {
+        eprintln!("shard {k}/{n}");
+    }
+    let s = e5::runner::run_e5(&exp, &opts)?;
+    eprintln!(
+        "[{}] {} run(s) finished, {} already done, {:.1} s; results in {}",
+        s.experiment,
+        s.finished.len(),
+        s.skipped.len(),
+        s.wall_seconds,
+        args.out.join(&s.experiment).display()
+    );
+    for f in &s.failures {
+        eprintln!("[{}] {f}", s.experiment);
+    }
+    let failed = s.failures.len();
+    eprintln!(
+        "eqaug run: {} finished, {failed} failed, {} skipped",
+        s.finished.len().saturating_sub(failed),
+        s.skipped.len()
+    );
+    if failed > 0 {
+        return Err(RunFailed(failed).into());
+    }
+    Ok(())
+}

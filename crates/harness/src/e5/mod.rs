@@ -11,6 +11,6 @@
 //!   (`crate::report::e5`).
 
 pub mod config;
-// pub mod runner; (after the e5-model merge)
+pub mod runner;
 
 pub use crate::schema::e5 as schema;

@@ -117,6 +117,9 @@ pub struct StepProbe {
     pub dist_to_e: f64,
     /// Distance moved by the step (kernel space).
     pub dist_moved: f64,
+    /// Norm of the parameters after the step (kernel space): the scale of their round-off.
+    #[serde(default)]
+    pub norm_after: f64,
 }
 
 /// The one-step probe of a case (see `protocol.probe_digits`).
@@ -147,8 +150,8 @@ pub struct CaseJson {
     pub parametrisation: Parametrisation,
     /// Parameters of the phase-2 model.
     pub parameters: usize,
-    /// Relative residual of loading the equivariant weights (non-unitary: the least-squares
-    /// solve; unitary: 0).
+    /// Largest residual of loading the equivariant weights (Frobenius, per convolution: the
+    /// least-squares residual in f64 and the kernel mismatch in the training precision).
     pub load_residual: f64,
     /// The one-step probe, if made.
     pub probe: Option<ProbeJson>,
