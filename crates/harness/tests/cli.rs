@@ -196,6 +196,14 @@ fn status_of_a_run_folder_and_its_exit_codes() {
         "{}",
         stdout(&o)
     );
+    // ... and the report refuses it, naming the file and the line, instead of "(n=2)".
+    let o = eqaug(&["report", &out_s]);
+    assert_clean_error(&o);
+    assert!(
+        stderr(&o).contains("run-001/metrics.csv") && stderr(&o).contains("truncated after line 3"),
+        "{}",
+        stderr(&o)
+    );
     // Not an output folder.
     let o = eqaug(&["status", &dir.path().display().to_string()]);
     assert_clean_error(&o);
