@@ -1,5 +1,6 @@
 //! The [`Dataset`] container shared by all generators and loaders.
 
+use crate::DataError;
 use ndarray::{Array2, ArrayView2, Axis, Slice};
 use std::ops::Range;
 
@@ -138,29 +139,32 @@ impl Dataset {
 
     /// Checks the internal consistency of the shapes (rows of `x` and targets agree,
     /// `x` has `channels * positions` columns, masks have matching columns).
-    pub fn check_shapes(&self) -> Result<(), String> {
+    pub fn check_shapes(&self) -> Result<(), DataError> {
+        let bad = |reason: String| {
+            Err(DataError::Shapes {
+                dataset: self.name.clone(),
+                reason,
+            })
+        };
         if self.x.ncols() != self.features() {
-            return Err(format!(
-                "{}: x has {} columns, expected channels * positions = {} * {}",
-                self.name,
+            return bad(format!(
+                "x has {} columns, expected channels * positions = {} * {}",
                 self.x.ncols(),
                 self.channels,
                 self.positions
             ));
         }
         if self.targets.len() != self.len() {
-            return Err(format!(
-                "{}: {} input rows but {} targets",
-                self.name,
+            return bad(format!(
+                "{} input rows but {} targets",
                 self.len(),
                 self.targets.len()
             ));
         }
         if let Targets::Masks { masks, channels } = &self.targets {
             if masks.ncols() != channels * self.positions {
-                return Err(format!(
-                    "{}: masks have {} columns, expected {} * {}",
-                    self.name,
+                return bad(format!(
+                    "masks have {} columns, expected {} * {}",
                     masks.ncols(),
                     channels,
                     self.positions

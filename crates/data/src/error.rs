@@ -126,11 +126,20 @@ pub enum DataError {
         what: &'static str,
     },
     /// Writing a `.npy` file failed.
-    #[error("{}: cannot write npy: {message}", path.display())]
+    #[error("{}: cannot write npy: {source}", path.display())]
     Npy {
         /// The file involved.
         path: PathBuf,
-        /// The writer's message.
-        message: String,
+        /// The writer's (or the reshape's) error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A data set's arrays do not have consistent shapes.
+    #[error("data set `{dataset}`: {reason}")]
+    Shapes {
+        /// The data set's name.
+        dataset: String,
+        /// Which shapes disagree.
+        reason: String,
     },
 }

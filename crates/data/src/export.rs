@@ -5,10 +5,10 @@ use ndarray::{Array1, ArrayD, IxDyn};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-fn npy_err(path: &Path, e: impl fmt::Display) -> DataError {
+fn npy_err(path: &Path, e: impl std::error::Error + Send + Sync + 'static) -> DataError {
     DataError::Npy {
         path: path.into(),
-        message: e.to_string(),
+        source: Box::new(e),
     }
 }
 
@@ -33,11 +33,7 @@ fn image_shape(rows: usize, channels: usize, positions: usize, side: Option<usiz
 /// index of the non-empty mask channel, -1 if none) and, for masks, `masks.npy` (`f64`,
 /// `(N, C_mask, n, n)`). Creates `dir` if needed; returns the files written.
 pub fn write_npy_dir(d: &Dataset, dir: &Path) -> Result<Vec<PathBuf>, DataError> {
-    d.check_shapes()
-        .map_err(|reason| DataError::InvalidParameter {
-            name: "dataset",
-            reason,
-        })?;
+    d.check_shapes()?;
     std::fs::create_dir_all(dir).map_err(|source| DataError::Io {
         path: dir.into(),
         action: "cannot create folder",

@@ -1,4 +1,6 @@
-//! eqaug-data: the data sets of the eqaug experiments (SPEC sections 4 and 6).
+#![doc = include_str!("../README.md")]
+//!
+//! ## Modules
 //!
 //! - [`sbm`]: two-block stochastic block model graphs, labelled by connectivity (E1);
 //! - [`mnist`]: an IDX reader/writer, the shipped 10 000-digit MNIST subset, the

@@ -1,8 +1,6 @@
-//! # eqaug-dynamics
+#![doc = include_str!("../README.md")]
 //!
-//! The three training strategies of the paper under its full-batch protocol (SPEC sections 1
-//! and 3), the dynamics metrics, and numerical tools for the theory (Hessian-vector products,
-//! Lanczos, the worked example of SPEC section 1).
+//! ## Overview
 //!
 //! * [`Trainer`] computes one strategy's full-batch gradient: the mean-loss gradient
 //!   accumulated over mini-batches, for [`StrategyKind::Augmented`] averaged over its passes of

@@ -17,7 +17,7 @@ pub enum GroupError {
         reason: String,
     },
     /// A user-defined generator is not a permutation of 0..points.
-    #[error("generator {index} of group `{group}` is not a permutation of 0..{points}: {reason}")]
+    #[error("generator {index} of group `{group}` is not a permutation of 0..{points}: {source}")]
     BadGenerator {
         /// Group name.
         group: String,
@@ -26,7 +26,8 @@ pub enum GroupError {
         /// Number of points the group acts on.
         points: usize,
         /// What is wrong.
-        reason: String,
+        #[source]
+        source: PermError,
     },
     /// Enumerating the group would exceed the element limit.
     #[error("group `{group}` has order {order}, more than the enumeration limit {limit}; use sampling instead of enumeration")]
@@ -53,5 +54,34 @@ pub enum GroupError {
         cols: usize,
         /// The length that was given.
         got: usize,
+    },
+}
+
+/// Why a list of images is not a permutation of `0..n`.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum PermError {
+    /// An image is not a point.
+    #[error("image {image} of point {point} is out of range 0..{len}")]
+    OutOfRange {
+        /// The point.
+        point: usize,
+        /// Its image.
+        image: usize,
+        /// Number of points.
+        len: usize,
+    },
+    /// Two points have the same image.
+    #[error("point {image} is the image of two points")]
+    Repeated {
+        /// The repeated image.
+        image: usize,
+    },
+    /// The list has the wrong length.
+    #[error("it has {got} images, expected {expected}")]
+    Length {
+        /// Number of images given.
+        got: usize,
+        /// Number of points.
+        expected: usize,
     },
 }

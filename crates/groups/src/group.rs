@@ -3,7 +3,7 @@
 use crate::orbit::OrbitMap;
 use crate::perm::Perm;
 use crate::projector::Points;
-use crate::GroupError;
+use crate::{GroupError, PermError};
 use rand::seq::SliceRandom;
 use rand::Rng;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -17,6 +17,11 @@ pub const DEFAULT_ENUMERATION_LIMIT: usize = 1 << 20;
 /// Grid groups act on the `n*n` pixels of an `n x n` grid indexed `s = n*row + col`; `Perm`
 /// acts on the `n*n` entries of an adjacency matrix of an `n`-node graph.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(tag = "group", rename_all = "snake_case", deny_unknown_fields)
+)]
 pub enum GroupSpec {
     /// S_n on adjacency entries: `(i, j) -> (p(i), p(j))`.
     Perm {
@@ -39,6 +44,7 @@ pub enum GroupSpec {
         n: usize,
     },
     /// C_4 ⋉ Z_n^2 (p4 on the torus): shift, then rotate.
+    #[cfg_attr(feature = "serde", serde(rename = "rototrans"))]
     RotoTrans {
         /// Grid side.
         n: usize,
@@ -64,6 +70,11 @@ pub enum GroupSpec {
 
 /// Which non-uniform distribution of the authors' code to reproduce (SPEC section 7).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
 pub enum ReferenceTask {
     /// Classification: rotations by 0, 90, 180 degrees with probabilities 0.4, 0.4, 0.2.
     Classification,
@@ -204,14 +215,17 @@ impl Group {
                     }
                     let mut gens = Vec::new();
                     for (index, g) in generators.iter().enumerate() {
-                        let bad = |reason: String| GroupError::BadGenerator {
+                        let bad = |source: PermError| GroupError::BadGenerator {
                             group: name.clone(),
                             index,
                             points: *points,
-                            reason,
+                            source,
                         };
                         if g.len() != *points {
-                            return Err(bad(format!("it has {} images", g.len())));
+                            return Err(bad(PermError::Length {
+                                got: g.len(),
+                                expected: *points,
+                            }));
                         }
                         gens.push(Perm::from_images(g.clone()).map_err(bad)?);
                     }

@@ -22,6 +22,11 @@
 //! ```
 #![warn(missing_docs)]
 
+// The README's example is compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 mod error;
 mod group;
 mod orbit;
@@ -29,7 +34,7 @@ mod perm;
 mod projector;
 mod real;
 
-pub use error::GroupError;
+pub use error::{GroupError, PermError};
 pub use group::{Group, GroupSpec, ReferenceTask, DEFAULT_ENUMERATION_LIMIT};
 pub use orbit::OrbitMap;
 pub use perm::{act_on_sample, act_on_sample_inverse, Perm};

@@ -1,5 +1,7 @@
 //! Permutations of `0..n` and their action on samples.
 
+use crate::PermError;
+
 /// A permutation of `0..n`, stored as its images: `p.apply(i) = images[i]`.
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 pub struct Perm {
@@ -15,18 +17,22 @@ impl Perm {
     }
 
     /// Builds a permutation from its images, checking that they are a permutation of `0..len`.
-    pub fn from_images(images: Vec<u32>) -> Result<Self, String> {
+    pub fn from_images(images: Vec<u32>) -> Result<Self, PermError> {
         let n = images.len();
         let mut seen = vec![false; n];
-        for (i, &v) in images.iter().enumerate() {
-            let v = v as usize;
-            if v >= n {
-                return Err(format!("image {v} of point {i} is out of range"));
+        for (point, &v) in images.iter().enumerate() {
+            let image = v as usize;
+            if image >= n {
+                return Err(PermError::OutOfRange {
+                    point,
+                    image,
+                    len: n,
+                });
             }
-            if seen[v] {
-                return Err(format!("point {v} is the image of two points"));
+            if seen[image] {
+                return Err(PermError::Repeated { image });
             }
-            seen[v] = true;
+            seen[image] = true;
         }
         Ok(Perm {
             images: images.into_boxed_slice(),

@@ -12,6 +12,11 @@ const LANES: usize = 4;
 
 /// The G-set of a representation: the group's base points, or a single (fixed) point.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
 pub enum Points {
     /// The base points (pixels, adjacency entries, coordinates).
     Base,
@@ -21,6 +26,11 @@ pub enum Points {
 
 /// A permutation representation: `channels` copies of R^{points}.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(deny_unknown_fields)
+)]
 pub struct Rep {
     /// Number of channels.
     pub channels: usize,

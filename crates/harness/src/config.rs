@@ -22,14 +22,26 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// TOML syntax error, unknown key, wrong type.
-    #[error("{file}{profile}: {message}")]
+    #[error("{file}{profile}: {source}")]
     Parse {
         /// The config file.
         file: PathBuf,
         /// ` (profile P)` when the error arose after applying a profile.
         profile: String,
-        /// toml's message (names the key and, for the base sections, the line).
-        message: String,
+        /// toml's error (names the key and, for the base sections, the line).
+        #[source]
+        source: toml::de::Error,
+    },
+    /// A group of `experiment.groups` cannot be built.
+    #[error("{file}{profile}: key `experiment.groups`: {source}")]
+    Group {
+        /// The config file.
+        file: PathBuf,
+        /// ` (profile P)` when a profile was applied.
+        profile: String,
+        /// Why.
+        #[source]
+        source: eqaug_groups::GroupError,
     },
     /// A value out of range or inconsistent.
     #[error("{file}{profile}: key `{key}`: {reason}")]
@@ -214,22 +226,12 @@ pub struct ProtocolSection {
     pub parallel_runs: usize,
     /// The authors' distribution that `sampling = "reference"` reproduces.
     #[serde(default = "default_task")]
-    pub reference_task: ReferenceTaskName,
+    pub reference_task: ReferenceTask,
     /// Held-out samples (beyond `data.count`) on which the empirical equivariance error
     /// `|Phi(g x) - g Phi(x)|` of every strategy's final network is measured and written to
     /// `run.json` (0 = off).
     #[serde(default)]
     pub held_out: usize,
-}
-
-/// Serde mirror of [`ReferenceTask`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ReferenceTaskName {
-    /// Rotations 0/90/180 with probabilities 0.4/0.4/0.2.
-    Classification,
-    /// Rotations 0/180 with probabilities 0.4/0.6.
-    Segmentation,
 }
 
 fn default_chunk() -> usize {
@@ -238,8 +240,8 @@ fn default_chunk() -> usize {
 fn one() -> usize {
     1
 }
-fn default_task() -> ReferenceTaskName {
-    ReferenceTaskName::Classification
+fn default_task() -> ReferenceTask {
+    ReferenceTask::Classification
 }
 fn default_passes() -> usize {
     25
@@ -320,10 +322,7 @@ impl Experiment {
             learning_rate: self.protocol.learning_rate,
             minibatch: self.protocol.minibatch,
             chunk_rows: self.protocol.chunk_rows,
-            reference_task: match self.protocol.reference_task {
-                ReferenceTaskName::Classification => ReferenceTask::Classification,
-                ReferenceTaskName::Segmentation => ReferenceTask::Segmentation,
-            },
+            reference_task: self.protocol.reference_task,
         }
     }
 
@@ -366,7 +365,7 @@ pub fn profiles(file: &Path) -> Result<Vec<String>, ConfigError> {
     let parsed: ExperimentFile = toml::from_str(&text).map_err(|e| ConfigError::Parse {
         file: file.into(),
         profile: String::new(),
-        message: e.to_string(),
+        source: e,
     })?;
     Ok(parsed.profiles.keys().cloned().collect())
 }
@@ -377,7 +376,7 @@ pub fn parse(text: &str, file: &Path, profile: &str) -> Result<Vec<Experiment>, 
     let base: ExperimentFile = toml::from_str(text).map_err(|e| ConfigError::Parse {
         file: file.into(),
         profile: String::new(),
-        message: e.to_string(),
+        source: e,
     })?;
     let Some(over) = base.profiles.get(profile) else {
         return Err(ConfigError::NoProfile {
@@ -420,7 +419,7 @@ pub fn parse(text: &str, file: &Path, profile: &str) -> Result<Vec<Experiment>, 
             .map_err(|e: toml::de::Error| ConfigError::Parse {
                 file: file.into(),
                 profile: ptag.clone(),
-                message: e.to_string(),
+                source: e,
             })?;
     validate(merged, file, profile, &ptag, note, resolved_toml)
 }
@@ -436,7 +435,7 @@ pub fn parse_resolved(
     let parsed: ExperimentFile = toml::from_str(text).map_err(|e| ConfigError::Parse {
         file: file.into(),
         profile: String::new(),
-        message: e.to_string(),
+        source: e,
     })?;
     let table: toml::Table = toml::from_str(text).expect("parsed above");
     let resolved_toml = toml::to_string(&table).unwrap_or_default();
@@ -517,9 +516,11 @@ fn validate(
             file: file.into(),
             resolved_toml: resolved_toml.clone(),
         };
-        let group = exp
-            .build_group()
-            .map_err(|e| invalid(file, ptag, "experiment.groups", &e.to_string()))?;
+        let group = exp.build_group().map_err(|source| ConfigError::Group {
+            file: file.into(),
+            profile: ptag.into(),
+            source,
+        })?;
         check_group_fit(&f, &group, &chosen).map_err(at)?;
         out.push(exp);
     }

@@ -111,6 +111,11 @@ fn interrupted_and_sharded_runs_give_the_same_metrics_and_the_report_checks_clai
         }
         assert!(c["measured"].is_number(), "{c}");
     }
+    let table = std::fs::read_to_string(rep.join("tiny/table.md")).unwrap();
+    assert!(
+        table.contains("loss `bce` on the network's output (no softmax layer)"),
+        "{table}"
+    );
     let eqv = claims.iter().find(|c| c["id"] == "eqv-in-E").unwrap();
     assert_eq!(eqv["pass"], true, "{eqv}");
     for f in [

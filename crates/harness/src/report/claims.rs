@@ -1,6 +1,7 @@
 //! The claims of SPEC section 5, each a measured number checked against an explicit bound.
 //!
-//! All claim definitions live in [`CLAIMS`]: adding a claim is adding one entry there.
+//! All claim definitions live in [`CLAIMS`] (on an experiment's runs) and
+//! [`WORKED_EXAMPLE_CLAIMS`] (on the worked example): adding a claim is adding one entry there.
 //! Measurements are paired per run (all strategies of a run share A0 and data) and then
 //! summarised by the median over the runs that reached the experiment's last epoch; a run
 //! whose strategy diverged earlier does not count.
@@ -9,6 +10,7 @@ use super::aggregate::quantile;
 use super::input::Experiment;
 use super::table::sci;
 use crate::config::Precision;
+use eqaug_dynamics::worked_example::WorkedExample;
 use eqaug_dynamics::StrategyKind::{Augmented, Equivariant, Nominal};
 use serde::{Deserialize, Serialize, Serializer};
 use std::fmt::{self, Write as _};
@@ -67,6 +69,8 @@ pub enum Bound {
     AtLeast(f64),
     /// lo <= measured <= hi.
     Within(f64, f64),
+    /// |measured - centre| <= tolerance: `Near(centre, tolerance)`.
+    Near(f64, f64),
 }
 
 impl Bound {
@@ -76,6 +80,7 @@ impl Bound {
             Bound::AtMost(b) => x <= b,
             Bound::AtLeast(b) => x >= b,
             Bound::Within(lo, hi) => lo <= x && x <= hi,
+            Bound::Near(c, tol) => (x - c).abs() <= tol,
         }
     }
 }
@@ -94,6 +99,7 @@ impl fmt::Display for Bound {
             Bound::AtMost(b) => write!(f, "<= {}", short(b)),
             Bound::AtLeast(b) => write!(f, ">= {}", short(b)),
             Bound::Within(lo, hi) => write!(f, "within [{}, {}]", short(lo), short(hi)),
+            Bound::Near(c, tol) => write!(f, "{} +- {}", short(c), short(tol)),
         }
     }
 }
@@ -107,17 +113,18 @@ pub struct Measurement {
     pub note: String,
 }
 
-/// The definition of a claim: applicable to an experiment iff `measure` returns `Some`.
+/// The definition of a claim on an input `I` (an experiment's runs, or the worked example):
+/// applicable to an input iff `measure` returns `Some`.
 #[derive(Debug)]
-pub struct ClaimDef {
+pub struct ClaimDef<I: 'static = Experiment> {
     /// Claim id.
     pub id: &'static str,
     /// What is claimed, in words.
     pub statement: &'static str,
-    /// The bound for an experiment (it may depend on its precision).
-    pub bound: fn(&Experiment) -> Bound,
-    /// The measurement, or `None` if the experiment lacks the strategies it needs.
-    pub measure: fn(&Experiment) -> Option<Measurement>,
+    /// The bound for an input (it may depend on, e.g., an experiment's precision).
+    pub bound: fn(&I) -> Bound,
+    /// The measurement, or `None` if the input lacks what it needs.
+    pub measure: fn(&I) -> Option<Measurement>,
 }
 
 /// Round-off bound on ||A_Eperp|| / ||A - A0|| for a strategy's precision.
@@ -331,17 +338,16 @@ fn loss_gap_ratio(exp: &Experiment, aug: &str, nom: &str, eqv: &str) -> Measurem
     summarise_runs(values, exp.runs.len(), &format!("reaching epoch {last}"))
 }
 
-/// Checks every applicable claim of [`CLAIMS`] on an experiment.
-pub fn check(exp: &Experiment) -> Vec<Claim> {
-    CLAIMS
-        .iter()
+/// Checks every applicable claim of `defs` on `input`, as claims of `experiment`.
+pub fn check_claims<I>(defs: &[ClaimDef<I>], input: &I, experiment: &str) -> Vec<Claim> {
+    defs.iter()
         .filter_map(|def| {
-            let m = (def.measure)(exp)?;
-            let bound = (def.bound)(exp);
+            let m = (def.measure)(input)?;
+            let bound = (def.bound)(input);
             let no_data = m.value.is_nan() && m.note.starts_with("no data");
             Some(Claim {
                 id: def.id.to_string(),
-                experiment: exp.id.clone(),
+                experiment: experiment.to_string(),
                 statement: def.statement.to_string(),
                 measured: to_finite(m.value),
                 bound: bound.to_string(),
@@ -351,6 +357,67 @@ pub fn check(exp: &Experiment) -> Vec<Claim> {
             })
         })
         .collect()
+}
+
+/// Checks every applicable claim of [`CLAIMS`] on an experiment.
+pub fn check(exp: &Experiment) -> Vec<Claim> {
+    check_claims(CLAIMS, exp, &exp.id)
+}
+
+/// A measurement of the worked example (an exact computation, not a median over runs).
+fn worked(value: f64) -> Option<Measurement> {
+    Some(Measurement {
+        value,
+        note: "computed by `eqaug worked-example` (SPEC section 1)".into(),
+    })
+}
+
+/// The claims of the worked example of SPEC section 1 (claim 5), measured by
+/// [`eqaug_dynamics::worked_example::run`] and checked as experiment `worked-example`.
+pub const WORKED_EXAMPLE_CLAIMS: &[ClaimDef<WorkedExample>] = &[
+    ClaimDef {
+        id: "worked-example-stationary",
+        statement: "the augmented gradient vanishes at a* = 0 (max |component|)",
+        bound: |_| Bound::AtMost(1e-12),
+        measure: |w| worked(w.grad_aug_at_zero[0].abs().max(w.grad_aug_at_zero[1].abs())),
+    },
+    ClaimDef {
+        id: "worked-example-hessian-e",
+        statement: "Hess R_aug(0) eigenvalue along E is 1/4",
+        bound: |_| Bound::Near(0.25, 1e-6),
+        measure: |w| worked(w.eigenvalue_e),
+    },
+    ClaimDef {
+        id: "worked-example-hessian-perp",
+        statement: "Hess R_aug(0) eigenvalue along E-perp is (ln 2 - 1)/4 < 0: a* is a saddle of \
+                    R_aug",
+        bound: |_| Bound::Near((std::f64::consts::LN_2 - 1.0) / 4.0, 1e-6),
+        measure: |w| worked(w.eigenvalue_perp),
+    },
+    ClaimDef {
+        id: "worked-example-escape",
+        statement: "augmented gradient flow from 1e-6 (1,-1) escapes E to (0.6209, -0.6209) \
+                    (max deviation)",
+        bound: |_| Bound::AtMost(1e-3),
+        measure: |w| {
+            worked(
+                (w.escape_point[0] - 0.6209)
+                    .abs()
+                    .max((w.escape_point[1] + 0.6209).abs()),
+            )
+        },
+    },
+    ClaimDef {
+        id: "worked-example-risk-drop",
+        statement: "R_aug falls from 0.426966 to 0.412976 along the escape (value at the end)",
+        bound: |_| Bound::Near(0.412976, 1e-6),
+        measure: |w| worked(w.r_aug_end),
+    },
+];
+
+/// The worked example's claims (see [`WORKED_EXAMPLE_CLAIMS`]).
+pub fn worked_example_claims(w: &WorkedExample) -> Vec<Claim> {
+    check_claims(WORKED_EXAMPLE_CLAIMS, w, "worked-example")
 }
 
 /// Renders `claims.md`: a PASS/FAIL table with the measured numbers and bounds.

@@ -200,6 +200,10 @@ pub fn load_experiment(dir: &Path) -> Result<Experiment, ReportError> {
         runs.push(load_run(&name, &path, &meta)?);
     }
 
+    let mut meta = meta;
+    if meta.loss.is_none() {
+        meta.loss = runs.iter().find_map(|r| recorded_loss(&r.dir));
+    }
     let mut strategies: Vec<String> = meta.strategies.iter().map(|s| s.name.clone()).collect();
     for run in &runs {
         for name in run.metrics.keys() {
@@ -259,4 +263,12 @@ fn load_run(name: &str, dir: &Path, meta: &ExperimentMeta) -> Result<Run, Report
         metrics,
         failed: info.failed,
     })
+}
+
+/// The loss in a run's `config.toml` (`[network] loss`), for folders written before
+/// `experiment.json` recorded it.
+fn recorded_loss(run_dir: &Path) -> Option<eqaug_nn::Loss> {
+    let text = std::fs::read_to_string(run_dir.join(schema::CONFIG_TOML)).ok()?;
+    let table: toml::Table = toml::from_str(&text).ok()?;
+    table.get("network")?.get("loss")?.clone().try_into().ok()
 }

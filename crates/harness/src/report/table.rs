@@ -3,6 +3,7 @@
 
 use super::aggregate::{Quartiles, SummaryRow};
 use super::input::Experiment;
+use eqaug_nn::Loss;
 use std::fmt::Write as _;
 
 /// Formats a number in scientific notation with 3 significant digits (`1.23e-4`); `NaN`,
@@ -81,6 +82,7 @@ pub fn table_markdown(exp: &Experiment, rows: &[SummaryRow]) -> String {
         "precision {}",
         m.precision.unwrap_or_default().name()
     ));
+    facts.push(loss_fact(m.loss, m.output_softmax));
     facts.push(format!("{} finished runs", exp.runs.len()));
     facts.push(format!("last epoch {}", exp.last_epoch()));
     if let Some(w) = m.wall_seconds {
@@ -135,4 +137,26 @@ pub fn table_markdown(exp: &Experiment, rows: &[SummaryRow]) -> String {
         let _ = writeln!(out, "## Failed runs\n\n{}\n", failures.join("\n"));
     }
     out
+}
+
+/// Which loss the experiment trained with, and on what: so that a reader of the table knows
+/// whether a cross-entropy saw logits or softmax probabilities (the "double softmax").
+pub fn loss_fact(loss: Option<Loss>, output_softmax: Option<bool>) -> String {
+    let Some(loss) = loss else {
+        return "loss not recorded".into();
+    };
+    let on = match output_softmax {
+        Some(true) => " on the output of a softmax layer",
+        Some(false) => " on the network's output (no softmax layer)",
+        None => "",
+    };
+    let double = matches!(
+        loss,
+        Loss::CrossEntropyLogits | Loss::CrossEntropyOnProbabilities
+    ) && output_softmax == Some(true);
+    format!(
+        "loss `{}`{on}{}",
+        loss.name(),
+        if double { " (double softmax)" } else { "" }
+    )
 }
