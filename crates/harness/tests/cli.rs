@@ -267,3 +267,41 @@ fn slurm_writes_a_resumable_array_script() {
         stdout(&o)
     );
 }
+
+#[test]
+fn only_groups_leaving_a_group_without_strategies_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = TINY
+        .replace(r#"groups = ["perm"]"#, r#"groups = ["perm", "trivial"]"#)
+        .replace(
+            "kind = \"nominal\"\n",
+            "kind = \"nominal\"\nonly_groups = [\"perm\"]\n",
+        )
+        .replace(
+            "kind = \"equivariant\"\n",
+            "kind = \"equivariant\"\nonly_groups = [\"perm\"]\n",
+        );
+    let cfg = write_config(dir.path(), &text);
+    let out = dir.path().join("out");
+    let o = eqaug(&["run", &cfg, "--out", &out.display().to_string()]);
+    assert_clean_error(&o);
+    assert!(
+        stderr(&o).contains("only_groups") && stderr(&o).contains("`trivial`"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn a_network_that_does_not_fit_the_data_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = TINY
+        .replace(r#"preset = "e1""#, r#"preset = "e3""#)
+        .replace("channels = [2, 3, 2]", "channels = [2, 2, 2]");
+    let cfg = write_config(dir.path(), &text);
+    let out = dir.path().join("out");
+    let o = eqaug(&["run", &cfg, "--out", &out.display().to_string()]);
+    assert_clean_error(&o);
+    assert!(!out.exists(), "nothing written: {}", stderr(&o));
+}
