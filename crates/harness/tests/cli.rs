@@ -192,7 +192,7 @@ fn status_of_a_run_folder_and_its_exit_codes() {
     let o = eqaug(&["status", &out_s]);
     assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
     assert!(
-        stdout(&o).contains("corrupt: run 1") && stdout(&o).contains("run-001/metrics.csv"),
+        stdout(&o).contains("corrupt: run-001") && stdout(&o).contains("run-001/metrics.csv"),
         "{}",
         stdout(&o)
     );
