@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod e5;
 pub mod io;
 pub mod lock;
 pub mod memory;
@@ -21,5 +22,6 @@ pub mod report;
 pub mod runner;
 pub mod schema;
 pub mod setup;
+pub mod stability;
 
 pub use report::claims::worked_example_claims;

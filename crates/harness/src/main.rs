@@ -33,6 +33,8 @@ enum Command {
     Status(cli::status::Args),
     /// Write the sbatch script of a Slurm job array that runs a config in shards.
     Slurm(cli::slurm::Args),
+    /// Stability of the stationary points in E: Hessian spectra on E and E-perp, escapes.
+    Stability(cli::stability::Args),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +48,7 @@ fn main() -> ExitCode {
         Command::Report(args) => cli::report::run(args),
         Command::Status(args) => cli::status::run(args),
         Command::Slurm(args) => cli::slurm::run(args),
+        Command::Stability(args) => cli::stability::run(args),
     };
     if std::env::var_os("EQAUG_REPORT_PEAK_RSS").is_some() {
         report_peak_rss();

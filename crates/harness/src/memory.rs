@@ -279,11 +279,19 @@ pub fn estimate_inspect(group: &str, size: usize) -> Result<Estimate, MemoryErro
 }
 
 /// Values per sample of the targets of a data set on `positions` points.
-fn target_width(kind: DatasetKind, positions: u64) -> u64 {
-    match kind {
+fn target_width(data: &crate::config::DataSection, positions: u64) -> u64 {
+    use crate::config::NpyTargetsKind;
+    match data.dataset {
         DatasetKind::Sbm => 1,
         DatasetKind::Mnist14 => 10,
         DatasetKind::Shapes => 2 * positions,
+        // The class count may only be known from the file: assume at most one value per
+        // input position (the estimate is an order of magnitude, the data loader checks).
+        DatasetKind::Npy => match data.targets_kind {
+            Some(NpyTargetsKind::Binary) => 1,
+            Some(NpyTargetsKind::Classes) => data.classes.map_or(positions, |c| c as u64),
+            Some(NpyTargetsKind::Masks) | None => 2 * positions,
+        },
     }
 }
 
@@ -304,11 +312,7 @@ pub fn estimate_experiment(exp: &Experiment) -> Result<Estimate, MemoryError> {
     let p = &exp.protocol;
     let count_key = format!("data.count = {}", exp.data.count);
     let samples = calc.add(&count_key, exp.data.count as u64, p.held_out as u64)?;
-    let width = calc.add(
-        &count_key,
-        positions,
-        target_width(exp.data.dataset, positions),
-    )?;
+    let width = calc.add(&count_key, positions, target_width(&exp.data, positions))?;
     let data = calc.mul(&count_key, &[samples, width, 8 + 8 + 4])?;
 
     // The network: parameters, activation widths, orbit maps per distinct layer shape.
@@ -348,7 +352,7 @@ pub fn estimate_experiment(exp: &Experiment) -> Result<Estimate, MemoryError> {
             LayerSpec::BatchNorm { over } => {
                 let n = match over {
                     NormOver::Features => features,
-                    NormOver::Channels => channels,
+                    NormOver::Channels | NormOver::Positions => channels,
                 };
                 params = calc.add(&net_key, params, calc.mul(&net_key, &[2, n])?)?;
             }

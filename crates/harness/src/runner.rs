@@ -8,7 +8,9 @@ use crate::lock::{self, RunLock};
 use crate::progress::Progress;
 use crate::schema::{self, ExperimentRecord, RunRecord, SchemaError, StrategyRecord};
 use crate::setup::{RunSetup, SetupError};
-use eqaug_dynamics::{train, EpochMetrics, Failure, StrategySpec, TrainData};
+use eqaug_dynamics::{
+    train_with_held_out, EpochMetrics, Failure, HeldOut, StrategySpec, TrainData,
+};
 use eqaug_groups::Real;
 use eqaug_nn::{Network, Params};
 use ndarray::Array2;
@@ -441,6 +443,7 @@ pub fn experiment_record(exp: &Experiment, wall_seconds: f64) -> ExperimentRecor
                 passes: s.passes,
                 precision: Some(*p),
                 sampling: Some(s.sampling),
+                regulariser: s.regulariser,
             })
             .collect(),
         wall_seconds: Some(wall_seconds),
@@ -540,12 +543,13 @@ impl RunCtx<'_> {
             let t0 = Instant::now();
             let outcome = match precision {
                 Precision::F32 => {
-                    self.train_one(&s.net32, &s.data32, &s.held32, &a0_32, spec, &mut st)
+                    let held = (&s.held32, &s.held_targets32);
+                    self.train_one(&s.net32, &s.data32, held, &a0_32, spec, &mut st)
                 }
                 Precision::F64 => self.train_one(
                     &s.net64,
                     &s.data64,
-                    &s.held64,
+                    (&s.held64, &s.held_targets64),
                     a0_64.as_ref().expect("kept for f64 strategies"),
                     spec,
                     &mut st,
@@ -594,13 +598,14 @@ impl RunCtx<'_> {
         Ok((run, Outcome::Finished(failures)))
     }
 
-    /// Trains one strategy from `a0`, saving checkpoints and measuring the held-out
-    /// equivariance error at the last epoch.
+    /// Trains one strategy from `a0`, saving checkpoints, recording the test loss and
+    /// accuracy (or mean IoU) on the held-out samples after every step, and measuring the
+    /// held-out equivariance error at the last epoch.
     fn train_one<T: Real>(
         &self,
         net: &Network<T>,
         data: &TrainData<T>,
-        held: &Array2<T>,
+        (held, held_targets): (&Array2<T>, &Array2<T>),
         a0: &Params<T>,
         spec: &StrategySpec,
         st: &mut RunState,
@@ -617,7 +622,17 @@ impl RunCtx<'_> {
             eq_err,
         } = st;
         let seed = *seed;
-        train(
+        let mut test = if held.nrows() > 0 {
+            Some(HeldOut::new(
+                net,
+                held.clone(),
+                held_targets.clone(),
+                protocol.minibatch,
+            )?)
+        } else {
+            None
+        };
+        train_with_held_out(
             net,
             self.s.group.clone(),
             data,
@@ -625,6 +640,7 @@ impl RunCtx<'_> {
             std::slice::from_ref(spec),
             a0,
             seed,
+            test.as_mut(),
             &mut |m, params| {
                 progress.epoch(run_name, &m.strategy, m.epoch, last, m.loss);
                 if m.epoch == last && held.nrows() > 0 {

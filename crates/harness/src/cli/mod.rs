@@ -6,6 +6,7 @@ pub mod list;
 pub mod report;
 pub mod run;
 pub mod slurm;
+pub mod stability;
 pub mod status;
 pub mod worked_example;
 
