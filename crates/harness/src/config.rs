@@ -554,6 +554,14 @@ fn validate(
             .enumerate()
             .filter(|(_, s)| s.only_groups.as_ref().is_none_or(|g| g.contains(gname)))
             .collect();
+        if chosen.is_empty() {
+            return Err(invalid(
+                file,
+                ptag,
+                "strategies.only_groups",
+                &format!("no strategy runs for group `{gname}` (every strategy's only_groups leaves it out)"),
+            ));
+        }
         let exp = Experiment {
             name: if multi {
                 format!("{}-{gname}", f.experiment.id)

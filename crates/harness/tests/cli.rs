@@ -192,9 +192,17 @@ fn status_of_a_run_folder_and_its_exit_codes() {
     let o = eqaug(&["status", &out_s]);
     assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
     assert!(
-        stdout(&o).contains("corrupt: run 1") && stdout(&o).contains("run-001/metrics.csv"),
+        stdout(&o).contains("corrupt: run-001") && stdout(&o).contains("run-001/metrics.csv"),
         "{}",
         stdout(&o)
+    );
+    // ... and the report refuses it, naming the file and the line, instead of "(n=2)".
+    let o = eqaug(&["report", &out_s]);
+    assert_clean_error(&o);
+    assert!(
+        stderr(&o).contains("run-001/metrics.csv") && stderr(&o).contains("truncated after line 3"),
+        "{}",
+        stderr(&o)
     );
     // Not an output folder.
     let o = eqaug(&["status", &dir.path().display().to_string()]);
@@ -258,4 +266,42 @@ fn slurm_writes_a_resumable_array_script() {
         "every run of the stepped array: {}",
         stdout(&o)
     );
+}
+
+#[test]
+fn only_groups_leaving_a_group_without_strategies_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = TINY
+        .replace(r#"groups = ["perm"]"#, r#"groups = ["perm", "trivial"]"#)
+        .replace(
+            "kind = \"nominal\"\n",
+            "kind = \"nominal\"\nonly_groups = [\"perm\"]\n",
+        )
+        .replace(
+            "kind = \"equivariant\"\n",
+            "kind = \"equivariant\"\nonly_groups = [\"perm\"]\n",
+        );
+    let cfg = write_config(dir.path(), &text);
+    let out = dir.path().join("out");
+    let o = eqaug(&["run", &cfg, "--out", &out.display().to_string()]);
+    assert_clean_error(&o);
+    assert!(
+        stderr(&o).contains("only_groups") && stderr(&o).contains("`trivial`"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn a_network_that_does_not_fit_the_data_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = TINY
+        .replace(r#"preset = "e1""#, r#"preset = "e3""#)
+        .replace("channels = [2, 3, 2]", "channels = [2, 2, 2]");
+    let cfg = write_config(dir.path(), &text);
+    let out = dir.path().join("out");
+    let o = eqaug(&["run", &cfg, "--out", &out.display().to_string()]);
+    assert_clean_error(&o);
+    assert!(!out.exists(), "nothing written: {}", stderr(&o));
 }

@@ -288,4 +288,21 @@ fn a_diverged_run_exits_non_zero_with_a_summary() {
     let (code, line) = status(&out);
     assert_eq!(code, Some(2));
     assert!(line.contains("2 failed"), "{line}");
+    // The report: failures first, no claim passes on diverged strategies ("no data").
+    let o = Command::new(env!("CARGO_BIN_EXE_eqaug"))
+        .arg("report")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    let first = report.lines().nth(2).unwrap_or_default();
+    assert!(first.contains("FAILED"), "{report}");
+    let claims: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(out.join("claims.json")).unwrap()).unwrap();
+    assert!(!claims.is_empty());
+    for c in &claims {
+        assert_eq!(c["pass"], false, "{c}");
+        assert_eq!(c["no_data"], true, "{c}");
+    }
 }

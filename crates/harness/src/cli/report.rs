@@ -19,6 +19,9 @@ pub struct Args {
 pub fn run(args: Args) -> super::CliResult {
     let out = args.out.clone().unwrap_or_else(|| args.dir.clone());
     let summary = report_into(&args.dir, &out)?;
+    for f in &summary.run_failures {
+        println!("FAILED run: {f}");
+    }
     println!(
         "report of {} experiment(s) [{}]: wrote {} files; see {}",
         summary.experiments.len(),
@@ -30,17 +33,22 @@ pub fn run(args: Args) -> super::CliResult {
         println!("  {}", path.display());
     }
     println!(
-        "claims: {} passed, {} failed (of {}); see {}",
+        "claims: {} passed, {} failed, {} without data (of {}); see {}",
         summary.claims_passed,
         summary.claims_failed,
+        summary.claims_no_data,
         summary.claims.len(),
         out.join("claims.md").display()
     );
     for c in summary.claims.iter().filter(|c| !c.pass) {
-        println!(
-            "  FAIL {} {}: measured {:e}, bound {}",
-            c.experiment, c.id, c.measured, c.bound
-        );
+        if c.no_data {
+            println!("  NO DATA {} {}", c.experiment, c.id);
+        } else {
+            println!(
+                "  FAIL {} {}: measured {:e}, bound {}",
+                c.experiment, c.id, c.measured, c.bound
+            );
+        }
     }
     Ok(())
 }

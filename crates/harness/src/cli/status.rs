@@ -389,14 +389,16 @@ pub fn describe(e: &ExperimentStatus) -> String {
                 for (strategy, epoch, error) in f {
                     let _ = writeln!(
                         s,
-                        "  failed: run {r} strategy {strategy} at epoch {epoch}: {error}"
+                        "  failed: {} strategy {strategy} at epoch {epoch}: {error}",
+                        eqaug_harness::runner::run_dir_name(r)
                     );
                 }
             }
             RunState::Corrupt(why) => {
                 let _ = writeln!(
                     s,
-                    "  corrupt: run {r}: {why} (move {} away and rerun)",
+                    "  corrupt: {}: {why} (move {} away and rerun)",
+                    eqaug_harness::runner::run_dir_name(r),
                     e.dir.join(eqaug_harness::runner::run_dir_name(r)).display()
                 );
             }
@@ -535,7 +537,7 @@ mod tests {
         assert!(text.contains("running: 4"), "{text}");
         assert!(text.contains("missing: 5-6"), "{text}");
         assert!(
-            text.contains("failed: run 1 strategy augmented at epoch 1: NaN"),
+            text.contains("failed: run-001 strategy augmented at epoch 1: NaN"),
             "{text}"
         );
         // Per strategy: nominal finished in runs 0 and 1, augmented only in run 0.

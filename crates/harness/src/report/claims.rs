@@ -33,8 +33,12 @@ pub struct Claim {
     pub measured: f64,
     /// The bound, e.g. `<= 1e-5` or `within [0.5, 2]`.
     pub bound: String,
-    /// Whether `measured` satisfies `bound`.
+    /// Whether `measured` satisfies `bound` (false when there is no data).
     pub pass: bool,
+    /// No run could be measured (every run lacks the strategies, or they failed): neither
+    /// PASS nor a measured FAIL, shown as "no data".
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_data: bool,
     /// How many runs the number comes from, or why it could not be measured (claims.md
     /// only, not written to claims.json).
     #[serde(skip)]
@@ -235,7 +239,10 @@ fn summarise_runs(values: Vec<f64>, total: usize, what: &str) -> Measurement {
     if used == 0 {
         Measurement {
             value: f64::NAN,
-            note: format!("not measurable: no run of {total} {what}"),
+            note: format!(
+                "no data: no run of {total} {what} with these strategies finished (failed \
+                 strategies are left out)"
+            ),
         }
     } else {
         Measurement {
@@ -255,6 +262,7 @@ fn paired_at_last(
     let values: Vec<f64> = exp
         .runs
         .iter()
+        .filter(|run| strategies.iter().all(|s| !run.failed(s)))
         .filter_map(|run| {
             let m: Option<Vec<_>> = strategies
                 .iter()
@@ -291,7 +299,11 @@ fn drift_at_equal_distance(exp: &Experiment, aug: &str, nom: &str) -> Measuremen
     let values: Vec<f64> = exp
         .runs
         .iter()
-        .filter(|run| [aug, nom].iter().all(|s| run.at(s, last).is_some()))
+        .filter(|run| {
+            [aug, nom]
+                .iter()
+                .all(|s| !run.failed(s) && run.at(s, last).is_some())
+        })
         .filter_map(|run| {
             let (ra, rn) = (&run.metrics[aug], &run.metrics[nom]);
             let d = ra.last()?.dist_from_start.min(rn.last()?.dist_from_start);
@@ -306,7 +318,11 @@ fn loss_gap_ratio(exp: &Experiment, aug: &str, nom: &str, eqv: &str) -> Measurem
     let values: Vec<f64> = exp
         .runs
         .iter()
-        .filter(|run| [aug, nom, eqv].iter().all(|s| run.at(s, last).is_some()))
+        .filter(|run| {
+            [aug, nom, eqv]
+                .iter()
+                .all(|s| !run.failed(s) && run.at(s, last).is_some())
+        })
         .map(|run| {
             let (mut gap_aug, mut gap_nom) = (0.0f64, 0.0f64);
             for e in &run.metrics[eqv] {
@@ -328,13 +344,15 @@ pub fn check_claims<I>(defs: &[ClaimDef<I>], input: &I, experiment: &str) -> Vec
         .filter_map(|def| {
             let m = (def.measure)(input)?;
             let bound = (def.bound)(input);
+            let no_data = m.value.is_nan() && m.note.starts_with("no data");
             Some(Claim {
                 id: def.id.to_string(),
                 experiment: experiment.to_string(),
                 statement: def.statement.to_string(),
                 measured: to_finite(m.value),
                 bound: bound.to_string(),
-                pass: bound.holds(m.value),
+                pass: !no_data && bound.holds(m.value),
+                no_data,
                 note: Some(m.note),
             })
         })
@@ -405,13 +423,19 @@ pub fn worked_example_claims(w: &WorkedExample) -> Vec<Claim> {
 /// Renders `claims.md`: a PASS/FAIL table with the measured numbers and bounds.
 pub fn claims_markdown(claims: &[Claim]) -> String {
     let passed = claims.iter().filter(|c| c.pass).count();
+    let no_data = claims.iter().filter(|c| c.no_data).count();
     let mut out = String::from("# Claims\n\n");
     let _ = writeln!(
         out,
-        "{passed} of {} claims pass ({} fail). Each claim is a measured number checked \
+        "{passed} of {} claims pass ({} fail{}). Each claim is a measured number checked \
          against an explicit bound; see the statement for how it is measured.\n",
         claims.len(),
-        claims.len() - passed
+        claims.len() - passed - no_data,
+        if no_data > 0 {
+            format!(", {no_data} without data")
+        } else {
+            String::new()
+        }
     );
     out.push_str("| result | experiment | claim | measured | bound | statement |\n");
     out.push_str("|---|---|---|---:|---|---|\n");
@@ -424,10 +448,20 @@ pub fn claims_markdown(claims: &[Claim]) -> String {
         let _ = writeln!(
             out,
             "| {} | {} | `{}` | {} | {} | {}{} |",
-            if c.pass { "PASS" } else { "**FAIL**" },
+            if c.pass {
+                "PASS"
+            } else if c.no_data {
+                "no data"
+            } else {
+                "**FAIL**"
+            },
             c.experiment,
             c.id,
-            sci(c.measured),
+            if c.no_data {
+                "-".to_string()
+            } else {
+                sci(c.measured)
+            },
             c.bound,
             c.statement.replace('|', "\\|"),
             note.replace('|', "\\|"),

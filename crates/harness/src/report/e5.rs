@@ -449,6 +449,7 @@ fn claim(
         },
         bound: bound.to_string(),
         pass: bound.holds(measured),
+        no_data: false,
         note: Some(note),
     }
 }

@@ -6,7 +6,7 @@
 
 use super::ReportError;
 use crate::config::Precision;
-use crate::schema::{self, ExperimentRecord, RunRecord};
+use crate::schema::{self, ExperimentRecord, RunRecord, SchemaError};
 use eqaug_dynamics::{Sampling, StrategyKind};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -35,6 +35,11 @@ pub struct Run {
 }
 
 impl Run {
+    /// Whether `strategy` failed (diverged) in this run: it then enters no claim.
+    pub fn failed(&self, strategy: &str) -> bool {
+        self.failed.iter().any(|f| f.strategy == strategy)
+    }
+
     /// The metrics of `strategy` at `epoch`, if the run has them.
     pub fn at(&self, strategy: &str, epoch: usize) -> Option<&EpochMetrics> {
         let rows = self.metrics.get(strategy)?;
@@ -74,8 +79,13 @@ impl Experiment {
             .unwrap_or_default()
     }
 
-    /// The last epoch recorded by any run (0 without runs).
+    /// The last epoch: the one `experiment.json` declares, else the last recorded by any run
+    /// (0 without runs). A strategy that diverged stops before it, so it does not shorten
+    /// the experiment.
     pub fn last_epoch(&self) -> usize {
+        if let Some(e) = self.meta.epochs {
+            return e;
+        }
         self.runs
             .iter()
             .flat_map(|r| r.metrics.values())
@@ -190,7 +200,7 @@ pub fn load_experiment(dir: &Path) -> Result<Experiment, ReportError> {
 
     let mut runs = Vec::with_capacity(run_dirs.len());
     for (name, path) in run_dirs {
-        runs.push(load_run(&name, &path)?);
+        runs.push(load_run(&name, &path, &meta)?);
     }
 
     let mut meta = meta;
@@ -214,13 +224,41 @@ pub fn load_experiment(dir: &Path) -> Result<Experiment, ReportError> {
     })
 }
 
-fn load_run(name: &str, dir: &Path) -> Result<Run, ReportError> {
+fn load_run(name: &str, dir: &Path, meta: &ExperimentMeta) -> Result<Run, ReportError> {
     let info = RunRecord::read(dir)?;
     let index = info
         .run
         .or_else(|| name.trim_start_matches("run-").parse().ok())
         .unwrap_or(0);
-    let metrics = read_metrics(&dir.join(schema::METRICS_CSV))?;
+    let path = dir.join(schema::METRICS_CSV);
+    let metrics = read_metrics(&path)?;
+    // Every strategy that did not fail has a row per epoch up to the last: fewer rows are a
+    // truncated file, not a shorter run.
+    if let Some(epochs) = meta.epochs {
+        for s in &meta.strategies {
+            if info.failed.iter().any(|f| f.strategy == s.name) {
+                continue;
+            }
+            let rows = metrics.get(&s.name).map_or(&[][..], Vec::as_slice);
+            if rows.last().map(|r| r.epoch) != Some(epochs) {
+                let lines = 1 + metrics.values().map(Vec::len).sum::<usize>();
+                return Err(SchemaError::Invalid {
+                    path,
+                    message: format!(
+                        "truncated after line {lines}: strategy `{}` has {} row(s), the last at \
+                         epoch {}, but the run did not fail and the experiment has {epochs} \
+                         epochs; move {} away and rerun that run",
+                        s.name,
+                        rows.len(),
+                        rows.last()
+                            .map_or("none".to_string(), |r| r.epoch.to_string()),
+                        dir.display()
+                    ),
+                }
+                .into());
+            }
+        }
+    }
     Ok(Run {
         index,
         seed: info.seed,

@@ -76,8 +76,12 @@ pub struct ReportSummary {
     pub claims: Vec<Claim>,
     /// Number of claims that pass.
     pub claims_passed: usize,
-    /// Number of claims that fail.
+    /// Number of claims that fail (measured and out of bounds).
     pub claims_failed: usize,
+    /// Number of claims without data (every run failed or lacks the strategies).
+    pub claims_no_data: usize,
+    /// Strategy failures recorded in the runs, one line each (`e1 run-003: ...`).
+    pub run_failures: Vec<String>,
     /// Every file written.
     pub files_written: Vec<PathBuf>,
 }
@@ -141,6 +145,18 @@ pub fn report_into(dir: &Path, out: &Path) -> Result<ReportSummary, ReportError>
             continue;
         }
         let exp = input::load_experiment(folder)?;
+        for run in &exp.runs {
+            for f in &run.failed {
+                summary.run_failures.push(format!(
+                    "{} {}: strategy `{}` failed at epoch {}: {}",
+                    exp.id,
+                    schema::run_dir_name(run.index),
+                    f.strategy,
+                    f.epoch,
+                    f.error
+                ));
+            }
+        }
         let mut section = ExperimentReport {
             id: exp.id.clone(),
             folder: folder
@@ -253,7 +269,8 @@ pub fn report_into(dir: &Path, out: &Path) -> Result<ReportSummary, ReportError>
         summary.claims.extend(c);
     }
     summary.claims_passed = summary.claims.iter().filter(|c| c.pass).count();
-    summary.claims_failed = summary.claims.len() - summary.claims_passed;
+    summary.claims_no_data = summary.claims.iter().filter(|c| c.no_data).count();
+    summary.claims_failed = summary.claims.len() - summary.claims_passed - summary.claims_no_data;
 
     let json =
         serde_json::to_string_pretty(&summary.claims).map_err(|source| SchemaError::Json {
@@ -307,10 +324,28 @@ fn runs_csv(exp: &input::Experiment) -> Result<String, ReportError> {
 /// `report.md`: per experiment, relative links to its table and CSV and the figures inline.
 fn report_markdown(sections: &[ExperimentReport], summary: &ReportSummary) -> String {
     let mut out = String::from("# eqaug report\n\n");
+    if !summary.run_failures.is_empty() {
+        let _ = writeln!(
+            out,
+            "**{} strategy run(s) FAILED** (diverged; left out of the claims and of the \
+             medians after the failure):\n",
+            summary.run_failures.len()
+        );
+        for f in &summary.run_failures {
+            let _ = writeln!(out, "- {f}");
+        }
+        out.push('\n');
+    }
     let _ = writeln!(
         out,
-        "Claims: {} pass, {} fail: see [claims.md](claims.md) ([claims.json](claims.json)).\n",
-        summary.claims_passed, summary.claims_failed
+        "Claims: {} pass, {} fail{}: see [claims.md](claims.md) ([claims.json](claims.json)).\n",
+        summary.claims_passed,
+        summary.claims_failed,
+        if summary.claims_no_data > 0 {
+            format!(", {} without data", summary.claims_no_data)
+        } else {
+            String::new()
+        }
     );
     for s in sections {
         let _ = writeln!(

@@ -68,6 +68,7 @@ pub fn claims(outputs: &[StabilityOutput]) -> Vec<Claim> {
             },
             bound: b,
             pass: bound.holds(measured),
+            no_data: false,
             note: None,
         }
     };
