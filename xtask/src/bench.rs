@@ -17,6 +17,16 @@ pub struct Args {
     /// Skip the peak-memory runs (about 3 minutes).
     #[arg(long)]
     no_memory: bool,
+    /// Run only the benches whose name contains FILTER (criterion's filter, e.g. `e5/`);
+    /// implies --no-memory. The report then holds only those parts.
+    #[arg(long, value_name = "FILTER")]
+    only: Option<String>,
+    /// Skip the stability step (`eqaug stability` of every config, about 1.5 minutes).
+    #[arg(long)]
+    no_stability: bool,
+    /// Run only the stability step (no criterion benches, no memory runs).
+    #[arg(long)]
+    only_stability: bool,
 }
 
 /// Samples of the memory probes: one full chunk (500 rows), so activations are paper-size.
@@ -30,10 +40,19 @@ pub fn run_bench(args: Args) -> Result<(), String> {
     let json = target.join("eqaug-bench.jsonl");
     let _ = std::fs::remove_file(&json);
     let load_before = loadavg();
+    if args.only_stability {
+        let rows = stability_rows(&build_eqaug()?, &target)?;
+        let text = render_stability(&rows);
+        let out = target.join("eqaug-bench-stability.md");
+        std::fs::write(&out, &text).map_err(|e| format!("{}: {e}", out.display()))?;
+        eprintln!("{text}xtask: wrote {}", out.display());
+        return Ok(());
+    }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     run(Command::new(&cargo)
         .current_dir(&root)
-        .args(["bench", "--bench", "eqaug"])
+        .args(["bench", "--bench", "eqaug", "--"])
+        .args(args.only.as_slice())
         .env("EQAUG_BENCH_JSON", &json))?;
     let text = std::fs::read_to_string(&json)
         .map_err(|e| format!("the benches wrote no {}: {e}", json.display()))?;
@@ -41,7 +60,12 @@ pub fn run_bench(args: Args) -> Result<(), String> {
         .lines()
         .map(|l| serde_json::from_str(l).map_err(|e| format!("bad bench record {l}: {e}")))
         .collect::<Result<_, _>>()?;
-    let memory = if args.no_memory {
+    let stability = if args.no_stability || args.only.is_some() {
+        Vec::new()
+    } else {
+        stability_rows(&build_eqaug()?, &target)?
+    };
+    let memory = if args.no_memory || args.only.is_some() {
         Vec::new()
     } else {
         let bin = build_eqaug()?;
@@ -58,7 +82,10 @@ pub fn run_bench(args: Args) -> Result<(), String> {
         m
     };
     let load_after = loadavg();
-    let report = render(&records, &memory, &load_before, &load_after);
+    let mut report = render(&records, &memory, &load_before, &load_after);
+    if !stability.is_empty() {
+        report.push_str(&render_stability(&stability));
+    }
     let out = root.join(&args.out);
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -358,5 +385,89 @@ fn render(records: &[Value], memory: &[(&str, String, u64)], before: &str, after
         let _ = writeln!(w, "| {exp} | {strategies} | {} |", hours(secs));
     }
     let _ = writeln!(w, "| all | | {} |", hours(sum));
+    o.push_str(&crate::bench_e5::section(records));
+    o
+}
+
+/// One row of the stability step: experiment, wall time of `eqaug stability` for it, the
+/// HVP / gradient time ratio it measured, parameters and samples.
+struct StabilityRow {
+    experiment: String,
+    seconds: f64,
+    hvp_ratio: Option<f64>,
+    params: u64,
+    samples: u64,
+}
+
+/// Runs `eqaug stability` with the `stability` profile of every config that has one, and reads
+/// back the wall times and HVP cost ratios from the written `stability.json` files.
+fn stability_rows(bin: &Path, target: &Path) -> Result<Vec<StabilityRow>, String> {
+    let out = target.join("eqaug-bench-stability");
+    let _ = std::fs::remove_dir_all(&out);
+    let root = root();
+    let mut configs: Vec<PathBuf> = std::fs::read_dir(root.join("experiments"))
+        .map_err(|e| format!("experiments/: {e}"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .filter(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains("[profiles.stability]")))
+        .collect();
+    configs.sort();
+    for cfg in &configs {
+        run(Command::new(bin)
+            .arg("stability")
+            .arg(cfg)
+            .args(["--profile", "stability", "--out"])
+            .arg(&out))?;
+    }
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&out)
+        .map_err(|e| format!("{}: {e}", out.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("stability.json").is_file())
+        .collect();
+    dirs.sort();
+    dirs.iter()
+        .map(|d| {
+            let p = d.join("stability.json");
+            let text = std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+            let v: Value =
+                serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))?;
+            Ok(StabilityRow {
+                experiment: v["experiment"].as_str().unwrap_or("?").to_string(),
+                seconds: f(&v, "wall_seconds"),
+                hvp_ratio: v["hvp_cost_in_gradients"].as_f64(),
+                params: v["params"].as_u64().unwrap_or(0),
+                samples: v["samples"].as_u64().unwrap_or(0),
+            })
+        })
+        .collect()
+}
+
+fn render_stability(rows: &[StabilityRow]) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "\n## Stability analysis (`eqaug stability`, f64)\n\nWall time of `eqaug stability \
+         CONFIG --profile stability` per experiment (stationary point by L-BFGS on E, Lanczos \
+         on both blocks, escapes), and the cost of one central-difference Hessian-vector product \
+         in gradients of the nominal risk (median of 5, at the profile's size; target <= 2).\n"
+    );
+    let _ = writeln!(
+        o,
+        "| experiment | samples | parameters | wall time s | HVP / gradient |\n|---|---|---|---|---|"
+    );
+    let mut total = 0.0;
+    for r in rows {
+        total += r.seconds;
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {:.1} | {} |",
+            r.experiment,
+            r.samples,
+            r.params,
+            r.seconds,
+            r.hvp_ratio.map_or("-".into(), |x| format!("{x:.2}"))
+        );
+    }
+    let _ = writeln!(o, "\nTotal: {total:.1} s.");
     o
 }

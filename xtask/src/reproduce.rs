@@ -83,6 +83,30 @@ pub fn run(args: Args) -> Result<(), String> {
             .args(["worked-example", "--out"])
             .arg(out.join("worked_example.json")),
     )?;
+    // The stability step (SPEC section 10): every config with a `stability` profile, and the
+    // worked example as a self-test; the report picks up runs/<profile>/stability/.
+    let t0 = Instant::now();
+    let stability_out = runs.join("stability");
+    util::run(
+        Command::new(&bin)
+            .args(["stability", "worked-example", "--out"])
+            .arg(&stability_out),
+    )?;
+    for cfg in &configs {
+        let has_profile =
+            std::fs::read_to_string(cfg).is_ok_and(|t| t.contains("[profiles.stability]"));
+        if has_profile {
+            eprintln!("== stability: {}", cfg.display());
+            util::run(
+                Command::new(&bin)
+                    .arg("stability")
+                    .arg(cfg)
+                    .args(["--profile", "stability", "--out"])
+                    .arg(&stability_out),
+            )?;
+        }
+    }
+    timings.insert("stability".into(), t0.elapsed().as_secs_f64());
     util::run(
         Command::new(&bin)
             .arg("report")
@@ -142,7 +166,15 @@ fn write_readme(
         "| experiment config | wall time (last run of the command) |\n|---|---:|"
     );
     for (k, v) in timings {
-        let _ = writeln!(s, "| `experiments/{k}.toml` | {} |", human(*v));
+        if k == "stability" {
+            let _ = writeln!(
+                s,
+                "| stability step (`eqaug stability`, every config's `stability` profile) | {} |",
+                human(*v)
+            );
+        } else {
+            let _ = writeln!(s, "| `experiments/{k}.toml` | {} |", human(*v));
+        }
     }
     let _ = writeln!(
         s,
@@ -166,6 +198,11 @@ fn write_readme(
             format!("[table]({name}/table.md)"),
             format!("[figure]({name}/figure.svg)"),
         ];
+        if d.join("steps.svg").exists() {
+            links.push(format!(
+                "[per step, first augmented epoch]({name}/steps.svg)"
+            ));
+        }
         if d.join("reference.svg").exists() {
             links.push(format!(
                 "[uniform vs reference sampling]({name}/reference.svg)"
@@ -175,6 +212,13 @@ fn write_readme(
         links.push(format!("[every run's metrics]({name}/runs.csv)"));
         let _ = writeln!(s, "- **{name}**: {}", links.join(", "));
     }
+    if out.join("stability/stability.md").is_file() {
+        let _ = writeln!(
+            s,
+            "- **stability** (SPEC section 10): [table, escapes and findings](stability/stability.md), \
+             [spectral densities](stability/stability.svg)"
+        );
+    }
     let _ = writeln!(
         s,
         "\n## Reading the figures\n\n\
@@ -183,7 +227,12 @@ fn write_readme(
          line per run and a thick median per strategy: equivariant green solid, augmented blue \
          dashed, nominal red dotted. The right panel zooms on the augmented curve. Equivariant \
          training stays on the x axis (in E); augmented training leaves E far more slowly than \
-         nominal training at the same distance from the start."
+         nominal training at the same distance from the start.\n\n\
+         E5 (the CNN, SPEC section 9) has its own figures: the distance to E ∩ L of the model \
+         on the kernel support Omega during augmented training (phase 2), per epoch \
+         (`figure.svg`) and per SGD step of the first epoch (`steps.svg`), log scale, for the \
+         cases cross (compatible, unitary: green solid), skew (not compatible: red dotted) and \
+         cross-nonunitary (blue dashed); the right panels divide by the distance moved."
     );
     let p = out.join("README.md");
     std::fs::write(&p, s).map_err(|e| format!("{}: {e}", p.display()))

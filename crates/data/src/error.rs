@@ -108,6 +108,23 @@ pub enum DataError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The images have another size than the operation needs.
+    #[error(
+        "{}: images are {rows} x {cols}, but {what} needs {} x {} images (give the original MNIST files, not resized ones)",
+        path.display(), expected.0, expected.1
+    )]
+    WrongImageSize {
+        /// The image file.
+        path: PathBuf,
+        /// Image height found.
+        rows: usize,
+        /// Image width found.
+        cols: usize,
+        /// `(rows, cols)` needed.
+        expected: (usize, usize),
+        /// The operation.
+        what: &'static str,
+    },
     /// Writing a `.npy` file failed.
     #[error("{}: cannot write npy: {source}", path.display())]
     Npy {

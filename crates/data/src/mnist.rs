@@ -300,14 +300,24 @@ pub fn mnist_unit(m: &Mnist, count: Option<usize>) -> Dataset {
 /// does).
 ///
 /// # Panics
-/// If the images are not 28 x 28.
+/// If the images are not 28 x 28; use [`try_mnist14`] to get an error instead.
 pub fn mnist14(m: &Mnist, count: Option<usize>) -> Dataset {
-    assert!(
-        m.rows == 28 && m.cols == 28,
-        "mnist14 needs 28 x 28 images, got {} x {}",
-        m.rows,
-        m.cols
-    );
+    try_mnist14(m, count).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// As [`mnist14`], but images that are not 28 x 28 (e.g. a folder of already resized
+/// 14 x 14 IDX files given as `data.mnist_dir`) are a [`DataError::WrongImageSize`] naming
+/// the file.
+pub fn try_mnist14(m: &Mnist, count: Option<usize>) -> Result<Dataset, DataError> {
+    if m.rows != 28 || m.cols != 28 {
+        return Err(DataError::WrongImageSize {
+            path: m.source.clone(),
+            rows: m.rows,
+            cols: m.cols,
+            expected: (28, 28),
+            what: "the 14 x 14 resize (mnist14)",
+        });
+    }
     let n = take(m, count);
     let mut x = Array2::zeros((n, 196));
     let mut img = vec![0.0; 784];
@@ -319,13 +329,13 @@ pub fn mnist14(m: &Mnist, count: Option<usize>) -> Dataset {
             *dst = src;
         }
     }
-    Dataset {
+    Ok(Dataset {
         name: "mnist14".into(),
         x,
         channels: 1,
         positions: 196,
         targets: class_targets(m, n),
-    }
+    })
 }
 
 /// The first `count` images (all if `None`) at full size, standardised:

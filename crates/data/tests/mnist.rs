@@ -363,3 +363,42 @@ fn data_dir_override_reports_what_is_missing() {
         .unwrap();
     assert!(status.success());
 }
+
+/// A folder of already resized 14 x 14 IDX files (as `data.mnist_dir`): loading works, the
+/// 14 x 14 resize is an error naming the file and both sizes, not a panic.
+#[test]
+fn mnist14_of_14x14_files_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let pixels: Vec<u8> = (0..3 * 196).map(|i| (i % 251) as u8).collect();
+    mnist::write_mnist_pair(
+        &dir.path().join("t10k-images-idx3-ubyte"),
+        &dir.path().join("t10k-labels-idx1-ubyte"),
+        14,
+        14,
+        &pixels,
+        &[1, 2, 3],
+        false,
+    )
+    .unwrap();
+    let m = mnist::load_idx_dir(dir.path()).unwrap();
+    assert_eq!((m.len(), m.rows, m.cols), (3, 14, 14));
+    let e = mnist::try_mnist14(&m, None).unwrap_err();
+    assert!(matches!(
+        e,
+        DataError::WrongImageSize {
+            rows: 14,
+            cols: 14,
+            expected: (28, 28),
+            ..
+        }
+    ));
+    let msg = e.to_string();
+    assert!(msg.contains("t10k-images-idx3-ubyte"), "{msg}");
+    assert!(msg.contains("14 x 14") && msg.contains("28 x 28"), "{msg}");
+    // 28 x 28 images still give the same data as the panicking variant.
+    let m = shipped();
+    assert_eq!(
+        mnist::try_mnist14(&m, Some(5)).unwrap().x,
+        mnist::mnist14(&m, Some(5)).x
+    );
+}

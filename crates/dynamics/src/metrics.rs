@@ -22,6 +22,20 @@ pub struct EpochMetrics {
     pub dist_from_start_per_layer: Vec<f64>,
     /// `||W_k - Pi_E W_k||` per group layer.
     pub dist_to_e_per_layer: Vec<f64>,
+    /// The regulariser's penalty `gamma/2 ||A_Eperp||^2` at these parameters (`None` without
+    /// a regulariser). [`EpochMetrics::loss`] is the data loss alone; the regularised risk the
+    /// strategy descends is `loss + penalty` ([`EpochMetrics::risk`]).
+    #[serde(default)]
+    pub penalty: Option<f64>,
+    /// Mean loss on the held-out split (`None` when no split is evaluated).
+    #[serde(default)]
+    pub test_loss: Option<f64>,
+    /// Accuracy on the held-out split (see [`crate::TestMetrics::accuracy`]).
+    #[serde(default)]
+    pub test_accuracy: Option<f64>,
+    /// Mean IoU of the predicted masks on the held-out split (segmentation only).
+    #[serde(default)]
+    pub test_mean_iou: Option<f64>,
 }
 
 impl EpochMetrics {
@@ -52,7 +66,23 @@ impl EpochMetrics {
             dist_to_e: total(&to_e),
             dist_from_start_per_layer: from,
             dist_to_e_per_layer: to_e,
+            penalty: None,
+            test_loss: None,
+            test_accuracy: None,
+            test_mean_iou: None,
         }
+    }
+
+    /// The regularised risk `loss + penalty` (equal to `loss` without a regulariser).
+    pub fn risk(&self) -> f64 {
+        self.loss + self.penalty.unwrap_or(0.0)
+    }
+
+    /// Records held-out test metrics in this row.
+    pub fn set_test(&mut self, t: &crate::TestMetrics) {
+        self.test_loss = Some(t.loss);
+        self.test_accuracy = t.accuracy;
+        self.test_mean_iou = t.mean_iou;
     }
 }
 

@@ -1,6 +1,7 @@
 //! Strategies and the protocol's hyperparameters.
 
-use eqaug_groups::ReferenceTask;
+use eqaug_groups::{Real, ReferenceTask};
+use eqaug_nn::{Params, TensorKind};
 use serde::{Deserialize, Serialize};
 
 /// The three ways of training of the paper (SPEC section 1).
@@ -32,8 +33,81 @@ pub enum Sampling {
     Reference,
 }
 
-/// One strategy of a run: a name (the `strategy` column of the metrics), its kind, and for
-/// augmentation the sampling mode and the number of passes per epoch.
+/// The penalty `gamma/2 ||A_Eperp||^2` (summed over the group layers) of regularised training
+/// (Nordenfors and Flinth, arXiv 2502.06547; SPEC section 10), added to the risk of a nominal
+/// or augmented strategy. Its gradient `gamma (A - Pi_E A)` on the group layers is exact and
+/// costs one projection; on E-perp it adds exactly `gamma` to every Hessian eigenvalue, on E
+/// nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Regulariser {
+    /// The strength `gamma >= 0` (`0` is plain training, bit for bit).
+    pub gamma: f64,
+}
+
+impl Regulariser {
+    /// `gamma/2 ||A_Eperp||^2` at `params`, accumulated in f64.
+    pub fn penalty<T: Real>(&self, params: &Params<T>) -> f64 {
+        if self.gamma == 0.0 {
+            return 0.0;
+        }
+        let sq: f64 = params
+            .group_layers()
+            .map(|t| match t.kind {
+                TensorKind::Group { projector, .. } => {
+                    let d = projector.distance_to_equivariant_f64(t.data);
+                    d * d
+                }
+                _ => 0.0,
+            })
+            .sum();
+        0.5 * self.gamma * sq
+    }
+
+    /// Adds the penalty's gradient `gamma (W_k - Pi_E W_k)` to every group layer of `grads`;
+    /// `scratch` (same layout, overwritten) holds the projection. Nothing happens for
+    /// `gamma = 0`, so the unregularised strategy is reproduced bit for bit.
+    pub fn add_gradient<T: Real>(
+        &self,
+        params: &Params<T>,
+        grads: &mut Params<T>,
+        scratch: &mut Params<T>,
+    ) {
+        if self.gamma == 0.0 {
+            return;
+        }
+        let gamma = T::from_f64_lossy(self.gamma);
+        scratch.copy_from(params);
+        scratch.project_group_layers();
+        for i in 0..params.num_tensors() {
+            let a = params.tensor(i);
+            if !a.is_group() {
+                continue;
+            }
+            let pa = scratch.tensor(i);
+            let g = grads.tensor_mut(i).data;
+            for ((g, &a), &pa) in g.iter_mut().zip(a.data).zip(pa.data) {
+                *g += gamma * (a - pa);
+            }
+        }
+    }
+
+    /// Checks that `gamma` is finite and `>= 0`; the message names `strategy`.
+    pub fn validate(&self, strategy: &str) -> Result<(), crate::TrainError> {
+        if self.gamma.is_finite() && self.gamma >= 0.0 {
+            Ok(())
+        } else {
+            Err(crate::TrainError::Invalid(format!(
+                "strategy `{strategy}`: the regulariser's gamma must be finite and >= 0, got {}",
+                self.gamma
+            )))
+        }
+    }
+}
+
+/// One strategy of a run: a name (the `strategy` column of the metrics), its kind, for
+/// augmentation the sampling mode and the number of passes per epoch, and an optional
+/// [`Regulariser`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StrategySpec {
     /// Name used in metrics and reports (`nominal`, `augmented`, `augmented-exact`, ...).
@@ -45,6 +119,9 @@ pub struct StrategySpec {
     /// Passes over the data per epoch (augmented only; `L` = 25 in the paper; ignored by the
     /// exact mode, which makes one pass per group element).
     pub passes: usize,
+    /// The penalty `gamma/2 ||A_Eperp||^2` added to the risk (nominal and augmented only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regulariser: Option<Regulariser>,
 }
 
 impl StrategySpec {
@@ -55,6 +132,7 @@ impl StrategySpec {
             kind: StrategyKind::Nominal,
             sampling: Sampling::PerBatch,
             passes: 1,
+            regulariser: None,
         }
     }
 
@@ -65,6 +143,7 @@ impl StrategySpec {
             kind: StrategyKind::Equivariant,
             sampling: Sampling::PerBatch,
             passes: 1,
+            regulariser: None,
         }
     }
 
@@ -81,7 +160,36 @@ impl StrategySpec {
             kind: StrategyKind::Augmented,
             sampling,
             passes,
+            regulariser: None,
         }
+    }
+
+    /// The same strategy with the penalty `gamma/2 ||A_Eperp||^2` added to its risk (the name
+    /// is kept: choose one that says so, e.g. `nominal-reg-1e-2`).
+    pub fn with_regulariser(mut self, gamma: f64) -> Self {
+        self.regulariser = Some(Regulariser { gamma });
+        self
+    }
+
+    /// The penalty `gamma/2 ||A_Eperp||^2` of its regulariser at `params` (0 without one).
+    pub fn penalty<T: Real>(&self, params: &Params<T>) -> f64 {
+        self.regulariser.map_or(0.0, |r| r.penalty(params))
+    }
+
+    /// Checks the combination: a regulariser only on nominal or augmented training, with a
+    /// finite `gamma >= 0`.
+    pub fn validate(&self) -> Result<(), crate::TrainError> {
+        if let Some(r) = &self.regulariser {
+            if self.kind == StrategyKind::Equivariant {
+                return Err(crate::TrainError::Invalid(format!(
+                    "strategy `{}`: a regulariser applies to nominal or augmented training; \
+                     equivariant training stays in E, where the penalty is zero",
+                    self.name
+                )));
+            }
+            r.validate(&self.name)?;
+        }
+        Ok(())
     }
 }
 

@@ -1,7 +1,7 @@
 //! The full-batch protocol: one gradient step per epoch and strategy (SPEC section 3).
 
 use crate::metrics::EpochMetrics;
-use crate::{Protocol, Sampling, StrategyKind, StrategySpec, TrainError};
+use crate::{HeldOut, Protocol, Sampling, StrategyKind, StrategySpec, TrainError};
 use eqaug_data::batching;
 use eqaug_groups::{act_on_sample, Group, Perm, Points, Real, Rep};
 use eqaug_nn::{Network, Params, Workspace};
@@ -45,6 +45,8 @@ pub struct Trainer<'a, T: Real> {
     protocol: Protocol,
     ws: Workspace<T>,
     grads: Params<T>,
+    /// Scratch parameters for the regulariser's projection.
+    scratch: Params<T>,
     xbuf: Array2<T>,
     ybuf: Array2<T>,
     elements: Option<Vec<Perm>>,
@@ -86,6 +88,7 @@ impl<'a, T: Real> Trainer<'a, T> {
         Ok(Trainer {
             ws: net.workspace(rows),
             grads: net.zeros(),
+            scratch: net.zeros(),
             xbuf: Array2::zeros((rows, data.x.ncols())),
             ybuf: Array2::zeros((rows, data.targets.ncols())),
             net,
@@ -109,17 +112,24 @@ impl<'a, T: Real> Trainer<'a, T> {
     /// Fills [`Trainer::grads`] with the strategy's full-batch gradient at `params` and returns
     /// the mean training loss (for augmentation, over all passes). Nominal: `grad R`;
     /// augmented: the average over its passes of the gradient on transformed data;
-    /// equivariant: `Pi_E grad R`.
+    /// equivariant: `Pi_E grad R`. A [`crate::Regulariser`] adds `gamma (A - Pi_E A)` on the
+    /// group layers to the accumulated gradient (so the Hessian tools, which difference this
+    /// gradient, see the regularised risk); the returned loss is the data loss alone, see
+    /// [`StrategySpec::penalty`] for the penalty.
     pub fn gradient(
         &mut self,
         params: &Params<T>,
         strategy: &StrategySpec,
         rng: &mut ChaCha8Rng,
     ) -> Result<f64, TrainError> {
+        strategy.validate()?;
         self.grads.fill_zero();
         let loss = self.pass(params, strategy, rng, true)?;
         if strategy.kind == StrategyKind::Equivariant {
             self.grads.project_group_layers();
+        }
+        if let Some(r) = &strategy.regulariser {
+            r.add_gradient(params, &mut self.grads, &mut self.scratch);
         }
         Ok(loss)
     }
@@ -284,14 +294,8 @@ pub fn strategy_rng(seed: u64, name: &str) -> ChaCha8Rng {
 }
 
 /// Trains every strategy from the same `a0` (which should lie in E) for `protocol.epochs`
-/// epochs and records the metrics of SPEC section 3 at epochs `0..=epochs`.
-///
-/// Row `e` holds the parameters after `e` steps, `A_e`: the strategy's mean training loss at
-/// `A_e` (computed in the pass of step `e + 1`, or by a final loss-only pass), and the distances
-/// of `A_e` from `A0` and to E. `on_epoch` sees every row with the parameters it describes (for
-/// checkpoints and progress). Strategies run one after the other, sharing one gradient store.
-/// A non-finite loss or weight stops that strategy (recorded in [`RunOutcome::failures`]);
-/// the others go on.
+/// epochs and records the metrics of SPEC section 3 at epochs `0..=epochs`; as
+/// [`train_with_held_out`] without a held-out split.
 pub fn train<T: Real>(
     net: &Network<T>,
     group: Arc<Group>,
@@ -302,6 +306,36 @@ pub fn train<T: Real>(
     seed: u64,
     on_epoch: &mut dyn FnMut(&EpochMetrics, &Params<T>),
 ) -> Result<RunOutcome, TrainError> {
+    train_with_held_out(
+        net, group, data, protocol, strategies, a0, seed, None, on_epoch,
+    )
+}
+
+/// Trains every strategy from the same `a0` (which should lie in E) for `protocol.epochs`
+/// epochs and records the metrics of SPEC section 3 at epochs `0..=epochs`, with the
+/// regulariser's penalty, and, given a `held_out` split, the test loss and accuracy (or mean
+/// IoU) of every row (one evaluation per row; no effect on training or on the random draws).
+///
+/// Row `e` holds the parameters after `e` steps, `A_e`: the strategy's mean training loss at
+/// `A_e` (computed in the pass of step `e + 1`, or by a final loss-only pass), and the distances
+/// of `A_e` from `A0` and to E. `on_epoch` sees every row with the parameters it describes (for
+/// checkpoints and progress). Strategies run one after the other, sharing one gradient store.
+/// A non-finite loss or weight stops that strategy (recorded in [`RunOutcome::failures`]);
+/// the others go on.
+pub fn train_with_held_out<T: Real>(
+    net: &Network<T>,
+    group: Arc<Group>,
+    data: &TrainData<T>,
+    protocol: &Protocol,
+    strategies: &[StrategySpec],
+    a0: &Params<T>,
+    seed: u64,
+    mut held_out: Option<&mut HeldOut<T>>,
+    on_epoch: &mut dyn FnMut(&EpochMetrics, &Params<T>),
+) -> Result<RunOutcome, TrainError> {
+    for s in strategies {
+        s.validate()?;
+    }
     let mut trainer = Trainer::new(net, group, data, protocol.clone())?;
     let layer_names = a0.group_layers().map(|t| t.name.to_string()).collect();
     let mut metrics = Vec::new();
@@ -316,7 +350,11 @@ pub fn train<T: Real>(
             } else {
                 trainer.loss(&params, strategy, &mut rng)?
             };
-            let row = EpochMetrics::measure(epoch, &strategy.name, loss, &params, a0);
+            let mut row = EpochMetrics::measure(epoch, &strategy.name, loss, &params, a0);
+            row.penalty = strategy.regulariser.map(|r| r.penalty(&params));
+            if let Some(h) = held_out.as_deref_mut() {
+                row.set_test(&h.evaluate(net, &params));
+            }
             on_epoch(&row, &params);
             metrics.push(row);
             if !loss.is_finite() {

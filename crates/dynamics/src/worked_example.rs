@@ -36,10 +36,11 @@ pub struct WorkedExample {
 }
 
 /// The network, its group and its data, in f64.
-type Setup = (Network<f64>, std::sync::Arc<Group>, TrainData<f64>);
+pub type Setup = (Network<f64>, std::sync::Arc<Group>, TrainData<f64>);
 
-/// The network, group and data of the example.
-fn setup() -> Result<Setup, TrainError> {
+/// The network (`softplus(a . x)`, MSE loss: twice the example's risk), group (`swap`) and
+/// data of the example; `a = 0` is [`Network::zeros`].
+pub fn setup() -> Result<Setup, TrainError> {
     let group = Group::builtin("swap", 2)?;
     let spec = NetworkSpec {
         layers: vec![
@@ -128,4 +129,18 @@ pub fn run() -> Result<WorkedExample, TrainError> {
         r_aug_end,
         escape_time,
     })
+}
+
+/// The stability analysis of [`crate::stability::analyse`] run on the example from `a* = 0`
+/// (the self-test of the stability command). The network's risk is the MSE, twice the
+/// example's, so the reported eigenvalues are `2 x 1/4 = 1/2` on E and `(ln 2 - 1)/2` on
+/// E-perp, and with `eta` the escape factor is `1 - eta (ln 2 - 1)/2`.
+pub fn stability(
+    opts: &crate::stability::StabilityOptions,
+) -> Result<crate::stability::StabilityReport, crate::stability::StabilityError> {
+    let (net, _group, data) = setup()?;
+    let a0 = net.zeros();
+    let mut o = opts.clone();
+    o.minibatch = 2;
+    Ok(crate::stability::analyse(&net, &data, &a0, &o)?.0)
 }

@@ -3,7 +3,7 @@
 //! into a checked [`Experiment`] before anything runs; every error names the file, the key and
 //! the reason.
 
-use eqaug_dynamics::{Protocol, Sampling, StrategyKind, StrategySpec};
+use eqaug_dynamics::{Protocol, Regulariser, Sampling, StrategyKind, StrategySpec};
 use eqaug_groups::{Group, ReferenceTask};
 use eqaug_nn::{Loss, NetworkSpec, Normalisation};
 use serde::{Deserialize, Serialize};
@@ -81,6 +81,9 @@ pub struct ExperimentFile {
     pub protocol: ProtocolSection,
     /// `[[strategies]]`.
     pub strategies: Vec<StrategySection>,
+    /// `[stability]`: options of `eqaug stability` (see [`crate::stability`]).
+    #[serde(default)]
+    pub stability: Option<crate::stability::StabilitySection>,
     /// `[profiles.NAME]`: partial copies of the sections above, merged over them, plus `note`.
     #[serde(default)]
     pub profiles: BTreeMap<String, toml::Table>,
@@ -116,6 +119,21 @@ pub enum DatasetKind {
     Mnist14,
     /// Synthetic triangles and pentagons with masks (E3).
     Shapes,
+    /// A user's own inputs and targets from `.npy` files (`data.inputs`, `data.targets`,
+    /// `data.targets_kind`; see eqaug-data's `npy` module for the accepted shapes).
+    Npy,
+}
+
+/// What an `npy` targets file holds (`data.targets_kind`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NpyTargetsKind {
+    /// One 0/1 label per sample (a sigmoid output with `loss = "bce"`).
+    Binary,
+    /// One class label per sample in `0..data.classes` (one-hot targets).
+    Classes,
+    /// Masks that move with the inputs (segmentation).
+    Masks,
 }
 
 /// `[data]`.
@@ -141,6 +159,22 @@ pub struct DataSection {
     /// SBM: inter-cluster edge probability (0.05).
     #[serde(default)]
     pub p_inter: Option<f64>,
+    /// npy: the inputs file (`float32`/`float64`, `(N, C*P)`, `(N, C, P)` or `(N, C, h, w)`);
+    /// a relative path is taken from the directory the command runs in.
+    #[serde(default)]
+    pub inputs: Option<PathBuf>,
+    /// npy: the targets file.
+    #[serde(default)]
+    pub targets: Option<PathBuf>,
+    /// npy: what the targets file holds: `binary`, `classes` or `masks`.
+    #[serde(default)]
+    pub targets_kind: Option<NpyTargetsKind>,
+    /// npy: input channels `C` (default 1).
+    #[serde(default)]
+    pub channels: Option<usize>,
+    /// npy with class labels: the number of classes (default: the largest label + 1).
+    #[serde(default)]
+    pub classes: Option<usize>,
 }
 
 /// The built-in networks of SPEC section 4.
@@ -173,6 +207,25 @@ pub struct NetworkSection {
     /// An explicit network (eqaug-nn's `LayerSpec`s) instead of a preset.
     #[serde(default)]
     pub layers: Option<Vec<eqaug_nn::LayerSpec>>,
+    /// The presets' rectifier: `leaky_relu` (the paper's, default) or `smooth_leaky_relu`
+    /// (`slope x + (1 - slope) softplus(sharpness x) / sharpness`, no kink: a Hessian exists
+    /// everywhere, for `eqaug stability`).
+    #[serde(default)]
+    pub activation: Activation,
+    /// `smooth_leaky_relu` only: the sharpness beta (default 10; LeakyReLU as beta -> inf).
+    #[serde(default)]
+    pub sharpness: Option<f64>,
+}
+
+/// The rectifier of the preset networks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// `max(x, 0) + 0.01 min(x, 0)` (the paper's).
+    #[default]
+    LeakyRelu,
+    /// The smooth LeakyReLU with the same slope 0.01 and `network.sharpness`.
+    SmoothLeakyRelu,
 }
 
 /// Floating-point precision of a run.
@@ -267,6 +320,10 @@ pub struct StrategySection {
     /// In a multi-group file: run this strategy only for these groups (default: all).
     #[serde(default)]
     pub only_groups: Option<Vec<String>>,
+    /// Nominal or augmented only: `regulariser = { gamma = ... }` adds the penalty
+    /// `gamma/2 ||A_Eperp||^2` to the risk (arXiv 2502.06547).
+    #[serde(default)]
+    pub regulariser: Option<Regulariser>,
 }
 
 /// A validated experiment for one group and one profile: everything a run needs.
@@ -296,6 +353,8 @@ pub struct Experiment {
     pub protocol: ProtocolSection,
     /// The strategies with their precisions.
     pub strategies: Vec<(StrategySpec, Precision)>,
+    /// `[stability]`, when given.
+    pub stability: Option<crate::stability::StabilitySection>,
     /// The config file it came from.
     pub file: PathBuf,
     /// The merged config as TOML (recorded with every run).
@@ -336,7 +395,7 @@ impl Experiment {
 }
 
 /// Merges `over` into `base`: tables recursively, every other value replaced.
-fn merge(base: &mut toml::Table, over: &toml::Table) {
+pub(crate) fn merge(base: &mut toml::Table, over: &toml::Table) {
     for (k, v) in over {
         match (base.get_mut(k), v) {
             (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
@@ -400,12 +459,21 @@ pub fn parse(text: &str, file: &Path, profile: &str) -> Result<Vec<Experiment>, 
         None => String::new(),
     };
     for k in over.keys() {
-        if !["experiment", "data", "network", "protocol", "strategies"].contains(&k.as_str()) {
+        if ![
+            "experiment",
+            "data",
+            "network",
+            "protocol",
+            "strategies",
+            "stability",
+        ]
+        .contains(&k.as_str())
+        {
             return Err(invalid(
                 file,
                 &ptag,
                 &format!("profiles.{profile}.{k}"),
-                "unknown key: a profile may set note, experiment, data, network, protocol, strategies",
+                "unknown key: a profile may set note, experiment, data, network, protocol, strategies, stability",
             ));
         }
     }
@@ -473,6 +541,9 @@ fn validate(
     check_experiment(&f.experiment).map_err(at)?;
     check_strategies(&f).map_err(at)?;
     let network = network_spec(&f.network, f.experiment.size).map_err(at)?;
+    if let Some(st) = &f.stability {
+        st.validate().map_err(at)?;
+    }
     let multi = f.experiment.groups.len() > 1;
     let mut out = Vec::new();
     for gname in &f.experiment.groups {
@@ -508,11 +579,13 @@ fn validate(
                             kind: s.kind,
                             sampling: s.sampling,
                             passes: s.passes,
+                            regulariser: s.regulariser,
                         },
                         s.precision.unwrap_or(f.protocol.precision),
                     )
                 })
                 .collect(),
+            stability: f.stability.clone(),
             file: file.into(),
             resolved_toml: resolved_toml.clone(),
         };
@@ -582,6 +655,45 @@ fn check_data(d: &DataSection, p: &ProtocolSection) -> Check {
             "only the sbm data set has edge probabilities",
         );
     }
+    let npy_keys = [
+        ("data.inputs", d.inputs.is_some()),
+        ("data.targets", d.targets.is_some()),
+        ("data.targets_kind", d.targets_kind.is_some()),
+        ("data.channels", d.channels.is_some()),
+        ("data.classes", d.classes.is_some()),
+    ];
+    if d.dataset == DatasetKind::Npy {
+        for (key, given) in &npy_keys[..3] {
+            if !given {
+                return fail(
+                    key,
+                    "the npy data set needs data.inputs, data.targets and data.targets_kind",
+                );
+            }
+        }
+        if d.channels == Some(0) {
+            return fail("data.channels", "must be at least 1");
+        }
+        if let Some(k) = d.classes {
+            if d.targets_kind != Some(NpyTargetsKind::Classes) {
+                return fail(
+                    "data.classes",
+                    "only class labels (targets_kind = \"classes\") have a number of classes",
+                );
+            }
+            if k < 2 {
+                return fail("data.classes", format!("must be at least 2, got {k}"));
+            }
+        }
+        if d.mnist_dir.is_some() {
+            return fail(
+                "data.mnist_dir",
+                "only the mnist14 data set reads IDX files",
+            );
+        }
+    } else if let Some((key, _)) = npy_keys.iter().find(|(_, given)| *given) {
+        return fail(key, "only the npy data set reads .npy files");
+    }
     Ok(())
 }
 
@@ -624,6 +736,21 @@ fn check_strategies(f: &ExperimentFile) -> Check {
         if s.kind == StrategyKind::Augmented && s.passes == 0 {
             return fail(&format!("strategies[{i}].passes"), "must be at least 1");
         }
+        if let Some(r) = &s.regulariser {
+            if s.kind == StrategyKind::Equivariant {
+                return fail(
+                    &format!("strategies[{i}].regulariser"),
+                    "applies to nominal or augmented strategies; equivariant training stays in \
+                     E, where the penalty is zero",
+                );
+            }
+            if !(r.gamma.is_finite() && r.gamma >= 0.0) {
+                return fail(
+                    &format!("strategies[{i}].regulariser.gamma"),
+                    format!("must be finite and >= 0, got {}", r.gamma),
+                );
+            }
+        }
     }
     Ok(())
 }
@@ -639,6 +766,10 @@ fn network_spec(n: &NetworkSection, size: usize) -> Result<NetworkSpec, (String,
         (None, None) => err(
             "network.preset",
             "give a preset (e1, e2, e3) or layers".into(),
+        ),
+        (None, Some(_)) if n.activation != Activation::LeakyRelu || n.sharpness.is_some() => err(
+            "network.activation",
+            "applies to presets only; write the activation into network.layers".into(),
         ),
         (None, Some(layers)) => Ok(NetworkSpec {
             layers: layers.clone(),
@@ -656,11 +787,35 @@ fn network_spec(n: &NetworkSection, size: usize) -> Result<NetworkSpec, (String,
                 );
             }
             let norm = n.normalisation;
-            Ok(match preset {
+            let mut spec = match preset {
                 Preset::E1 => NetworkSpec::e1(size, c[0], c[1], c[2], norm),
                 Preset::E2 => NetworkSpec::e2(size, c[0], 10, norm),
                 Preset::E3 => NetworkSpec::e3(size, [c[0], c[1], c[2]], norm),
-            })
+            };
+            match (n.activation, n.sharpness) {
+                (Activation::LeakyRelu, Some(_)) => {
+                    return err(
+                        "network.sharpness",
+                        "only for network.activation = \"smooth_leaky_relu\"".into(),
+                    )
+                }
+                (Activation::LeakyRelu, None) => {}
+                (Activation::SmoothLeakyRelu, sharpness) => {
+                    let sharpness = sharpness.unwrap_or(10.0);
+                    if !(sharpness.is_finite() && sharpness > 0.0) {
+                        return err(
+                            "network.sharpness",
+                            format!("must be finite and > 0, got {sharpness}"),
+                        );
+                    }
+                    for l in &mut spec.layers {
+                        if let eqaug_nn::LayerSpec::LeakyRelu { slope } = *l {
+                            *l = eqaug_nn::LayerSpec::SmoothLeakyRelu { slope, sharpness };
+                        }
+                    }
+                }
+            }
+            Ok(spec)
         }
     }
 }

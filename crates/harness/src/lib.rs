@@ -13,10 +13,15 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod e5;
 pub mod io;
+pub mod lock;
+pub mod memory;
+pub mod progress;
 pub mod report;
 pub mod runner;
 pub mod schema;
 pub mod setup;
+pub mod stability;
 
 pub use report::claims::worked_example_claims;

@@ -28,6 +28,13 @@ enum Command {
     Data(cli::data::DataCommand),
     /// Aggregate finished runs into tables, SVG figures and checked claims.
     Report(cli::report::Args),
+    /// Finished / running / failed / missing runs of an output folder (exit code 0 when all
+    /// finished).
+    Status(cli::status::Args),
+    /// Write the sbatch script of a Slurm job array that runs a config in shards.
+    Slurm(cli::slurm::Args),
+    /// Stability of the stationary points in E: Hessian spectra on E and E-perp, escapes.
+    Stability(cli::stability::Args),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +46,9 @@ fn main() -> ExitCode {
         Command::Inspect(args) => cli::inspect::run(args),
         Command::Data(cmd) => cli::data::run(cmd),
         Command::Report(args) => cli::report::run(args),
+        Command::Status(args) => cli::status::run(args),
+        Command::Slurm(args) => cli::slurm::run(args),
+        Command::Stability(args) => cli::stability::run(args),
     };
     if std::env::var_os("EQAUG_REPORT_PEAK_RSS").is_some() {
         report_peak_rss();

@@ -4,21 +4,23 @@
 
 use crate::config::{Experiment, Precision};
 use crate::io::IoError;
+use crate::lock::{self, RunLock};
+use crate::progress::Progress;
 use crate::schema::{self, ExperimentRecord, RunRecord, SchemaError, StrategyRecord};
 use crate::setup::{RunSetup, SetupError};
-use eqaug_dynamics::{train, EpochMetrics, Failure, StrategySpec, TrainData};
+use eqaug_dynamics::{
+    train_with_held_out, EpochMetrics, Failure, HeldOut, StrategySpec, TrainData,
+};
 use eqaug_groups::Real;
 use eqaug_nn::{Network, Params};
-use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::Array2;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub use crate::schema::{run_dir_name, write_metrics_csv};
 pub use crate::setup::{load_data, split_held_out};
@@ -49,6 +51,43 @@ pub enum RunError {
         /// The experiment folder.
         dir: PathBuf,
     },
+    /// A finished run's `run.json` cannot be read (truncated or corrupt).
+    #[error(
+        "{}: finished run {run} cannot be read (truncated or corrupt): move {} away to rerun \
+         that run; the other runs are kept",
+        path.display(),
+        dir.display()
+    )]
+    CorruptRun {
+        /// The run index.
+        run: usize,
+        /// The run's `run.json`.
+        path: PathBuf,
+        /// The run's folder.
+        dir: PathBuf,
+        /// Why.
+        #[source]
+        source: SchemaError,
+    },
+    /// The folder's `experiment.json` describes another experiment or configuration.
+    #[error(
+        "{} describes another configuration (`{key}` differs: {old} there, {new} now); \
+         move {} away or choose another --out",
+        path.display(),
+        dir.display()
+    )]
+    ExperimentChanged {
+        /// The `experiment.json`.
+        path: PathBuf,
+        /// The experiment folder.
+        dir: PathBuf,
+        /// The first differing key.
+        key: String,
+        /// Its value on disk.
+        old: String,
+        /// Its value now.
+        new: String,
+    },
     /// The thread pool for parallel runs could not be built.
     #[error("experiment `{experiment}`: cannot start {threads} threads for parallel runs")]
     ThreadPool {
@@ -61,7 +100,7 @@ pub enum RunError {
         source: rayon::ThreadPoolBuildError,
     },
     /// Training could not start or go on (other than a divergence, which is recorded).
-    #[error("experiment `{experiment}`, run {run}, strategy `{strategy}`")]
+    #[error("experiment `{experiment}`, run {run} (run-{run:03}), strategy `{strategy}`")]
     Train {
         /// Experiment name.
         experiment: String,
@@ -112,8 +151,10 @@ pub struct RunSummary {
     pub experiment: String,
     /// Runs finished now.
     pub finished: Vec<usize>,
-    /// Runs skipped because their directory already existed.
+    /// Runs skipped because they were already finished.
     pub skipped: Vec<usize>,
+    /// Runs skipped because another process is training them (their lock is held).
+    pub running_elsewhere: Vec<usize>,
     /// Strategies that diverged, per run.
     pub failures: Vec<(usize, Failure)>,
     /// Wall time of this call in seconds.
@@ -168,66 +209,35 @@ pub fn with_overrides(exp: &Experiment, opts: &RunOptions) -> Experiment {
     exp
 }
 
-/// Runs the experiment's runs (those of the shard, skipping finished ones).
+/// Runs the experiment's runs (those of the shard), skipping finished ones and those another
+/// process is training (see [`crate::lock`]); safe to call from many processes at once on one
+/// output folder.
 pub fn run_experiment(exp: &Experiment, opts: &RunOptions) -> Result<RunSummary, RunError> {
     let start = Instant::now();
     let exp = with_overrides(exp, opts);
+    // Everything that can fail on the config or data fails here, before a file is written.
     let setup = RunSetup::new(&exp)?;
     let dir = opts.out.join(&exp.name);
     std::fs::create_dir_all(&dir).map_err(IoError::at(&dir))?;
-    write_experiment_json(&exp, &dir)?;
-
     let todo: Vec<usize> = shard_runs(exp.protocol.runs, opts.shard);
-    let key = config_key(&exp);
-    let (skipped, todo): (Vec<usize>, Vec<usize>) = todo
-        .into_iter()
-        .partition(|&r| schema::run_dir(&dir, r).join(schema::RUN_JSON).exists());
-    // A finished run made with another config must not be mixed with new ones.
-    for &r in &skipped {
-        let run_dir = schema::run_dir(&dir, r);
-        let old = RunRecord::read(&run_dir).ok().and_then(|r| r.config_key);
-        if old.as_deref() != Some(key.as_str()) {
-            return Err(RunError::ConfigChanged {
-                path: run_dir.join(schema::RUN_JSON),
-                dir,
-            });
-        }
+    {
+        let _guard = experiment_lock(&dir)?;
+        check_folder(&exp, &dir)?;
+        update_experiment_json(&exp, &dir)?;
     }
     let epochs = exp.protocol.epochs;
-    let ticks = (todo.len() * exp.strategies.len() * (epochs + 1)) as u64;
-    let terminal = std::io::stderr().is_terminal();
-    let bar = if terminal {
-        let b = ProgressBar::new(ticks);
-        b.set_style(
-            ProgressStyle::with_template(
-                "{prefix:>12} [{elapsed_precise}] {wide_bar} {pos}/{len} epochs (eta {eta}) {msg}",
-            )
-            .expect("valid template"),
-        );
-        b
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_prefix(exp.name.clone());
-    if !skipped.is_empty() {
-        let line = format!(
-            "[{}] skipping {} finished run(s): {:?}",
-            exp.name,
-            skipped.len(),
-            skipped
-        );
-        bar.println(&line);
-        if !terminal {
-            eprintln!("{line}");
-        }
-    }
+    let pending = todo
+        .iter()
+        .filter(|&&r| !schema::run_dir(&dir, r).join(schema::RUN_JSON).exists())
+        .count();
+    let ticks = (pending * exp.strategies.len() * (epochs + 1)) as u64;
+    let progress = Progress::new(&exp.name, ticks);
     let ctx = RunCtx {
         s: &setup,
         dir: &dir,
-        bar: &bar,
-        terminal,
+        progress: &progress,
     };
-    let results: Vec<Result<(usize, Vec<Failure>), RunError>> = if exp.protocol.parallel_runs > 1 {
+    let results: Vec<Result<(usize, Outcome), RunError>> = if exp.protocol.parallel_runs > 1 {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(exp.protocol.parallel_runs)
             .build()
@@ -240,22 +250,172 @@ pub fn run_experiment(exp: &Experiment, opts: &RunOptions) -> Result<RunSummary,
     } else {
         todo.iter().map(|&r| ctx.one_run(r)).collect()
     };
-    bar.finish_and_clear();
+    progress.finish();
     let mut finished = Vec::new();
+    let mut skipped = Vec::new();
+    let mut running_elsewhere = Vec::new();
     let mut failures = Vec::new();
+    let mut first_err = None;
     for r in results {
-        let (run, f) = r?;
-        finished.push(run);
-        failures.extend(f.into_iter().map(|f| (run, f)));
+        match r {
+            Ok((run, Outcome::Finished(f))) => {
+                finished.push(run);
+                failures.extend(f.into_iter().map(|f| (run, f)));
+            }
+            Ok((run, Outcome::AlreadyDone)) => skipped.push(run),
+            Ok((run, Outcome::RunningElsewhere)) => running_elsewhere.push(run),
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
     }
-    write_experiment_json(&exp, &dir)?;
+    if !skipped.is_empty() {
+        progress.println(&format!(
+            "[{}] {} run(s) already done: {}",
+            exp.name,
+            skipped.len(),
+            names(&skipped)
+        ));
+    }
+    if !running_elsewhere.is_empty() {
+        progress.println(&format!(
+            "[{}] {} run(s) in progress in another process, left to it: {}",
+            exp.name,
+            running_elsewhere.len(),
+            names(&running_elsewhere)
+        ));
+    }
+    {
+        let _guard = experiment_lock(&dir)?;
+        update_experiment_json(&exp, &dir)?;
+    }
+    if let Some(e) = first_err {
+        return Err(e);
+    }
     Ok(RunSummary {
         experiment: exp.name.clone(),
         finished,
         skipped,
+        running_elsewhere,
         failures,
         wall_seconds: start.elapsed().as_secs_f64(),
     })
+}
+
+/// `run-000, run-003`.
+fn names(runs: &[usize]) -> String {
+    runs.iter()
+        .map(|&r| run_dir_name(r))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The experiment folder's lock, held while `experiment.json` is checked and updated (a
+/// moment; waits for another process that holds it).
+fn experiment_lock(dir: &Path) -> Result<RunLock, RunError> {
+    let path = lock::lock_path(dir, "experiment");
+    RunLock::acquire(&path).map_err(|e| RunError::Io(IoError::new(path, e)))
+}
+
+/// Refuses a folder whose finished runs or `experiment.json` come from another
+/// configuration, before anything is written. A `run.json` that cannot be read is reported
+/// as corrupt (that run alone must be redone), not as another configuration.
+fn check_folder(exp: &Experiment, dir: &Path) -> Result<(), RunError> {
+    let key = config_key(exp);
+    let mut finished = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(IoError::at(dir))? {
+        let entry = entry.map_err(IoError::at(dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(r) = name
+            .strip_prefix("run-")
+            .and_then(|n| n.parse::<usize>().ok())
+        else {
+            continue;
+        };
+        if entry.path().join(schema::RUN_JSON).is_file() {
+            finished.push(r);
+        }
+    }
+    finished.sort_unstable();
+    for r in finished {
+        let run_dir = schema::run_dir(dir, r);
+        let path = run_dir.join(schema::RUN_JSON);
+        let record = RunRecord::read(&run_dir).map_err(|source| RunError::CorruptRun {
+            run: r,
+            path: path.clone(),
+            dir: run_dir.clone(),
+            source,
+        })?;
+        if record.config_key.as_deref() != Some(key.as_str()) {
+            return Err(RunError::ConfigChanged {
+                path,
+                dir: dir.into(),
+            });
+        }
+    }
+    let path = dir.join(schema::EXPERIMENT_JSON);
+    if path.is_file() {
+        // Unreadable: it is derived from the config and rewritten below.
+        if let Ok(old) = ExperimentRecord::read(dir) {
+            if let Some((k, o, n)) = record_difference(&old, &experiment_record(exp, 0.0)) {
+                return Err(RunError::ExperimentChanged {
+                    path,
+                    dir: dir.into(),
+                    key: k,
+                    old: o,
+                    new: n,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The first key (other than the run count, times and the config file's path) whose value
+/// differs between two records, ignoring keys one of them lacks.
+fn record_difference(
+    old: &ExperimentRecord,
+    new: &ExperimentRecord,
+) -> Option<(String, String, String)> {
+    let (serde_json::Value::Object(o), serde_json::Value::Object(n)) = (
+        serde_json::to_value(old).ok()?,
+        serde_json::to_value(new).ok()?,
+    ) else {
+        return None;
+    };
+    for (k, nv) in &n {
+        if ["runs", "wall_seconds", "config_file"].contains(&k.as_str()) {
+            continue;
+        }
+        match o.get(k) {
+            Some(ov) if !ov.is_null() && !nv.is_null() && ov != nv => {
+                return Some((k.clone(), ov.to_string(), nv.to_string()))
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Writes `experiment.json` (the experiment lock held): the run count is the largest ever
+/// requested for this folder (`--runs 2` on a 4-run folder keeps 4) and the wall time is
+/// summed over every finished run on disk.
+fn update_experiment_json(exp: &Experiment, dir: &Path) -> Result<(), RunError> {
+    let old_runs = ExperimentRecord::read(dir)
+        .ok()
+        .and_then(|r| r.runs)
+        .unwrap_or(0);
+    let runs = old_runs.max(exp.protocol.runs);
+    let wall: f64 = (0..runs)
+        .filter_map(|r| RunRecord::read(&schema::run_dir(dir, r)).ok())
+        .map(|r| r.wall_seconds)
+        .sum();
+    let mut record = experiment_record(exp, wall);
+    record.runs = Some(runs);
+    if ExperimentRecord::read(dir).ok().as_ref() == Some(&record) {
+        return Ok(());
+    }
+    Ok(record.write(dir)?)
 }
 
 /// The [`ExperimentRecord`] of an experiment, with `wall_seconds` the training time summed
@@ -289,6 +449,7 @@ pub fn experiment_record(exp: &Experiment, wall_seconds: f64) -> ExperimentRecor
                 passes: s.passes,
                 precision: Some(*p),
                 sampling: Some(s.sampling),
+                regulariser: s.regulariser,
             })
             .collect(),
         wall_seconds: Some(wall_seconds),
@@ -296,17 +457,19 @@ pub fn experiment_record(exp: &Experiment, wall_seconds: f64) -> ExperimentRecor
     }
 }
 
-/// Writes `experiment.json`, with the wall time summed over the finished runs on disk.
-fn write_experiment_json(exp: &Experiment, dir: &Path) -> Result<(), RunError> {
-    let wall: f64 = (0..exp.protocol.runs)
-        .filter_map(|r| RunRecord::read(&schema::run_dir(dir, r)).ok())
-        .map(|r| r.wall_seconds)
-        .sum();
-    Ok(experiment_record(exp, wall).write(dir)?)
+/// What became of one run.
+enum Outcome {
+    /// Trained now, with these strategy failures.
+    Finished(Vec<Failure>),
+    /// Already finished (by another process, since this one started).
+    AlreadyDone,
+    /// Another process holds its lock.
+    RunningElsewhere,
 }
 
 /// What one run's strategies share while they train.
 struct RunState {
+    run_name: String,
     seed: u64,
     protocol: eqaug_dynamics::Protocol,
     tmp: PathBuf,
@@ -318,19 +481,46 @@ struct RunState {
 struct RunCtx<'a> {
     s: &'a RunSetup,
     dir: &'a Path,
-    bar: &'a ProgressBar,
-    terminal: bool,
+    progress: &'a Progress,
+}
+
+/// Takes run `name`'s lock, retrying for about a second (`eqaug status` takes a shared lock
+/// for an instant); `None` when another process trains the run.
+fn lock_run(dir: &Path, name: &str) -> Result<Option<RunLock>, RunError> {
+    let path = lock::lock_path(dir, name);
+    for attempt in 0..20 {
+        if let Some(l) = RunLock::try_acquire(&path).map_err(|e| IoError::new(&path, e))? {
+            return Ok(Some(l));
+        }
+        if attempt < 19 {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    Ok(None)
 }
 
 impl RunCtx<'_> {
-    /// One run in a temporary directory, renamed into place when complete.
-    fn one_run(&self, run: usize) -> Result<(usize, Vec<Failure>), RunError> {
+    /// One run in a temporary directory, renamed into place when complete, under the run's
+    /// lock: a run another process trains is left to it, never deleted.
+    fn one_run(&self, run: usize) -> Result<(usize, Outcome), RunError> {
         let s = self.s;
         let exp = &s.exp;
+        let name = run_dir_name(run);
+        let final_dir = schema::run_dir(self.dir, run);
+        if final_dir.join(schema::RUN_JSON).exists() {
+            return Ok((run, Outcome::AlreadyDone));
+        }
+        let Some(_lock) = lock_run(self.dir, &name)? else {
+            return Ok((run, Outcome::RunningElsewhere));
+        };
+        // Finished by another process between the check above and the lock.
+        if final_dir.join(schema::RUN_JSON).exists() {
+            return Ok((run, Outcome::AlreadyDone));
+        }
         let start = Instant::now();
         let seed = exp.protocol.seed.wrapping_add(run as u64);
-        let final_dir = schema::run_dir(self.dir, run);
-        let tmp = self.dir.join(format!("{}.tmp", run_dir_name(run)));
+        let tmp = self.dir.join(format!("{name}.tmp"));
+        // With the lock held, a temporary folder is what a dead process left behind.
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp).map_err(IoError::at(&tmp))?;
         }
@@ -347,6 +537,7 @@ impl RunCtx<'_> {
         let mut layers = Vec::new();
         let mut strategy_seconds = Vec::new();
         let mut st = RunState {
+            run_name: name.clone(),
             seed,
             protocol: exp.dynamics_protocol(),
             tmp: tmp.clone(),
@@ -356,15 +547,15 @@ impl RunCtx<'_> {
         };
         for (spec, precision) in &exp.strategies {
             let t0 = Instant::now();
-            self.bar.set_message(format!("run {run} {}", spec.name));
             let outcome = match precision {
                 Precision::F32 => {
-                    self.train_one(&s.net32, &s.data32, &s.held32, &a0_32, spec, &mut st)
+                    let held = (&s.held32, &s.held_targets32);
+                    self.train_one(&s.net32, &s.data32, held, &a0_32, spec, &mut st)
                 }
                 Precision::F64 => self.train_one(
                     &s.net64,
                     &s.data64,
-                    &s.held64,
+                    (&s.held64, &s.held_targets64),
                     a0_64.as_ref().expect("kept for f64 strategies"),
                     spec,
                     &mut st,
@@ -402,34 +593,33 @@ impl RunCtx<'_> {
             eqaug_version: env!("CARGO_PKG_VERSION").into(),
         };
         record.write(&tmp)?;
+        // A folder without run.json is an unfinished leftover (finished runs were skipped
+        // above, under the lock): replace it.
         if final_dir.exists() {
             std::fs::remove_dir_all(&final_dir).map_err(IoError::at(&final_dir))?;
         }
         std::fs::rename(&tmp, &final_dir).map_err(IoError::at(&final_dir))?;
-        let line = summary_line(exp, run, wall, &metrics, &failures);
-        if self.terminal {
-            self.bar.println(line);
-        } else {
-            let mut e = std::io::stderr().lock();
-            let _ = writeln!(e, "{line}");
-        }
-        Ok((run, failures))
+        self.progress
+            .println(&summary_line(exp, run, wall, &metrics, &failures));
+        Ok((run, Outcome::Finished(failures)))
     }
 
-    /// Trains one strategy from `a0`, saving checkpoints and measuring the held-out
-    /// equivariance error at the last epoch.
+    /// Trains one strategy from `a0`, saving checkpoints, recording the test loss and
+    /// accuracy (or mean IoU) on the held-out samples after every step, and measuring the
+    /// held-out equivariance error at the last epoch.
     fn train_one<T: Real>(
         &self,
         net: &Network<T>,
         data: &TrainData<T>,
-        held: &Array2<T>,
+        (held, held_targets): (&Array2<T>, &Array2<T>),
         a0: &Params<T>,
         spec: &StrategySpec,
         st: &mut RunState,
     ) -> Result<eqaug_dynamics::RunOutcome, eqaug_dynamics::TrainError> {
-        let bar = self.bar;
+        let progress = self.progress;
         let last = st.protocol.epochs;
         let RunState {
+            run_name,
             seed,
             protocol,
             tmp,
@@ -438,7 +628,17 @@ impl RunCtx<'_> {
             eq_err,
         } = st;
         let seed = *seed;
-        train(
+        let mut test = if held.nrows() > 0 {
+            Some(HeldOut::new(
+                net,
+                held.clone(),
+                held_targets.clone(),
+                protocol.minibatch,
+            )?)
+        } else {
+            None
+        };
+        train_with_held_out(
             net,
             self.s.group.clone(),
             data,
@@ -446,8 +646,9 @@ impl RunCtx<'_> {
             std::slice::from_ref(spec),
             a0,
             seed,
+            test.as_mut(),
             &mut |m, params| {
-                bar.inc(1);
+                progress.epoch(run_name, &m.strategy, m.epoch, last, m.loss);
                 if m.epoch == last && held.nrows() > 0 {
                     let mut rng = eqaug_dynamics::strategy_rng(seed, "equivariance-error");
                     let e = eqaug_dynamics::equivariance_error(
@@ -500,10 +701,9 @@ fn summary_line(
         )
     };
     format!(
-        "[{}] run {}/{} done in {:.1} s: {}{}",
+        "[{}] {} done in {:.1} s: {}{}",
         exp.name,
-        run + 1,
-        exp.protocol.runs,
+        run_dir_name(run),
         wall,
         parts.join("; "),
         fail

@@ -25,6 +25,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+pub mod e5;
+
 /// File name of an experiment's description, in the experiment folder.
 pub const EXPERIMENT_JSON: &str = "experiment.json";
 /// File name of a run's record, in the run folder.
@@ -71,6 +73,9 @@ pub struct StrategyRecord {
     /// Sampling of group elements (meaningful for augmented strategies).
     #[serde(default)]
     pub sampling: Option<Sampling>,
+    /// The regulariser `gamma/2 ||A_Eperp||^2`, for regularised strategies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regulariser: Option<eqaug_dynamics::Regulariser>,
 }
 
 /// The contents of `experiment.json`. The runner fills every field; a reader accepts files
@@ -265,7 +270,7 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Schem
 }
 
 /// Writes pretty JSON atomically (no trailing newline).
-fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), SchemaError> {
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), SchemaError> {
     let text = serde_json::to_string_pretty(value).map_err(|source| SchemaError::Json {
         path: path.to_path_buf(),
         source,
@@ -298,6 +303,22 @@ pub const METRIC_COLUMNS: &[MetricColumn] = &[
     MetricColumn {
         name: "dist_to_e",
         get: |m| Some(m.dist_to_e),
+    },
+    MetricColumn {
+        name: "penalty",
+        get: |m| m.penalty,
+    },
+    MetricColumn {
+        name: "test_loss",
+        get: |m| m.test_loss,
+    },
+    MetricColumn {
+        name: "test_accuracy",
+        get: |m| m.test_accuracy,
+    },
+    MetricColumn {
+        name: "test_mean_iou",
+        get: |m| m.test_mean_iou,
     },
 ];
 
@@ -367,6 +388,14 @@ pub struct MetricsRow {
     pub dist_from_start: f64,
     /// ||A - Pi_E A|| (Frobenius, over all group layers).
     pub dist_to_e: f64,
+    /// The regulariser's penalty `gamma/2 ||A_Eperp||^2` (regularised strategies only).
+    pub penalty: Option<f64>,
+    /// Mean loss on the held-out samples (when recorded).
+    pub test_loss: Option<f64>,
+    /// Accuracy on the held-out samples (pixel accuracy for segmentation).
+    pub test_accuracy: Option<f64>,
+    /// Mean IoU of the predicted masks on the held-out samples (segmentation).
+    pub test_mean_iou: Option<f64>,
 }
 
 /// Parses a number as the runner writes it; `NaN`, `inf` and `-inf` are accepted.
@@ -410,6 +439,13 @@ pub fn read_metrics(path: &Path) -> Result<BTreeMap<String, Vec<MetricsRow>>, Sc
         column("dist_from_start")?,
         column("dist_to_e")?,
     );
+    let optional = |name: &str| headers.iter().position(|h| h == name);
+    let (c_penalty, c_test_loss, c_test_acc, c_test_iou) = (
+        optional("penalty"),
+        optional("test_loss"),
+        optional("test_accuracy"),
+        optional("test_mean_iou"),
+    );
 
     let mut out: BTreeMap<String, Vec<MetricsRow>> = BTreeMap::new();
     for record in reader.records() {
@@ -435,11 +471,22 @@ pub fn read_metrics(path: &Path) -> Result<BTreeMap<String, Vec<MetricsRow>>, Sc
         if strategy.is_empty() {
             return Err(invalid(format!("line {line}: empty strategy")));
         }
+        // Optional columns: an empty cell means "not measured in this row".
+        let maybe = |c: Option<usize>| -> Result<Option<f64>, SchemaError> {
+            match c {
+                Some(i) if !field(i).is_empty() => number(i).map(Some),
+                _ => Ok(None),
+            }
+        };
         let row = MetricsRow {
             epoch,
             loss: number(c_loss)?,
             dist_from_start: number(c_from)?,
             dist_to_e: number(c_to)?,
+            penalty: maybe(c_penalty)?,
+            test_loss: maybe(c_test_loss)?,
+            test_accuracy: maybe(c_test_acc)?,
+            test_mean_iou: maybe(c_test_iou)?,
         };
         let rows = out.entry(strategy.to_string()).or_default();
         if rows.iter().any(|r| r.epoch == epoch) {

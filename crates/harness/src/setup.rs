@@ -96,6 +96,34 @@ pub enum SetupError {
         #[source]
         source: NnError,
     },
+    /// The `npy` data files cannot be used (names the file and the mismatch).
+    #[error("experiment `{experiment}`: cannot use the npy data set")]
+    Npy {
+        /// Experiment name.
+        experiment: String,
+        /// Why.
+        #[source]
+        source: eqaug_data::npy::NpyError,
+    },
+    /// The `npy` files hold fewer samples than `data.count + protocol.held_out`.
+    #[error(
+        "experiment `{experiment}`: data.count = {count} training samples plus \
+         protocol.held_out = {held_out} held-out samples are needed, but {} holds only \
+         {available}; lower data.count or protocol.held_out",
+        path.display()
+    )]
+    NotEnoughSamples {
+        /// Experiment name.
+        experiment: String,
+        /// `data.count`.
+        count: usize,
+        /// `protocol.held_out`.
+        held_out: usize,
+        /// Samples in the files.
+        available: usize,
+        /// The inputs file.
+        path: PathBuf,
+    },
     /// The network's output does not fit the targets.
     #[error(
         "experiment `{experiment}`: the network has {outputs} outputs but the targets have \
@@ -152,6 +180,10 @@ pub struct RunSetup {
     pub held64: Array2<f64>,
     /// The held-out inputs rounded to f32.
     pub held32: Array2<f32>,
+    /// The held-out targets (encoded as the training targets), f64: `held_out x outputs`.
+    pub held_targets64: Array2<f64>,
+    /// The held-out targets rounded to f32.
+    pub held_targets32: Array2<f32>,
     /// The network in f64.
     pub net64: Network<f64>,
     /// The network in f32.
@@ -163,7 +195,8 @@ impl RunSetup {
     /// builds and checks both networks.
     pub fn new(exp: &Experiment) -> Result<Self, SetupError> {
         let group = build_group(exp)?;
-        let (data64, held64) = split_held_out(load_data(exp, &group)?, exp.protocol.held_out);
+        let (data64, held64, held_targets64) =
+            split_held_out_with_targets(load_data(exp, &group)?, exp.protocol.held_out);
         let network = |precision, source| SetupError::Network {
             experiment: exp.name.clone(),
             precision,
@@ -184,6 +217,8 @@ impl RunSetup {
             exp: exp.clone(),
             data32: cast_data(&data64),
             held32: held64.mapv(|v| v as f32),
+            held_targets32: held_targets64.mapv(|v| v as f32),
+            held_targets64,
             group,
             data64,
             held64,
@@ -272,7 +307,7 @@ pub fn load_dataset(exp: &Experiment) -> Result<Dataset, SetupError> {
                     path: m.source.clone(),
                 });
             }
-            eqaug_data::mnist::mnist14(&m, Some(total))
+            eqaug_data::mnist::try_mnist14(&m, Some(total)).map_err(data_err)?
         }
         DatasetKind::Shapes => {
             let p = eqaug_data::shapes::ShapesParams {
@@ -281,6 +316,45 @@ pub fn load_dataset(exp: &Experiment) -> Result<Dataset, SetupError> {
                 ..Default::default()
             };
             eqaug_data::shapes::try_generate(&p, d.seed).map_err(data_err)?
+        }
+        DatasetKind::Npy => {
+            let group = build_group(exp)?;
+            let npy_err = |source| SetupError::Npy {
+                experiment: exp.name.clone(),
+                source,
+            };
+            let missing = |key: &str| {
+                npy_err(eqaug_data::npy::NpyError::Spec(format!(
+                    "data.{key} is required"
+                )))
+            };
+            let target_kind = match d.targets_kind.ok_or_else(|| missing("targets_kind"))? {
+                config::NpyTargetsKind::Binary => eqaug_data::npy::NpyTargets::Binary,
+                config::NpyTargetsKind::Classes => {
+                    eqaug_data::npy::NpyTargets::Classes { classes: d.classes }
+                }
+                config::NpyTargetsKind::Masks => {
+                    eqaug_data::npy::NpyTargets::Masks { channels: None }
+                }
+            };
+            let spec = eqaug_data::npy::NpySpec {
+                inputs: d.inputs.clone().ok_or_else(|| missing("inputs"))?,
+                targets: d.targets.clone().ok_or_else(|| missing("targets"))?,
+                target_kind,
+                channels: d.channels.unwrap_or(1),
+                positions: group.degree(),
+            };
+            let ds = eqaug_data::npy::load(&spec).map_err(npy_err)?;
+            if ds.len() < total {
+                return Err(SetupError::NotEnoughSamples {
+                    experiment: exp.name.clone(),
+                    count: d.count,
+                    held_out: exp.protocol.held_out,
+                    available: ds.len(),
+                    path: spec.inputs,
+                });
+            }
+            ds.subset(total)
         }
     };
     if d.input_offset != 0.0 {
@@ -333,6 +407,21 @@ pub fn split_held_out(mut d: TrainData<f64>, held_out: usize) -> (TrainData<f64>
     d.x = d.x.slice(s![..n, ..]).to_owned();
     d.targets = d.targets.slice(s![..n, ..]).to_owned();
     (d, held)
+}
+
+/// As [`split_held_out`], also returning the held-out targets:
+/// `(training set, held-out inputs, held-out targets)`.
+///
+/// # Panics
+/// If `held_out` exceeds the number of rows.
+pub fn split_held_out_with_targets(
+    d: TrainData<f64>,
+    held_out: usize,
+) -> (TrainData<f64>, Array2<f64>, Array2<f64>) {
+    let n = d.x.nrows() - held_out;
+    let held_targets = d.targets.slice(s![n.., ..]).to_owned();
+    let (d, held) = split_held_out(d, held_out);
+    (d, held, held_targets)
 }
 
 /// The data rounded to another precision.

@@ -481,6 +481,10 @@ fn drift_is_compared_at_equal_distance_from_the_start() {
             loss: 1.0,
             dist_from_start: 2e-3 * t as f64,
             dist_to_e: 1e-3 * t as f64,
+            penalty: None,
+            test_loss: None,
+            test_accuracy: None,
+            test_mean_iou: None,
         })
         .collect();
     // Reaches 5e-3 half-way between epochs 2 and 3: interpolated 2.5e-3.

@@ -29,12 +29,13 @@ pub enum NnError {
         message: String,
     },
     /// The group projector for a group layer could not be built (e.g. an empty E).
-    #[error("layer {layer} (group): cannot build the projection onto E: {message}")]
+    #[error("layer {layer} (group): cannot build the projection onto E")]
     Group {
         /// Index of the layer in the spec.
         layer: usize,
-        /// The message of the group error.
-        message: String,
+        /// The cause.
+        #[source]
+        source: eqaug_groups::GroupError,
     },
     /// The loss does not fit the network's output.
     #[error("loss {loss}: {message}")]

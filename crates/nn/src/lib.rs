@@ -41,17 +41,23 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod conv;
+pub mod e5;
 mod error;
+pub mod layers;
+mod loss;
 mod network;
-mod ops;
 mod params;
+mod sequential;
 mod spec;
 mod transform;
 
 pub use eqaug_groups::{Group, Perm, Points, Projector, Real, Rep};
 pub use error::NnError;
-pub use network::{Network, Workspace};
+pub use layers::Layer;
+pub use network::Network;
 pub use params::{Layout, Params, TensorInfo, TensorKind, TensorView, TensorViewMut};
+pub use sequential::{Sequential, Workspace};
 pub use spec::{LayerSpec, Loss, NetworkSpec, NormOver, Normalisation, PointsSpec};
 pub use transform::act_on_rows;
 

@@ -15,6 +15,12 @@ use crate::NnError;
 pub enum TensorKind {
     /// The weight of a group linear layer `rep_in -> rep_out`, shape
     /// `(c_out * s_out) x (c_in * s_in)`.
+    ///
+    /// The projector may belong to any group (not necessarily the network's). With a
+    /// `support`, the constraint set is E restricted to the support (entries outside it are
+    /// zero), and the projection is Pi_E followed by zeroing outside the support (orthogonal,
+    /// since the support is a union of orbits). Build it with [`TensorKind::group`] or
+    /// [`TensorKind::group_with_support`].
     Group {
         /// The orbit projector onto the equivariant layers for this representation pair.
         projector: Projector,
@@ -22,6 +28,9 @@ pub enum TensorKind {
         rep_out: Rep,
         /// Input representation.
         rep_in: Rep,
+        /// Entries allowed to be non-zero (row-major over the weight), constant on every
+        /// orbit; `None`: all.
+        support: Option<Arc<[bool]>>,
     },
     /// A dense weight (`out x in`) or bias (`out`): unconstrained.
     Dense,
@@ -30,6 +39,81 @@ pub enum TensorKind {
 }
 
 impl TensorKind {
+    /// The kind of a weight constrained to E by `projector` (shape
+    /// `projector.rows() x projector.cols()`).
+    pub fn group(projector: Projector) -> Self {
+        TensorKind::Group {
+            rep_out: projector.rep_out(),
+            rep_in: projector.rep_in(),
+            projector,
+            support: None,
+        }
+    }
+
+    /// The kind of a weight constrained to E and to `support` (`true` = may be non-zero,
+    /// row-major, one entry per weight). Errors if the length is not the weight's or the
+    /// support is not a union of orbits (then masking would leave E).
+    pub fn group_with_support(projector: Projector, support: Arc<[bool]>) -> Result<Self, NnError> {
+        if support.len() != projector.len() {
+            return Err(NnError::format(
+                "<support>",
+                format!(
+                    "the support has {} entries, the weight {} x {}",
+                    support.len(),
+                    projector.rows(),
+                    projector.cols()
+                ),
+            ));
+        }
+        let mask: Vec<f64> = support.iter().map(|&b| f64::from(u8::from(b))).collect();
+        if projector.project(&mask) != mask {
+            return Err(NnError::format(
+                "<support>",
+                "the support is not constant on the orbits of the projector's group",
+            ));
+        }
+        Ok(TensorKind::Group {
+            rep_out: projector.rep_out(),
+            rep_in: projector.rep_in(),
+            projector,
+            support: Some(support),
+        })
+    }
+
+    /// Pi (onto E, and onto the support if any) in place, for a group weight; no-op
+    /// otherwise.
+    pub fn project_in_place<T: Real>(&self, w: &mut [T]) {
+        if let TensorKind::Group {
+            projector, support, ..
+        } = self
+        {
+            projector.project_in_place(w);
+            if let Some(s) = support {
+                w.iter_mut()
+                    .zip(s.iter())
+                    .filter(|(_, &keep)| !keep)
+                    .for_each(|(x, _)| *x = T::zero());
+            }
+        }
+    }
+
+    /// `||W - Pi W||` in f64 for a group weight (`None` otherwise).
+    pub fn distance_to_equivariant_f64<T: Real>(&self, w: &[T]) -> Option<f64> {
+        match self {
+            TensorKind::Group {
+                projector,
+                support: None,
+                ..
+            } => Some(projector.distance_to_equivariant_f64(w)),
+            TensorKind::Group { .. } => {
+                let mut p = w.to_vec();
+                self.project_in_place(&mut p);
+                Some(squared_distance(w, &p).sqrt())
+            }
+            _ => None,
+        }
+    }
+
     /// Whether this is a group layer weight.
     pub fn is_group(&self) -> bool {
         matches!(self, TensorKind::Group { .. })
@@ -436,9 +520,8 @@ impl<T: Real> Params<T> {
     pub fn project_group_layers(&mut self) {
         let layout = self.layout.clone();
         for t in layout.tensors() {
-            if let TensorKind::Group { projector, .. } = &t.kind {
-                projector.project_in_place(&mut self.data[t.offset..t.offset + t.len]);
-            }
+            t.kind
+                .project_in_place(&mut self.data[t.offset..t.offset + t.len]);
         }
     }
     /// `||W_k - Pi_E W_k||` for every group layer k, in order.
@@ -446,11 +529,10 @@ impl<T: Real> Params<T> {
         self.layout
             .tensors()
             .iter()
-            .filter_map(|t| match &t.kind {
-                TensorKind::Group { projector, .. } => {
-                    Some(projector.distance_to_equivariant(&self.data[t.offset..t.offset + t.len]))
-                }
-                _ => None,
+            .filter_map(|t| {
+                t.kind
+                    .distance_to_equivariant_f64(&self.data[t.offset..t.offset + t.len])
+                    .map(T::from_f64_lossy)
             })
             .collect()
     }

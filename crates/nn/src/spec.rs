@@ -51,6 +51,9 @@ pub enum NormOver {
     /// Batch norm: each channel over mini-batch x positions (one scale and shift per channel).
     /// Layer norm: the channels at each position of a row.
     Channels,
+    /// Layer norm only: the positions of each channel of a row (each channel's map, e.g. an
+    /// h x w image plane, normalised on its own). Not for batch norm.
+    Positions,
 }
 
 /// The normalisation of the paper's networks: batch norm (v1, the main text) or layer norm
@@ -66,8 +69,9 @@ pub enum Normalisation {
 }
 
 /// One layer of a [`NetworkSpec`]. In a config: a table with `type = "group"`, `"dense"`,
-/// `"leaky_relu"`, `"tanh"`, `"sigmoid"`, `"softplus"`, `"softmax"`, `"batch_norm"` or
-/// `"layer_norm"` and the variant's fields; unknown keys are rejected.
+/// `"leaky_relu"`, `"smooth_leaky_relu"`, `"tanh"`, `"sigmoid"`, `"softplus"`, `"softmax"`,
+/// `"batch_norm"` or `"layer_norm"` and the variant's fields; unknown keys are rejected.
+/// Each kind is implemented in its module of [`crate::layers`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(from = "LayerRepr", into = "LayerRepr")]
 pub enum LayerSpec {
@@ -102,6 +106,14 @@ pub enum LayerSpec {
     LeakyRelu {
         /// The negative slope (0.01 in the paper).
         slope: f64,
+    },
+    /// `slope * x + (1 - slope) * softplus(sharpness * x) / sharpness`: a smooth LeakyReLU
+    /// (no kink; tends to LeakyReLU as `sharpness -> inf`).
+    SmoothLeakyRelu {
+        /// The slope for `x -> -inf`, finite and > 0.
+        slope: f64,
+        /// beta, finite and > 0.
+        sharpness: f64,
     },
     /// Hyperbolic tangent.
     Tanh,
@@ -162,6 +174,13 @@ enum LayerRepr {
         // The negative slope (0.01 in the paper).
         slope: f64,
     },
+    // `slope * x + (1 - slope) * softplus(sharpness * x) / sharpness`.
+    SmoothLeakyRelu {
+        // The slope for `x -> -inf`.
+        slope: f64,
+        // beta.
+        sharpness: f64,
+    },
     // Hyperbolic tangent.
     Tanh {},
     // Logistic sigmoid.
@@ -207,6 +226,9 @@ impl From<LayerRepr> for LayerSpec {
                 bias,
             },
             LayerRepr::LeakyRelu { slope } => LayerSpec::LeakyRelu { slope },
+            LayerRepr::SmoothLeakyRelu { slope, sharpness } => {
+                LayerSpec::SmoothLeakyRelu { slope, sharpness }
+            }
             LayerRepr::Tanh {} => LayerSpec::Tanh,
             LayerRepr::Sigmoid {} => LayerSpec::Sigmoid,
             LayerRepr::Softplus {} => LayerSpec::Softplus,
@@ -241,6 +263,9 @@ impl From<LayerSpec> for LayerRepr {
                 bias,
             },
             LayerSpec::LeakyRelu { slope } => LayerRepr::LeakyRelu { slope },
+            LayerSpec::SmoothLeakyRelu { slope, sharpness } => {
+                LayerRepr::SmoothLeakyRelu { slope, sharpness }
+            }
             LayerSpec::Tanh => LayerRepr::Tanh {},
             LayerSpec::Sigmoid => LayerRepr::Sigmoid {},
             LayerSpec::Softplus => LayerRepr::Softplus {},
@@ -258,6 +283,7 @@ impl LayerSpec {
             LayerSpec::Group { .. } => "group",
             LayerSpec::Dense { .. } => "dense",
             LayerSpec::LeakyRelu { .. } => "leaky_relu",
+            LayerSpec::SmoothLeakyRelu { .. } => "smooth_leaky_relu",
             LayerSpec::Tanh => "tanh",
             LayerSpec::Sigmoid => "sigmoid",
             LayerSpec::Softplus => "softplus",

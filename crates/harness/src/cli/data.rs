@@ -56,6 +56,9 @@ pub enum DataCommand {
     },
 }
 
+/// Every file `eqaug data export` can write.
+const EXPORT_FILES: [&str; 3] = ["x.npy", "y.npy", "masks.npy"];
+
 fn load_mnist(source: &Source) -> Result<mnist::Mnist, eqaug_data::DataError> {
     match &source.mnist_dir {
         Some(dir) => mnist::load_idx_dir(dir),
@@ -76,19 +79,7 @@ fn build(name: DatasetName, source: &Source) -> Result<Dataset, Box<dyn std::err
             shapes::try_generate(&p, source.seed)?
         }
         DatasetName::Mnist => mnist::mnist_unit(&load_mnist(source)?, source.count),
-        DatasetName::Mnist14 => {
-            let m = load_mnist(source)?;
-            if (m.rows, m.cols) != (28, 28) {
-                return Err(format!(
-                    "{}: mnist14 needs 28 x 28 images, found {} x {}",
-                    m.source.display(),
-                    m.rows,
-                    m.cols
-                )
-                .into());
-            }
-            mnist::mnist14(&m, source.count)
-        }
+        DatasetName::Mnist14 => mnist::try_mnist14(&load_mnist(source)?, source.count)?,
     })
 }
 
@@ -116,8 +107,20 @@ pub fn run(cmd: DataCommand) -> super::CliResult {
             out,
         } => {
             let d = build(dataset, &source)?;
-            for path in write_npy_dir(&d, &out)? {
+            let written = write_npy_dir(&d, &out)?;
+            for path in &written {
                 println!("wrote {}", path.display());
+            }
+            // A file of an earlier export of another data set (masks.npy of shapes) would
+            // otherwise sit beside the new x.npy and y.npy as if it belonged to them.
+            for name in EXPORT_FILES {
+                let path = out.join(name);
+                if !written.contains(&path) && path.is_file() {
+                    std::fs::remove_file(&path).map_err(|e| {
+                        format!("{}: cannot remove a stale file: {e}", path.display())
+                    })?;
+                    println!("removed {} (left by an earlier export)", path.display());
+                }
             }
             Ok(())
         }

@@ -14,6 +14,10 @@ pub struct Args {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Refuse when the estimated memory exceeds this (e.g. `8G`); default: the memory
+    /// available now (MemAvailable in /proc/meminfo).
+    #[arg(long, value_name = "SIZE", value_parser = eqaug_harness::memory::parse_size)]
+    pub max_memory: Option<u64>,
 }
 
 /// Runs `eqaug inspect`.
@@ -23,6 +27,9 @@ pub fn run(args: Args) -> super::CliResult {
         "swap" => 2,
         _ => 14,
     });
+    // The orbit maps grow as size^4: estimate before building them.
+    eqaug_harness::memory::estimate_inspect(&args.group, size)?
+        .check(eqaug_harness::memory::limit(args.max_memory))?;
     let group = Group::builtin(&args.group, size)?;
     let rr = Projector::new(&group, Rep::base(1), Rep::base(1))?;
     let rt = Projector::new(&group, Rep::trivial(1), Rep::base(1))?;

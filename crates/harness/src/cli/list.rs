@@ -20,6 +20,24 @@ pub fn run(args: Args) -> super::CliResult {
         .collect();
     files.sort();
     for f in files {
+        if eqaug_harness::e5::config::is_e5_file(&f)? {
+            let text = std::fs::read_to_string(&f).map_err(|e| format!("{}: {e}", f.display()))?;
+            for profile in eqaug_harness::e5::config::profiles_of(&text, &f)? {
+                let e = eqaug_harness::e5::config::load(&f, &profile)?;
+                println!(
+                    "{:<28} {:<8} {:<14} cases {:<10} runs {:>3} epochs {:>3}+{:<3} {}",
+                    f.display(),
+                    profile,
+                    e.name,
+                    e.cases.len(),
+                    e.protocol.runs,
+                    e.phase1.epochs,
+                    e.phase2.epochs,
+                    e.note
+                );
+            }
+            continue;
+        }
         for profile in config::profiles(&f)? {
             for exp in config::load(&f, &profile)? {
                 println!(

@@ -1,6 +1,7 @@
 //! `eqaug run CONFIG`: trains every (run, strategy) of an experiment.
 
 use eqaug_harness::config::{self, Precision};
+use eqaug_harness::memory;
 use eqaug_harness::runner::{run_experiment, RunOptions};
 use std::path::PathBuf;
 
@@ -12,8 +13,8 @@ pub struct Args {
     /// The profile to run (`quick`, `paper`, or one the file defines).
     #[arg(long, default_value = "quick")]
     pub profile: String,
-    /// Override the number of runs.
-    #[arg(long)]
+    /// Override the number of runs (at least 1).
+    #[arg(long, value_parser = super::slurm::positive)]
     pub runs: Option<usize>,
     /// Override the base seed (run k uses seed + k).
     #[arg(long)]
@@ -21,13 +22,18 @@ pub struct Args {
     /// Override the precision of every strategy.
     #[arg(long, value_parser = ["f32", "f64"])]
     pub precision: Option<String>,
-    /// Output root: runs go to OUT/<experiment>/run-XXX.
+    /// Output root: runs go to `OUT/<experiment>/run-XXX`.
     #[arg(long, default_value = "runs")]
     pub out: PathBuf,
     /// Run only shard K of N (runs r with r % N == K - 1). Defaults to the Slurm array task
-    /// (SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN of SLURM_ARRAY_TASK_COUNT) when set.
+    /// when set: K - 1 = (SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN) / SLURM_ARRAY_TASK_STEP,
+    /// N = SLURM_ARRAY_TASK_COUNT (so `--array=0-10:2` is shards 1 to 6 of 6).
     #[arg(long, value_name = "K/N")]
     pub shard: Option<String>,
+    /// Refuse to start when the estimated memory exceeds this (e.g. `8G`, `512M`); default:
+    /// the memory available now (MemAvailable in /proc/meminfo).
+    #[arg(long, value_name = "SIZE", value_parser = memory::parse_size)]
+    pub max_memory: Option<u64>,
 }
 
 /// Parses `K/N` with `1 <= K <= N`.
@@ -49,38 +55,22 @@ pub fn parse_shard(s: &str) -> Result<(usize, usize), String> {
     Ok((k, n))
 }
 
-/// The shard from Slurm's job-array variables, if they are set.
-fn slurm_shard() -> Result<Option<(usize, usize)>, String> {
-    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let (Some(id), Some(count)) = (get("SLURM_ARRAY_TASK_ID"), get("SLURM_ARRAY_TASK_COUNT"))
-    else {
-        return Ok(None);
-    };
-    let num = |name: &str, v: &str| {
-        v.parse::<usize>()
-            .map_err(|_| format!("{name}=`{v}` is not a number"))
-    };
-    let id = num("SLURM_ARRAY_TASK_ID", &id)?;
-    let count = num("SLURM_ARRAY_TASK_COUNT", &count)?;
-    let min = match get("SLURM_ARRAY_TASK_MIN") {
-        Some(v) => num("SLURM_ARRAY_TASK_MIN", &v)?,
-        None => 0,
-    };
-    if count == 0 || id < min || id - min >= count {
-        return Err(format!(
-            "Slurm array task {id} (min {min}) is outside an array of {count} tasks"
-        ));
-    }
-    Ok(Some((id - min + 1, count)))
-}
-
 /// Runs `eqaug run`.
 pub fn run(args: Args) -> super::CliResult {
     let experiments = config::load(&args.config, &args.profile)?;
     let shard = match &args.shard {
         Some(s) => Some(parse_shard(s)?),
-        None => slurm_shard()?,
+        None => super::slurm::array_shard()?,
     };
+    // Estimate before anything large is allocated (the data, the orbit maps, the runs).
+    let limit = memory::limit(args.max_memory);
+    for exp in &experiments {
+        let mut exp = exp.clone();
+        if let Some(r) = args.runs {
+            exp.protocol.runs = r;
+        }
+        memory::estimate_experiment(&exp)?.check(limit.clone())?;
+    }
     let precision = args.precision.as_deref().map(|p| match p {
         "f64" => Precision::F64,
         _ => Precision::F32,
@@ -101,19 +91,48 @@ pub fn run(args: Args) -> super::CliResult {
     if let Some((k, n)) = shard {
         eprintln!("shard {k}/{n}");
     }
+    let (mut finished, mut failed, mut skipped) = (0, 0, 0);
     for exp in &experiments {
         let s = run_experiment(exp, &opts)?;
+        let mut failed_runs: Vec<usize> = s.failures.iter().map(|(r, _)| *r).collect();
+        failed_runs.dedup();
         eprintln!(
-            "[{}] {} run(s) finished, {} already done, {:.1} s; results in {}",
+            "[{}] {} run(s) finished ({} with a failed strategy), {} already done, {} in \
+             progress elsewhere, {:.1} s; results in {}",
             s.experiment,
             s.finished.len(),
+            failed_runs.len(),
             s.skipped.len(),
+            s.running_elsewhere.len(),
             s.wall_seconds,
             args.out.join(&s.experiment).display()
         );
         for (run, f) in &s.failures {
-            eprintln!("[{}] run {run}: {}", s.experiment, f.error);
+            eprintln!(
+                "[{}] {} strategy {} FAILED at epoch {}: {}",
+                s.experiment,
+                eqaug_harness::schema::run_dir_name(*run),
+                f.strategy,
+                f.epoch,
+                f.error
+            );
         }
+        finished += s.finished.len() - failed_runs.len();
+        failed += failed_runs.len();
+        skipped += s.skipped.len() + s.running_elsewhere.len();
+    }
+    // The line scripts test (also the exit code: non-zero when a run failed).
+    eprintln!("eqaug run: {finished} finished, {failed} failed, {skipped} skipped");
+    if failed > 0 {
+        return Err(RunFailed(failed).into());
     }
     Ok(())
 }
+
+/// Some runs had a strategy that diverged (recorded in their run.json).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{0} run(s) had a failed strategy (see the lines above; `eqaug status` lists them): the \
+     report leaves failed strategies out of the claims"
+)]
+pub struct RunFailed(pub usize);

@@ -10,8 +10,10 @@
 
 pub mod aggregate;
 pub mod claims;
+pub mod e5;
 pub mod figure;
 pub mod input;
+pub mod stability;
 pub mod table;
 
 pub use claims::{Bound, Claim, CLAIMS};
@@ -118,6 +120,24 @@ pub fn report_into(dir: &Path, out: &Path) -> Result<ReportSummary, ReportError>
     let mut summary = ReportSummary::default();
     let mut sections = Vec::new();
     for folder in &folders {
+        if e5::is_e5_folder(folder) {
+            let name = folder
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let r = e5::report(folder, &out.join(&name), &mut summary.files_written)?;
+            summary.experiments.push(r.id.clone());
+            summary.claims.extend(r.claims);
+            sections.push(ExperimentReport {
+                id: r.id,
+                folder: name,
+                title: Some(r.title),
+                runs: r.runs,
+                files: r.files,
+                figures: r.figures,
+            });
+            continue;
+        }
         let exp = input::load_experiment(folder)?;
         let mut section = ExperimentReport {
             id: exp.id.clone(),
@@ -190,6 +210,18 @@ pub fn report_into(dir: &Path, out: &Path) -> Result<ReportSummary, ReportError>
         let extra: Vec<Claim> = schema::read_json(&worked)?;
         summary.claims.extend(extra);
     }
+    // The stability analyses of `eqaug stability` (SPEC section 10), when DIR/stability holds any.
+    let stability_dir = dir.join("stability");
+    let mut stability_found = false;
+    if stability_dir.is_dir() {
+        let c = stability::write(
+            &stability_dir,
+            &out.join("stability"),
+            &mut summary.files_written,
+        )?;
+        stability_found = !c.is_empty() || out.join("stability/stability.md").is_file();
+        summary.claims.extend(c);
+    }
     summary.claims_passed = summary.claims.iter().filter(|c| c.pass).count();
     summary.claims_failed = summary.claims.len() - summary.claims_passed;
 
@@ -208,11 +240,16 @@ pub fn report_into(dir: &Path, out: &Path) -> Result<ReportSummary, ReportError>
         &claims::claims_markdown(&summary.claims),
         &mut summary.files_written,
     )?;
-    write_file(
-        &out.join("report.md"),
-        &report_markdown(&sections, &summary),
-        &mut summary.files_written,
-    )?;
+    let mut md = report_markdown(&sections, &summary);
+    if stability_found {
+        md.push_str(
+            "## Stability of the stationary points (SPEC section 10)\n\n\
+             Hessian spectra on E and E-perp at stationary points in E, and predicted against \
+             measured escape: [stability/stability.md](stability/stability.md).\n\n\
+             ![stability densities](stability/stability.svg)\n",
+        );
+    }
+    write_file(&out.join("report.md"), &md, &mut summary.files_written)?;
     Ok(summary)
 }
 

@@ -1,0 +1,155 @@
+//! E5 (the CNN of SPEC section 9) in f32 at paper size: forward + backward of the whole
+//! network per sample in chunks of one SGD mini-batch (100 rows), for the equivariant and the
+//! unitary cross model, and each convolution alone (im2col + GEMM forward, two GEMMs + col2im
+//! backward), against the 2048^3 f32 GEMM timed interleaved with them.
+//!
+//! GFLOP/s = 3 x 2 x (multiply-adds of the convolutions and the final layer) per second (the
+//! backward of the first convolution skips its input gradient, so this slightly overstates
+//! the work there).
+
+use crate::common::{best_of, record, selected, Gemm};
+use criterion::{BenchmarkId, Criterion, Throughput};
+use eqaug::nn::conv::{
+    conv2d_backward, conv2d_forward, ConvScratch, ConvShape, Parametrisation, Support,
+};
+use eqaug::nn::e5::{E5Network, E5Spec};
+use ndarray::Array2;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::json;
+use std::time::Duration;
+
+pub fn bench(c: &mut Criterion) {
+    if !selected("e5/") {
+        return;
+    }
+    let mut gemm = Gemm::new();
+    let mut group = c.benchmark_group("e5");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(3));
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let chunk = 100;
+
+    for (name, param) in [
+        ("equivariant", Parametrisation::Equivariant),
+        ("unitary", Parametrisation::Unitary),
+    ] {
+        let net =
+            E5Network::<f32>::new(&E5Spec::paper(Support::Cross, param), &mut rng).expect("e5");
+        let seq = net.sequential();
+        let params = net.init_params(&mut rng);
+        let mut grads = net.zeros();
+        let x = Array2::from_shape_fn((chunk, 784), |_| rng.gen_range(-1.0f32..1.0));
+        let mut t = Array2::<f32>::zeros((chunk, 10));
+        for i in 0..chunk {
+            t[[i, i % 10]] = 1.0;
+        }
+        let mut ws = seq.workspace(chunk);
+        let flops = 3.0 * net.flops_per_sample() as f64;
+        let mut pass = || {
+            seq.loss_and_grad(&params, x.view(), t.view(), chunk, &mut grads, &mut ws);
+        };
+        let (mut best, mut best_gemm) = (f64::INFINITY, 0.0f64);
+        for _ in 0..3 {
+            best = best.min(best_of(2, &mut pass) / chunk as f64);
+            best_gemm = best_gemm.max(gemm.gflops(1));
+        }
+        let gflops = flops / best / 1e9;
+        eprintln!(
+            "e5: cross {name} f32, chunk {chunk}: {:.3} ms/sample, {gflops:.1} GFLOP/s = {:.0}% \
+             of the interleaved GEMM ({best_gemm:.1} GFLOP/s); {:.1} MFLOP per sample-pass",
+            best * 1e3,
+            100.0 * gflops / best_gemm,
+            flops / 1e6
+        );
+        record(json!({
+            "kind": "e5_pass", "model": name, "chunk": chunk, "params": net.sequential().num_params(),
+            "flops_per_sample": flops, "ms_per_sample": best * 1e3, "gflops": gflops,
+            "gemm_gflops": best_gemm,
+        }));
+        group.throughput(Throughput::Elements(chunk as u64));
+        group.bench_function(
+            BenchmarkId::new(format!("cross_{name}_f32/loss_and_grad"), chunk),
+            |b| b.iter(&mut pass),
+        );
+    }
+
+    for (i, s) in [
+        ConvShape {
+            c_in: 1,
+            c_out: 32,
+            h: 28,
+            w: 28,
+        },
+        ConvShape {
+            c_in: 32,
+            c_out: 64,
+            h: 14,
+            w: 14,
+        },
+        ConvShape {
+            c_in: 64,
+            c_out: 64,
+            h: 7,
+            w: 7,
+        },
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let x: Vec<f32> = (0..chunk * s.input_width())
+            .map(|_| rng.gen_range(-1.0..1.0))
+            .collect();
+        let k: Vec<f32> = (0..s.kernel_len())
+            .map(|_| rng.gen_range(-1.0..1.0))
+            .collect();
+        let dy: Vec<f32> = (0..chunk * s.output_width())
+            .map(|_| rng.gen_range(-1.0..1.0))
+            .collect();
+        let mut y = vec![0.0f32; chunk * s.output_width()];
+        let mut dk = vec![0.0f32; s.kernel_len()];
+        let mut dx = vec![0.0f32; chunk * s.input_width()];
+        let mut scratch = ConvScratch::new();
+        let first = i == 0;
+        let mut pass = || {
+            conv2d_forward(&s, &x, &k, &mut y, chunk, &mut scratch);
+            conv2d_backward(
+                &s,
+                &x,
+                &k,
+                &dy,
+                &mut dk,
+                (!first).then_some(&mut dx[..]),
+                chunk,
+                &mut scratch,
+            );
+        };
+        let passes = if first { 2.0 } else { 3.0 };
+        let flops = passes * s.flops_per_sample() as f64;
+        let (mut best, mut best_gemm) = (f64::INFINITY, 0.0f64);
+        for _ in 0..3 {
+            best = best.min(best_of(2, &mut pass) / chunk as f64);
+            best_gemm = best_gemm.max(gemm.gflops(1));
+        }
+        let gflops = flops / best / 1e9;
+        eprintln!(
+            "e5: conv{} {s:?} f32, chunk {chunk}: {:.4} ms/sample, {gflops:.1} GFLOP/s = {:.0}% of \
+             the interleaved GEMM ({best_gemm:.1} GFLOP/s)",
+            i + 1,
+            best * 1e3,
+            100.0 * gflops / best_gemm
+        );
+        record(json!({
+            "kind": "e5_conv", "layer": i + 1, "c_in": s.c_in, "c_out": s.c_out, "side": s.h,
+            "chunk": chunk, "flops_per_sample": flops, "ms_per_sample": best * 1e3,
+            "gflops": gflops, "gemm_gflops": best_gemm,
+        }));
+        group.bench_function(
+            BenchmarkId::new(format!("conv{}_f32/fwd_bwd", i + 1), chunk),
+            |b| b.iter(&mut pass),
+        );
+    }
+    group.finish();
+}

@@ -1,0 +1,445 @@
+//! The stability analysis against independent oracles: HVPs against a dense Hessian built
+//! column by column (Richardson-extrapolated central differences of the gradient, and second
+//! differences of the loss alone) for every layer kind and loss; the E / E-perp block structure
+//! of `Hess R_aug` at equivariant points (Proposition 2, SPEC 10(d)); predicted against
+//! measured escape on the worked example and on a tiny network.
+
+use eqaug_dynamics::hessian::{project_onto, Subspace};
+use eqaug_dynamics::stability::{self, Risk, StabilityOptions, Verdict};
+use eqaug_dynamics::{worked_example, TrainData};
+use eqaug_groups::{Group, Rep};
+use eqaug_nn::{LayerSpec, Loss, Network, NetworkSpec, NormOver, Params, PointsSpec};
+use ndarray::Array2;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn group(channels: usize, points: PointsSpec) -> LayerSpec {
+    LayerSpec::Group {
+        channels,
+        points,
+        init_std: 0.7,
+        constant_over_positions: false,
+    }
+}
+
+fn dense(out: usize, bias: bool) -> LayerSpec {
+    LayerSpec::Dense {
+        out,
+        init_scale: 0.8,
+        bias,
+    }
+}
+
+/// Random data for `net`: inputs N(0,1)-ish, targets fitting the loss.
+fn data(net: &Network<f64>, n: usize, rng: &mut ChaCha8Rng) -> TrainData<f64> {
+    let x = Array2::from_shape_fn((n, net.input_width()), |_| rng.gen_range(-1.0..1.0));
+    let w = net.output_width();
+    let targets = match net.loss_kind() {
+        Loss::Bce | Loss::SegmentationBce => {
+            Array2::from_shape_fn((n, w), |_| if rng.gen::<bool>() { 1.0 } else { 0.0 })
+        }
+        Loss::CrossEntropyLogits | Loss::CrossEntropyOnProbabilities => {
+            let mut t = Array2::zeros((n, w));
+            for i in 0..n {
+                t[[i, rng.gen_range(0..w)]] = 1.0;
+            }
+            t
+        }
+        Loss::Mse => Array2::from_shape_fn((n, w), |_| rng.gen_range(-1.0..1.0)),
+    };
+    let target_rep = (net.loss_kind() == Loss::SegmentationBce).then(|| net.output_rep());
+    TrainData {
+        x,
+        targets,
+        input_rep: net.input_rep(),
+        target_rep,
+    }
+}
+
+/// A generic point: the initialisation plus a random perturbation off E.
+fn generic_point(net: &Network<f64>, rng: &mut ChaCha8Rng) -> Params<f64> {
+    let mut a = net.init_params(rng);
+    for v in a.as_mut_slice() {
+        *v += 0.3 * rng.gen_range(-1.0..1.0);
+    }
+    a
+}
+
+fn grad(risk: &mut Risk<'_>, a: &Params<f64>) -> Params<f64> {
+    let mut g = a.zeros_like();
+    risk.loss_and_gradient(a, &mut g).unwrap();
+    g
+}
+
+/// The dense Hessian, column j by Richardson extrapolation of central differences of the
+/// gradient along e_j (error O(h^4)), symmetrised; also returns the asymmetry before
+/// symmetrisation relative to the largest entry.
+fn dense_hessian(risk: &mut Risk<'_>, a: &Params<f64>) -> (Vec<Vec<f64>>, f64) {
+    let n = a.len();
+    let h = 2e-4;
+    let d = |risk: &mut Risk<'_>, j: usize, h: f64| -> Vec<f64> {
+        let mut p = a.clone();
+        p.as_mut_slice()[j] += h;
+        let gp = grad(risk, &p);
+        p.as_mut_slice()[j] -= 2.0 * h;
+        let gm = grad(risk, &p);
+        gp.as_slice()
+            .iter()
+            .zip(gm.as_slice())
+            .map(|(x, y)| (x - y) / (2.0 * h))
+            .collect()
+    };
+    let mut cols = Vec::new();
+    for j in 0..n {
+        let d1 = d(risk, j, h);
+        let d2 = d(risk, j, h / 2.0);
+        cols.push(
+            d1.iter()
+                .zip(&d2)
+                .map(|(a1, a2)| (4.0 * a2 - a1) / 3.0)
+                .collect::<Vec<f64>>(),
+        );
+    }
+    let scale = cols.iter().flatten().fold(0.0f64, |m, v| m.max(v.abs()));
+    let mut asym = 0.0f64;
+    let mut hm = vec![vec![0.0; n]; n];
+    for i in 0..n {
+        for j in 0..n {
+            asym = asym.max((cols[j][i] - cols[i][j]).abs());
+            hm[i][j] = 0.5 * (cols[j][i] + cols[i][j]);
+        }
+    }
+    (hm, asym / scale)
+}
+
+fn check_hvp(name: &str, spec: NetworkSpec, grp: &str, size: usize, loss: Loss, augmented: bool) {
+    let mut rng = ChaCha8Rng::seed_from_u64(42);
+    let g = Group::builtin(grp, size).unwrap();
+    let net = Network::<f64>::new(&spec, g.clone(), Rep::base(1), loss).unwrap();
+    let d = data(&net, 12, &mut rng);
+    let elements = augmented.then(|| g.elements(1000).unwrap());
+    let mut risk = Risk::new(&net, &d, 4, elements).unwrap();
+    let a = generic_point(&net, &mut rng);
+    if let Some(k) = stability::min_abs_preactivation(&net, &a, &d, 4).unwrap() {
+        assert!(
+            k > 1e-4,
+            "{name}: a LeakyReLU input at {k}, too close to a kink"
+        );
+    }
+    let (hm, asym) = dense_hessian(&mut risk, &a);
+    assert!(asym < 1e-8, "{name}: dense Hessian asymmetric by {asym:e}");
+    // Diagonal entries against second differences of the loss alone (no gradient code).
+    let f0 = risk.loss(&a).unwrap();
+    let hmax = hm.iter().flatten().fold(0.0f64, |m, v| m.max(v.abs()));
+    for j in (0..a.len()).step_by(7) {
+        let hh = 1e-4;
+        let mut p = a.clone();
+        p.as_mut_slice()[j] += hh;
+        let fp = risk.loss(&p).unwrap();
+        p.as_mut_slice()[j] -= 2.0 * hh;
+        let fm = risk.loss(&p).unwrap();
+        let fd = (fp - 2.0 * f0 + fm) / (hh * hh);
+        assert!(
+            (fd - hm[j][j]).abs() <= 1e-5 * hmax.max(1.0),
+            "{name}: H[{j}][{j}] = {} vs loss second difference {fd}",
+            hm[j][j]
+        );
+    }
+    let mut worst = 0.0f64;
+    for _ in 0..3 {
+        let mut v = a.zeros_like();
+        for x in v.as_mut_slice() {
+            *x = rng.gen_range(-1.0..1.0);
+        }
+        let mut hv = a.zeros_like();
+        risk.hvp(&a, &v, &mut hv).unwrap();
+        let dense_hv: Vec<f64> = hm
+            .iter()
+            .map(|row| row.iter().zip(v.as_slice()).map(|(h, x)| h * x).sum())
+            .collect();
+        let err: f64 = hv
+            .as_slice()
+            .iter()
+            .zip(&dense_hv)
+            .map(|(x, y)| (x - y) * (x - y))
+            .sum::<f64>()
+            .sqrt();
+        let nrm = dense_hv.iter().map(|x| x * x).sum::<f64>().sqrt();
+        worst = worst.max(err / nrm);
+    }
+    assert!(worst <= 1e-7, "{name}: HVP relative error {worst:e}");
+    eprintln!("{name}: {} params, HVP relative error {worst:.2e}", a.len());
+}
+
+#[test]
+fn hvp_matches_dense_hessian_group_tanh_batchnorm_dense_bce() {
+    check_hvp(
+        "group/tanh/batch_norm(features)/dense+bias/sigmoid, bce",
+        NetworkSpec {
+            layers: vec![
+                group(2, PointsSpec::Base),
+                LayerSpec::Tanh,
+                group(3, PointsSpec::Trivial),
+                LayerSpec::BatchNorm {
+                    over: NormOver::Features,
+                },
+                dense(1, true),
+                LayerSpec::Sigmoid,
+            ],
+        },
+        "rot",
+        2,
+        Loss::Bce,
+        false,
+    );
+}
+
+#[test]
+fn hvp_matches_dense_hessian_leaky_relu_layer_norm_softmax() {
+    check_hvp(
+        "group/leaky_relu/layer_norm(features)/dense/softmax, cross-entropy on probabilities",
+        NetworkSpec {
+            layers: vec![
+                group(2, PointsSpec::Base),
+                LayerSpec::LeakyRelu { slope: 0.1 },
+                group(4, PointsSpec::Trivial),
+                LayerSpec::LayerNorm {
+                    over: NormOver::Features,
+                },
+                dense(3, false),
+                LayerSpec::Softmax,
+            ],
+        },
+        "trans2d",
+        2,
+        Loss::CrossEntropyOnProbabilities,
+        false,
+    );
+}
+
+#[test]
+fn hvp_matches_dense_hessian_softplus_logits() {
+    check_hvp(
+        "group/softplus/dense+bias, cross-entropy on logits (augmented risk)",
+        NetworkSpec {
+            layers: vec![
+                group(2, PointsSpec::Base),
+                LayerSpec::Softplus,
+                group(3, PointsSpec::Trivial),
+                dense(3, true),
+            ],
+        },
+        "rot",
+        2,
+        Loss::CrossEntropyLogits,
+        true,
+    );
+}
+
+#[test]
+fn hvp_matches_dense_hessian_segmentation_batchnorm_channels() {
+    check_hvp(
+        "group/sigmoid/group/batch_norm(channels)/sigmoid, segmentation bce (augmented)",
+        NetworkSpec {
+            layers: vec![
+                group(2, PointsSpec::Base),
+                LayerSpec::Sigmoid,
+                group(2, PointsSpec::Base),
+                LayerSpec::BatchNorm {
+                    over: NormOver::Channels,
+                },
+                LayerSpec::Sigmoid,
+            ],
+        },
+        "rot",
+        2,
+        Loss::SegmentationBce,
+        true,
+    );
+}
+
+#[test]
+fn hvp_matches_dense_hessian_layer_norm_channels_mse() {
+    check_hvp(
+        "group/tanh/layer_norm(channels)/group, mse",
+        NetworkSpec {
+            layers: vec![
+                group(3, PointsSpec::Base),
+                LayerSpec::Tanh,
+                LayerSpec::LayerNorm {
+                    over: NormOver::Channels,
+                },
+                group(1, PointsSpec::Base),
+            ],
+        },
+        "perm",
+        3,
+        Loss::Mse,
+        false,
+    );
+}
+
+/// A small C_4 network at an equivariant point: `Hess R_aug` maps E to E and E-perp to E-perp.
+#[test]
+fn augmented_hessian_is_block_diagonal_at_equivariant_points() {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let g = Group::builtin("rot", 4).unwrap();
+    let spec = NetworkSpec {
+        layers: vec![
+            group(2, PointsSpec::Base),
+            LayerSpec::Tanh,
+            group(3, PointsSpec::Trivial),
+            LayerSpec::BatchNorm {
+                over: NormOver::Features,
+            },
+            dense(2, true),
+        ],
+    };
+    let net =
+        Network::<f64>::new(&spec, g.clone(), Rep::base(1), Loss::CrossEntropyLogits).unwrap();
+    let d = data(&net, 16, &mut rng);
+    let mut aug = Risk::new(&net, &d, 8, Some(g.elements(10).unwrap())).unwrap();
+    let a = net.init_params(&mut rng);
+    assert!(a.distance_to_equivariant() < 1e-12);
+    for (from, to, tol) in [
+        (Subspace::Equivariant, Subspace::Orthogonal, 1e-9),
+        (Subspace::Orthogonal, Subspace::Equivariant, 1e-7),
+    ] {
+        let mut v = a.zeros_like();
+        for x in v.as_mut_slice() {
+            *x = rng.gen_range(-1.0..1.0);
+        }
+        project_onto(&mut v, from);
+        let mut hv = a.zeros_like();
+        aug.hvp(&a, &v, &mut hv).unwrap();
+        let mut leak = hv.clone();
+        project_onto(&mut leak, to);
+        let r = leak.norm() / hv.norm();
+        eprintln!("{from:?} -> {to:?}: relative leak {r:e}");
+        assert!(r < tol, "{from:?} -> {to:?}: relative leak {r:e}");
+    }
+    // The nominal Hessian is not block diagonal: the test can fail.
+    let mut nominal = Risk::new(&net, &d, 8, None).unwrap();
+    let mut v = a.zeros_like();
+    for x in v.as_mut_slice() {
+        *x = rng.gen_range(-1.0..1.0);
+    }
+    project_onto(&mut v, Subspace::Equivariant);
+    let mut hv = a.zeros_like();
+    nominal.hvp(&a, &v, &mut hv).unwrap();
+    let mut leak = hv.clone();
+    project_onto(&mut leak, Subspace::Orthogonal);
+    assert!(leak.norm() / hv.norm() > 1e-3);
+}
+
+fn quick_options() -> StabilityOptions {
+    StabilityOptions {
+        lanczos_steps: 20,
+        lanczos_runs: 2,
+        escape_steps: 30,
+        ..StabilityOptions::default()
+    }
+}
+
+#[test]
+fn worked_example_eigenvalues_and_escape() {
+    let r = worked_example::stability(&quick_options()).unwrap();
+    // MSE = twice the example's risk: eigenvalues 1/2 and (ln 2 - 1)/2.
+    let lam_perp = (std::f64::consts::LN_2 - 1.0) / 2.0;
+    assert!(
+        r.residual == 0.0,
+        "a* = 0 is stationary in E: {}",
+        r.residual
+    );
+    assert!((r.e_block.min - 0.5).abs() < 1e-8 && (r.e_block.max - 0.5).abs() < 1e-8);
+    assert!(
+        (r.perp_block.min - lam_perp).abs() < 1e-8,
+        "{}",
+        r.perp_block.min
+    );
+    assert_eq!(r.dim_perp, 1);
+    assert_eq!(r.verdict, Verdict::UnstableOffE);
+    let e = r.escape_min.unwrap();
+    let p = e.predicted_factor.unwrap();
+    assert!((p - (1.0 - e.eta * lam_perp)).abs() < 1e-7);
+    let err = e.rate_relative_error.unwrap();
+    eprintln!(
+        "worked example: eta {}, predicted {p}, measured {}, rate error {err:e}",
+        e.eta, e.measured_factor
+    );
+    assert!(err < 0.05, "rate error {err}");
+    assert!(e.measured_factor > 1.0);
+}
+
+/// A tiny C_4 network (2 x 2 grid, invariant layer, softplus) with a planted
+/// negative direction: as in the worked example, a sample that no equivariant model can fit
+/// (`x2`, orthogonal to every invariant weight) with a target above the model's reach, plus
+/// random samples. `A*` is found by L-BFGS on E; the escape along the Ritz vector of
+/// `lambda_min(H_perp)` is measured against `1 - eta lambda_min`.
+#[test]
+fn tiny_network_escape_matches_prediction() {
+    let g = Group::builtin("rot", 2).unwrap();
+    let spec = NetworkSpec {
+        layers: vec![
+            LayerSpec::Group {
+                channels: 1,
+                points: PointsSpec::Trivial,
+                init_std: 0.3,
+                constant_over_positions: false,
+            },
+            LayerSpec::Softplus,
+        ],
+    };
+    let net = Network::<f64>::new(&spec, g, Rep::base(1), Loss::Mse).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let mut x = vec![0.5, 0.5, 0.5, 0.5, 1.0, -1.0, 1.0, -1.0];
+    let mut t = vec![std::f64::consts::LN_2, 3.0];
+    for _ in 0..4 {
+        for _ in 0..4 {
+            x.push(rng.gen_range(-0.3..0.3));
+        }
+        t.push(rng.gen_range(0.5..1.0));
+    }
+    let d = TrainData {
+        x: Array2::from_shape_vec((6, 4), x).unwrap(),
+        targets: Array2::from_shape_vec((6, 1), t).unwrap(),
+        input_rep: Rep::base(1),
+        target_rep: None,
+    };
+    let a0 = net.init_params(&mut rng);
+    let opts = StabilityOptions {
+        minibatch: 6,
+        ..quick_options()
+    };
+    let (r, _) = stability::analyse(&net, &d, &a0, &opts).unwrap();
+    eprintln!(
+        "tiny: residual {:e} (start {:e}), E [{:e}, {:e}], perp [{:e}, {:e}] (residual {:e}), {:?}",
+        r.residual,
+        r.residual_start,
+        r.e_block.min,
+        r.e_block.max,
+        r.perp_block.min,
+        r.perp_block.max,
+        r.perp_block.min_residual,
+        r.verdict
+    );
+    assert!(r.converged, "{}", r.stop_reason);
+    assert_eq!(r.verdict, Verdict::UnstableOffE);
+    let e = r.escape_min.unwrap();
+    eprintln!(
+        "tiny: eta {}, predicted {:?}, measured {}, rate error {:?}",
+        e.eta, e.predicted_factor, e.measured_factor, e.rate_relative_error
+    );
+    assert!(e.rate_relative_error.unwrap() < 0.05, "{e:?}");
+    let rnd = r.escape_random.unwrap();
+    let (lo, hi) = rnd.predicted_range.unwrap();
+    eprintln!(
+        "tiny: random direction {} in [{lo}, {hi}]",
+        rnd.measured_factor
+    );
+    let tol = 0.05 * (lo - 1.0).abs().max((hi - 1.0).abs());
+    assert!(
+        rnd.measured_factor >= lo - tol && rnd.measured_factor <= hi + tol,
+        "{rnd:?}"
+    );
+}

@@ -1,0 +1,51 @@
+//! `eqaug stability CONFIG [--profile P] [--out DIR]`: the stability analysis of SPEC
+//! section 10 (Hessian spectra on E and E-perp at a stationary point in E, predicted against
+//! measured escape). `CONFIG = worked-example` runs the worked example of SPEC section 1
+//! through the same analysis (a self-test).
+
+use std::path::PathBuf;
+
+/// Arguments of `eqaug stability`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The experiment config (e.g. experiments/e1.toml), or `worked-example`.
+    pub config: PathBuf,
+    /// The profile (its `[stability]` section and sizes; default `stability`).
+    #[arg(long, default_value = "stability")]
+    pub profile: String,
+    /// Output root: OUT/<experiment>/stability.json.
+    #[arg(long, default_value = "runs/stability")]
+    pub out: PathBuf,
+}
+
+/// Runs `eqaug stability`.
+pub fn run(args: Args) -> super::CliResult {
+    if args.config.as_os_str() == "worked-example" {
+        let o = eqaug_harness::stability::run_worked_example(&args.out)?;
+        let r = &o.runs[0].report;
+        eprintln!(
+            "[worked-example] E {:.6}, E-perp {:.6} (expected 0.5 and {:.6}: twice SPEC's, the loss is the MSE), {:?}; {}",
+            r.e_block.min,
+            r.perp_block.min,
+            (std::f64::consts::LN_2 - 1.0) / 2.0,
+            r.verdict,
+            args.out.join("worked-example/stability.json").display()
+        );
+        return Ok(());
+    }
+    let experiments = eqaug_harness::config::load(&args.config, &args.profile)?;
+    for exp in &experiments {
+        let o = eqaug_harness::stability::run_stability(exp, &args.out)?;
+        eprintln!(
+            "[{}] {} run(s) analysed in {:.1} s; {}",
+            o.experiment,
+            o.runs.len(),
+            o.wall_seconds,
+            args.out
+                .join(&o.experiment)
+                .join("stability.json")
+                .display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,446 @@
+//! The stability section of the report (SPEC section 10): a table over the analysed
+//! experiments and runs, predicted against measured escape rates, the SLQ spectral densities
+//! as an SVG figure, checked claims, and a paragraph stating what was found.
+//!
+//! Input: `DIR/<experiment>/stability.json` written by `eqaug stability` (see
+//! [`crate::stability::StabilityOutput`]); output: `stability.md` and `stability.svg`.
+
+use super::claims::{Bound, Claim};
+use super::ReportError;
+use crate::stability::StabilityOutput;
+use eqaug_dynamics::stability::{StabilityReport, Verdict};
+use plotters::prelude::*;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// Reads every `dir/*/stability.json`, in folder order.
+pub fn load(dir: &Path) -> Result<Vec<StabilityOutput>, ReportError> {
+    let mut folders: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|source| ReportError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("stability.json").is_file())
+        .collect();
+    folders.sort();
+    folders
+        .iter()
+        .map(|f| crate::schema::read_json(&f.join("stability.json")).map_err(ReportError::from))
+        .collect()
+}
+
+fn sci(x: f64) -> String {
+    if x == 0.0 {
+        "0".into()
+    } else if !x.is_finite() {
+        format!("{x}")
+    } else {
+        format!("{x:.3e}")
+    }
+}
+
+fn verdict(r: &StabilityReport) -> &'static str {
+    match r.verdict {
+        Verdict::NotStationary => "not decided: A* not stationary (budget)",
+        Verdict::Stable => "stable",
+        Verdict::UnstableOffE => "**unstable off E** (minimum in E, saddle of R_aug)",
+        Verdict::UnstableInE => "unstable already in E",
+    }
+}
+
+/// The claims of the stability analysis: escape rates against the linearised prediction, the
+/// random direction inside its bracket, the vanishing off-diagonal block, and the worked
+/// example's eigenvalues.
+pub fn claims(outputs: &[StabilityOutput]) -> Vec<Claim> {
+    let mut out = Vec::new();
+    let claim = |id: &str, exp: &str, statement: String, measured: f64, bound: Bound| {
+        let b = match bound {
+            Bound::AtMost(v) => format!("<= {v}"),
+            Bound::AtLeast(v) => format!(">= {v}"),
+            Bound::Within(lo, hi) => format!("within [{lo:.6}, {hi:.6}]"),
+        };
+        Claim {
+            id: id.into(),
+            experiment: exp.into(),
+            statement,
+            measured: if measured.is_finite() {
+                measured
+            } else {
+                super::claims::NOT_MEASURABLE
+            },
+            bound: b,
+            pass: bound.holds(measured),
+            note: None,
+        }
+    };
+    for o in outputs {
+        let exp = o.experiment.as_str();
+        if exp == "worked-example" {
+            if let Some(run) = o.runs.first() {
+                let r = &run.report;
+                let perp = (std::f64::consts::LN_2 - 1.0) / 2.0;
+                out.push(claim(
+                    "stability-worked-example-e",
+                    exp,
+                    "eqaug stability on the worked example: lambda on E is 1/2 (twice SPEC's 1/4: the network's loss is the MSE)".into(),
+                    r.e_block.min,
+                    Bound::Within(0.5 - 1e-6, 0.5 + 1e-6),
+                ));
+                out.push(claim(
+                    "stability-worked-example-perp",
+                    exp,
+                    "eqaug stability on the worked example: lambda on E-perp is (ln 2 - 1)/2 (twice SPEC's)".into(),
+                    r.perp_block.min,
+                    Bound::Within(perp - 1e-6, perp + 1e-6),
+                ));
+            }
+        }
+        for run in &o.runs {
+            let r = &run.report;
+            if let Some(e) = &r.escape_min {
+                if let (Some(err), Some(p)) = (e.rate_relative_error, e.predicted_factor) {
+                    out.push(claim(
+                        "stability-escape-rate",
+                        exp,
+                        format!(
+                            "run {}: exact-average augmented GD from A* + delta v (v the Ritz vector of lambda_min(H_perp) = {}, eta {}): per-step factor of ||A_Eperp|| {} against predicted 1 - eta lambda = {}; relative error of the rate (factor - 1)",
+                            run.run, sci(r.perp_block.min), sci(e.eta), e.measured_factor, p
+                        ),
+                        err,
+                        Bound::AtMost(0.05),
+                    ));
+                }
+            }
+            if let Some(e) = &r.escape_random {
+                if let Some((lo, hi)) = e.predicted_range {
+                    // The same 5% tolerance on rates (factor - 1) as the Ritz-direction claim.
+                    let tol = 0.05 * (lo - 1.0).abs().max((hi - 1.0).abs());
+                    out.push(claim(
+                        "stability-escape-random",
+                        exp,
+                        format!(
+                            "run {}: from a random E-perp direction the per-step factor lies between the predictions 1 - eta lambda of lambda_max and lambda_min of H_perp (widened by 5% of the largest rate)",
+                            run.run
+                        ),
+                        e.measured_factor,
+                        Bound::Within(lo - tol, hi + tol),
+                    ));
+                }
+            }
+            if let Some(od) = r.off_diagonal {
+                out.push(claim(
+                    "stability-block-diagonal",
+                    exp,
+                    format!(
+                        "run {}: at A* the E -> E-perp block of Hess R_aug vanishes (||Pi_perp H v|| / ||H v||, v random in E; SPEC 10(d)); central differences limit it to about 1e-9",
+                        run.run
+                    ),
+                    od,
+                    Bound::AtMost(1e-6),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// `stability.md`: the paragraph, the table, the escapes and the figure link.
+pub fn markdown(outputs: &[StabilityOutput], figure: Option<&str>) -> String {
+    let mut s = String::from("# Stability of the stationary points in E (SPEC section 10)\n\n");
+    let _ = writeln!(s, "{}\n", paragraph(outputs));
+    let _ = writeln!(
+        s,
+        "Written by `eqaug stability CONFIG` (f64; central-difference Hessian-vector products, \
+         Lanczos with full reorthogonalisation). Residual: `||Pi_E grad R||` at A* (and relative \
+         to its start). Kink: the smallest |pre-activation| at a LeakyReLU input over the data \
+         (none for smooth activations); the Hessian does not exist at a kink and central \
+         differences straddle one closer than about 1e-6 ||A*||. lambda +- r: extreme Ritz \
+         values with their Ritz residuals. Negatives: Ritz values of the first run below 0 / \
+         below -noise, noise = max(residual, 1e-7 max|lambda|) (SPEC 10(b)). H_perp of groups \
+         larger than `exact_limit` is an estimate from M sampled elements, its sampling error \
+         the difference between two independent samples.\n"
+    );
+    let _ = writeln!(
+        s,
+        "| experiment | run | group (H_perp) | residual (rel.) | kink | lambda_min / lambda_max on E | lambda_min / lambda_max of H_perp | negatives E; E-perp | verdict | time |\n|---|---:|---|---|---|---|---|---|---|---:|"
+    );
+    for o in outputs {
+        for run in &o.runs {
+            let r = &run.report;
+            let group = if r.perp_exact {
+                format!("{} (exact, {} el.)", o.group, r.perp_elements)
+            } else {
+                let err = r.sampling_error.as_ref().map_or(String::new(), |e| {
+                    format!(", +- {} / {}", sci(e.min_difference), sci(e.max_difference))
+                });
+                format!("{} (estimate, M = {}{err})", o.group, r.perp_elements)
+            };
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} ({}) | {} | {} +- {} / {} +- {} | {} +- {} / {} +- {} | {}/{}; {}/{} | {} | {:.1} s |",
+                o.experiment,
+                run.run,
+                group,
+                sci(r.residual),
+                sci(r.residual / r.residual_start.max(f64::MIN_POSITIVE)),
+                r.kink_distance.map_or("none".into(), sci),
+                sci(r.e_block.min),
+                sci(r.e_block.min_residual),
+                sci(r.e_block.max),
+                sci(r.e_block.max_residual),
+                sci(r.perp_block.min),
+                sci(r.perp_block.min_residual),
+                sci(r.perp_block.max),
+                sci(r.perp_block.max_residual),
+                r.e_block.negative,
+                r.e_block.negative_beyond_noise,
+                r.perp_block.negative,
+                r.perp_block.negative_beyond_noise,
+                verdict(r),
+                run.wall_seconds
+            );
+        }
+    }
+    let _ = writeln!(
+        s,
+        "\n## Predicted against measured escape\n\n\
+         Exact-average augmented gradient descent from A* + delta v, delta = 1e-4 max(1, ||A*||): \
+         per-step factor of ||A_Eperp|| (geometric mean over the steps while it is small) against \
+         the linearised prediction 1 - eta lambda (SPEC section 10). Only for exactly averaged \
+         groups.\n\n\
+         | experiment | run | direction | eta | predicted | measured | rate error |\n|---|---:|---|---:|---|---:|---:|"
+    );
+    for o in outputs {
+        for run in &o.runs {
+            for e in [&run.report.escape_min, &run.report.escape_random]
+                .into_iter()
+                .flatten()
+            {
+                let pred = match (e.predicted_factor, e.predicted_range) {
+                    (Some(p), _) => format!("{p:.9}"),
+                    (None, Some((lo, hi))) => format!("in [{lo:.9}, {hi:.9}]"),
+                    _ => "-".into(),
+                };
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} | {} | {:.9} | {} |",
+                    o.experiment,
+                    run.run,
+                    e.direction,
+                    sci(e.eta),
+                    pred,
+                    e.measured_factor,
+                    e.rate_relative_error.map_or("-".into(), sci)
+                );
+            }
+        }
+    }
+    let _ = writeln!(s, "\n## Configuration and cost\n");
+    let _ = writeln!(
+        s,
+        "| experiment | profile | samples | parameters | dim E-perp | activations | L-BFGS iterations | gradients | HVP / gradient time |\n|---|---|---:|---:|---:|---|---:|---:|---:|"
+    );
+    for o in outputs {
+        for run in &o.runs {
+            let r = &run.report;
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} | {} ({}) | {} | {} |",
+                o.experiment,
+                o.profile,
+                o.samples,
+                o.params,
+                r.dim_perp,
+                o.activations.join(", "),
+                r.iterations,
+                r.stop_reason,
+                r.gradient_evaluations,
+                o.hvp_cost_in_gradients
+                    .map_or("-".into(), |c| format!("{c:.2}"))
+            );
+        }
+    }
+    if let Some(f) = figure {
+        let _ = writeln!(
+            s,
+            "\n## Spectral densities\n\nStochastic Lanczos quadrature (every Lanczos run a start; \
+             Gaussian smoothing of width 1% of max|lambda|), eigenvalues divided by max|lambda| of \
+             the experiment: Hess R_eqv on E (green), H_perp on E-perp (blue).\n\n![stability densities]({f})"
+        );
+    }
+    s
+}
+
+/// The paragraph that states what was found, with the numbers.
+pub fn paragraph(outputs: &[StabilityOutput]) -> String {
+    let mut parts = Vec::new();
+    for o in outputs {
+        for run in &o.runs {
+            let r = &run.report;
+            let mut t = format!(
+                "{} (run {}): residual {} ({} of its start) after {} L-BFGS iterations, lambda on E in [{}, {}], lambda of H_perp in [{}, {}]{}",
+                o.experiment,
+                run.run,
+                sci(r.residual),
+                sci(r.residual / r.residual_start.max(f64::MIN_POSITIVE)),
+                r.iterations,
+                sci(r.e_block.min),
+                sci(r.e_block.max),
+                sci(r.perp_block.min),
+                sci(r.perp_block.max),
+                if r.perp_exact { "" } else { " (estimate)" }
+            );
+            match r.verdict {
+                Verdict::NotStationary => t.push_str(": not stationary within the budget, so no verdict"),
+                Verdict::Stable => t.push_str(": stable for augmented training"),
+                Verdict::UnstableOffE => t.push_str(&format!(
+                    ": a minimum within E but a saddle of R_aug ({} negative eigenvalue(s) of H_perp beyond the noise level {})",
+                    r.perp_block.negative_beyond_noise,
+                    sci(r.perp_block.noise)
+                )),
+                Verdict::UnstableInE => t.push_str(&format!(
+                    ": not a minimum even within E (lambda_min on E {} below -{})",
+                    sci(r.e_block.min),
+                    sci(r.e_block.noise)
+                )),
+            }
+            if let Some(e) = &r.escape_min {
+                t.push_str(&format!(
+                    "; escape along the Ritz vector: measured factor {:.9} per step against predicted {:.9}",
+                    e.measured_factor,
+                    e.predicted_factor.unwrap_or(f64::NAN)
+                ));
+            }
+            if let Some(k) = r.kink_distance {
+                if k < 1e-4 * r.norm_a_star.max(1.0) {
+                    t.push_str(&format!(
+                        " (a LeakyReLU input lies {} from its kink: the Hessian there is not well defined)",
+                        sci(k)
+                    ));
+                }
+            }
+            parts.push(t);
+        }
+    }
+    if parts.is_empty() {
+        return "No stability analysis found.".into();
+    }
+    format!("Found: {}.", parts.join("; "))
+}
+
+fn de<E: std::fmt::Display>(e: E) -> String {
+    e.to_string()
+}
+
+/// The SLQ densities, one panel per analysed experiment (first run), eigenvalues scaled by
+/// the experiment's max |lambda|, log-scaled density.
+pub fn figure(outputs: &[StabilityOutput]) -> Result<String, String> {
+    let panels: Vec<(&StabilityOutput, &StabilityReport)> = outputs
+        .iter()
+        .filter_map(|o| o.runs.first().map(|r| (o, &r.report)))
+        .collect();
+    let cols = 3usize;
+    let rows = panels.len().div_ceil(cols).max(1);
+    let mut svg = String::new();
+    {
+        let root =
+            SVGBackend::with_string(&mut svg, (1200, 60 + 300 * rows as u32)).into_drawing_area();
+        root.fill(&WHITE).map_err(de)?;
+        let body = root
+            .titled(
+                "SLQ spectral densities: Hess R_eqv on E (green), H_perp on E-perp (blue)",
+                ("sans-serif", 20),
+            )
+            .map_err(de)?;
+        let areas = body.split_evenly((rows, cols));
+        let grid: Vec<f64> = (0..=400).map(|i| -1.05 + 2.1 * i as f64 / 400.0).collect();
+        for ((o, r), area) in panels.iter().zip(areas.iter()) {
+            let scale = [
+                r.e_block.min,
+                r.e_block.max,
+                r.perp_block.min,
+                r.perp_block.max,
+            ]
+            .iter()
+            .fold(0.0f64, |m, v| m.max(v.abs()))
+            .max(f64::MIN_POSITIVE);
+            let sigma = 0.01;
+            let dens = |d: &eqaug_dynamics::lanczos::SpectralDensity| {
+                let scaled = eqaug_dynamics::lanczos::SpectralDensity {
+                    nodes: d
+                        .nodes
+                        .iter()
+                        .map(|n| n.iter().map(|x| x / scale).collect())
+                        .collect(),
+                    weights: d.weights.clone(),
+                };
+                scaled.evaluate(&grid, sigma)
+            };
+            let de_ = dens(&r.e_block.density);
+            let dp = dens(&r.perp_block.density);
+            let mut chart = ChartBuilder::on(area)
+                .caption(
+                    format!("{} (max|lambda| = {})", o.experiment, sci(scale)),
+                    ("sans-serif", 15),
+                )
+                .margin(8)
+                .x_label_area_size(36)
+                .y_label_area_size(52)
+                .build_cartesian_2d(-1.05f64..1.05f64, (1e-4f64..1e3f64).log_scale())
+                .map_err(de)?;
+            chart
+                .configure_mesh()
+                .x_desc("lambda / max|lambda|")
+                .y_desc("density")
+                .x_labels(5)
+                .y_labels(5)
+                .label_style(("sans-serif", 11))
+                .axis_desc_style(("sans-serif", 12))
+                .light_line_style(RGBColor(235, 235, 235))
+                .draw()
+                .map_err(de)?;
+            for (d, color) in [(&de_, RGBColor(0, 140, 60)), (&dp, RGBColor(30, 90, 220))] {
+                let pts: Vec<(f64, f64)> = grid
+                    .iter()
+                    .zip(d.iter())
+                    .map(|(&x, &y)| (x, y.clamp(1e-4, 1e3)))
+                    .collect();
+                chart
+                    .draw_series(LineSeries::new(pts, color.stroke_width(2)))
+                    .map_err(de)?;
+            }
+        }
+        root.present().map_err(de)?;
+    }
+    Ok(svg)
+}
+
+/// Writes `out/stability.md` and `out/stability.svg` from the analyses under `dir`, returning
+/// the claims (empty when `dir` holds none).
+pub fn write(
+    dir: &Path,
+    out: &Path,
+    written: &mut Vec<PathBuf>,
+) -> Result<Vec<Claim>, ReportError> {
+    let outputs = load(dir)?;
+    if outputs.is_empty() {
+        return Ok(Vec::new());
+    }
+    std::fs::create_dir_all(out).map_err(|source| ReportError::Io {
+        path: out.to_path_buf(),
+        source,
+    })?;
+    let fig_path = out.join("stability.svg");
+    let svg = figure(&outputs).map_err(|message| ReportError::Figure {
+        path: fig_path.clone(),
+        message,
+    })?;
+    super::write_file(&fig_path, &svg, written)?;
+    super::write_file(
+        &out.join("stability.md"),
+        &markdown(&outputs, Some("stability.svg")),
+        written,
+    )?;
+    Ok(claims(&outputs))
+}

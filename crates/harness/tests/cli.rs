@@ -1,0 +1,261 @@
+//! The `eqaug` binary on inputs that used to abort or mislead: huge sizes, `--runs 0`,
+//! stale export files, `eqaug status` and `eqaug slurm`.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn eqaug(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_eqaug"))
+        .args(args)
+        .env_remove("SLURM_ARRAY_TASK_ID")
+        .env_remove("SLURM_ARRAY_TASK_COUNT")
+        .output()
+        .expect("runs eqaug")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+const TINY: &str = r#"
+[experiment]
+id = "tiny"
+title = "tiny"
+groups = ["perm"]
+size = 4
+[data]
+dataset = "sbm"
+count = 40
+seed = 1
+[network]
+preset = "e1"
+channels = [2, 3, 2]
+loss = "bce"
+[protocol]
+epochs = 2
+learning_rate = 0.05
+minibatch = 20
+chunk_rows = 40
+runs = 3
+[[strategies]]
+name = "nominal"
+kind = "nominal"
+[[strategies]]
+name = "equivariant"
+kind = "equivariant"
+[profiles.quick]
+"#;
+
+fn write_config(dir: &Path, text: &str) -> String {
+    let p = dir.join("c.toml");
+    std::fs::write(&p, text).unwrap();
+    p.display().to_string()
+}
+
+/// Exit code 1 with an `error:` line, not a signal (an abort) or a panic.
+fn assert_clean_error(o: &Output) {
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(o));
+    let e = stderr(o);
+    assert!(e.starts_with("error: "), "{e}");
+    assert!(!e.contains("panicked"), "{e}");
+}
+
+#[test]
+fn huge_sizes_are_refused_before_allocating() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let out_s = out.display().to_string();
+    let cfg = write_config(
+        dir.path(),
+        &TINY.replace("count = 40", "count = 10000000000"),
+    );
+    let o = eqaug(&["run", &cfg, "--out", &out_s, "--max-memory", "4G"]);
+    assert_clean_error(&o);
+    let e = stderr(&o);
+    assert!(
+        e.contains("data.count = 10000000000") && e.contains("4.0 GB"),
+        "{e}"
+    );
+    assert!(!out.exists(), "nothing written for a refused config");
+    // Without --max-memory the limit is the machine's available memory.
+    let o = eqaug(&["run", &cfg, "--out", &out_s]);
+    assert_clean_error(&o);
+    assert!(stderr(&o).contains("MemAvailable"), "{}", stderr(&o));
+
+    let cfg = write_config(
+        dir.path(),
+        &TINY.replace("channels = [2, 3, 2]", "channels = [100000000, 3, 2]"),
+    );
+    let o = eqaug(&["run", &cfg, "--out", &out_s, "--max-memory", "4G"]);
+    assert_clean_error(&o);
+    assert!(stderr(&o).contains("network.channels"), "{}", stderr(&o));
+
+    let o = eqaug(&[
+        "inspect",
+        "--group",
+        "rot",
+        "--size",
+        "200",
+        "--max-memory",
+        "8G",
+    ]);
+    assert_clean_error(&o);
+    assert!(stderr(&o).contains("--size = 200"), "{}", stderr(&o));
+    let o = eqaug(&["inspect", "--group", "rot", "--size", "400"]);
+    assert_clean_error(&o);
+    let o = eqaug(&["inspect", "--group", "rot", "--size", "6", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn zero_runs_are_rejected_on_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), TINY);
+    let out = dir.path().join("out").display().to_string();
+    let o = eqaug(&["run", &cfg, "--runs", "0", "--out", &out]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "clap's usage error: {}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("--runs"), "{}", stderr(&o));
+    assert!(!dir.path().join("out").exists());
+}
+
+#[test]
+fn export_removes_the_stale_files_of_another_data_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("data");
+    let out_s = out.display().to_string();
+    let o = eqaug(&[
+        "data",
+        "export",
+        "--dataset",
+        "shapes",
+        "--count",
+        "6",
+        "--out",
+        &out_s,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(out.join("masks.npy").is_file());
+    let o = eqaug(&[
+        "data",
+        "export",
+        "--dataset",
+        "sbm",
+        "--count",
+        "6",
+        "--out",
+        &out_s,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!out.join("masks.npy").exists(), "stale masks.npy removed");
+    assert!(stdout(&o).contains("removed"), "{}", stdout(&o));
+    assert!(out.join("x.npy").is_file() && out.join("y.npy").is_file());
+}
+
+#[test]
+fn status_of_a_run_folder_and_its_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), TINY);
+    let out = dir.path().join("out");
+    let out_s = out.display().to_string();
+    // Two of three runs (shards 1 and 2 of 3).
+    for shard in ["1/3", "2/3"] {
+        let o = eqaug(&["run", &cfg, "--shard", shard, "--out", &out_s]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let o = eqaug(&["status", &out_s]);
+    assert_eq!(o.status.code(), Some(3), "incomplete: {}", stdout(&o));
+    let last = stdout(&o).lines().last().unwrap_or_default().to_string();
+    assert_eq!(
+        last,
+        "eqaug status: 2 of 3 runs finished, 0 running, 0 failed, 0 corrupt, 1 missing (1 experiment)"
+    );
+    assert!(stdout(&o).contains("missing: 2"), "{}", stdout(&o));
+    let o = eqaug(&["run", &cfg, "--shard", "3/3", "--out", &out_s]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = eqaug(&["status", "-q", &out.join("tiny").display().to_string()]);
+    assert!(o.status.success(), "{}", stdout(&o));
+    assert_eq!(stdout(&o).lines().count(), 1);
+    // A truncated metrics.csv is reported as corrupt, naming the file.
+    let m = out.join("tiny/run-001/metrics.csv");
+    let text = std::fs::read_to_string(&m).unwrap();
+    let keep: Vec<&str> = text.lines().take(3).collect();
+    std::fs::write(&m, keep.join("\n") + "\n").unwrap();
+    let o = eqaug(&["status", &out_s]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("corrupt: run 1") && stdout(&o).contains("run-001/metrics.csv"),
+        "{}",
+        stdout(&o)
+    );
+    // Not an output folder.
+    let o = eqaug(&["status", &dir.path().display().to_string()]);
+    assert_clean_error(&o);
+    assert!(stderr(&o).contains("no experiment.json"), "{}", stderr(&o));
+}
+
+#[test]
+fn slurm_writes_a_resumable_array_script() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), TINY);
+    let out = dir.path().join("runs");
+    let script = dir.path().join("job.sbatch");
+    let o = eqaug(&[
+        "slurm",
+        &cfg,
+        "--profile",
+        "quick",
+        "--array",
+        "3",
+        "--cpus",
+        "2",
+        "--time",
+        "1:00:00",
+        "--out",
+        &out.display().to_string(),
+        "--write",
+        &script.display().to_string(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = std::fs::read_to_string(&script).unwrap();
+    assert!(s.contains("#SBATCH --array=0-2\n"), "{s}");
+    assert!(s.contains("#SBATCH --cpus-per-task=2\n"), "{s}");
+    assert!(s.contains("#SBATCH --time=1:00:00\n"), "{s}");
+    assert!(s.contains(&format!("--out {}", out.display())), "{s}");
+    assert!(
+        out.join("slurm-logs").is_dir(),
+        "Slurm needs the log folder"
+    );
+    // More tasks than runs: refused.
+    let o = eqaug(&["slurm", &cfg, "--profile", "quick", "--array", "4"]);
+    assert_clean_error(&o);
+    assert!(stderr(&o).contains("--array 4"), "{}", stderr(&o));
+    // A stepped array covers every shard: tasks 0, 2, 4 of --array=0-4:2.
+    let runs = dir.path().join("stepped");
+    for id in ["0", "2", "4"] {
+        let o = Command::new(env!("CARGO_BIN_EXE_eqaug"))
+            .args(["run", &cfg, "--out", &runs.display().to_string()])
+            .env("SLURM_ARRAY_TASK_ID", id)
+            .env("SLURM_ARRAY_TASK_MIN", "0")
+            .env("SLURM_ARRAY_TASK_MAX", "4")
+            .env("SLURM_ARRAY_TASK_STEP", "2")
+            .env("SLURM_ARRAY_TASK_COUNT", "3")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let o = eqaug(&["status", &runs.display().to_string()]);
+    assert!(
+        o.status.success(),
+        "every run of the stepped array: {}",
+        stdout(&o)
+    );
+}

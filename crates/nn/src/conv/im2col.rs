@@ -1,0 +1,370 @@
+//! 3 x 3 convolution (stride 1, zero padding 1, no bias) by im2col and one GEMM per block of
+//! images, with its exact backward pass.
+//!
+//! Forward, for a block of `nb` images: `colt = im2col(x)` is `(c_in 9) x (nb h w)` (row
+//! `(ci, o)`: the images shifted by offset `o`; column `(n, p)`), `Y^T = K colt` is
+//! `c_out x (nb h w)` (one GEMM), whose runs of `h w` values are copied into the
+//! channel-major rows of `y`. Backward: `dY^T` gathered from `dy` the same way,
+//! `dK += dY^T colt^T` (one GEMM), `dcolt = K^T dY^T` (one GEMM) added back by `col2im`.
+//! Blocks hold at most [`BLOCK_ELEMENTS`] entries of `col`, so the scratch memory stays
+//! bounded whatever the chunk size, while each GEMM still has thousands of rows.
+
+use eqaug_groups::Real;
+use ndarray::linalg::general_mat_mul;
+use ndarray::{ArrayView2, ArrayViewMut2};
+
+/// Upper bound on the entries of the im2col buffer of one block (4 Mi entries: 16 MB in f32).
+pub(crate) const BLOCK_ELEMENTS: usize = 1 << 22;
+
+/// The shape of a 3 x 3 convolution layer on `h x w` maps: `c_in` channels in, `c_out` out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConvShape {
+    /// Input channels.
+    pub c_in: usize,
+    /// Output channels.
+    pub c_out: usize,
+    /// Map height.
+    pub h: usize,
+    /// Map width.
+    pub w: usize,
+}
+
+impl ConvShape {
+    /// Width of an input row: `c_in * h * w`.
+    pub fn input_width(&self) -> usize {
+        self.c_in * self.h * self.w
+    }
+    /// Width of an output row: `c_out * h * w`.
+    pub fn output_width(&self) -> usize {
+        self.c_out * self.h * self.w
+    }
+    /// Entries of the kernel tensor `[c_out, c_in, 9]`.
+    pub fn kernel_len(&self) -> usize {
+        self.c_out * self.c_in * 9
+    }
+    /// Floating-point operations (2 x multiply-adds) of one sample's forward pass.
+    pub fn flops_per_sample(&self) -> usize {
+        2 * self.c_out * self.c_in * 9 * self.h * self.w
+    }
+    /// Images per im2col block (at least 1).
+    fn block(&self) -> usize {
+        (BLOCK_ELEMENTS / (self.h * self.w * self.c_in * 9).max(1)).max(1)
+    }
+}
+
+/// Reusable buffers of [`conv2d_forward`] / [`conv2d_backward`] (grown on demand; one per
+/// thread).
+#[derive(Debug, Default, Clone)]
+pub struct ConvScratch<T> {
+    buf: Vec<T>,
+    max_block: Option<usize>,
+}
+
+impl<T: Real> ConvScratch<T> {
+    /// Empty buffers.
+    pub fn new() -> Self {
+        ConvScratch {
+            buf: Vec::new(),
+            max_block: None,
+        }
+    }
+    /// Empty buffers, and at most `images` images per GEMM (by default as many as fit in
+    /// 4 Mi entries of the im2col buffer); small blocks exercise the blocking in tests.
+    pub fn with_max_block(images: usize) -> Self {
+        ConvScratch {
+            buf: Vec::new(),
+            max_block: Some(images.max(1)),
+        }
+    }
+}
+
+/// Images per block, and the im2col and transposed-output buffers carved out of `buf`.
+fn buffers<'b, T: Real>(
+    s: &ConvShape,
+    r: usize,
+    buf: &'b mut Vec<T>,
+    max_block: Option<usize>,
+) -> (usize, &'b mut [T], &'b mut [T]) {
+    let b = s.block().min(r.max(1));
+    let block = max_block.map_or(b, |m| b.min(m));
+    let hw = s.h * s.w;
+    let (ncol, npm) = (block * hw * s.c_in * 9, block * hw * s.c_out);
+    if buf.len() < ncol + npm {
+        buf.resize(ncol + npm, T::zero());
+    }
+    let (col, rest) = buf.split_at_mut(ncol);
+    (block, col, &mut rest[..npm])
+}
+
+fn check<T>(s: &ConvShape, x: &[T], r: usize, kernel: &[T], what: &str) {
+    assert!(
+        x.len() >= r * s.input_width(),
+        "{what}: input holds {} values, {r} rows of {} needed",
+        x.len(),
+        s.input_width()
+    );
+    assert_eq!(
+        kernel.len(),
+        s.kernel_len(),
+        "{what}: kernel has {} entries, [c_out, c_in, 9] = {} needed",
+        kernel.len(),
+        s.kernel_len()
+    );
+}
+
+/// The transposed im2col of `nb` images: `colt[(ci, o), n h w + p] = x[n, ci, p + offset(o)]`
+/// (0 outside the map), a `(c_in 9) x (nb h w)` matrix. Every row is the images shifted by
+/// one offset, so it is built from contiguous copies of image rows.
+fn im2col_t<T: Real>(s: &ConvShape, x: &[T], colt: &mut [T], nb: usize) {
+    let (h, w, cin) = (s.h, s.w, s.c_in);
+    let hw = h * w;
+    let m = nb * hw;
+    for ci in 0..cin {
+        for dr in 0..3 {
+            for dc in 0..3 {
+                let row = &mut colt[(ci * 9 + dr * 3 + dc) * m..][..m];
+                for n in 0..nb {
+                    let xc = &x[(n * cin + ci) * hw..][..hw];
+                    let dst_img = &mut row[n * hw..(n + 1) * hw];
+                    for pr in 0..h {
+                        let dst = &mut dst_img[pr * w..(pr + 1) * w];
+                        let rr = pr + dr; // source row + 1
+                        if rr == 0 || rr > h {
+                            dst.iter_mut().for_each(|v| *v = T::zero());
+                            continue;
+                        }
+                        let src = &xc[(rr - 1) * w..rr * w];
+                        shift_copy(dst, src, dc);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `dst[pc] = src[pc + dc - 1]` (0 where that is outside the row).
+#[inline]
+fn shift_copy<T: Real>(dst: &mut [T], src: &[T], dc: usize) {
+    let w = dst.len();
+    match dc {
+        0 => {
+            dst[0] = T::zero();
+            dst[1..].copy_from_slice(&src[..w - 1]);
+        }
+        1 => dst.copy_from_slice(src),
+        _ => {
+            dst[..w - 1].copy_from_slice(&src[1..]);
+            dst[w - 1] = T::zero();
+        }
+    }
+}
+
+/// `dst[pc + dc - 1] += src[pc]` where that is inside the row (the adjoint of [`shift_copy`]).
+#[inline]
+fn shift_add<T: Real>(dst: &mut [T], src: &[T], dc: usize) {
+    let w = dst.len();
+    let (d, s_) = match dc {
+        0 => (&mut dst[..w - 1], &src[1..]),
+        1 => (&mut dst[..], src),
+        _ => (&mut dst[1..], &src[..w - 1]),
+    };
+    d.iter_mut().zip(s_).for_each(|(a, &b)| *a += b);
+}
+
+/// The adjoint of [`im2col_t`]: `dx = col2im(dcolt)` (overwrites `dx` of `nb` images).
+fn col2im_t<T: Real>(s: &ConvShape, dcolt: &[T], dx: &mut [T], nb: usize) {
+    let (h, w, cin) = (s.h, s.w, s.c_in);
+    let hw = h * w;
+    let m = nb * hw;
+    dx[..nb * cin * hw].iter_mut().for_each(|v| *v = T::zero());
+    for ci in 0..cin {
+        for dr in 0..3 {
+            for dc in 0..3 {
+                let row = &dcolt[(ci * 9 + dr * 3 + dc) * m..][..m];
+                for n in 0..nb {
+                    let dxc = &mut dx[(n * cin + ci) * hw..][..hw];
+                    let src_img = &row[n * hw..(n + 1) * hw];
+                    for pr in 0..h {
+                        let rr = pr + dr;
+                        if rr == 0 || rr > h {
+                            continue;
+                        }
+                        shift_add(
+                            &mut dxc[(rr - 1) * w..rr * w],
+                            &src_img[pr * w..(pr + 1) * w],
+                            dc,
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Forward pass on `r` rows: `y = conv(x, kernel)`.
+///
+/// Shapes: `x` holds `r x (c_in h w)`, `kernel` is `[c_out, c_in, 9]`, `y` receives
+/// `r x (c_out h w)` (overwritten).
+///
+/// # Panics
+/// If a buffer is too short for `r` rows or the kernel has the wrong length.
+pub fn conv2d_forward<T: Real>(
+    s: &ConvShape,
+    x: &[T],
+    kernel: &[T],
+    y: &mut [T],
+    r: usize,
+    scratch: &mut ConvScratch<T>,
+) {
+    forward_in(s, x, kernel, y, r, &mut scratch.buf, scratch.max_block);
+}
+
+/// [`conv2d_forward`] with the scratch as a plain vector (e.g. a layer executor's).
+pub(crate) fn forward_in<T: Real>(
+    s: &ConvShape,
+    x: &[T],
+    kernel: &[T],
+    y: &mut [T],
+    r: usize,
+    buf: &mut Vec<T>,
+    max_block: Option<usize>,
+) {
+    check(s, x, r, kernel, "conv2d_forward");
+    assert!(
+        y.len() >= r * s.output_width(),
+        "conv2d_forward: y too short"
+    );
+    let hw = s.h * s.w;
+    let kk = s.c_in * 9;
+    let (block, colbuf, ybuf) = buffers(s, r, buf, max_block);
+    let kv = ArrayView2::from_shape((s.c_out, kk), kernel).expect("kernel shape");
+    let mut n0 = 0;
+    while n0 < r {
+        let nb = block.min(r - n0);
+        let m = nb * hw;
+        im2col_t(s, &x[n0 * s.input_width()..], colbuf, nb);
+        let colt = ArrayView2::from_shape((kk, m), &colbuf[..kk * m]).expect("col shape");
+        let mut yt =
+            ArrayViewMut2::from_shape((s.c_out, m), &mut ybuf[..s.c_out * m]).expect("y shape");
+        general_mat_mul(T::one(), &kv, &colt, T::zero(), &mut yt);
+        // yt is (c_out) x (n, p): copy each (co, n) run of h w values into row n
+        let yb = &mut y[n0 * s.output_width()..];
+        for co in 0..s.c_out {
+            for n in 0..nb {
+                yb[(n * s.c_out + co) * hw..][..hw].copy_from_slice(&ybuf[co * m + n * hw..][..hw]);
+            }
+        }
+        n0 += nb;
+    }
+}
+
+/// Backward pass on `r` rows: ADDS `dL/dK` into `dkernel` and, if `dx` is given, writes
+/// `dL/dx` into it, from the output gradient `dy`.
+///
+/// Shapes: `x` and `dx` hold `r x (c_in h w)`, `kernel` and `dkernel` are `[c_out, c_in, 9]`,
+/// `dy` holds `r x (c_out h w)`.
+///
+/// # Panics
+/// If a buffer is too short for `r` rows or a kernel has the wrong length.
+pub fn conv2d_backward<T: Real>(
+    s: &ConvShape,
+    x: &[T],
+    kernel: &[T],
+    dy: &[T],
+    dkernel: &mut [T],
+    dx: Option<&mut [T]>,
+    r: usize,
+    scratch: &mut ConvScratch<T>,
+) {
+    backward_in(
+        s,
+        x,
+        kernel,
+        dy,
+        dkernel,
+        dx,
+        r,
+        &mut scratch.buf,
+        scratch.max_block,
+    );
+}
+
+/// [`conv2d_backward`] with the scratch as a plain vector.
+pub(crate) fn backward_in<T: Real>(
+    s: &ConvShape,
+    x: &[T],
+    kernel: &[T],
+    dy: &[T],
+    dkernel: &mut [T],
+    mut dx: Option<&mut [T]>,
+    r: usize,
+    buf: &mut Vec<T>,
+    max_block: Option<usize>,
+) {
+    check(s, x, r, kernel, "conv2d_backward");
+    assert_eq!(dkernel.len(), s.kernel_len(), "conv2d_backward: dkernel");
+    assert!(dy.len() >= r * s.output_width(), "conv2d_backward: dy");
+    let hw = s.h * s.w;
+    let kk = s.c_in * 9;
+    let (block, colbuf, ybuf) = buffers(s, r, buf, max_block);
+    let kv = ArrayView2::from_shape((s.c_out, kk), kernel).expect("kernel shape");
+    let mut dk = ArrayViewMut2::from_shape((s.c_out, kk), dkernel).expect("dkernel shape");
+    let mut n0 = 0;
+    while n0 < r {
+        let nb = block.min(r - n0);
+        let m = nb * hw;
+        let dyb = &dy[n0 * s.output_width()..];
+        for co in 0..s.c_out {
+            for n in 0..nb {
+                ybuf[co * m + n * hw..][..hw]
+                    .copy_from_slice(&dyb[(n * s.c_out + co) * hw..][..hw]);
+            }
+        }
+        im2col_t(s, &x[n0 * s.input_width()..], colbuf, nb);
+        let dyt = ArrayView2::from_shape((s.c_out, m), &ybuf[..s.c_out * m]).expect("dy shape");
+        {
+            let colt = ArrayView2::from_shape((kk, m), &colbuf[..kk * m]).expect("col shape");
+            general_mat_mul(T::one(), &dyt, &colt.t(), T::one(), &mut dk);
+        }
+        if let Some(dx) = dx.as_deref_mut() {
+            let mut dcolt =
+                ArrayViewMut2::from_shape((kk, m), &mut colbuf[..kk * m]).expect("col shape");
+            general_mat_mul(T::one(), &kv.t(), &dyt, T::zero(), &mut dcolt);
+            col2im_t(s, colbuf, &mut dx[n0 * s.input_width()..], nb);
+        }
+        n0 += nb;
+    }
+}
+
+/// The direct definition, one loop per index (slow; a test oracle): `y[n, co, pr, pc] =
+/// sum_{ci, dr, dc} K[co, ci, 3 dr + dc] x[n, ci, pr + dr - 1, pc + dc - 1]`, zero padding.
+pub fn conv2d_reference<T: Real>(s: &ConvShape, x: &[T], kernel: &[T], y: &mut [T], r: usize) {
+    check(s, x, r, kernel, "conv2d_reference");
+    let (h, w) = (s.h, s.w);
+    for n in 0..r {
+        for co in 0..s.c_out {
+            for pr in 0..h {
+                for pc in 0..w {
+                    let mut acc = T::zero();
+                    for ci in 0..s.c_in {
+                        for dr in 0..3 {
+                            for dc in 0..3 {
+                                let rr = pr as isize + dr as isize - 1;
+                                let cc = pc as isize + dc as isize - 1;
+                                if rr < 0 || cc < 0 || rr >= h as isize || cc >= w as isize {
+                                    continue;
+                                }
+                                let xv = x[n * s.input_width()
+                                    + ci * h * w
+                                    + rr as usize * w
+                                    + cc as usize];
+                                acc += kernel[(co * s.c_in + ci) * 9 + dr * 3 + dc] * xv;
+                            }
+                        }
+                    }
+                    y[n * s.output_width() + co * h * w + pr * w + pc] = acc;
+                }
+            }
+        }
+    }
+}

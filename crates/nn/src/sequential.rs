@@ -1,0 +1,556 @@
+//! The sequence executor: forward and exact backward over a list of [`Layer`]s on chunks of
+//! rows, the parameter layout, the workspace and the loss.
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+
+use eqaug_groups::Real;
+use ndarray::ArrayView2;
+use rand::Rng;
+
+use crate::layers::{grow, Backward, Forward, GradIn, Layer, LayerState};
+use crate::params::{Layout, Params};
+use crate::{loss, Loss, NnError};
+
+/// A sequence of layers with a loss: the executor behind [`crate::Network`], usable on its
+/// own for networks built from layers directly (e.g. with layers of other crates).
+///
+/// Inputs are chunks `x: rows x input_width` (one sample per row), targets
+/// `rows x output_width`. The parameters of layer `i` are the tensors `layer{i}.{name}` of
+/// its [`Layer::params`], consecutive in the [`Layout`]; their initialisation is drawn by each
+/// layer in order, then every tensor with a projector is projected onto E.
+#[derive(Clone)]
+pub struct Sequential<T> {
+    layers: Vec<Arc<dyn Layer<T>>>,
+    /// `widths[0]` input width, `widths[i + 1]` output width of layer `i`.
+    widths: Vec<usize>,
+    /// Offsets of each layer's parameters in the flat vector.
+    blocks: Vec<Range<usize>>,
+    layout: Arc<Layout>,
+    loss: Loss,
+    output_positions: usize,
+    /// First layer with parameters: backward stops there (no input gradient needed).
+    first_param: Option<usize>,
+    flops_fwd: usize,
+}
+
+impl<T: Real> fmt::Debug for Sequential<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sequential")
+            .field(
+                "layers",
+                &self.layers.iter().map(|l| l.kind()).collect::<Vec<_>>(),
+            )
+            .field("widths", &self.widths)
+            .field("loss", &self.loss)
+            .field("params", &self.layout.len())
+            .finish()
+    }
+}
+
+/// Reusable buffers for one network and chunks of up to `rows` rows (grown on demand).
+pub struct Workspace<T> {
+    rows: usize,
+    /// Rows of the chunk of the last forward pass.
+    last_rows: usize,
+    widths: Vec<usize>,
+    /// Output of every layer.
+    acts: Vec<Vec<T>>,
+    /// What each layer keeps from forward to backward.
+    states: Vec<LayerState<T>>,
+    grad: [Vec<T>; 2],
+    xcopy: Vec<T>,
+    tcopy: Vec<T>,
+    scratch: Vec<T>,
+}
+
+impl<T> fmt::Debug for Workspace<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Workspace")
+            .field("rows", &self.rows)
+            .field("widths", &self.widths)
+            .finish()
+    }
+}
+
+impl<T> Workspace<T> {
+    /// Rows it currently holds buffers for.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+}
+
+impl<T: Real> Sequential<T> {
+    /// The sequence `layers` (first applied first) with `loss`; `output_positions` is the
+    /// number of positions per output channel (used by [`Loss::SegmentationBce`], which
+    /// averages over positions; 1 for plain features).
+    ///
+    /// Errors: no layers, a layer whose input width differs from the previous layer's output
+    /// width, an input of width 0, or a loss that does not fit the output.
+    pub fn new(
+        layers: Vec<Arc<dyn Layer<T>>>,
+        loss: Loss,
+        output_positions: usize,
+    ) -> Result<Self, NnError> {
+        let Some(first) = layers.first() else {
+            return Err(NnError::EmptyNetwork);
+        };
+        let mut widths = vec![first.input_width()];
+        if widths[0] == 0 {
+            return Err(NnError::Shape {
+                layer: 0,
+                kind: first.kind(),
+                message: "the input has 0 features".into(),
+            });
+        }
+        let mut entries = Vec::new();
+        let mut blocks = Vec::new();
+        let mut offset = 0;
+        let mut flops_fwd = 0;
+        for (i, layer) in layers.iter().enumerate() {
+            let prev = *widths.last().expect("non-empty");
+            if layer.input_width() != prev {
+                return Err(NnError::Shape {
+                    layer: i,
+                    kind: layer.kind(),
+                    message: format!(
+                        "takes rows of {} features, but its input has {prev}",
+                        layer.input_width()
+                    ),
+                });
+            }
+            widths.push(layer.output_width());
+            let start = offset;
+            for e in layer.params() {
+                offset += e.len();
+                entries.push((format!("layer{i}.{}", e.name), e.shape, i, e.kind));
+            }
+            blocks.push(start..offset);
+            flops_fwd += layer.flops_per_sample();
+        }
+        let out_w = *widths.last().expect("non-empty");
+        let loss_err = |message: String| NnError::Loss {
+            loss: loss.name(),
+            message,
+        };
+        match loss {
+            Loss::CrossEntropyLogits | Loss::CrossEntropyOnProbabilities if out_w < 2 => {
+                return Err(loss_err(format!(
+                    "needs at least 2 output features (classes), the network gives {out_w}"
+                )))
+            }
+            Loss::SegmentationBce if output_positions == 0 || out_w % output_positions != 0 => {
+                return Err(loss_err(format!(
+                    "the output width {out_w} is not channels x {output_positions} positions"
+                )))
+            }
+            _ => {}
+        }
+        let first_param = blocks.iter().position(|b| !b.is_empty());
+        let layout = Layout::new(entries);
+        debug_assert_eq!(layout.len(), offset);
+        Ok(Sequential {
+            layers,
+            widths,
+            blocks,
+            layout: Arc::new(layout),
+            loss,
+            output_positions,
+            first_param,
+            flops_fwd,
+        })
+    }
+
+    /// The layers, first applied first.
+    pub fn layers(&self) -> &[Arc<dyn Layer<T>>] {
+        &self.layers
+    }
+    /// `[0]` the input width, `[i + 1]` the output width of layer `i`.
+    pub fn widths(&self) -> &[usize] {
+        &self.widths
+    }
+    /// The range of layer `i`'s parameters in the flat vector ([`Params::as_slice`]).
+    pub fn param_range(&self, i: usize) -> Range<usize> {
+        self.blocks[i].clone()
+    }
+    /// The loss.
+    pub fn loss_kind(&self) -> Loss {
+        self.loss
+    }
+    /// Positions per output channel (for the segmentation loss).
+    pub fn output_positions(&self) -> usize {
+        self.output_positions
+    }
+    /// The parameter layout (shared by all parameter and gradient sets of this network).
+    pub fn layout(&self) -> &Arc<Layout> {
+        &self.layout
+    }
+    /// Number of scalar parameters.
+    pub fn num_params(&self) -> usize {
+        self.layout.len()
+    }
+    /// Number of layers.
+    pub fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+    /// Width of an input row.
+    pub fn input_width(&self) -> usize {
+        self.widths[0]
+    }
+    /// Width of an output row.
+    pub fn output_width(&self) -> usize {
+        *self.widths.last().expect("non-empty")
+    }
+    /// Floating-point operations (2 x multiply-adds) of the GEMM layers for one sample's
+    /// forward pass; forward + backward is about 3x this.
+    pub fn linear_flops_per_sample(&self) -> usize {
+        self.flops_fwd
+    }
+
+    /// All-zero parameters (also a gradient store).
+    pub fn zeros(&self) -> Params<T> {
+        Params::zeros(self.layout.clone())
+    }
+
+    /// Initial parameters: each layer's [`Layer::init`] in order, drawn in `f64` (so `f32`
+    /// and `f64` runs start from the same point up to rounding), then every tensor with a
+    /// projector projected onto E, then cast to `T`.
+    pub fn init_params(&self, rng: &mut impl Rng) -> Params<T> {
+        let mut p = Params::<f64>::zeros(self.layout.clone());
+        for (layer, block) in self.layers.iter().zip(&self.blocks) {
+            layer.init(&mut p.as_mut_slice()[block.clone()], rng);
+        }
+        p.project_group_layers();
+        p.cast()
+    }
+
+    /// A workspace for chunks of up to `rows` rows (it grows if given a larger chunk).
+    pub fn workspace(&self, rows: usize) -> Workspace<T> {
+        let maxw = *self.widths.iter().max().expect("non-empty");
+        Workspace {
+            rows,
+            last_rows: 0,
+            widths: self.widths.clone(),
+            acts: self.widths[1..]
+                .iter()
+                .map(|&w| vec![T::zero(); rows * w])
+                .collect(),
+            states: vec![LayerState::default(); self.layers.len()],
+            grad: [vec![T::zero(); rows * maxw], vec![T::zero(); rows * maxw]],
+            xcopy: Vec::new(),
+            tcopy: Vec::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    fn prepare(&self, ws: &mut Workspace<T>, rows: usize) {
+        if ws.widths != self.widths {
+            *ws = self.workspace(rows);
+        } else if rows > ws.rows {
+            let maxw = *self.widths.iter().max().expect("non-empty");
+            for (i, &w) in self.widths[1..].iter().enumerate() {
+                grow(&mut ws.acts[i], rows * w);
+            }
+            grow(&mut ws.grad[0], rows * maxw);
+            grow(&mut ws.grad[1], rows * maxw);
+            ws.rows = rows;
+        }
+    }
+
+    pub(crate) fn check_params(&self, p: &Params<T>, what: &str) {
+        assert!(
+            Arc::ptr_eq(p.layout(), &self.layout) || p.layout().compatible(&self.layout),
+            "{what}: parameter layout does not belong to this network"
+        );
+    }
+
+    /// The outputs (`rows x output_width`) of the last forward pass run in `ws` (by
+    /// [`Sequential::forward`], [`Sequential::loss`] or [`Sequential::loss_and_grad`]), e.g.
+    /// for the accuracy of the mini-batch just trained on.
+    ///
+    /// # Panics
+    /// If `ws` is not this network's workspace.
+    pub fn output<'w>(&self, ws: &'w Workspace<T>) -> ArrayView2<'w, T> {
+        assert_eq!(
+            ws.widths, self.widths,
+            "output: workspace of another network"
+        );
+        let (r, w) = (ws.last_rows, self.output_width());
+        ArrayView2::from_shape((r, w), &ws.acts[self.layers.len() - 1][..r * w]).expect("shape")
+    }
+
+    /// Network outputs (`rows x output_width`) for a chunk; statistics across rows per
+    /// mini-batch of `minibatch` consecutive rows (the last may be smaller).
+    ///
+    /// # Panics
+    /// If `minibatch == 0`, the input width is wrong, or `params` is from another network.
+    pub fn forward<'w>(
+        &self,
+        params: &Params<T>,
+        x: ArrayView2<'_, T>,
+        minibatch: usize,
+        ws: &'w mut Workspace<T>,
+    ) -> ArrayView2<'w, T> {
+        self.check_params(params, "forward");
+        let r = x.nrows();
+        self.prepare(ws, r);
+        self.forward_pass(params, x, minibatch, ws);
+        let w = self.output_width();
+        ArrayView2::from_shape((r, w), &ws.acts[self.layers.len() - 1][..r * w]).expect("shape")
+    }
+
+    /// The sum over mini-batches of (rows in batch x mean loss of the batch), i.e. the sum of
+    /// per-sample losses; divide by the number of rows for the mean. No gradient.
+    pub fn loss(
+        &self,
+        params: &Params<T>,
+        x: ArrayView2<'_, T>,
+        targets: ArrayView2<'_, T>,
+        minibatch: usize,
+        ws: &mut Workspace<T>,
+    ) -> T {
+        self.check_params(params, "loss");
+        let r = x.nrows();
+        self.prepare(ws, r);
+        self.forward_pass(params, x, minibatch, ws);
+        T::from_f64_lossy(self.loss_terms(targets, ws, false))
+    }
+
+    /// Forward and backward on a chunk. Mini-batches are consecutive groups of `minibatch`
+    /// rows (the last may be smaller); normalisation statistics are per mini-batch. Returns the
+    /// sum over mini-batches of (rows in batch x mean loss of the batch) and ADDS the gradient
+    /// of that quantity into `grads` (so summing over chunks and dividing by the number of
+    /// samples gives the full-batch mean-loss gradient). Each linear layer costs one GEMM
+    /// forward and two backward (one for the first layer).
+    ///
+    /// # Panics
+    /// If `minibatch == 0`, the shapes of `x` / `targets` are wrong, or `params` / `grads`
+    /// are not laid out for this network.
+    pub fn loss_and_grad(
+        &self,
+        params: &Params<T>,
+        x: ArrayView2<'_, T>,
+        targets: ArrayView2<'_, T>,
+        minibatch: usize,
+        grads: &mut Params<T>,
+        ws: &mut Workspace<T>,
+    ) -> T {
+        self.check_params(params, "loss_and_grad (params)");
+        self.check_params(grads, "loss_and_grad (grads)");
+        let r = x.nrows();
+        self.prepare(ws, r);
+        self.forward_pass(params, x, minibatch, ws);
+        let l = self.loss_terms(targets, ws, true);
+        self.backward_pass(params, x, minibatch, grads, ws);
+        T::from_f64_lossy(l)
+    }
+
+    fn forward_pass(
+        &self,
+        params: &Params<T>,
+        x: ArrayView2<'_, T>,
+        minibatch: usize,
+        ws: &mut Workspace<T>,
+    ) {
+        assert!(minibatch > 0, "minibatch must be at least 1");
+        assert_eq!(
+            x.ncols(),
+            self.input_width(),
+            "input rows have {} features, the network expects {}",
+            x.ncols(),
+            self.input_width()
+        );
+        let r = x.nrows();
+        ws.last_rows = r;
+        let Workspace {
+            acts,
+            states,
+            xcopy,
+            scratch,
+            ..
+        } = ws;
+        let xs: &[T] = match x.as_slice() {
+            Some(s) => s,
+            None => {
+                xcopy.clear();
+                xcopy.extend(x.iter().copied());
+                xcopy
+            }
+        };
+        let p = params.as_slice();
+        for (i, layer) in self.layers.iter().enumerate() {
+            let (before, after) = acts.split_at_mut(i);
+            let (win, wout) = (self.widths[i], self.widths[i + 1]);
+            let input: &[T] = if i == 0 {
+                xs
+            } else {
+                &before[i - 1][..r * win]
+            };
+            layer.forward(Forward {
+                params: &p[self.blocks[i].clone()],
+                input,
+                output: &mut after[0][..r * wout],
+                rows: r,
+                minibatch,
+                state: &mut states[i],
+                scratch: &mut *scratch,
+            });
+        }
+    }
+
+    /// Loss sum over the chunk (f64); if `grad`, its gradient w.r.t. the output into `ws.grad[0]`.
+    fn loss_terms(&self, targets: ArrayView2<'_, T>, ws: &mut Workspace<T>, grad: bool) -> f64 {
+        let w = self.output_width();
+        let r = ws.last_rows;
+        assert_eq!(
+            targets.dim(),
+            (r, w),
+            "targets must be rows x output_width = {r} x {w}"
+        );
+        let Workspace {
+            acts,
+            grad: gbuf,
+            tcopy,
+            ..
+        } = ws;
+        let t: &[T] = match targets.as_slice() {
+            Some(s) => s,
+            None => {
+                tcopy.clear();
+                tcopy.extend(targets.iter().copied());
+                tcopy
+            }
+        };
+        let y = &acts[self.layers.len() - 1][..r * w];
+        let g = if grad {
+            Some(&mut gbuf[0][..r * w])
+        } else {
+            None
+        };
+        loss::evaluate(self.loss, y, t, g, w, self.output_positions)
+    }
+
+    fn backward_pass(
+        &self,
+        params: &Params<T>,
+        x: ArrayView2<'_, T>,
+        minibatch: usize,
+        grads: &mut Params<T>,
+        ws: &mut Workspace<T>,
+    ) {
+        let Some(first) = self.first_param else {
+            return;
+        };
+        let r = x.nrows();
+        let Workspace {
+            acts,
+            states,
+            grad: gbuf,
+            xcopy,
+            scratch,
+            ..
+        } = ws;
+        let xs: &[T] = match x.as_slice() {
+            Some(s) => s,
+            // forward_pass left the copy in place
+            None => &xcopy[..],
+        };
+        let p = params.as_slice();
+        let gs = grads.as_mut_slice();
+        let [g0, g1] = gbuf;
+        let (mut cur, mut other) = (g0, g1);
+        for i in (first..self.layers.len()).rev() {
+            let (win, wout) = (self.widths[i], self.widths[i + 1]);
+            let input: &[T] = if i == 0 { xs } else { &acts[i - 1][..r * win] };
+            let block = self.blocks[i].clone();
+            let need_dx = i > first;
+            let res = self.layers[i].backward(Backward {
+                params: &p[block.clone()],
+                grads: &mut gs[block],
+                input,
+                output: &acts[i][..r * wout],
+                dy: &mut cur[..r * wout],
+                dx: need_dx.then(|| &mut other[..r * win]),
+                rows: r,
+                minibatch,
+                state: &states[i],
+                scratch: &mut *scratch,
+            });
+            if res == GradIn::InDx {
+                std::mem::swap(&mut cur, &mut other);
+            }
+        }
+    }
+
+    /// For every layer with kinks ([`Layer::kinks`], e.g. LeakyReLU at 0), the smallest
+    /// distance `|x - kink|` over all its inputs on this chunk (the distance of the data to
+    /// the nearest non-differentiable point): `(layer index, distance)`, in layer order. NaN
+    /// if an input is NaN. One forward pass.
+    ///
+    /// # Panics
+    /// As [`Sequential::forward`].
+    pub fn min_abs_preactivation_per_layer(
+        &self,
+        params: &Params<T>,
+        x: ArrayView2<'_, T>,
+        minibatch: usize,
+        ws: &mut Workspace<T>,
+    ) -> Vec<(usize, f64)> {
+        self.check_params(params, "min_abs_preactivation");
+        let r = x.nrows();
+        self.prepare(ws, r);
+        self.forward_pass(params, x, minibatch, ws);
+        let xs: &[T] = match x.as_slice() {
+            Some(s) => s,
+            None => &ws.xcopy[..],
+        };
+        let mut out = Vec::new();
+        for (i, layer) in self.layers.iter().enumerate() {
+            let kinks = layer.kinks();
+            if kinks.is_empty() {
+                continue;
+            }
+            let input: &[T] = if i == 0 {
+                xs
+            } else {
+                &ws.acts[i - 1][..r * self.widths[i]]
+            };
+            let mut m = f64::INFINITY;
+            for &v in input {
+                for &k in kinks {
+                    let d = (v.to_f64_exact() - k).abs();
+                    if d.is_nan() || d < m {
+                        m = d;
+                    }
+                }
+                if m.is_nan() {
+                    break;
+                }
+            }
+            out.push((i, m));
+        }
+        out
+    }
+
+    /// The smallest distance of any kinked layer's input to a kink over this chunk (see
+    /// [`Sequential::min_abs_preactivation_per_layer`]); `+inf` if no layer has a kink, NaN
+    /// if an input is NaN. For LeakyReLU networks: the smallest |pre-activation|.
+    pub fn min_abs_preactivation(
+        &self,
+        params: &Params<T>,
+        x: ArrayView2<'_, T>,
+        minibatch: usize,
+        ws: &mut Workspace<T>,
+    ) -> f64 {
+        self.min_abs_preactivation_per_layer(params, x, minibatch, ws)
+            .into_iter()
+            .fold(f64::INFINITY, |a, (_, d)| {
+                if d.is_nan() || a.is_nan() {
+                    f64::NAN
+                } else {
+                    a.min(d)
+                }
+            })
+    }
+}

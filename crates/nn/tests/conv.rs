@@ -1,0 +1,281 @@
+//! E5's convolution kernels against independent oracles: the im2col + GEMM convolution
+//! against the direct loop, its backward pass by central differences (f64), the pooling
+//! adjoint, kernel bases and least squares, and the projection onto `E ∩ L_Omega` against
+//! the brute-force average over the four rotations followed by the mask.
+
+mod common;
+
+use common::rng;
+use eqaug_nn::conv::{
+    avg_pool2_backward, avg_pool2_forward, conv2d_backward, conv2d_forward, conv2d_reference,
+    describe_kernel_gset, ConvScratch, ConvShape, KernelBasis, KernelProjector, Parametrisation,
+    Support,
+};
+use rand::Rng;
+use rand_distr::StandardNormal;
+
+fn gauss(r: &mut impl Rng, n: usize) -> Vec<f64> {
+    (0..n).map(|_| r.sample(StandardNormal)).collect()
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).fold(0.0, |m, (x, y)| m.max((x - y).abs()))
+}
+
+const SHAPES: [ConvShape; 3] = [
+    ConvShape {
+        c_in: 1,
+        c_out: 3,
+        h: 6,
+        w: 6,
+    },
+    ConvShape {
+        c_in: 3,
+        c_out: 2,
+        h: 5,
+        w: 4,
+    },
+    ConvShape {
+        c_in: 2,
+        c_out: 4,
+        h: 1,
+        w: 3,
+    },
+];
+
+#[test]
+fn forward_matches_the_direct_loop() {
+    let mut g = rng(1);
+    for s in SHAPES {
+        let r = 7;
+        let x = gauss(&mut g, r * s.input_width());
+        let k = gauss(&mut g, s.kernel_len());
+        let mut want = vec![0.0; r * s.output_width()];
+        conv2d_reference(&s, &x, &k, &mut want, r);
+        // one block, and blocks of 2 images (the last one short)
+        for mut scratch in [ConvScratch::new(), ConvScratch::with_max_block(2)] {
+            let mut y = vec![f64::NAN; r * s.output_width()];
+            conv2d_forward(&s, &x, &k, &mut y, r, &mut scratch);
+            let e = max_abs_diff(&y, &want);
+            assert!(e < 1e-12, "{s:?}: forward differs from the loop by {e:e}");
+        }
+        // f32 too
+        let (x32, k32): (Vec<f32>, Vec<f32>) = (
+            x.iter().map(|&v| v as f32).collect(),
+            k.iter().map(|&v| v as f32).collect(),
+        );
+        let mut y32 = vec![0.0f32; r * s.output_width()];
+        conv2d_forward(&s, &x32, &k32, &mut y32, r, &mut ConvScratch::new());
+        let e = y32
+            .iter()
+            .zip(&want)
+            .fold(0.0f64, |m, (&a, &b)| m.max((a as f64 - b).abs()));
+        assert!(e < 1e-4, "{s:?}: f32 forward off by {e:e}");
+    }
+}
+
+/// `L = <conv(x, K), g>`: its exact gradients against central differences in every entry.
+#[test]
+fn backward_matches_central_differences() {
+    let mut gen = rng(2);
+    for s in SHAPES {
+        let r = 3;
+        let x = gauss(&mut gen, r * s.input_width());
+        let k = gauss(&mut gen, s.kernel_len());
+        let g = gauss(&mut gen, r * s.output_width());
+        let mut scratch = ConvScratch::with_max_block(2);
+        let loss = |x: &[f64], k: &[f64]| {
+            let mut y = vec![0.0; r * s.output_width()];
+            conv2d_reference(&s, x, k, &mut y, r);
+            dot(&y, &g)
+        };
+        let mut dk = vec![0.5; s.kernel_len()]; // accumulates: start from 0.5
+        let mut dx = vec![f64::NAN; x.len()];
+        conv2d_backward(&s, &x, &k, &g, &mut dk, Some(&mut dx), r, &mut scratch);
+        let h = 1e-3; // the loss is bilinear: central differences are exact up to round-off
+        for i in 0..k.len() {
+            let (mut kp, mut km) = (k.clone(), k.clone());
+            kp[i] += h;
+            km[i] -= h;
+            let fd = (loss(&x, &kp) - loss(&x, &km)) / (2.0 * h);
+            assert!((dk[i] - 0.5 - fd).abs() < 1e-8, "{s:?} dK[{i}]");
+        }
+        for i in 0..x.len() {
+            let (mut xp, mut xm) = (x.clone(), x.clone());
+            xp[i] += h;
+            xm[i] -= h;
+            let fd = (loss(&xp, &k) - loss(&xm, &k)) / (2.0 * h);
+            assert!(
+                (dx[i] - fd).abs() < 1e-8,
+                "{s:?} dx[{i}]: {} vs {fd}",
+                dx[i]
+            );
+        }
+    }
+}
+
+#[test]
+fn pooling_and_its_adjoint() {
+    let mut gen = rng(3);
+    let (maps, h, w) = (5, 6, 4);
+    let x = gauss(&mut gen, maps * h * w);
+    let mut y = vec![0.0; maps * h * w / 4];
+    avg_pool2_forward(&x, &mut y, maps, h, w);
+    for m in 0..maps {
+        for i in 0..h / 2 {
+            for j in 0..w / 2 {
+                let at = |a: usize, b: usize| x[m * h * w + a * w + b];
+                let want = (at(2 * i, 2 * j)
+                    + at(2 * i, 2 * j + 1)
+                    + at(2 * i + 1, 2 * j)
+                    + at(2 * i + 1, 2 * j + 1))
+                    / 4.0;
+                assert!((y[m * h * w / 4 + i * w / 2 + j] - want).abs() < 1e-15);
+            }
+        }
+    }
+    let g = gauss(&mut gen, y.len());
+    let mut dx = vec![f64::NAN; x.len()];
+    avg_pool2_backward(&g, &mut dx, maps, h, w);
+    let (a, b) = (dot(&y, &g), dot(&x, &dx));
+    assert!(
+        (a - b).abs() < 1e-12 * a.abs().max(1.0),
+        "<Px, g> {a} != <x, P^T g> {b}"
+    );
+}
+
+/// rot90 of a 3 x 3 offset (np.rot90 convention), written out independently of eqaug-groups.
+fn rot(o: usize) -> usize {
+    let (r, c) = (o / 3, o % 3);
+    3 * (2 - c) + r
+}
+
+/// Brute force: the mean of the kernel over its four rotations, then zero on every offset
+/// whose orbit (its four rotations) is not inside the support.
+fn brute_force_projection(kernel: &[f64], support: &[usize]) -> Vec<f64> {
+    let mut out = vec![0.0; kernel.len()];
+    for (pk, po) in kernel.chunks_exact(9).zip(out.chunks_exact_mut(9)) {
+        for o in 0..9 {
+            let orbit = [o, rot(o), rot(rot(o)), rot(rot(rot(o)))];
+            let mean = orbit.iter().map(|&q| pk[q]).sum::<f64>() / 4.0;
+            let inside = orbit.iter().all(|q| support.contains(q));
+            po[o] = if inside { mean } else { 0.0 };
+        }
+    }
+    out
+}
+
+#[test]
+fn projection_matches_the_brute_force_average() {
+    let mut gen = rng(4);
+    let custom = Support::Offsets(vec![[1, 1], [0, 0], [0, 2], [2, 0], [2, 2], [0, 1]]);
+    for (support, dim) in [
+        (Support::Cross, 2),
+        (Support::Skew, 1),
+        (Support::Full, 3),
+        (custom, 2),
+    ] {
+        let (co, ci) = (3, 2);
+        let p = KernelProjector::new(&support, co, ci).unwrap();
+        assert_eq!(p.dim_per_channel_pair(), dim, "{support}");
+        assert_eq!(p.dim(), co * ci * dim);
+        let info = describe_kernel_gset(&support).unwrap();
+        assert_eq!(info.dim_e_cap_l_per_channel_pair, dim);
+        assert_eq!(info.dim_e_per_channel_pair, 3);
+        assert_eq!(
+            info.compatible,
+            matches!(support, Support::Cross | Support::Full)
+        );
+        let offsets = support.offsets().unwrap();
+        let k = gauss(&mut gen, co * ci * 9);
+        let want = brute_force_projection(&k, &offsets);
+        let got = p.project(&k);
+        assert!(max_abs_diff(&got, &want) < 1e-15, "{support}");
+        // idempotent, and the distance is ||K - Pi K||
+        assert!(max_abs_diff(&p.project(&got), &got) < 1e-15);
+        let d: f64 = k
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b) * (a - b))
+            .sum::<f64>()
+            .sqrt();
+        assert!((p.distance(&k) - d).abs() < 1e-14);
+        // orthogonal: K - Pi K is orthogonal to Pi K
+        let r: Vec<f64> = k.iter().zip(&got).map(|(a, b)| a - b).collect();
+        assert!(dot(&r, &got).abs() < 1e-13);
+    }
+    // E ∩ L of the orbit engine's G-set, as `eqaug inspect` prints it
+    let text = describe_kernel_gset(&Support::Skew).unwrap().to_string();
+    assert!(
+        text.contains("dim(E ∩ L) = 1") && text.contains("NOT compatible"),
+        "{text}"
+    );
+}
+
+#[test]
+fn bases_span_the_support_and_least_squares_inverts_them() {
+    let mut gen = rng(5);
+    for support in [Support::Cross, Support::Skew] {
+        let offsets = support.offsets().unwrap();
+        for param in [
+            Parametrisation::Unitary,
+            Parametrisation::NonUnitary,
+            Parametrisation::Equivariant,
+        ] {
+            let b = KernelBasis::new(param, &support, &mut gen).unwrap();
+            let k = b.len();
+            let m = b.matrix();
+            for j in 0..k {
+                let row = m.row(j);
+                let norm = row.dot(&row).sqrt();
+                assert!((norm - 1.0).abs() < 1e-14, "{param:?} B_{j} not unit norm");
+                for o in 0..9 {
+                    assert!(row[o] == 0.0 || offsets.contains(&o), "B_{j} leaves Omega");
+                }
+            }
+            let expected_k = match (param, &support) {
+                (Parametrisation::Equivariant, Support::Cross) => 2,
+                (Parametrisation::Equivariant, _) => 1,
+                _ => 5,
+            };
+            assert_eq!(k, expected_k, "{param:?} on {support}");
+            // kernel and its adjoint
+            let pairs = 6;
+            let theta = gauss(&mut gen, pairs * k);
+            let mut kern = vec![0.0; pairs * 9];
+            b.kernel(&theta, &mut kern);
+            let dk = gauss(&mut gen, pairs * 9);
+            let mut dtheta = vec![0.0; pairs * k];
+            b.coefficient_gradient(&dk, &mut dtheta);
+            assert!((dot(&kern, &dk) - dot(&theta, &dtheta)).abs() < 1e-12);
+            // least squares recovers theta from its own kernel
+            let (back, res) = b.coefficients_from_kernel(&kern);
+            assert!(res < 1e-13, "{param:?} on {support}: residual {res:e}");
+            assert!(
+                max_abs_diff(&back, &theta) < 1e-11,
+                "{param:?} on {support}"
+            );
+        }
+        // a kernel off the span: the residual is the distance to the span (here, to L_Omega
+        // for a basis of L_Omega: the mass outside the support)
+        let b = KernelBasis::new(Parametrisation::NonUnitary, &support, &mut gen).unwrap();
+        let kern = gauss(&mut gen, 9);
+        let (_, res) = b.coefficients_from_kernel(&kern);
+        let outside: f64 = (0..9)
+            .filter(|o| !offsets.contains(o))
+            .map(|o| kern[o] * kern[o])
+            .sum::<f64>()
+            .sqrt();
+        assert!((res - outside).abs() < 1e-12);
+    }
+    // no orbit inside: an empty E ∩ L is an error naming the support
+    let corner = Support::Offsets(vec![[0, 0], [0, 1]]);
+    let e = KernelBasis::new(Parametrisation::Equivariant, &corner, &mut gen).unwrap_err();
+    assert!(e.to_string().contains("{(0,0), (0,1)}"), "{e}");
+    assert!(Support::Offsets(vec![[3, 0]]).offsets().is_err());
+    assert!(Support::Offsets(vec![[1, 1], [1, 1]]).offsets().is_err());
+}

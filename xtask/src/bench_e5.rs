@@ -1,0 +1,113 @@
+//! The E5 part of `reports/performance.md`: the CNN's forward + backward per sample against
+//! the GEMM ceiling timed in the same run, each convolution alone, and the projected wall
+//! time of the paper profile (records `e5_pass` and `e5_conv` of benches/eqaug/e5.rs).
+
+use serde_json::Value;
+use std::fmt::Write as _;
+
+fn f(v: &Value, k: &str) -> f64 {
+    v[k].as_f64().unwrap_or(f64::NAN)
+}
+
+/// Sample-passes (forward + backward) of one E5 run and forward-only passes, for `train`
+/// training and `test` test digits: phase 1 on the training set for each of the 2 supports,
+/// phase 2 on its 4 rotations for each of the 3 cases, the test set evaluated after every
+/// epoch of both phases and the training set once at the start of each phase.
+pub fn passes_per_run(train: f64, test: f64, epochs1: f64, epochs2: f64) -> (f64, f64) {
+    let train_passes = 2.0 * epochs1 * train + 3.0 * epochs2 * 4.0 * train;
+    let eval = (2.0 * epochs1 + 3.0 * epochs2) * test + 2.0 * train + 3.0 * 4.0 * train;
+    (train_passes, eval)
+}
+
+/// The markdown section; empty when the benches wrote no E5 record.
+pub fn section(records: &[Value]) -> String {
+    let pass: Vec<&Value> = records.iter().filter(|r| r["kind"] == "e5_pass").collect();
+    let conv: Vec<&Value> = records.iter().filter(|r| r["kind"] == "e5_conv").collect();
+    if pass.is_empty() && conv.is_empty() {
+        return String::new();
+    }
+    let mut w = String::new();
+    let _ = writeln!(
+        w,
+        "\n## E5: the CNN (SPEC section 9)\n\nf32, paper sizes (channels 32-64-64, 28 x 28, \
+         kernel support cross), one SGD mini-batch of 100 images per chunk as the runner uses. \
+         GFLOP/s = 3 x 2 x multiply-adds of the convolutions (all 9 offsets: im2col + GEMM) \
+         and the final layer per sample-pass / time, against a 2048^3 f32 GEMM timed \
+         interleaved with each row. Target: at least 60% of the GEMM for the convolutions.\n"
+    );
+    let _ = writeln!(
+        w,
+        "| part | chunk | MFLOP per sample-pass | ms per sample-pass | GFLOP/s | GEMM GFLOP/s \
+         (same time) | % of GEMM |\n|---|---|---|---|---|---|---|"
+    );
+    for r in &pass {
+        let _ = writeln!(
+            w,
+            "| whole network, {} model | {} | {:.1} | {:.3} | {:.1} | {:.1} | {:.0}% |",
+            r["model"].as_str().unwrap_or("?"),
+            r["chunk"],
+            f(r, "flops_per_sample") / 1e6,
+            f(r, "ms_per_sample"),
+            f(r, "gflops"),
+            f(r, "gemm_gflops"),
+            100.0 * f(r, "gflops") / f(r, "gemm_gflops")
+        );
+    }
+    for r in &conv {
+        let _ = writeln!(
+            w,
+            "| conv{} ({} -> {}, {} x {}) | {} | {:.2} | {:.4} | {:.1} | {:.1} | {:.0}% |",
+            r["layer"],
+            r["c_in"],
+            r["c_out"],
+            r["side"],
+            r["side"],
+            r["chunk"],
+            f(r, "flops_per_sample") / 1e6,
+            f(r, "ms_per_sample"),
+            f(r, "gflops"),
+            f(r, "gemm_gflops"),
+            100.0 * f(r, "gflops") / f(r, "gemm_gflops")
+        );
+    }
+    // Phase 1 runs the equivariant model, phase 2 the unitary one; a forward-only pass costs
+    // about a third of a forward + backward pass.
+    let ms = |model: &str| {
+        pass.iter()
+            .find(|r| r["model"] == model)
+            .map_or(f64::NAN, |r| f(r, "ms_per_sample"))
+    };
+    let (eq, un) = (ms("equivariant"), ms("unitary"));
+    let run_secs = |train: f64, test: f64| {
+        let p1 = 2.0 * 250.0 * train * eq;
+        let p2 = 3.0 * 10.0 * 4.0 * train * un;
+        let (_, eval) = passes_per_run(train, test, 250.0, 10.0);
+        (p1 + p2 + eval * un / 3.0) / 1e3
+    };
+    let _ = writeln!(
+        w,
+        "\nProjected wall time of `experiments/e5.toml --profile paper` on this machine, runs \
+         one after the other: per run, phase 1 (250 epochs) for the supports cross and skew \
+         (cross-nonunitary shares cross's), phase 2 (10 epochs on the 4 rotations) for the \
+         three cases, the test set after every epoch (forward only, ~1/3 of a pass), at the \
+         measured ms per sample-pass (phase 1: equivariant model, phase 2: unitary).\n"
+    );
+    let _ = writeln!(w, "| data | per run | 30 runs |\n|---|---|---|");
+    for (label, train, test) in [
+        (
+            "official 60 000 / 10 000 (`data.mnist_dir`)",
+            60000.0,
+            10000.0,
+        ),
+        ("shipped split 8 000 / 2 000 (default)", 8000.0, 2000.0),
+    ] {
+        let s = run_secs(train, test);
+        let _ = writeln!(
+            w,
+            "| {label} | {:.1} h | {:.0} h |",
+            s / 3600.0,
+            30.0 * s / 3600.0
+        );
+    }
+    w
+}
