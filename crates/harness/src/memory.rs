@@ -279,11 +279,18 @@ pub fn estimate_inspect(group: &str, size: usize) -> Result<Estimate, MemoryErro
 }
 
 /// Values per sample of the targets of a data set on `positions` points.
-fn target_width(kind: DatasetKind, positions: u64) -> u64 {
-    match kind {
+fn target_width(data: &crate::config::DataSection, positions: u64) -> u64 {
+    use crate::config::NpyTargetsKind;
+    match data.dataset {
         DatasetKind::Sbm => 1,
         DatasetKind::Mnist14 => 10,
         DatasetKind::Shapes => 2 * positions,
+        DatasetKind::Npy => match data.targets_kind {
+            Some(NpyTargetsKind::Binary) => 1,
+            Some(NpyTargetsKind::Classes) => data.classes.unwrap_or(10) as u64,
+            // Masks: as many channels as the shapes data (an estimate).
+            Some(NpyTargetsKind::Masks) | None => 2 * positions,
+        },
     }
 }
 
@@ -304,11 +311,7 @@ pub fn estimate_experiment(exp: &Experiment) -> Result<Estimate, MemoryError> {
     let p = &exp.protocol;
     let count_key = format!("data.count = {}", exp.data.count);
     let samples = calc.add(&count_key, exp.data.count as u64, p.held_out as u64)?;
-    let width = calc.add(
-        &count_key,
-        positions,
-        target_width(exp.data.dataset, positions),
-    )?;
+    let width = calc.add(&count_key, positions, target_width(&exp.data, positions))?;
     let data = calc.mul(&count_key, &[samples, width, 8 + 8 + 4])?;
 
     // The network: parameters, activation widths, orbit maps per distinct layer shape.
@@ -348,7 +351,8 @@ pub fn estimate_experiment(exp: &Experiment) -> Result<Estimate, MemoryError> {
             LayerSpec::BatchNorm { over } => {
                 let n = match over {
                     NormOver::Features => features,
-                    NormOver::Channels => channels,
+                    // Positions is layer norm only (no parameters); counted as per channel.
+                    NormOver::Channels | NormOver::Positions => channels,
                 };
                 params = calc.add(&net_key, params, calc.mul(&net_key, &[2, n])?)?;
             }

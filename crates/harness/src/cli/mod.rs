@@ -6,8 +6,8 @@ pub mod list;
 pub mod report;
 pub mod run;
 pub mod slurm;
-pub mod status;
 pub mod stability;
+pub mod status;
 pub mod worked_example;
 
 /// Errors of the command-line layer: a message for the user.

@@ -59,6 +59,7 @@ pub fn claims(outputs: &[StabilityOutput]) -> Vec<Claim> {
             Bound::AtMost(v) => format!("<= {v}"),
             Bound::AtLeast(v) => format!(">= {v}"),
             Bound::Within(lo, hi) => format!("within [{lo:.6}, {hi:.6}]"),
+            Bound::Near(c, tol) => format!("{c:.6} +- {tol}"),
         };
         Claim {
             id: id.into(),
