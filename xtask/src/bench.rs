@@ -449,7 +449,7 @@ fn render_stability(rows: &[StabilityRow]) -> String {
         "\n## Stability analysis (`eqaug stability`, f64)\n\nWall time of `eqaug stability \
          CONFIG --profile stability` per experiment (stationary point by L-BFGS on E, Lanczos \
          on both blocks, escapes), and the cost of one central-difference Hessian-vector product \
-         in gradients of the nominal risk (median of 5, at the profile's size; target <= 2).\n"
+         in gradients of the nominal risk (fastest of 9 interleaved, at the profile's size; target <= 2).\n"
     );
     let _ = writeln!(
         o,

@@ -33,7 +33,10 @@
 //! * Divergence: a non-finite loss or weight stops training; [`SgdOutcome::failure`] holds
 //!   the epoch and step ([`SgdFailure`]); what was recorded before is kept.
 //! * Checkpoints: `params.save_npy(dir)` / `net.zeros().load_npy(dir)` (eqaug-nn's
-//!   [`eqaug_nn::Params`]), e.g. phase 1's final parameters, so phase 2 can be rerun alone.
+//!   [`eqaug_nn::Params`]), e.g. phase 1's final parameters, so phase 2 can be rerun alone
+//!   (the equivariant network itself is rebuilt from its spec: it draws nothing). The
+//!   non-unitary basis is part of the phase-2 model: rebuild it from the same seeded RNG
+//!   (it is the first thing `E5Network::new` draws), or keep `conv.basis().matrix()`.
 //! * Deterministic: the shuffles come from the given RNG only; the gradient of a mini-batch
 //!   is one call of the layer executor, whose reductions have a fixed order.
 

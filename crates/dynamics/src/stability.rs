@@ -747,6 +747,9 @@ pub enum Verdict {
     NotStationary,
     /// No eigenvalue of either block below `-noise`: stable (to second order).
     Stable,
+    /// `H_perp` vanishes exactly (every Ritz value 0): a flat point, e.g. a saturated
+    /// network whose group layers receive no gradient; no second-order information.
+    Flat,
     /// `H_perp` has an eigenvalue below `-noise` while the E block has none: a minimum for
     /// equivariant training that augmented training leaves (Proposition 3).
     UnstableOffE,
@@ -989,6 +992,8 @@ pub fn analyse(
         Verdict::UnstableInE
     } else if perp_block.min < -noise {
         Verdict::UnstableOffE
+    } else if perp_block.min == 0.0 && perp_block.max == 0.0 {
+        Verdict::Flat
     } else {
         Verdict::Stable
     };

@@ -789,7 +789,9 @@ fn network_spec(n: &NetworkSection, size: usize) -> Result<NetworkSpec, (String,
             let norm = n.normalisation;
             let mut spec = match preset {
                 Preset::E1 => NetworkSpec::e1(size, c[0], c[1], c[2], norm),
-                Preset::E2 => NetworkSpec::e2(size, c[0], 10, norm),
+                Preset::E2 => {
+                    NetworkSpec::e2_with(size, c[0], 10, norm, n.loss, Default::default())
+                }
                 Preset::E3 => NetworkSpec::e3(size, [c[0], c[1], c[2]], norm),
             };
             match (n.activation, n.sharpness) {

@@ -285,10 +285,11 @@ fn target_width(data: &crate::config::DataSection, positions: u64) -> u64 {
         DatasetKind::Sbm => 1,
         DatasetKind::Mnist14 => 10,
         DatasetKind::Shapes => 2 * positions,
+        // The class count may only be known from the file: assume at most one value per
+        // input position (the estimate is an order of magnitude, the data loader checks).
         DatasetKind::Npy => match data.targets_kind {
             Some(NpyTargetsKind::Binary) => 1,
-            Some(NpyTargetsKind::Classes) => data.classes.unwrap_or(10) as u64,
-            // Masks: as many channels as the shapes data (an estimate).
+            Some(NpyTargetsKind::Classes) => data.classes.map_or(positions, |c| c as u64),
             Some(NpyTargetsKind::Masks) | None => 2 * positions,
         },
     }
@@ -351,7 +352,6 @@ pub fn estimate_experiment(exp: &Experiment) -> Result<Estimate, MemoryError> {
             LayerSpec::BatchNorm { over } => {
                 let n = match over {
                     NormOver::Features => features,
-                    // Positions is layer norm only (no parameters); counted as per channel.
                     NormOver::Channels | NormOver::Positions => channels,
                 };
                 params = calc.add(&net_key, params, calc.mul(&net_key, &[2, n])?)?;

@@ -37,3 +37,36 @@ fn worked_example_through_the_stability_report() {
         stability::write(std::path::Path::new(&d), std::path::Path::new(&d), &mut w).unwrap();
     }
 }
+
+#[test]
+fn stability_profiles_parse_and_the_activation_key_is_checked() {
+    use eqaug_harness::config;
+    use eqaug_nn::LayerSpec;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments");
+    for f in ["e1.toml", "e2.toml", "e3.toml", "e4.toml"] {
+        let exps = config::load(&root.join(f), "stability").unwrap();
+        for e in &exps {
+            assert!(e.stability.is_some(), "{f}: no [stability]");
+            assert!(
+                e.network
+                    .layers
+                    .iter()
+                    .any(|l| matches!(l, LayerSpec::SmoothLeakyRelu { .. })),
+                "{f}: the stability profile should use the smooth LeakyReLU"
+            );
+            assert!(!e
+                .network
+                .layers
+                .iter()
+                .any(|l| matches!(l, LayerSpec::LeakyRelu { .. })));
+        }
+    }
+    let text = std::fs::read_to_string(root.join("e1.toml")).unwrap();
+    let bad = text.replacen("loss = \"bce\"", "loss = \"bce\"\nsharpness = 5.0", 1);
+    let err = config::parse(&bad, std::path::Path::new("e1.toml"), "quick").unwrap_err();
+    assert!(err.to_string().contains("network.sharpness"), "{err}");
+    let bad = text.replacen("[stability]\n", "[stability]\nlanczos_steps = 0\n", 1);
+    let bad = bad.replacen("lanczos_steps = 20\n", "", 1);
+    let err = config::parse(&bad, std::path::Path::new("e1.toml"), "stability").unwrap_err();
+    assert!(err.to_string().contains("stability.lanczos_steps"), "{err}");
+}

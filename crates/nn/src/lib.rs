@@ -14,6 +14,14 @@
 //!   20 chunks of 25.
 //! * Computing a gradient ([`Network::loss_and_grad`]) is separate from applying it
 //!   ([`Params::axpy`]): the training strategies differ exactly in between.
+//! * Each layer kind lives in its own module of [`layers`] (group linear, dense, pointwise
+//!   activations, softmax, batch norm, layer norm) and implements the [`Layer`] trait: input
+//!   and output widths, parameter tensors (each with its own [`TensorKind`], so a weight
+//!   carries the projector of whichever group constrains it, optionally with a support mask),
+//!   initialisation, forward and backward. [`Sequential`] executes a list of layers with a
+//!   loss (layout, initialisation, workspace, forward, loss, gradient); a [`Network`] is a
+//!   `Sequential` compiled from a [`NetworkSpec`] over one group, which adds the
+//!   representations between the layers.
 //!
 //! ```
 //! use eqaug_nn::{Group, Loss, Network, NetworkSpec, Normalisation, Rep};
@@ -39,6 +47,33 @@
 //! params.axpy(-1e-2, &grads); // one plain gradient step
 //! assert!(loss_sum.is_finite() && params.distance_to_equivariant() < 1e-6);
 //! ```
+//!
+//! A network built from layers directly (any layer implementing [`Layer`] fits, e.g. one of
+//! another crate):
+//!
+//! ```
+//! use std::sync::Arc;
+//! use eqaug_nn::layers::{Dense, Layer, LayerNorm, Pointwise, PointwiseFn};
+//! use eqaug_nn::{Loss, NormOver, Sequential};
+//! use ndarray::Array2;
+//! use rand::SeedableRng;
+//!
+//! // 4 features -> 2 channels x 3 positions, each channel's map layer-normalised -> 3 logits
+//! let layers: Vec<Arc<dyn Layer<f64>>> = vec![
+//!     Arc::new(Dense::new(4, 6, 0.5, true).unwrap()),
+//!     Arc::new(Pointwise::new(PointwiseFn::Tanh, 6).unwrap()),
+//!     Arc::new(LayerNorm::new(NormOver::Positions, 2, 3).unwrap()),
+//!     Arc::new(Dense::new(6, 3, 0.5, false).unwrap()),
+//! ];
+//! let seq = Sequential::new(layers, Loss::CrossEntropyLogits, 1).unwrap();
+//! let params = seq.init_params(&mut rand_chacha::ChaCha8Rng::seed_from_u64(1));
+//! let x = Array2::<f64>::from_shape_fn((8, 4), |(i, j)| (i as f64 - j as f64) / 4.0);
+//! let mut t = Array2::<f64>::zeros((8, 3));
+//! t.column_mut(1).fill(1.0);
+//! let (mut grads, mut ws) = (seq.zeros(), seq.workspace(8));
+//! let loss_sum = seq.loss_and_grad(&params, x.view(), t.view(), 8, &mut grads, &mut ws);
+//! assert!(loss_sum.is_finite() && grads.norm() > 0.0);
+//! ```
 #![warn(missing_docs)]
 
 pub mod conv;
@@ -58,7 +93,7 @@ pub use layers::Layer;
 pub use network::Network;
 pub use params::{Layout, Params, TensorInfo, TensorKind, TensorView, TensorViewMut};
 pub use sequential::{Sequential, Workspace};
-pub use spec::{LayerSpec, Loss, NetworkSpec, NormOver, Normalisation, PointsSpec};
+pub use spec::{Activation, LayerSpec, Loss, NetworkSpec, NormOver, Normalisation, PointsSpec};
 pub use transform::act_on_rows;
 
 /// Converts an `f64` constant to `T` (exact for the constants used in this crate).

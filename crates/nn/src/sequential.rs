@@ -87,7 +87,9 @@ impl<T: Real> Sequential<T> {
     /// averages over positions; 1 for plain features).
     ///
     /// Errors: no layers, a layer whose input width differs from the previous layer's output
-    /// width, an input of width 0, or a loss that does not fit the output.
+    /// width, an input of width 0, or a loss that does not fit the output (fewer than 2
+    /// classes for a cross-entropy, [`Loss::CrossEntropyOnProbabilities`] without a final
+    /// softmax, [`Loss::CrossEntropyLogits`] after a final softmax).
     pub fn new(
         layers: Vec<Arc<dyn Layer<T>>>,
         loss: Loss,
@@ -130,6 +132,7 @@ impl<T: Real> Sequential<T> {
             flops_fwd += layer.flops_per_sample();
         }
         let out_w = *widths.last().expect("non-empty");
+        let last = layers.last().expect("non-empty");
         let loss_err = |message: String| NnError::Loss {
             loss: loss.name(),
             message,
@@ -138,6 +141,24 @@ impl<T: Real> Sequential<T> {
             Loss::CrossEntropyLogits | Loss::CrossEntropyOnProbabilities if out_w < 2 => {
                 return Err(loss_err(format!(
                     "needs at least 2 output features (classes), the network gives {out_w}"
+                )))
+            }
+            Loss::CrossEntropyOnProbabilities if last.kind() != "softmax" => {
+                return Err(loss_err(format!(
+                    "takes probabilities, but the last layer (layer {}) is `{}`, not a softmax; \
+                     end the network with a softmax layer, or use cross_entropy_logits for an \
+                     output of logits",
+                    layers.len() - 1,
+                    last.kind()
+                )))
+            }
+            Loss::CrossEntropyLogits if last.kind() == "softmax" => {
+                return Err(loss_err(format!(
+                    "takes logits, but the last layer (layer {}) is a `softmax`, so the loss \
+                     would apply a second softmax; drop the softmax layer (a preset does so for \
+                     this loss), or use cross_entropy_on_probabilities for the authors' double \
+                     softmax",
+                    layers.len() - 1
                 )))
             }
             Loss::SegmentationBce if output_positions == 0 || out_w % output_positions != 0 => {

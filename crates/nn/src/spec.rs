@@ -301,11 +301,12 @@ pub enum Loss {
     /// Binary cross-entropy of probabilities against 0/1 targets, mean over all entries
     /// (logs clamped at -100 as in PyTorch).
     Bce,
-    /// Cross-entropy of logits (log-softmax) against one-hot (or probability) rows.
+    /// Plain cross-entropy of logits (log-softmax) against one-hot (or probability) rows:
+    /// `logsumexp(z) - z_y`. The network must not end in a softmax layer.
     CrossEntropyLogits,
     /// Cross-entropy applied to softmax *probabilities*, i.e. log-softmax of the network's
-    /// softmax output (the authors' E2/E4 "double softmax"); numerically the same formula as
-    /// [`Loss::CrossEntropyLogits`] applied to an output that ends in a softmax layer.
+    /// softmax output (the authors' E2/E4 "double softmax"): `logsumexp(p) - p_y` with
+    /// `p = softmax(z)`. The network must end in a softmax layer.
     CrossEntropyOnProbabilities,
     /// Mean squared error, mean over all entries.
     Mse,
@@ -326,6 +327,45 @@ impl Loss {
     }
 }
 
+/// The pointwise non-linearity of the presets (in their hidden layers; E2's tanh before the
+/// normalisation stays). In TOML: `{ type = "leaky_relu", slope = 0.01 }` or
+/// `{ type = "smooth_leaky_relu", slope = 0.01, sharpness = 20.0 }`. Default: the paper's
+/// LeakyReLU(0.01).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Activation {
+    /// [`LayerSpec::LeakyRelu`].
+    LeakyRelu {
+        /// The negative slope.
+        slope: f64,
+    },
+    /// [`LayerSpec::SmoothLeakyRelu`]: smooth, for analyses that need second derivatives.
+    SmoothLeakyRelu {
+        /// The slope for `x -> -inf`.
+        slope: f64,
+        /// beta: the curvature at 0 is `beta (1 - slope) / 4`.
+        sharpness: f64,
+    },
+}
+
+impl Default for Activation {
+    fn default() -> Self {
+        Activation::LeakyRelu { slope: 0.01 }
+    }
+}
+
+impl Activation {
+    /// The layer it stands for.
+    pub fn layer(&self) -> LayerSpec {
+        match *self {
+            Activation::LeakyRelu { slope } => LayerSpec::LeakyRelu { slope },
+            Activation::SmoothLeakyRelu { slope, sharpness } => {
+                LayerSpec::SmoothLeakyRelu { slope, sharpness }
+            }
+        }
+    }
+}
+
 fn norm_layer(norm: Normalisation, over: NormOver) -> LayerSpec {
     match norm {
         Normalisation::Batch => LayerSpec::BatchNorm { over },
@@ -340,6 +380,18 @@ impl NetworkSpec {
     /// `10/c2`), LeakyReLU, dense -> 1 (scale `10/head`), sigmoid. Paper: `n = 10, c1 = 32,
     /// c2 = 64, head = 32`; use with [`Loss::Bce`] and the group `perm`.
     pub fn e1(n: usize, c1: usize, c2: usize, head: usize, norm: Normalisation) -> Self {
+        Self::e1_with(n, c1, c2, head, norm, Activation::default())
+    }
+
+    /// [`NetworkSpec::e1`] with `act` in place of every LeakyReLU.
+    pub fn e1_with(
+        n: usize,
+        c1: usize,
+        c2: usize,
+        head: usize,
+        norm: Normalisation,
+        act: Activation,
+    ) -> Self {
         let (nf, c1f, c2f, hf) = (n as f64, c1 as f64, c2 as f64, head as f64);
         NetworkSpec {
             layers: vec![
@@ -349,21 +401,21 @@ impl NetworkSpec {
                     init_std: 1.0 / (nf * c1f.sqrt()),
                     constant_over_positions: false,
                 },
-                LayerSpec::LeakyRelu { slope: 0.01 },
+                act.layer(),
                 LayerSpec::Group {
                     channels: c2,
                     points: PointsSpec::Trivial,
                     init_std: 1.0 / c2f.sqrt(),
                     constant_over_positions: true,
                 },
-                LayerSpec::LeakyRelu { slope: 0.01 },
+                act.layer(),
                 norm_layer(norm, NormOver::Features),
                 LayerSpec::Dense {
                     out: head,
                     init_scale: 10.0 / c2f,
                     bias: false,
                 },
-                LayerSpec::LeakyRelu { slope: 0.01 },
+                act.layer(),
                 LayerSpec::Dense {
                     out: 1,
                     init_scale: 10.0 / hf,
@@ -379,45 +431,69 @@ impl NetworkSpec {
         Self::e1(10, 32, 64, 32, Normalisation::Batch)
     }
 
-    /// E2 / E4 (SPEC section 4) on `n x n` images: group layer 1 -> `c` (std `1/n`),
-    /// LeakyReLU; group layer `c -> c` (std `1/(n sqrt c)`), LeakyReLU; invariant layer -> `c`
-    /// (std `1/sqrt c`, constant over positions); tanh; normalisation over the `c` features;
-    /// dense -> `classes` (scale `n/c`); softmax. Paper: `n = 14, c = 32, classes = 10`; use
-    /// with [`Loss::CrossEntropyOnProbabilities`].
+    /// E2 / E4 (SPEC section 4) on `n x n` images, as the authors trained it: group layer
+    /// 1 -> `c` (std `1/n`), LeakyReLU; group layer `c -> c` (std `1/(n sqrt c)`), LeakyReLU;
+    /// invariant layer -> `c` (std `1/sqrt c`, constant over positions); tanh; normalisation
+    /// over the `c` features; dense -> `classes` (scale `n/c`); softmax. Paper: `n = 14,
+    /// c = 32, classes = 10`; use with [`Loss::CrossEntropyOnProbabilities`] (the double
+    /// softmax). [`NetworkSpec::e2_with`] follows another loss.
     pub fn e2(n: usize, c: usize, classes: usize, norm: Normalisation) -> Self {
+        Self::e2_with(
+            n,
+            c,
+            classes,
+            norm,
+            Loss::CrossEntropyOnProbabilities,
+            Activation::default(),
+        )
+    }
+
+    /// [`NetworkSpec::e2`] for `loss`, with `act` in place of every LeakyReLU: the final
+    /// softmax layer is there unless the loss is [`Loss::CrossEntropyLogits`] (then the
+    /// network outputs logits and the loss is plain cross-entropy; with the softmax it would
+    /// be the double softmax, which [`crate::Network::new`] rejects).
+    pub fn e2_with(
+        n: usize,
+        c: usize,
+        classes: usize,
+        norm: Normalisation,
+        loss: Loss,
+        act: Activation,
+    ) -> Self {
         let (nf, cf) = (n as f64, c as f64);
-        NetworkSpec {
-            layers: vec![
-                LayerSpec::Group {
-                    channels: c,
-                    points: PointsSpec::Base,
-                    init_std: 1.0 / nf,
-                    constant_over_positions: false,
-                },
-                LayerSpec::LeakyRelu { slope: 0.01 },
-                LayerSpec::Group {
-                    channels: c,
-                    points: PointsSpec::Base,
-                    init_std: 1.0 / (nf * cf.sqrt()),
-                    constant_over_positions: false,
-                },
-                LayerSpec::LeakyRelu { slope: 0.01 },
-                LayerSpec::Group {
-                    channels: c,
-                    points: PointsSpec::Trivial,
-                    init_std: 1.0 / cf.sqrt(),
-                    constant_over_positions: true,
-                },
-                LayerSpec::Tanh,
-                norm_layer(norm, NormOver::Features),
-                LayerSpec::Dense {
-                    out: classes,
-                    init_scale: nf / cf,
-                    bias: false,
-                },
-                LayerSpec::Softmax,
-            ],
+        let mut layers = vec![
+            LayerSpec::Group {
+                channels: c,
+                points: PointsSpec::Base,
+                init_std: 1.0 / nf,
+                constant_over_positions: false,
+            },
+            act.layer(),
+            LayerSpec::Group {
+                channels: c,
+                points: PointsSpec::Base,
+                init_std: 1.0 / (nf * cf.sqrt()),
+                constant_over_positions: false,
+            },
+            act.layer(),
+            LayerSpec::Group {
+                channels: c,
+                points: PointsSpec::Trivial,
+                init_std: 1.0 / cf.sqrt(),
+                constant_over_positions: true,
+            },
+            LayerSpec::Tanh,
+            norm_layer(norm, NormOver::Features),
+            LayerSpec::Dense {
+                out: classes,
+                init_scale: nf / cf,
+                bias: false,
+            },
+        ];
+        if loss != Loss::CrossEntropyLogits {
+            layers.push(LayerSpec::Softmax);
         }
+        NetworkSpec { layers }
     }
 
     /// The paper-size E2 network with batch norm.
@@ -430,6 +506,11 @@ impl NetworkSpec {
     /// (per channel over mini-batch x positions), sigmoid. Paper: `n = 14, c = [32, 32, 16]`;
     /// use with [`Loss::SegmentationBce`] and the group `rot`.
     pub fn e3(n: usize, c: [usize; 3], norm: Normalisation) -> Self {
+        Self::e3_with(n, c, norm, Activation::default())
+    }
+
+    /// [`NetworkSpec::e3`] with `act` in place of every LeakyReLU.
+    pub fn e3_with(n: usize, c: [usize; 3], norm: Normalisation, act: Activation) -> Self {
         let nf = n as f64;
         let mut layers = Vec::new();
         let mut c_in = 1usize;
@@ -440,7 +521,7 @@ impl NetworkSpec {
                 init_std: 1.0 / (nf * (c_in as f64).sqrt()),
                 constant_over_positions: false,
             });
-            layers.push(LayerSpec::LeakyRelu { slope: 0.01 });
+            layers.push(act.layer());
             c_in = c_out;
         }
         layers.push(norm_layer(norm, NormOver::Channels));

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use eqaug_nn::{Group, Loss, Network, NetworkSpec, Normalisation, Params, Rep};
+use eqaug_nn::{Activation, Group, Loss, Network, NetworkSpec, Normalisation, Params, Rep};
 use ndarray::{s, Array2, ShapeBuilder};
 
 fn rel(a: &Params<f64>, b: &Params<f64>) -> f64 {
@@ -91,8 +91,9 @@ fn chunk_of_500_equals_20_chunks_of_25() {
 
 #[test]
 fn gradients_accumulate_and_views_work() {
-    let spec = NetworkSpec::e2(4, 3, 5, Normalisation::Batch);
+    // the E2 preset for plain cross-entropy (no final softmax: logits)
     let loss = Loss::CrossEntropyLogits;
+    let spec = NetworkSpec::e2_with(4, 3, 5, Normalisation::Batch, loss, Activation::default());
     let net = Network::<f64>::new(
         &spec,
         Group::builtin("trans2d", 4).unwrap(),

@@ -87,33 +87,48 @@ fn backward_matches_central_differences() {
         let x = gauss(&mut gen, r * s.input_width());
         let k = gauss(&mut gen, s.kernel_len());
         let g = gauss(&mut gen, r * s.output_width());
-        let mut scratch = ConvScratch::with_max_block(2);
         let loss = |x: &[f64], k: &[f64]| {
             let mut y = vec![0.0; r * s.output_width()];
             conv2d_reference(&s, x, k, &mut y, r);
             dot(&y, &g)
         };
-        let mut dk = vec![0.5; s.kernel_len()]; // accumulates: start from 0.5
-        let mut dx = vec![f64::NAN; x.len()];
-        conv2d_backward(&s, &x, &k, &g, &mut dk, Some(&mut dx), r, &mut scratch);
         let h = 1e-3; // the loss is bilinear: central differences are exact up to round-off
-        for i in 0..k.len() {
-            let (mut kp, mut km) = (k.clone(), k.clone());
-            kp[i] += h;
-            km[i] -= h;
-            let fd = (loss(&x, &kp) - loss(&x, &km)) / (2.0 * h);
-            assert!((dk[i] - 0.5 - fd).abs() < 1e-8, "{s:?} dK[{i}]");
-        }
-        for i in 0..x.len() {
-            let (mut xp, mut xm) = (x.clone(), x.clone());
-            xp[i] += h;
-            xm[i] -= h;
-            let fd = (loss(&xp, &k) - loss(&xm, &k)) / (2.0 * h);
-            assert!(
-                (dx[i] - fd).abs() < 1e-8,
-                "{s:?} dx[{i}]: {} vs {fd}",
-                dx[i]
-            );
+        let fd_k: Vec<f64> = (0..k.len())
+            .map(|i| {
+                let (mut kp, mut km) = (k.clone(), k.clone());
+                kp[i] += h;
+                km[i] -= h;
+                (loss(&x, &kp) - loss(&x, &km)) / (2.0 * h)
+            })
+            .collect();
+        let fd_x: Vec<f64> = (0..x.len())
+            .map(|i| {
+                let (mut xp, mut xm) = (x.clone(), x.clone());
+                xp[i] += h;
+                xm[i] -= h;
+                (loss(&xp, &k) - loss(&xm, &k)) / (2.0 * h)
+            })
+            .collect();
+        // default blocking (the direct path for one input channel) and blocks of 2 images
+        for mut scratch in [ConvScratch::new(), ConvScratch::with_max_block(2)] {
+            let mut dk = vec![0.5; s.kernel_len()]; // accumulates: start from 0.5
+            let mut dx = vec![f64::NAN; x.len()];
+            conv2d_backward(&s, &x, &k, &g, &mut dk, Some(&mut dx), r, &mut scratch);
+            for i in 0..k.len() {
+                assert!((dk[i] - 0.5 - fd_k[i]).abs() < 1e-8, "{s:?} dK[{i}]");
+            }
+            for i in 0..x.len() {
+                assert!(
+                    (dx[i] - fd_x[i]).abs() < 1e-8,
+                    "{s:?} dx[{i}]: {} vs {}",
+                    dx[i],
+                    fd_x[i]
+                );
+            }
+            // without the input gradient, the kernel gradient is the same
+            let mut dk2 = vec![0.5; s.kernel_len()];
+            conv2d_backward(&s, &x, &k, &g, &mut dk2, None, r, &mut scratch);
+            assert_eq!(dk, dk2);
         }
     }
 }

@@ -102,7 +102,25 @@ fn the_equivariant_model_is_rotation_invariant() {
         let spec = E5Spec::paper(support.clone(), Parametrisation::Equivariant);
         let x = images(&mut r, 3, 28);
         let n64 = E5Network::<f64>::new(&spec, &mut r).unwrap();
+        // dim(E ∩ L): 2 (cross) or 1 (skew) per channel pair; the final layer has one weight
+        // per rot90 orbit of the 7 x 7 map ((49 - 1) / 4 + 1 = 13) per class and channel
+        let per_pair = if support == Support::Cross { 2 } else { 1 };
+        assert_eq!(
+            n64.dims_of_e(),
+            vec![
+                32 * per_pair,
+                64 * 32 * per_pair,
+                64 * 64 * per_pair,
+                10 * 64 * 13
+            ]
+        );
         let p64 = n64.init_params(&mut r);
+        // the equivariant coefficients are exactly those dimensions (plus the dense storage
+        // of the final layer)
+        assert_eq!(
+            p64.len(),
+            n64.dims_of_e()[..3].iter().sum::<usize>() + 10 * 64 * 49
+        );
         let mut ws = n64.sequential().workspace(3);
         let e64 = n64.rotation_invariance_error(&p64, x.view(), &mut ws);
         let n32 = E5Network::<f32>::new(&spec, &mut r).unwrap();

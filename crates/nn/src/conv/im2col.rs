@@ -234,6 +234,9 @@ pub(crate) fn forward_in<T: Real>(
         y.len() >= r * s.output_width(),
         "conv2d_forward: y too short"
     );
+    if s.c_in == 1 && max_block.is_none() {
+        return forward_single_channel(s, x, kernel, y, r, buf);
+    }
     let hw = s.h * s.w;
     let kk = s.c_in * 9;
     let (block, colbuf, ybuf) = buffers(s, r, buf, max_block);
@@ -304,6 +307,9 @@ pub(crate) fn backward_in<T: Real>(
     check(s, x, r, kernel, "conv2d_backward");
     assert_eq!(dkernel.len(), s.kernel_len(), "conv2d_backward: dkernel");
     assert!(dy.len() >= r * s.output_width(), "conv2d_backward: dy");
+    if s.c_in == 1 && max_block.is_none() {
+        return backward_single_channel(s, x, kernel, dy, dkernel, dx, r, buf);
+    }
     let hw = s.h * s.w;
     let kk = s.c_in * 9;
     let (block, colbuf, ybuf) = buffers(s, r, buf, max_block);
@@ -333,6 +339,90 @@ pub(crate) fn backward_in<T: Real>(
             col2im_t(s, colbuf, &mut dx[n0 * s.input_width()..], nb);
         }
         n0 += nb;
+    }
+}
+
+/// One input channel (the first layer): the GEMM would have an inner dimension of only 9,
+/// so each image is convolved directly from its 9 shifted copies (`9 x h w`, in cache):
+/// 9 contiguous multiply-adds per output map, written in place.
+fn forward_single_channel<T: Real>(
+    s: &ConvShape,
+    x: &[T],
+    kernel: &[T],
+    y: &mut [T],
+    r: usize,
+    buf: &mut Vec<T>,
+) {
+    let hw = s.h * s.w;
+    if buf.len() < 9 * hw {
+        buf.resize(9 * hw, T::zero());
+    }
+    let colt = &mut buf[..9 * hw];
+    for n in 0..r {
+        im2col_t(s, &x[n * hw..(n + 1) * hw], colt, 1);
+        let yn = &mut y[n * s.c_out * hw..(n + 1) * s.c_out * hw];
+        for (co, yc) in yn.chunks_exact_mut(hw).enumerate() {
+            let k = &kernel[co * 9..(co + 1) * 9];
+            yc.iter_mut().for_each(|v| *v = T::zero());
+            for (o, &ko) in k.iter().enumerate() {
+                let src = &colt[o * hw..(o + 1) * hw];
+                yc.iter_mut().zip(src).for_each(|(v, &c)| *v += ko * c);
+            }
+        }
+    }
+}
+
+/// The backward pass of [`forward_single_channel`]: `dK[co, o] += <dy[n, co], shift_o x_n>`
+/// and, if asked, `dx_n = col2im(K^T dy_n)`.
+fn backward_single_channel<T: Real>(
+    s: &ConvShape,
+    x: &[T],
+    kernel: &[T],
+    dy: &[T],
+    dkernel: &mut [T],
+    mut dx: Option<&mut [T]>,
+    r: usize,
+    buf: &mut Vec<T>,
+) {
+    let hw = s.h * s.w;
+    if buf.len() < 9 * hw {
+        buf.resize(9 * hw, T::zero());
+    }
+    let colt = &mut buf[..9 * hw];
+    for n in 0..r {
+        let dyn_ = &dy[n * s.c_out * hw..(n + 1) * s.c_out * hw];
+        im2col_t(s, &x[n * hw..(n + 1) * hw], colt, 1);
+        for (co, dyc) in dyn_.chunks_exact(hw).enumerate() {
+            for o in 0..9 {
+                let src = &colt[o * hw..(o + 1) * hw];
+                // eight partial sums, added in a fixed order
+                let mut acc = [T::zero(); 8];
+                let (a, b) = (dyc.chunks_exact(8), src.chunks_exact(8));
+                let tail = a
+                    .remainder()
+                    .iter()
+                    .zip(b.remainder())
+                    .fold(T::zero(), |t, (&u, &v)| t + u * v);
+                for (u, v) in a.zip(b) {
+                    for l in 0..8 {
+                        acc[l] += u[l] * v[l];
+                    }
+                }
+                dkernel[co * 9 + o] += acc.iter().fold(T::zero(), |t, &v| t + v) + tail;
+            }
+        }
+        if let Some(dx) = dx.as_deref_mut() {
+            // colt <- K^T dy_n, then col2im
+            for o in 0..9 {
+                let dst = &mut colt[o * hw..(o + 1) * hw];
+                dst.iter_mut().for_each(|v| *v = T::zero());
+                for (co, dyc) in dyn_.chunks_exact(hw).enumerate() {
+                    let k = kernel[co * 9 + o];
+                    dst.iter_mut().zip(dyc).for_each(|(v, &d)| *v += k * d);
+                }
+            }
+            col2im_t(s, colt, &mut dx[n * hw..(n + 1) * hw], 1);
+        }
     }
 }
 

@@ -8,8 +8,8 @@
 //! weight is projected by another group's projector fits the same way.
 //!
 //! Layers are executed in sequence by [`crate::Sequential`]; [`crate::Network`] builds the
-//! sequence from a [`crate::NetworkSpec`] through [`build`] (the one registration point of the
-//! config-level layer kinds).
+//! sequence from a [`crate::NetworkSpec`] through the crate-private `layers::build`, the one
+//! registration point of the config-level layer kinds.
 //!
 //! | module | layer | parameters |
 //! |---|---|---|
@@ -154,7 +154,8 @@ pub enum GradIn {
 /// of rows (one sample per row).
 ///
 /// Implement it for a new layer kind and put the layer in a [`crate::Sequential`] (or, for a
-/// layer available from a config, add its [`LayerSpec`] variant and one arm in [`build`]).
+/// layer available from a config, add its [`LayerSpec`] variant and one arm in
+/// `layers::build`).
 /// `T` is `f32` or `f64`; parameters are initialised in `f64` and cast.
 ///
 /// ```
