@@ -16,10 +16,10 @@ pub struct Args {
     /// Only these experiments (config file stems, comma-separated), e.g. e1,e3.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
-    /// Where the report goes (default: reports/ for quick, `reports/<profile>/` otherwise).
+    /// Where the report goes (default: `reports/` for quick, `reports/<profile>/` otherwise).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Where the runs go (default: runs/<profile>/). Finished runs there are not redone.
+    /// Where the runs go (default: `runs/<profile>/`). Finished runs there are not redone.
     #[arg(long)]
     pub runs_dir: Option<PathBuf>,
 }

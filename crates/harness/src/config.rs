@@ -30,7 +30,7 @@ pub enum ConfigError {
         profile: String,
         /// toml's error (names the key and, for the base sections, the line).
         #[source]
-        source: toml::de::Error,
+        source: Box<toml::de::Error>,
     },
     /// A group of `experiment.groups` cannot be built.
     #[error("{file}{profile}: key `experiment.groups`: {source}")]
@@ -424,7 +424,7 @@ pub fn profiles(file: &Path) -> Result<Vec<String>, ConfigError> {
     let parsed: ExperimentFile = toml::from_str(&text).map_err(|e| ConfigError::Parse {
         file: file.into(),
         profile: String::new(),
-        source: e,
+        source: Box::new(e),
     })?;
     Ok(parsed.profiles.keys().cloned().collect())
 }
@@ -435,7 +435,7 @@ pub fn parse(text: &str, file: &Path, profile: &str) -> Result<Vec<Experiment>, 
     let base: ExperimentFile = toml::from_str(text).map_err(|e| ConfigError::Parse {
         file: file.into(),
         profile: String::new(),
-        source: e,
+        source: Box::new(e),
     })?;
     let Some(over) = base.profiles.get(profile) else {
         return Err(ConfigError::NoProfile {
@@ -487,7 +487,7 @@ pub fn parse(text: &str, file: &Path, profile: &str) -> Result<Vec<Experiment>, 
             .map_err(|e: toml::de::Error| ConfigError::Parse {
                 file: file.into(),
                 profile: ptag.clone(),
-                source: e,
+                source: Box::new(e),
             })?;
     validate(merged, file, profile, &ptag, note, resolved_toml)
 }
@@ -503,7 +503,7 @@ pub fn parse_resolved(
     let parsed: ExperimentFile = toml::from_str(text).map_err(|e| ConfigError::Parse {
         file: file.into(),
         profile: String::new(),
-        source: e,
+        source: Box::new(e),
     })?;
     let table: toml::Table = toml::from_str(text).expect("parsed above");
     let resolved_toml = toml::to_string(&table).unwrap_or_default();

@@ -37,7 +37,7 @@ pub enum RunError {
     Schema(#[from] SchemaError),
     /// The group, data or networks could not be set up.
     #[error(transparent)]
-    Setup(#[from] SetupError),
+    Setup(Box<SetupError>),
     /// A finished run in the output folder was made with another configuration.
     #[error(
         "{} was made with a different configuration (the config file, profile, seed or \
@@ -110,7 +110,7 @@ pub enum RunError {
         strategy: String,
         /// Why.
         #[source]
-        source: eqaug_dynamics::TrainError,
+        source: Box<eqaug_dynamics::TrainError>,
     },
     /// A checkpoint could not be written.
     #[error("{}: cannot save the checkpoint", dir.display())]
@@ -121,6 +121,12 @@ pub enum RunError {
         #[source]
         source: eqaug_nn::NnError,
     },
+}
+
+impl From<SetupError> for RunError {
+    fn from(e: SetupError) -> Self {
+        RunError::Setup(Box::new(e))
+    }
 }
 
 /// Which runs this process does and where results go.
@@ -559,7 +565,7 @@ impl RunCtx<'_> {
                 experiment: exp.name.clone(),
                 run,
                 strategy: spec.name.clone(),
-                source,
+                source: Box::new(source),
             })?;
             if let Some(e) = st.ckpt_err.take() {
                 return Err(e);

@@ -31,12 +31,13 @@ fn interrupted_and_sharded_runs_give_the_same_metrics_and_the_report_checks_clai
     let s = run_experiment(exp, &opts(&whole)).unwrap();
     assert_eq!(s.finished, vec![0, 1, 2, 3]);
     let m0 = metrics(&whole, 0);
-    // With held-out samples the test metrics follow the totals (issue 15).
-    let head = m0.lines().next().unwrap();
+    // The base columns, the held-out test metrics (held_out > 0), then the per-layer distances.
     assert!(
-        head.starts_with("epoch,strategy,loss,dist_from_start,dist_to_e,")
-            && head.contains(",dist_from_start.layer0"),
-        "{head}"
+        m0.starts_with(
+            "epoch,strategy,loss,dist_from_start,dist_to_e,test_loss,test_accuracy,\
+             dist_from_start.layer0"
+        ),
+        "{m0}"
     );
     assert_eq!(
         m0.lines().count(),

@@ -286,7 +286,7 @@ pub fn profiles_of(text: &str, file: &Path) -> Result<Vec<String>, ConfigError> 
     let parsed: E5File = toml::from_str(text).map_err(|e| ConfigError::Parse {
         file: file.into(),
         profile: String::new(),
-        source: e,
+        source: Box::new(e),
     })?;
     Ok(parsed.profiles.keys().cloned().collect())
 }
@@ -301,7 +301,7 @@ pub fn parse(text: &str, file: &Path, profile: &str) -> Result<E5Experiment, Con
     let base: E5File = toml::from_str(text).map_err(|e| ConfigError::Parse {
         file: file.into(),
         profile: String::new(),
-        source: e,
+        source: Box::new(e),
     })?;
     let Some(over) = base.profiles.get(profile) else {
         return Err(ConfigError::NoProfile {
@@ -349,7 +349,7 @@ pub fn parse(text: &str, file: &Path, profile: &str) -> Result<E5Experiment, Con
     let mut table: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Parse {
         file: file.into(),
         profile: String::new(),
-        source: e,
+        source: Box::new(e),
     })?;
     table.remove("profiles");
     crate::config::merge(&mut table, &over);
@@ -359,7 +359,7 @@ pub fn parse(text: &str, file: &Path, profile: &str) -> Result<E5Experiment, Con
         .map_err(|e: toml::de::Error| ConfigError::Parse {
             file: file.into(),
             profile: ptag.clone(),
-            source: e,
+            source: Box::new(e),
         })?;
     validate(merged, file, profile, &ptag, note, resolved_toml)
 }

@@ -149,12 +149,7 @@ pub const CLAIMS: &[ClaimDef] = &[
                     .map_or(Precision::F32, |s| exp.precision_of(s)),
             )
         },
-        measure: |exp| {
-            let eqv = exp.main_strategy(Equivariant)?;
-            Some(paired_at_last(exp, &[eqv], |m| {
-                ratio(m[0].dist_to_e, m[0].dist_from_start)
-            }))
-        },
+        measure: |exp| Some(relative_distance_to_e(exp, exp.main_strategy(Equivariant)?)),
     },
     ClaimDef {
         id: "aug-drift-below-nominal",
@@ -178,12 +173,7 @@ pub const CLAIMS: &[ClaimDef] = &[
                     of the gradient, an average of |G| passes whose terms cancel, so the bound is \
                     looser than for the projected equivariant step (SPEC 5.2).",
         bound: |_| Bound::AtMost(1e-3),
-        measure: |exp| {
-            let exact = exp.exact_in(Precision::F32)?;
-            Some(paired_at_last(exp, &[exact], |m| {
-                ratio(m[0].dist_to_e, m[0].dist_from_start)
-            }))
-        },
+        measure: |exp| Some(relative_distance_to_e(exp, exp.exact_in(Precision::F32)?)),
     },
     ClaimDef {
         id: "exact-aug-in-E-f64",
@@ -191,12 +181,7 @@ pub const CLAIMS: &[ClaimDef] = &[
                     ||A_Eperp|| / ||A - A0|| of the exact-average strategy in f64 at the last \
                     epoch (median over runs; SPEC 5.2).",
         bound: |_| round_off_bound(Precision::F64),
-        measure: |exp| {
-            let exact = exp.exact_in(Precision::F64)?;
-            Some(paired_at_last(exp, &[exact], |m| {
-                ratio(m[0].dist_to_e, m[0].dist_from_start)
-            }))
-        },
+        measure: |exp| Some(relative_distance_to_e(exp, exp.exact_in(Precision::F64)?)),
     },
     ClaimDef {
         id: "loss-eqv-aug-agree",
@@ -272,6 +257,13 @@ fn paired_at_last(
         })
         .collect();
     summarise_runs(values, exp.runs.len(), &format!("reaching epoch {last}"))
+}
+
+/// `||A_Eperp|| / ||A - A0||` of a strategy at the last epoch (per run, median over runs).
+fn relative_distance_to_e(exp: &Experiment, strategy: &str) -> Measurement {
+    paired_at_last(exp, &[strategy], |m| {
+        ratio(m[0].dist_to_e, m[0].dist_from_start)
+    })
 }
 
 /// `||A_Eperp||` of a strategy's curve where its `||A - A0||` first reaches `d` (linear
