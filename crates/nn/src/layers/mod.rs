@@ -11,6 +11,10 @@
 //! sequence from a [`crate::NetworkSpec`] through the crate-private `layers::build`, the one
 //! registration point of the config-level layer kinds.
 //!
+//! The layers' own constructors (`Dense::new`, `LayerNorm::new`, ...) check their arguments
+//! and report a bad one as [`NnError::InvalidSpec`] with `layer: 0` (a layer built directly
+//! has no index in a spec).
+//!
 //! | module | layer | parameters |
 //! |---|---|---|
 //! | [`group_linear`] | [`GroupLinear`]: `rep_in -> rep_out`, projected onto E | `weight` |
