@@ -141,6 +141,7 @@ pub fn claims(exp: &Experiment, s: &RegularisedSummary) -> Vec<Claim> {
         },
         bound: bound.to_string(),
         pass: bound.holds(ratio),
+        no_data: !ratio.is_finite(),
         note: Some(format!(
             "median over {} runs at epoch {}; augmented {}, nominal {}; {}",
             s.runs,
@@ -274,6 +275,7 @@ pub fn shift_claims(c: &eqaug_dynamics::regularised::ShiftCheck) -> Vec<Claim> {
             measured: perp,
             bound: bound.to_string(),
             pass: bound.holds(perp),
+            no_data: !perp.is_finite(),
             note: None,
         },
         Claim {
@@ -287,6 +289,7 @@ pub fn shift_claims(c: &eqaug_dynamics::regularised::ShiftCheck) -> Vec<Claim> {
             measured: e,
             bound: bound.to_string(),
             pass: bound.holds(e),
+            no_data: !e.is_finite(),
             note: None,
         },
     ]
