@@ -105,6 +105,7 @@ pub struct Risk<'a> {
     items: Vec<(usize, Range<usize>)>,
     blocks: Vec<Block>,
     hvp_step: f64,
+    weight_decay: f64,
     gradients: usize,
     /// Scratch parameters of the HVP (point, second gradient), allocated on first use.
     scratch: Option<(Params<f64>, Params<f64>)>,
@@ -181,6 +182,7 @@ impl<'a> Risk<'a> {
             items,
             blocks,
             hvp_step: 1e-6,
+            weight_decay: 0.0,
             gradients: 0,
             scratch: None,
         })
@@ -201,14 +203,37 @@ impl<'a> Risk<'a> {
         self.hvp_step = step;
     }
 
+    /// Adds the ridge `mu / 2 ||A||^2` to the risk (default 0). The norm is invariant under the
+    /// group action (orthogonal representations), so E stays invariant and Proposition 3 still
+    /// applies; both Hessian blocks shift by exactly `mu`. It makes the minimum finite where the
+    /// data are separable (cross-entropy on few samples), where otherwise the infimum is only
+    /// approached as `||A|| -> infinity` and every "stationary point" is a saturated one.
+    pub fn set_weight_decay(&mut self, mu: f64) {
+        self.weight_decay = mu;
+    }
+
+    /// The ridge coefficient `mu` (see [`Risk::set_weight_decay`]).
+    pub fn weight_decay(&self) -> f64 {
+        self.weight_decay
+    }
+
     /// Gradients computed so far (each HVP costs two).
     pub fn gradient_count(&self) -> usize {
         self.gradients
     }
 
-    /// The risk at `a` (mean loss over samples and elements).
+    /// The risk at `a` (mean loss over samples and elements, plus the ridge if any).
     pub fn loss(&mut self, a: &Params<f64>) -> Result<f64, StabilityError> {
-        self.run(a, false)
+        let l = self.run(a, false)?;
+        Ok(l + self.ridge(a))
+    }
+
+    fn ridge(&self, a: &Params<f64>) -> f64 {
+        if self.weight_decay == 0.0 {
+            0.0
+        } else {
+            0.5 * self.weight_decay * a.dot(a)
+        }
     }
 
     /// The risk at `a`, and its gradient written into `grad`.
@@ -223,8 +248,11 @@ impl<'a> Risk<'a> {
             grad.axpy(1.0, &b.grads);
         }
         grad.scale(1.0 / (self.data.len() * self.num_elements()) as f64);
+        if self.weight_decay != 0.0 {
+            grad.axpy(self.weight_decay, a);
+        }
         self.gradients += 1;
-        Ok(l)
+        Ok(l + self.ridge(a))
     }
 
     /// `H v` at `a` by central differences of the gradient (module docs), into `out`.
@@ -381,6 +409,25 @@ pub struct StationaryOptions {
     pub memory: usize,
     /// Longest step, relative to `max(1, ||A0||)`.
     pub max_step: f64,
+    /// Budget of trust-region Newton iterations after the L-BFGS stage (0: none).
+    #[serde(default)]
+    pub newton_iterations: usize,
+    /// Conjugate-gradient steps (Hessian-vector products) per Newton iteration at most.
+    #[serde(default = "default_cg_steps")]
+    pub cg_steps: usize,
+    /// When `dim E` is at most this, the Newton stage builds the whole Hessian on E (`dim E`
+    /// HVPs in an orthonormal orbit basis) and solves the trust-region subproblem exactly
+    /// (eigen-decomposition); above it, Steihaug-Toint CG.
+    #[serde(default = "default_dense_limit")]
+    pub dense_limit: usize,
+}
+
+fn default_dense_limit() -> usize {
+    500
+}
+
+fn default_cg_steps() -> usize {
+    100
 }
 
 impl Default for StationaryOptions {
@@ -390,6 +437,9 @@ impl Default for StationaryOptions {
             max_iterations: 500,
             memory: 10,
             max_step: 0.1,
+            newton_iterations: 0,
+            cg_steps: default_cg_steps(),
+            dense_limit: default_dense_limit(),
         }
     }
 }
@@ -399,9 +449,13 @@ impl Default for StationaryOptions {
 pub struct StationaryPoint {
     /// `A*` (in E).
     pub params: Params<f64>,
-    /// Iterations taken.
+    /// L-BFGS iterations taken.
     pub iterations: usize,
-    /// Gradient evaluations taken.
+    /// Trust-region Newton iterations taken after them.
+    pub newton_iterations: usize,
+    /// Hessian-vector products of the Newton stage (conjugate-gradient steps).
+    pub newton_hvps: usize,
+    /// Gradient evaluations taken (one HVP = two).
     pub gradient_evaluations: usize,
     /// `R` at the start and at `A*`.
     pub loss_start: f64,
@@ -537,10 +591,25 @@ pub fn find_stationary_point(
             reason = format!("relative residual below {:e}", opts.rtol);
         }
     }
+    let (mut newton_iterations, mut newton_hvps) = (0, 0);
+    if !converged && opts.newton_iterations > 0 {
+        let basis = e_basis(a.layout());
+        let tr = if basis.len() <= opts.dense_limit {
+            dense_newton(risk, &mut a, &mut f, &mut g, target, a0_norm, opts, &basis)?
+        } else {
+            trust_region_newton(risk, &mut a, &mut f, &mut g, target, a0_norm, opts)?
+        };
+        newton_iterations = tr.iterations;
+        newton_hvps = tr.hvps;
+        converged = tr.converged;
+        reason = format!("after {it} L-BFGS iterations ({reason}): {}", tr.reason);
+    }
     Ok(StationaryPoint {
         residual: g.norm(),
         params: a,
         iterations: it,
+        newton_iterations,
+        newton_hvps,
         gradient_evaluations: risk.gradient_count() - start_count,
         loss_start,
         loss: f,
@@ -548,6 +617,423 @@ pub fn find_stationary_point(
         converged,
         stop_reason: reason,
     })
+}
+
+/// What the trust-region Newton stage did.
+struct TrustRegionOutcome {
+    iterations: usize,
+    hvps: usize,
+    converged: bool,
+    reason: String,
+}
+
+/// The Steihaug-Toint truncated conjugate-gradient solution of the trust-region model
+/// `min g.p + p.B p / 2, ||p|| <= radius, p in E` (`B = Pi_E Hess R Pi_E`), with `B p`.
+/// Stops at the boundary, at a direction of non-positive curvature (followed to the boundary:
+/// this is how the Newton stage leaves saddle points within E), or when the CG residual falls
+/// below `tol`.
+fn steihaug_cg(
+    risk: &mut Risk<'_>,
+    a: &Params<f64>,
+    g: &Params<f64>,
+    radius: f64,
+    tol: f64,
+    max_steps: usize,
+) -> Result<(Params<f64>, Params<f64>, bool, usize), StabilityError> {
+    let mut z = a.zeros_like();
+    let mut bz = a.zeros_like();
+    let mut r = g.clone();
+    let mut d = g.clone();
+    d.scale(-1.0);
+    let mut bd = a.zeros_like();
+    // tau >= 0 with ||z + tau d|| = radius.
+    let to_boundary = |z: &Params<f64>, d: &Params<f64>| {
+        let (qa, qb, qc) = (d.dot(d), 2.0 * z.dot(d), z.dot(z) - radius * radius);
+        (-qb + (qb * qb - 4.0 * qa * qc).max(0.0).sqrt()) / (2.0 * qa)
+    };
+    let mut rr = r.dot(&r);
+    for step in 0..max_steps {
+        risk.hvp(a, &d, &mut bd)?;
+        project_onto(&mut bd, Subspace::Equivariant);
+        let dbd = d.dot(&bd);
+        if dbd <= 0.0 {
+            let tau = to_boundary(&z, &d);
+            z.axpy(tau, &d);
+            bz.axpy(tau, &bd);
+            return Ok((z, bz, true, step + 1));
+        }
+        let alpha = rr / dbd;
+        let mut z_next = z.clone();
+        z_next.axpy(alpha, &d);
+        if z_next.norm() >= radius {
+            let tau = to_boundary(&z, &d);
+            z.axpy(tau, &d);
+            bz.axpy(tau, &bd);
+            return Ok((z, bz, true, step + 1));
+        }
+        z = z_next;
+        bz.axpy(alpha, &bd);
+        r.axpy(alpha, &bd);
+        let rr_next = r.dot(&r);
+        if rr_next.sqrt() <= tol {
+            return Ok((z, bz, false, step + 1));
+        }
+        d.scale(rr_next / rr);
+        d.axpy(-1.0, &r);
+        rr = rr_next;
+    }
+    Ok((z, bz, false, max_steps))
+}
+
+/// Trust-region Newton with Steihaug-Toint CG on E (Nocedal and Wright, algorithms 4.1 and
+/// 7.2), using the central-difference HVPs: quadratic convergence near a non-degenerate
+/// minimum, where L-BFGS on these ill-conditioned risks (curvatures spanning 6 to 7 decades)
+/// crawls, and an escape from saddle points within E along negative curvature. The CG forcing
+/// term `min(0.1, sqrt(||g|| / ||g0||)) ||g||` makes the convergence superlinear. Updates
+/// `a`, `f`, `g` in place.
+fn trust_region_newton(
+    risk: &mut Risk<'_>,
+    a: &mut Params<f64>,
+    f: &mut f64,
+    g: &mut Params<f64>,
+    target: f64,
+    scale: f64,
+    opts: &StationaryOptions,
+) -> Result<TrustRegionOutcome, StabilityError> {
+    let g0 = g.norm().max(f64::MIN_POSITIVE);
+    let max_radius = scale;
+    let mut radius = opts.max_step * scale;
+    let mut g_new = a.zeros_like();
+    let mut out = TrustRegionOutcome {
+        iterations: 0,
+        hvps: 0,
+        converged: g.norm() <= target,
+        reason: String::new(),
+    };
+    out.reason = format!(
+        "Newton iteration budget ({}) exhausted",
+        opts.newton_iterations
+    );
+    while !out.converged && out.iterations < opts.newton_iterations {
+        out.iterations += 1;
+        let gn = g.norm();
+        let tol = (gn / g0).sqrt().min(0.1) * gn;
+        let (p, bp, boundary, steps) = steihaug_cg(risk, a, g, radius, tol, opts.cg_steps)?;
+        out.hvps += steps;
+        let predicted = -(g.dot(&p) + 0.5 * p.dot(&bp));
+        let mut trial = a.clone();
+        trial.axpy(1.0, &p);
+        let (ft, ok) = match risk.loss_and_gradient(&trial, &mut g_new) {
+            Ok(ft) => (ft, true),
+            Err(StabilityError::Invalid(_)) => (f64::INFINITY, false),
+            Err(e) => return Err(e),
+        };
+        if ok {
+            project_onto(&mut g_new, Subspace::Equivariant);
+        }
+        let rho = ratio(*f, ft, predicted, ok, g_new.norm() < gn);
+        let pn = p.norm();
+        if rho < 0.25 {
+            radius = 0.25 * pn.min(radius);
+        } else if rho > 0.75 && boundary {
+            radius = (2.0 * radius).min(max_radius);
+        }
+        if rho > 1e-4 {
+            a.copy_from(&trial);
+            *f = ft;
+            g.copy_from(&g_new);
+            if g.norm() <= target {
+                out.converged = true;
+                out.reason = format!(
+                    "relative residual below {:e} after {} Newton iterations",
+                    opts.rtol, out.iterations
+                );
+            }
+        }
+        if !out.converged && radius <= 1e-15 * a.norm().max(1.0) {
+            out.reason = "trust region collapsed (round-off floor reached)".into();
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// One vector of the orthonormal basis of E: the entries (flat indices) where it is non-zero,
+/// all with the same value (`1 / sqrt(orbit size)`, or 1 for a free parameter).
+type BasisVector = (Vec<usize>, f64);
+
+/// An orthonormal basis of E: the normalised indicator of every orbit of every channel pair of
+/// each group layer (orbits outside a support left out), and a unit vector per free parameter.
+fn e_basis(layout: &Arc<eqaug_nn::Layout>) -> Vec<BasisVector> {
+    let mut basis = Vec::new();
+    for t in layout.tensors() {
+        match &t.kind {
+            eqaug_nn::TensorKind::Group {
+                projector, support, ..
+            } => {
+                let map = projector.orbit_map();
+                let (s_out, s_in, n_orb) = (map.s_out(), map.s_in(), map.n_orbits());
+                let cols = projector.cols();
+                let (c_out, c_in) = (projector.rows() / s_out, cols / s_in);
+                for co in 0..c_out {
+                    for ci in 0..c_in {
+                        let mut members: Vec<Vec<usize>> = vec![Vec::new(); n_orb];
+                        for r in 0..s_out {
+                            for j in 0..s_in {
+                                let o = map.orbit_of()[r * s_in + j] as usize;
+                                members[o].push((co * s_out + r) * cols + ci * s_in + j);
+                            }
+                        }
+                        for m in members {
+                            if support.as_ref().is_some_and(|sup| !sup[m[0]]) {
+                                continue;
+                            }
+                            let v = 1.0 / (m.len() as f64).sqrt();
+                            basis.push((m.into_iter().map(|i| t.offset + i).collect(), v));
+                        }
+                    }
+                }
+            }
+            _ => basis.extend((t.offset..t.offset + t.len).map(|i| (vec![i], 1.0))),
+        }
+    }
+    basis
+}
+
+/// Coordinates of a flat vector in the basis.
+fn coordinates(basis: &[BasisVector], v: &[f64]) -> Vec<f64> {
+    basis
+        .iter()
+        .map(|(idx, val)| idx.iter().map(|&i| v[i]).sum::<f64>() * val)
+        .collect()
+}
+
+/// The exact trust-region step in eigen-coordinates: `p = -(Lambda + lambda I)^-1 g` with the
+/// smallest `lambda >= max(0, -lambda_min)` such that `||p|| <= radius` (Moré and Sorensen; the
+/// "hard case", `g` orthogonal to the lowest eigenvector, is completed along that vector to the
+/// boundary). Returns the step and whether it lies on the boundary.
+fn trust_region_step(values: &[f64], g: &[f64], radius: f64) -> (Vec<f64>, bool) {
+    let step = |lambda: f64| -> Vec<f64> {
+        values
+            .iter()
+            .zip(g)
+            .map(|(&l, &gi)| -gi / (l + lambda))
+            .collect()
+    };
+    let norm = |p: &[f64]| p.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let lmin = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let scale = values
+        .iter()
+        .map(|x| x.abs())
+        .fold(0.0, f64::max)
+        .max(1e-300);
+    if lmin > 1e-12 * scale {
+        let p = step(0.0);
+        if norm(&p) <= radius {
+            return (p, false);
+        }
+    }
+    let lo0 = (-lmin).max(0.0);
+    // ||p(lambda)|| decreases in lambda on (lo0, inf): bisection (in a geometric bracket).
+    let mut lo = lo0 + 1e-14 * scale;
+    let p_lo = step(lo);
+    if norm(&p_lo) < radius {
+        // Hard case: move along the lowest eigenvector to the boundary.
+        let imin = values
+            .iter()
+            .enumerate()
+            .min_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(i, _)| i)
+            .unwrap_or(0);
+        let mut p = p_lo;
+        let rest = radius * radius - p.iter().map(|x| x * x).sum::<f64>();
+        p[imin] += rest.max(0.0).sqrt();
+        return (p, true);
+    }
+    let mut hi = lo0 + scale.max(1.0);
+    while norm(&step(hi)) > radius {
+        hi = lo0 + 2.0 * (hi - lo0);
+    }
+    for _ in 0..200 {
+        let mid = 0.5 * (lo + hi);
+        if norm(&step(mid)) > radius {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+        if hi - lo <= 1e-15 * hi {
+            break;
+        }
+    }
+    (step(hi), true)
+}
+
+/// Trust-region Newton with the whole Hessian on E ([`StationaryOptions::dense_limit`]): the
+/// Hessian in the orthonormal orbit basis from `dim E` HVPs, its eigen-decomposition, and the
+/// exact trust-region step. Affine invariance makes it indifferent to the orbit sizes that make
+/// these risks so ill-conditioned (the orbit of an all-entries sum spans thousands of weights);
+/// a rejected step is retried with the same Hessian at no cost. Updates `a`, `f`, `g`.
+#[allow(clippy::too_many_arguments)]
+fn dense_newton(
+    risk: &mut Risk<'_>,
+    a: &mut Params<f64>,
+    f: &mut f64,
+    g: &mut Params<f64>,
+    target: f64,
+    scale: f64,
+    opts: &StationaryOptions,
+    basis: &[BasisVector],
+) -> Result<TrustRegionOutcome, StabilityError> {
+    let n = basis.len();
+    // The radius bounds the scaled step ||D p|| (D^2 = the Hessian's diagonal), a change of
+    // the risk's quadratic model of about radius^2 / 2: start at a tenth of the risk.
+    let _ = scale;
+    let max_radius = 1e3 * f.abs().max(1e-3).sqrt();
+    let mut radius = (0.2 * f.abs()).max(1e-8).sqrt();
+    let mut out = TrustRegionOutcome {
+        iterations: 0,
+        hvps: 0,
+        converged: g.norm() <= target,
+        reason: format!(
+            "Newton iteration budget ({}) exhausted",
+            opts.newton_iterations
+        ),
+    };
+    let mut eigen: Option<(Vec<f64>, Vec<Vec<f64>>)> = None;
+    let mut d: Vec<f64> = vec![1.0; n];
+    let mut fresh = true;
+    let mut v = a.zeros_like();
+    let mut hv = a.zeros_like();
+    let mut g_new = a.zeros_like();
+    while !out.converged && out.iterations < opts.newton_iterations {
+        out.iterations += 1;
+        if eigen.is_none() {
+            fresh = true;
+            let mut h = vec![vec![0.0; n]; n];
+            for (j, (idx, val)) in basis.iter().enumerate() {
+                v.fill_zero();
+                for &i in idx {
+                    v.as_mut_slice()[i] = *val;
+                }
+                risk.hvp(a, &v, &mut hv)?;
+                let col = coordinates(basis, hv.as_slice());
+                for (i, c) in col.into_iter().enumerate() {
+                    h[i][j] = c;
+                }
+            }
+            out.hvps += n;
+            for i in 0..n {
+                for j in 0..i {
+                    let m = 0.5 * (h[i][j] + h[j][i]);
+                    h[i][j] = m;
+                    h[j][i] = m;
+                }
+            }
+            // Jacobi scaling: unit diagonal, so that the trust region is an ellipsoid fitted to
+            // the curvatures (which span up to 7 decades here) rather than a ball.
+            let top = (0..n).map(|i| h[i][i].abs()).fold(0.0, f64::max);
+            d = (0..n)
+                .map(|i| h[i][i].abs().max(1e-12 * top).max(f64::MIN_POSITIVE).sqrt())
+                .collect();
+            for i in 0..n {
+                for j in 0..n {
+                    h[i][j] /= d[i] * d[j];
+                }
+            }
+            eigen = Some(crate::lanczos::jacobi_eigen(h));
+        }
+        let (values, vectors) = eigen.as_ref().expect("just built");
+        let gc: Vec<f64> = coordinates(basis, g.as_slice())
+            .iter()
+            .zip(&d)
+            .map(|(x, di)| x / di)
+            .collect();
+        // Eigen-coordinates: ghat_k = sum_i V[i][k] gc_i.
+        let ghat: Vec<f64> = (0..n)
+            .map(|k| (0..n).map(|i| vectors[i][k] * gc[i]).sum())
+            .collect();
+        let (phat, boundary) = trust_region_step(values, &ghat, radius);
+        let predicted = -phat
+            .iter()
+            .zip(&ghat)
+            .zip(values)
+            .map(|((p, gh), l)| p * gh + 0.5 * l * p * p)
+            .sum::<f64>();
+        let mut trial = a.clone();
+        for (i, (idx, val)) in basis.iter().enumerate() {
+            let c: f64 = (0..n).map(|k| vectors[i][k] * phat[k]).sum::<f64>() / d[i];
+            for &e in idx {
+                trial.as_mut_slice()[e] += c * val;
+            }
+        }
+        let pn = phat.iter().map(|x| x * x).sum::<f64>().sqrt();
+        let (ft, ok) = match risk.loss_and_gradient(&trial, &mut g_new) {
+            Ok(ft) => (ft, true),
+            Err(StabilityError::Invalid(_)) => (f64::INFINITY, false),
+            Err(e) => return Err(e),
+        };
+        if ok {
+            project_onto(&mut g_new, Subspace::Equivariant);
+        }
+        let gn = g.norm();
+        let rho = ratio(*f, ft, predicted, ok, g_new.norm() < gn);
+        if rho < 0.25 && !fresh {
+            // A stale Hessian failed: rebuild it at this point before shrinking the region.
+            eigen = None;
+            continue;
+        }
+        if rho < 0.25 {
+            radius = 0.25 * pn.min(radius);
+        } else if rho > 0.75 && boundary {
+            radius = (2.0 * radius).min(max_radius);
+        }
+        if rho > 1e-4 {
+            a.copy_from(&trial);
+            *f = ft;
+            let contracted = g_new.norm() <= 0.25 * gn;
+            g.copy_from(&g_new);
+            // Near the minimum (a model that predicts well, a gradient that contracts fast)
+            // the Hessian is reused: each further step then costs one gradient, not dim E
+            // HVPs, and converges linearly at a rate set by the Hessian's change.
+            if rho > 0.9 && contracted {
+                fresh = false;
+            } else {
+                eigen = None;
+            }
+            if g.norm() <= target {
+                out.converged = true;
+                out.reason = format!(
+                    "relative residual below {:e} after {} dense Newton iterations",
+                    opts.rtol, out.iterations
+                );
+            }
+        }
+        if !out.converged && radius <= 1e-15 * a.norm().max(1.0) {
+            out.reason = "trust region collapsed (round-off floor reached)".into();
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// The trust-region ratio of actual to predicted reduction; at the round-off floor of `f`
+/// (both reductions below `1e-12 |f|`), 1 if the gradient decreased and 0 otherwise.
+fn ratio(f: f64, ft: f64, predicted: f64, ok: bool, gradient_decreased: bool) -> f64 {
+    let actual = f - ft;
+    let floor = 1e-12 * f.abs().max(f64::MIN_POSITIVE);
+    if !ok {
+        f64::NEG_INFINITY
+    } else if predicted.abs() <= floor && actual.abs() <= floor {
+        if gradient_decreased {
+            1.0
+        } else {
+            0.0
+        }
+    } else if predicted > 0.0 {
+        actual / predicted
+    } else {
+        f64::NEG_INFINITY
+    }
 }
 
 /// The smallest `|pre-activation|` at the input of any LeakyReLU over the data (statistics
@@ -707,6 +1193,9 @@ pub struct StabilityOptions {
     pub sample_elements: usize,
     /// Relative step of the central-difference HVPs.
     pub hvp_step: f64,
+    /// Ridge `mu / 2 ||A||^2` added to every risk of the analysis ([`Risk::set_weight_decay`]).
+    #[serde(default)]
+    pub weight_decay: f64,
     /// `delta / max(1, ||A*||)` of the escape runs.
     pub escape_delta: f64,
     /// Steps of each escape run (0: no escape runs).
@@ -729,6 +1218,7 @@ impl Default for StabilityOptions {
             enumeration_limit: 100_000,
             sample_elements: 16,
             hvp_step: 1e-6,
+            weight_decay: 0.0,
             escape_delta: 1e-4,
             escape_steps: 20,
             escape_eta: None,
@@ -747,8 +1237,9 @@ pub enum Verdict {
     NotStationary,
     /// No eigenvalue of either block below `-noise`: stable (to second order).
     Stable,
-    /// `H_perp` vanishes exactly (every Ritz value 0): a flat point, e.g. a saturated
-    /// network whose group layers receive no gradient; no second-order information.
+    /// `H_perp` vanishes (every Ritz value 0, or `mu` with a ridge, to the noise level): a
+    /// flat point, e.g. a saturated or collapsed network whose group layers receive no
+    /// gradient; no second-order information.
     Flat,
     /// `H_perp` has an eigenvalue below `-noise` while the E block has none: a minimum for
     /// equivariant training that augmented training leaves (Proposition 3).
@@ -764,8 +1255,17 @@ pub struct StabilityReport {
     pub num_params: usize,
     /// Dimension of E-perp (group-layer weights orthogonal to E).
     pub dim_perp: usize,
-    /// Iterations of the stationary-point search.
+    /// L-BFGS iterations of the stationary-point search.
     pub iterations: usize,
+    /// Trust-region Newton iterations after them.
+    #[serde(default)]
+    pub newton_iterations: usize,
+    /// Hessian-vector products of the Newton stage.
+    #[serde(default)]
+    pub newton_hvps: usize,
+    /// The ridge coefficient `mu` of every risk (both Hessian blocks include `mu`).
+    #[serde(default)]
+    pub weight_decay: f64,
     /// Whether it met its relative tolerance.
     pub converged: bool,
     /// Why it stopped.
@@ -881,6 +1381,7 @@ pub fn analyse(
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     let mut nominal = Risk::new(net, data, opts.minibatch, None)?;
     nominal.set_hvp_step(opts.hvp_step);
+    nominal.set_weight_decay(opts.weight_decay);
     let sp = find_stationary_point(&mut nominal, a0, &opts.stationary)?;
     let a = sp.params.clone();
     let kink_distance = min_abs_preactivation(net, &a, data, opts.minibatch)?;
@@ -907,6 +1408,7 @@ pub fn analyse(
     let n_el = elements.len();
     let mut aug = Risk::new(net, data, opts.minibatch, Some(elements))?;
     aug.set_hvp_step(opts.hvp_step);
+    aug.set_weight_decay(opts.weight_decay);
     let (mut perp_block, vmin) = block_spectrum(
         &mut aug,
         &a,
@@ -936,6 +1438,7 @@ pub fn analyse(
         )?;
         let mut aug2 = Risk::new(net, data, opts.minibatch, Some(second))?;
         aug2.set_hvp_step(opts.hvp_step);
+        aug2.set_weight_decay(opts.weight_decay);
         let (b2, _) = block_spectrum(&mut aug2, &a, Subspace::Orthogonal, opts, &mut rng, noise)?;
         count += aug2.gradient_count();
         sampling_error = Some(SamplingError {
@@ -992,7 +1495,9 @@ pub fn analyse(
         Verdict::UnstableInE
     } else if perp_block.min < -noise {
         Verdict::UnstableOffE
-    } else if perp_block.min == 0.0 && perp_block.max == 0.0 {
+    } else if (perp_block.min - opts.weight_decay).abs() <= noise
+        && (perp_block.max - opts.weight_decay).abs() <= noise
+    {
         Verdict::Flat
     } else {
         Verdict::Stable
@@ -1018,6 +1523,9 @@ pub fn analyse(
             num_params: a.len(),
             dim_perp,
             iterations: sp.iterations,
+            newton_iterations: sp.newton_iterations,
+            newton_hvps: sp.newton_hvps,
+            weight_decay: opts.weight_decay,
             converged: sp.converged,
             stop_reason: sp.stop_reason.clone(),
             loss_start: sp.loss_start,
@@ -1039,4 +1547,138 @@ pub fn analyse(
         },
         a,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use eqaug_groups::{Group, Rep};
+    use eqaug_nn::{LayerSpec, Loss, NetworkSpec, PointsSpec};
+    use rand::Rng;
+
+    /// The Moré-Sorensen conditions of the exact trust-region step, checked on random
+    /// diagonal models: `||p|| <= radius`; `(Lambda + lambda I) p = -g` with `lambda >= 0`,
+    /// `Lambda + lambda I` positive semi-definite and `lambda (radius - ||p||) = 0`; and no
+    /// random feasible point has a lower model value.
+    #[test]
+    fn trust_region_step_satisfies_the_optimality_conditions() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        for case in 0..200 {
+            let n = 1 + case % 7;
+            let values: Vec<f64> = (0..n).map(|_| rng.gen_range(-2.0..3.0)).collect();
+            let g: Vec<f64> = (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect();
+            let radius = rng.gen_range(0.05..3.0);
+            let (p, boundary) = trust_region_step(&values, &g, radius);
+            let pn = p.iter().map(|x| x * x).sum::<f64>().sqrt();
+            assert!(pn <= radius * (1.0 + 1e-9), "case {case}: {pn} > {radius}");
+            let model = |p: &[f64]| -> f64 {
+                p.iter()
+                    .zip(&g)
+                    .zip(&values)
+                    .map(|((p, g), l)| g * p + 0.5 * l * p * p)
+                    .sum()
+            };
+            if boundary {
+                assert!((pn - radius).abs() <= 1e-9 * radius, "case {case}");
+            }
+            // lambda from any coordinate with p_i != 0.
+            let i = (0..n)
+                .max_by(|&i, &j| p[i].abs().total_cmp(&p[j].abs()))
+                .unwrap();
+            let lambda = -g[i] / p[i] - values[i];
+            let lmin = values.iter().copied().fold(f64::INFINITY, f64::min);
+            assert!(
+                lambda >= -1e-9 && lambda + lmin >= -1e-9,
+                "case {case}: {lambda}"
+            );
+            for _ in 0..200 {
+                let mut q: Vec<f64> = (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect();
+                let qn = q.iter().map(|x| x * x).sum::<f64>().sqrt();
+                let r = radius * rng.gen_range(0.0f64..1.0).sqrt();
+                q.iter_mut().for_each(|x| *x *= r / qn);
+                assert!(
+                    model(&q) >= model(&p) - 1e-12,
+                    "case {case}: {} < {}",
+                    model(&q),
+                    model(&p)
+                );
+            }
+        }
+    }
+
+    /// The orbit basis is orthonormal, has dim E vectors, and sum_b (b.v) b = Pi_E v.
+    #[test]
+    fn orbit_basis_spans_e() {
+        let g = Group::builtin("rot", 3).unwrap();
+        let spec = NetworkSpec {
+            layers: vec![
+                LayerSpec::Group {
+                    channels: 2,
+                    points: PointsSpec::Base,
+                    init_std: 0.5,
+                    constant_over_positions: false,
+                },
+                LayerSpec::Tanh,
+                LayerSpec::Group {
+                    channels: 3,
+                    points: PointsSpec::Trivial,
+                    init_std: 0.5,
+                    constant_over_positions: false,
+                },
+                LayerSpec::Dense {
+                    out: 2,
+                    init_scale: 0.5,
+                    bias: true,
+                },
+            ],
+        };
+        let net = Network::<f64>::new(&spec, g, Rep::base(1), Loss::Mse).unwrap();
+        let basis = e_basis(net.layout());
+        let n = net.num_params();
+        let mut dense_basis = Vec::new();
+        for (idx, val) in &basis {
+            let mut v = vec![0.0; n];
+            for &i in idx {
+                v[i] = *val;
+            }
+            dense_basis.push(v);
+        }
+        for (i, a) in dense_basis.iter().enumerate() {
+            for (j, b) in dense_basis.iter().enumerate() {
+                let d: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+                assert!(
+                    (d - f64::from(u8::from(i == j))).abs() < 1e-12,
+                    "{i} {j} {d}"
+                );
+            }
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let v: Vec<f64> = (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        let c = coordinates(&basis, &v);
+        let mut rebuilt = vec![0.0; n];
+        for (ci, b) in c.iter().zip(&dense_basis) {
+            for (r, x) in rebuilt.iter_mut().zip(b) {
+                *r += ci * x;
+            }
+        }
+        let mut p = Params::from_vec(net.layout().clone(), v).unwrap();
+        project_onto(&mut p, Subspace::Equivariant);
+        let err = rebuilt
+            .iter()
+            .zip(p.as_slice())
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f64::max);
+        assert!(err < 1e-12, "{err}");
+        // dim E = parameters minus the group-layer entries off E.
+        let group_entries: usize = net
+            .layout()
+            .tensors()
+            .iter()
+            .filter_map(|t| match &t.kind {
+                eqaug_nn::TensorKind::Group { projector, .. } => Some(t.len - projector.dim()),
+                _ => None,
+            })
+            .sum();
+        assert_eq!(basis.len(), n - group_entries);
+    }
 }

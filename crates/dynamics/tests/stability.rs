@@ -443,3 +443,92 @@ fn tiny_network_escape_matches_prediction() {
         "{rnd:?}"
     );
 }
+
+/// A tiny C_4 network with a ridge `mu`, its stationary point in E found by the Newton stage
+/// (dense: whole Hessian on E; truncated CG when `dense_limit = 0`) from a few L-BFGS steps:
+/// both meet a tolerance (1e-10 relative) that L-BFGS alone does not reach in the budget, as a
+/// fresh gradient confirms, and the ridge adds exactly `mu v` to `H_perp v`.
+#[test]
+fn newton_stages_reach_a_tight_stationary_point_and_the_ridge_shifts_by_mu() {
+    let g = Group::builtin("rot", 2).unwrap();
+    let spec = NetworkSpec {
+        layers: vec![
+            group(2, PointsSpec::Base),
+            LayerSpec::Tanh,
+            group(2, PointsSpec::Trivial),
+            dense(1, true),
+            LayerSpec::Sigmoid,
+        ],
+    };
+    let net = Network::<f64>::new(&spec, g, Rep::base(1), Loss::Bce).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let d = data(&net, 24, &mut rng);
+    let a0 = net.init_params(&mut rng);
+    let mu = 1e-2;
+    let mut points = Vec::new();
+    for dense_limit in [usize::MAX, 0] {
+        let mut risk = Risk::new(&net, &d, 24, None).unwrap();
+        risk.set_weight_decay(mu);
+        let opts = stability::StationaryOptions {
+            rtol: 1e-10,
+            max_iterations: 5,
+            newton_iterations: 60,
+            dense_limit,
+            ..Default::default()
+        };
+        let sp = stability::find_stationary_point(&mut risk, &a0, &opts).unwrap();
+        eprintln!(
+            "dense_limit {dense_limit}: {} L-BFGS + {} Newton iterations ({} HVPs), relative residual {:e}: {}",
+            sp.iterations,
+            sp.newton_iterations,
+            sp.newton_hvps,
+            sp.relative_residual(),
+            sp.stop_reason
+        );
+        assert!(sp.converged, "{}", sp.stop_reason);
+        assert!(sp.relative_residual() <= 1e-10);
+        assert!(
+            sp.newton_iterations > 0,
+            "the Newton stage must do the work"
+        );
+        points.push(sp.params);
+    }
+    // Independently of the search's bookkeeping: a fresh risk's projected gradient at each
+    // point, against the one at the start.
+    let mut fresh = Risk::new(&net, &d, 24, None).unwrap();
+    fresh.set_weight_decay(mu);
+    let mut start = a0.clone();
+    project_onto(&mut start, Subspace::Equivariant);
+    let mut g0 = grad(&mut fresh, &start);
+    project_onto(&mut g0, Subspace::Equivariant);
+    for p in &points {
+        let mut gp = grad(&mut fresh, p);
+        project_onto(&mut gp, Subspace::Equivariant);
+        assert!(
+            gp.norm() <= 1e-10 * g0.norm(),
+            "{:e}",
+            gp.norm() / g0.norm()
+        );
+    }
+    // The ridge adds mu to the Hessian: H(mu) v - H(0) v = mu v for v in E-perp.
+    let a = &points[0];
+    let elements = stability::augmentation_elements(net.group(), 100, 4, &mut rng)
+        .unwrap()
+        .0;
+    let mut r0 = Risk::new(&net, &d, 24, Some(elements.clone())).unwrap();
+    let mut r1 = Risk::new(&net, &d, 24, Some(elements)).unwrap();
+    r1.set_weight_decay(mu);
+    let mut v = a.zeros_like();
+    for x in v.as_mut_slice() {
+        *x = rng.gen_range(-1.0..1.0);
+    }
+    project_onto(&mut v, Subspace::Orthogonal);
+    let (mut h0, mut h1) = (a.zeros_like(), a.zeros_like());
+    r0.hvp(a, &v, &mut h0).unwrap();
+    r1.hvp(a, &v, &mut h1).unwrap();
+    h1.axpy(-1.0, &h0);
+    h1.axpy(-mu, &v);
+    let rel = h1.norm() / (mu * v.norm());
+    eprintln!("ridge shift: relative error {rel:e}");
+    assert!(rel < 1e-5, "{rel}");
+}

@@ -28,6 +28,21 @@ pub struct StabilitySection {
     /// Budget of L-BFGS iterations towards the stationary point in E.
     #[serde(default = "default_iterations")]
     pub iterations: usize,
+    /// Budget of trust-region Newton iterations (Steihaug CG on E) after the L-BFGS stage.
+    #[serde(default = "default_newton")]
+    pub newton_iterations: usize,
+    /// Conjugate-gradient steps (Hessian-vector products) per Newton iteration at most.
+    #[serde(default = "default_cg_steps")]
+    pub cg_steps: usize,
+    /// The Newton stage builds the whole Hessian on E when `dim E` is at most this (exact
+    /// trust-region steps); above it, truncated conjugate gradients.
+    #[serde(default = "default_dense_limit")]
+    pub dense_limit: usize,
+    /// Ridge `mu / 2 ||A||^2` added to the risk (0: none). Needed where the data are
+    /// separable (cross-entropy on few samples): there the risk has no finite minimiser.
+    /// Both Hessian blocks shift by exactly `mu`.
+    #[serde(default)]
+    pub weight_decay: f64,
     /// Stop when `||Pi_E grad R||` falls below this fraction of its starting value.
     #[serde(default = "default_rtol")]
     pub rtol: f64,
@@ -64,6 +79,15 @@ fn one() -> usize {
 fn default_iterations() -> usize {
     300
 }
+fn default_newton() -> usize {
+    50
+}
+fn default_cg_steps() -> usize {
+    100
+}
+fn default_dense_limit() -> usize {
+    500
+}
 fn default_rtol() -> f64 {
     1e-6
 }
@@ -94,6 +118,10 @@ impl Default for StabilitySection {
         StabilitySection {
             runs: 1,
             iterations: default_iterations(),
+            newton_iterations: default_newton(),
+            cg_steps: default_cg_steps(),
+            dense_limit: default_dense_limit(),
+            weight_decay: 0.0,
             rtol: default_rtol(),
             lanczos_steps: default_steps(),
             lanczos_runs: default_lanczos_runs(),
@@ -122,6 +150,15 @@ impl StabilitySection {
         }
         if !(self.rtol > 0.0 && self.rtol < 1.0) {
             return bad("rtol", format!("must be in (0, 1), got {}", self.rtol));
+        }
+        if self.cg_steps == 0 {
+            return bad("cg_steps", "must be at least 1".into());
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return bad(
+                "weight_decay",
+                format!("must be finite and at least 0, got {}", self.weight_decay),
+            );
         }
         if self.sample_elements == 0 {
             return bad("sample_elements", "must be at least 1".into());
@@ -158,12 +195,16 @@ impl StabilitySection {
                 max_iterations: self.iterations,
                 memory: 10,
                 max_step: 0.1,
+                newton_iterations: self.newton_iterations,
+                cg_steps: self.cg_steps,
+                dense_limit: self.dense_limit,
             },
             lanczos_steps: self.lanczos_steps,
             lanczos_runs: self.lanczos_runs,
             enumeration_limit: self.exact_limit,
             sample_elements: self.sample_elements,
             hvp_step: self.hvp_step,
+            weight_decay: self.weight_decay,
             escape_delta: self.escape_delta,
             escape_steps: self.escape_steps,
             escape_eta: self.escape_learning_rate,

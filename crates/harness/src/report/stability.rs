@@ -44,7 +44,7 @@ fn verdict(r: &StabilityReport) -> &'static str {
     match r.verdict {
         Verdict::NotStationary => "not decided: A* not stationary (budget)",
         Verdict::Stable => "stable",
-        Verdict::Flat => "flat: H_perp = 0 (saturated network), no verdict",
+        Verdict::Flat => "flat: H_perp = mu (saturated or collapsed network), no verdict",
         Verdict::UnstableOffE => "**unstable off E** (minimum in E, saddle of R_aug)",
         Verdict::UnstableInE => "unstable already in E",
     }
@@ -169,7 +169,14 @@ pub fn markdown(outputs: &[StabilityOutput], figure: Option<&str>) -> String {
          values with their Ritz residuals. Negatives: Ritz values of the first run below 0 / \
          below -noise, noise = max(residual, 1e-7 max|lambda|) (SPEC 10(b)). H_perp of groups \
          larger than `exact_limit` is an estimate from M sampled elements, its sampling error \
-         the difference between two independent samples.\n"
+         the difference between two independent samples. The stationary point: L-BFGS on E, then \
+         trust-region Newton on E (the whole Hessian on E in an orthonormal orbit basis with exact, \
+         Jacobi-scaled trust-region steps when dim E is at most `dense_limit`; Steihaug-Toint \
+         conjugate gradients above it). Where a ridge mu/2 ||A||^2 is added (`weight_decay`, column \
+         mu below; it makes the minimum finite where the data are separable or a normalisation \
+         makes weights scale-invariant), every eigenvalue includes mu: H_perp is then the \
+         Hessian of the regularised augmented risk, whose negative eigenvalues must exceed mu in \
+         size before the unregularised H_perp has them.\n"
     );
     let _ = writeln!(
         s,
@@ -257,21 +264,28 @@ pub fn markdown(outputs: &[StabilityOutput], figure: Option<&str>) -> String {
     let _ = writeln!(s, "\n## Configuration and cost\n");
     let _ = writeln!(
         s,
-        "| experiment | profile | samples | parameters | dim E-perp | activations | L-BFGS iterations | gradients | HVP / gradient time |\n|---|---|---:|---:|---:|---|---:|---:|---:|"
+        "| experiment | profile | samples | parameters | dim E-perp | activations | mu | L-BFGS + Newton iterations (HVPs) | gradients | HVP / gradient time |\n|---|---|---:|---:|---:|---|---:|---|---:|---:|"
     );
     for o in outputs {
         for run in &o.runs {
             let r = &run.report;
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {} | {} | {} ({}) | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} + {} ({}): {} | {} | {} |",
                 o.experiment,
                 o.profile,
                 o.samples,
                 o.params,
                 r.dim_perp,
                 o.activations.join(", "),
+                if r.weight_decay == 0.0 {
+                    "0".into()
+                } else {
+                    sci(r.weight_decay)
+                },
                 r.iterations,
+                r.newton_iterations,
+                r.newton_hvps,
                 r.stop_reason,
                 r.gradient_evaluations,
                 o.hvp_cost_in_gradients
@@ -297,12 +311,18 @@ pub fn paragraph(outputs: &[StabilityOutput]) -> String {
         for run in &o.runs {
             let r = &run.report;
             let mut t = format!(
-                "{} (run {}): residual {} ({} of its start) after {} L-BFGS iterations, lambda on E in [{}, {}], lambda of H_perp in [{}, {}]{}",
+                "{} (run {}{}): residual {} ({} of its start) after {} L-BFGS and {} Newton iterations, lambda on E in [{}, {}], lambda of H_perp in [{}, {}]{}",
                 o.experiment,
                 run.run,
+                if r.weight_decay == 0.0 {
+                    String::new()
+                } else {
+                    format!(", ridge mu = {}", sci(r.weight_decay))
+                },
                 sci(r.residual),
                 sci(r.residual / r.residual_start.max(f64::MIN_POSITIVE)),
                 r.iterations,
+                r.newton_iterations,
                 sci(r.e_block.min),
                 sci(r.e_block.max),
                 sci(r.perp_block.min),
@@ -313,7 +333,7 @@ pub fn paragraph(outputs: &[StabilityOutput]) -> String {
                 Verdict::NotStationary => t.push_str(": not stationary within the budget, so no verdict"),
                 Verdict::Stable => t.push_str(": stable for augmented training"),
                 Verdict::Flat => t.push_str(
-                    ": H_perp vanishes exactly (the group layers receive no gradient: a saturated network), so no verdict",
+                    ": H_perp is the ridge alone (the loss gives the group layers no curvature: a saturated or collapsed network), so no verdict",
                 ),
                 Verdict::UnstableOffE => t.push_str(&format!(
                     ": a minimum within E but a saddle of R_aug ({} negative eigenvalue(s) of H_perp beyond the noise level {})",
