@@ -239,13 +239,17 @@ pub fn report_into(dir: &Path, out: &Path) -> Result<ReportSummary, ReportError>
         })
         .map(|f| input::load_experiment(f))
         .collect::<Result<_, _>>()?;
-    if let Some(md) = ablation::ablation_markdown(&ablation) {
+    let ablation = ablation::group(&ablation);
+    let ablation_claims = ablation::claims(&ablation);
+    if let Some(md) = ablation::ablation_markdown(&ablation, &ablation_claims) {
         write_file(
             &out.join("ablation-norm.md"),
             &md,
             &mut summary.files_written,
         )?;
     }
+    let ablation_paragraph = ablation::ablation_summary(&ablation, &ablation_claims);
+    summary.claims.extend(ablation_claims);
 
     let worked = [out, dir]
         .iter()
@@ -288,6 +292,9 @@ pub fn report_into(dir: &Path, out: &Path) -> Result<ReportSummary, ReportError>
         &mut summary.files_written,
     )?;
     let mut md = report_markdown(&sections, &summary);
+    if let Some(p) = ablation_paragraph {
+        md.push_str(&p);
+    }
     if stability_found {
         md.push_str(
             "## Stability of the stationary points (SPEC section 10)\n\n\
