@@ -537,9 +537,16 @@ fn write_norm_experiment(dir: &Path, norm: &str, exact: f64) {
         }
         let run_dir = exp_dir.join(format!("run-{run:03}"));
         write(&run_dir.join("metrics.csv"), &csv);
+        // Held-out equivariance error [max, mean] of nominal: run r has (r + 1) * [1e-3, 1e-4].
+        let k = (run + 1) as f64;
         write(
             &run_dir.join("run.json"),
-            &format!("{{\"run\":{run},\"seed\":{run},\"failed\":[]}}"),
+            &format!(
+                "{{\"run\":{run},\"seed\":{run},\"failed\":[],\
+                 \"equivariance_error\":{{\"nominal\":[{},{}]}}}}",
+                1e-3 * k,
+                1e-4 * k
+            ),
         );
     }
 }
@@ -567,9 +574,20 @@ fn normalisation_ablation_claims_have_hand_computed_numbers() {
     assert_eq!(c["pass"], true);
     let c = claim(&claims, "norm-x-layer", "per-sample-drift-below-nominal");
     assert_close(c["measured"].as_f64().unwrap(), 0.09);
+    // The held-out equivariance error: medians 2e-3 (max) and 2e-4 (mean) over the 3 runs,
+    // in the table and in equivariance.svg (linked from report.md).
+    let table = fs::read_to_string(dir.path().join("norm-x-batch/table.md")).unwrap();
+    assert!(table.contains("| nominal | 2.00e-3 | 2.00e-4 |"), "{table}");
+    let svg = fs::read_to_string(dir.path().join("norm-x-batch/equivariance.svg")).unwrap();
+    assert_well_formed(&svg);
+    assert!(svg.contains("nominal") && svg.contains("held-out equivariance error"));
     let md = fs::read_to_string(dir.path().join("ablation-norm.md")).unwrap();
     assert!(md.contains("`norm-batch-per-sample`"), "{md}");
     let report_md = fs::read_to_string(dir.path().join("report.md")).unwrap();
+    assert!(
+        report_md.contains("(norm-x-batch/equivariance.svg)"),
+        "{report_md}"
+    );
     assert!(
         report_md.contains("[ablation-norm.md](ablation-norm.md)")
             && report_md.contains("Ablation claims: 3 of 3 pass"),

@@ -3,7 +3,8 @@
 //! Input (written by the runner): `DIR/<experiment>/experiment.json` and
 //! `DIR/<experiment>/run-NNN/{metrics.csv, run.json}` (see [`input`]). Output, per experiment
 //! folder: `summary.csv` (median and quartiles over runs per epoch and strategy), `table.md`,
-//! `figure.svg` and, with an `augmented-reference` strategy, `reference.svg`; at `DIR` level:
+//! `figure.svg`, `equivariance.svg` (the held-out equivariance error, when `run.json` records
+//! it) and, with an `augmented-reference` strategy, `reference.svg`; at `DIR` level:
 //! `claims.json`, `claims.md` and `report.md` (links to everything). An optional
 //! `DIR/worked_example.json` (an array of claims, measured elsewhere) is merged into the
 //! claims.
@@ -213,6 +214,15 @@ pub fn report_into(dir: &Path, out: &Path) -> Result<ReportSummary, ReportError>
             if let Some(svg) = svg {
                 write_file(&path, &svg, written)?;
                 section.figures.push("reference.svg".into());
+            }
+            let path = folder.join("equivariance.svg");
+            let svg = figure::equivariance_figure(&exp).map_err(|message| ReportError::Figure {
+                path: path.clone(),
+                message,
+            })?;
+            if let Some(svg) = svg {
+                write_file(&path, &svg, written)?;
+                section.figures.push("equivariance.svg".into());
             }
             summary.claims.extend(claims::check(&exp));
             if let Some(reg) = regularised::summarise(&exp) {
