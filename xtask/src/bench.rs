@@ -17,8 +17,10 @@ pub struct Args {
     /// Skip the peak-memory runs (about 3 minutes).
     #[arg(long)]
     no_memory: bool,
-    /// Run only the benches whose name contains FILTER (criterion's filter, e.g. `e5/`);
-    /// implies --no-memory. The report then holds only those parts.
+    /// Run only the benches whose name contains FILTER (criterion's filter, e.g. `nn/`);
+    /// implies --no-memory. The report then holds only those parts. `--only e5` is special:
+    /// it runs only the E5 benches (a few minutes) and replaces only the E5 section of the
+    /// existing report, keeping the rest.
     #[arg(long, value_name = "FILTER")]
     only: Option<String>,
     /// Skip the stability step (`eqaug stability` of every config, about 1.5 minutes).
@@ -48,11 +50,17 @@ pub fn run_bench(args: Args) -> Result<(), String> {
         eprintln!("{text}xtask: wrote {}", out.display());
         return Ok(());
     }
+    let e5_only = args.only.as_deref() == Some("e5");
+    let filter = if e5_only {
+        Some("e5/".to_string())
+    } else {
+        args.only.clone()
+    };
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     run(Command::new(&cargo)
         .current_dir(&root)
         .args(["bench", "--bench", "eqaug", "--"])
-        .args(args.only.as_slice())
+        .args(filter.as_slice())
         .env("EQAUG_BENCH_JSON", &json))?;
     let text = std::fs::read_to_string(&json)
         .map_err(|e| format!("the benches wrote no {}: {e}", json.display()))?;
@@ -60,6 +68,31 @@ pub fn run_bench(args: Args) -> Result<(), String> {
         .lines()
         .map(|l| serde_json::from_str(l).map_err(|e| format!("bad bench record {l}: {e}")))
         .collect::<Result<_, _>>()?;
+    if e5_only {
+        let out = root.join(&args.out);
+        let section = crate::bench_e5::section(&records);
+        if section.is_empty() {
+            return Err(format!(
+                "the E5 benches wrote no record to {}",
+                json.display()
+            ));
+        }
+        let section = format!(
+            "{}\n_This section: `cargo xtask bench --only e5` on {} on {} (load average {} \
+             before, {} after); the other sections are from the last full `cargo xtask \
+             bench`._\n",
+            section.trim_end(),
+            today(),
+            machine(),
+            load_before,
+            loadavg()
+        );
+        let old = std::fs::read_to_string(&out).unwrap_or_else(|_| "# Performance\n".into());
+        std::fs::write(&out, replace_section(&old, E5_HEADING, &section))
+            .map_err(|e| format!("{}: {e}", out.display()))?;
+        eprintln!("xtask: replaced the E5 section of {}", out.display());
+        return Ok(());
+    }
     let stability = if args.no_stability || args.only.is_some() {
         Vec::new()
     } else {
@@ -93,6 +126,46 @@ pub fn run_bench(args: Args) -> Result<(), String> {
     std::fs::write(&out, report).map_err(|e| format!("{}: {e}", out.display()))?;
     eprintln!("xtask: wrote {}", out.display());
     Ok(())
+}
+
+/// The heading that starts the E5 section of `performance.md` (see [`crate::bench_e5`]).
+const E5_HEADING: &str = "## E5: the CNN";
+
+/// `doc` with the section whose heading line starts with `heading` (up to the next `## `
+/// heading or the end) replaced by `section` (which starts with its own heading). Without
+/// such a section, `section` goes before the stability section if there is one (the order
+/// of a full report), else at the end.
+pub fn replace_section(doc: &str, heading: &str, section: &str) -> String {
+    let section = format!("{}\n", section.trim_matches('\n'));
+    let line_start = |pat: &str, from: usize| -> Option<usize> {
+        let mut at = from;
+        while let Some(i) = doc[at..].find(pat) {
+            let i = at + i;
+            if i == 0 || doc.as_bytes()[i - 1] == b'\n' {
+                return Some(i);
+            }
+            at = i + pat.len();
+        }
+        None
+    };
+    let (start, end) = match line_start(heading, 0) {
+        Some(start) => {
+            let end = line_start("## ", start + heading.len()).unwrap_or(doc.len());
+            (start, end)
+        }
+        None => {
+            let at = line_start("## Stability analysis", 0).unwrap_or(doc.len());
+            (at, at)
+        }
+    };
+    let before = doc[..start].trim_end_matches('\n');
+    let after = &doc[end..];
+    let mut out = format!("{before}\n\n{section}");
+    if !after.is_empty() {
+        out.push('\n');
+        out.push_str(after);
+    }
+    out
 }
 
 fn loadavg() -> String {
@@ -470,4 +543,46 @@ fn render_stability(rows: &[StabilityRow]) -> String {
     }
     let _ = writeln!(o, "\nTotal: {total:.1} s.");
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replace_section;
+
+    const NEW: &str = "\n## E5: the CNN (SPEC section 9)\n\nnew table\n";
+
+    #[test]
+    fn the_e5_section_is_replaced_in_place() {
+        let doc = "# Performance\n\n## A\n\na\n\n## E5: the CNN (SPEC section 9)\n\nold table\n\n\
+                   ## Stability analysis (x)\n\ns\n";
+        assert_eq!(
+            replace_section(doc, "## E5: the CNN", NEW),
+            "# Performance\n\n## A\n\na\n\n## E5: the CNN (SPEC section 9)\n\nnew table\n\n\
+             ## Stability analysis (x)\n\ns\n"
+        );
+        // At the end of the file.
+        let doc = "# P\n\n## A\n\na\n\n## E5: the CNN (old)\n\nold\n| x |\n";
+        assert_eq!(
+            replace_section(doc, "## E5: the CNN", NEW),
+            "# P\n\n## A\n\na\n\n## E5: the CNN (SPEC section 9)\n\nnew table\n"
+        );
+    }
+
+    #[test]
+    fn a_missing_e5_section_goes_before_stability_or_at_the_end() {
+        let doc = "# P\n\n## A\n\na\n\n## Stability analysis\n\ns\n";
+        assert_eq!(
+            replace_section(doc, "## E5: the CNN", NEW),
+            "# P\n\n## A\n\na\n\n## E5: the CNN (SPEC section 9)\n\nnew table\n\n\
+             ## Stability analysis\n\ns\n"
+        );
+        let doc = "# P\n\n## A\n\na\n";
+        assert_eq!(
+            replace_section(doc, "## E5: the CNN", NEW),
+            "# P\n\n## A\n\na\n\n## E5: the CNN (SPEC section 9)\n\nnew table\n"
+        );
+        // A heading that only appears inside a line is not a section.
+        let doc = "# P\n\nsee ## E5: the CNN below\n";
+        assert!(replace_section(doc, "## E5: the CNN", NEW).starts_with("# P\n\nsee ## E5"));
+    }
 }

@@ -38,12 +38,12 @@ pub fn section(records: &[Value]) -> String {
     let _ = writeln!(
         w,
         "| part | chunk | MFLOP per sample-pass | ms per sample-pass | GFLOP/s | GEMM GFLOP/s \
-         (same time) | % of GEMM |\n|---|---|---|---|---|---|---|"
+         (same time) | % of GEMM | target |\n|---|---|---|---|---|---|---|---|"
     );
     for r in &pass {
         let _ = writeln!(
             w,
-            "| whole network, {} model | {} | {:.1} | {:.3} | {:.1} | {:.1} | {:.0}% |",
+            "| whole network, {} model | {} | {:.1} | {:.3} | {:.1} | {:.1} | {:.0}% | (info) |",
             r["model"].as_str().unwrap_or("?"),
             r["chunk"],
             f(r, "flops_per_sample") / 1e6,
@@ -56,7 +56,7 @@ pub fn section(records: &[Value]) -> String {
     for r in &conv {
         let _ = writeln!(
             w,
-            "| conv{} ({} -> {}, {} x {}) | {} | {:.2} | {:.4} | {:.1} | {:.1} | {:.0}% |",
+            "| conv{} ({} -> {}, {} x {}) | {} | {:.2} | {:.4} | {:.1} | {:.1} | {:.0}% | >= 60% |",
             r["layer"],
             r["c_in"],
             r["c_out"],
@@ -110,4 +110,47 @@ pub fn section(records: &[Value]) -> String {
         );
     }
     w
+}
+
+#[cfg(test)]
+mod tests {
+    use super::section;
+    use serde_json::json;
+
+    #[test]
+    fn the_section_shows_the_share_of_gemm_and_the_projection() {
+        assert_eq!(section(&[json!({"kind": "gemm", "gflops": 50.0})]), "");
+        let records = [
+            json!({"kind": "e5_pass", "model": "equivariant", "chunk": 100,
+                   "flops_per_sample": 2.0e7, "ms_per_sample": 1.0, "gflops": 20.0,
+                   "gemm_gflops": 40.0}),
+            json!({"kind": "e5_pass", "model": "unitary", "chunk": 100,
+                   "flops_per_sample": 2.0e7, "ms_per_sample": 1.0, "gflops": 20.0,
+                   "gemm_gflops": 40.0}),
+            json!({"kind": "e5_conv", "layer": 2, "c_in": 32, "c_out": 64, "side": 14,
+                   "chunk": 100, "flops_per_sample": 1.0e7, "ms_per_sample": 0.3,
+                   "gflops": 33.0, "gemm_gflops": 44.0}),
+        ];
+        let s = section(&records);
+        assert!(s.starts_with("\n## E5: the CNN"), "{s}");
+        assert!(s.contains("| whole network, equivariant model | 100 | 20.0 | 1.000 | 20.0 | 40.0 | 50% | (info) |"), "{s}");
+        assert!(
+            s.contains(
+                "| conv2 (32 -> 64, 14 x 14) | 100 | 10.00 | 0.3000 | 33.0 | 44.0 | 75% | >= 60% |"
+            ),
+            "{s}"
+        );
+        // 1 ms per sample-pass, shipped split: phase 1 2 x 250 x 8000, phase 2 3 x 10 x 4 x
+        // 8000 passes, evaluation (2 x 250 + 3 x 10) x 2000 + 14 x 8000 forward passes at 1/3.
+        let secs = (2.0 * 250.0 * 8000.0
+            + 3.0 * 40.0 * 8000.0
+            + ((2.0 * 250.0 + 30.0) * 2000.0 + 14.0 * 8000.0) / 3.0)
+            / 1e3;
+        let row = format!(
+            "| shipped split 8 000 / 2 000 (default) | {:.1} h | {:.0} h |",
+            secs / 3600.0,
+            30.0 * secs / 3600.0
+        );
+        assert!(s.contains(&row), "{row}\n{s}");
+    }
 }

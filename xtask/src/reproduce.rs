@@ -64,8 +64,10 @@ pub fn run(args: Args) -> Result<(), String> {
     let bin = util::build_eqaug()?;
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     let mut timings = read_timings(&out);
+    let mut how: BTreeMap<String, Timing> = BTreeMap::new();
     let total = Instant::now();
     for cfg in &configs {
+        let before = finished_runs(&runs);
         let t0 = Instant::now();
         eprintln!("== {} ({} profile)", cfg.display(), args.profile);
         util::run(
@@ -76,7 +78,12 @@ pub fn run(args: Args) -> Result<(), String> {
                 .arg("--out")
                 .arg(&runs),
         )?;
-        timings.insert(stem(cfg), t0.elapsed().as_secs_f64());
+        let elapsed = t0.elapsed().as_secs_f64();
+        let after = finished_runs(&runs);
+        let new_runs = after.difference(&before).count();
+        let t = merge_timing(timings.get(&stem(cfg)).copied(), elapsed, new_runs);
+        timings.insert(stem(cfg), t.seconds());
+        how.insert(stem(cfg), t);
     }
     util::run(
         Command::new(&bin)
@@ -106,7 +113,15 @@ pub fn run(args: Args) -> Result<(), String> {
             )?;
         }
     }
-    timings.insert("stability".into(), t0.elapsed().as_secs_f64());
+    let elapsed = t0.elapsed().as_secs_f64();
+    timings.insert("stability".into(), elapsed);
+    how.insert(
+        "stability".into(),
+        Timing::Measured {
+            seconds: elapsed,
+            new_runs: None,
+        },
+    );
     util::run(
         Command::new(&bin)
             .arg("report")
@@ -116,7 +131,7 @@ pub fn run(args: Args) -> Result<(), String> {
     )?;
     let wall = total.elapsed().as_secs_f64();
     write_timings(&out, &timings)?;
-    write_readme(&out, &args.profile, &timings, wall)?;
+    write_readme(&out, &args.profile, &timings, &how, wall)?;
     eprintln!(
         "reproduce ({} profile) finished in {:.0} s; see {}",
         args.profile,
@@ -124,6 +139,77 @@ pub fn run(args: Args) -> Result<(), String> {
         out.join("README.md").display()
     );
     Ok(())
+}
+
+/// How an experiment's wall time in `timings.json` was obtained by this invocation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Timing {
+    /// Measured now; `new_runs`: how many runs this invocation finished (`None`: not counted).
+    Measured {
+        /// Wall time of this invocation's step.
+        seconds: f64,
+        /// Runs finished by this invocation.
+        new_runs: Option<usize>,
+    },
+    /// Every run was already finished: the time measured by an earlier invocation is kept.
+    CarriedOver {
+        /// The earlier invocation's wall time.
+        seconds: f64,
+    },
+    /// Every run was already finished and no earlier time is known: the (near zero) time of
+    /// this invocation, which measured no training.
+    NothingRun {
+        /// Wall time of this invocation's step (checking the finished runs).
+        seconds: f64,
+    },
+}
+
+impl Timing {
+    fn seconds(self) -> f64 {
+        match self {
+            Timing::Measured { seconds, .. }
+            | Timing::CarriedOver { seconds }
+            | Timing::NothingRun { seconds } => seconds,
+        }
+    }
+}
+
+/// The wall time to record for a config: this invocation's when it finished at least one
+/// run, else the earlier invocation's (`previous`), so that a resumed reproduction does not
+/// overwrite a measured time with the ~0 s of skipping finished runs.
+fn merge_timing(previous: Option<f64>, elapsed: f64, new_runs: usize) -> Timing {
+    match (new_runs, previous) {
+        (0, Some(seconds)) => Timing::CarriedOver { seconds },
+        (0, None) => Timing::NothingRun { seconds: elapsed },
+        (n, _) => Timing::Measured {
+            seconds: elapsed,
+            new_runs: Some(n),
+        },
+    }
+}
+
+/// The finished runs under a runs folder: `<experiment>/run-NNN` folders holding a
+/// `run.json` (a run in progress has no `run.json` in its final folder).
+fn finished_runs(runs: &Path) -> std::collections::BTreeSet<PathBuf> {
+    let dirs = |p: &Path| -> Vec<PathBuf> {
+        std::fs::read_dir(p)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.is_dir())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    dirs(runs)
+        .iter()
+        .flat_map(|exp| dirs(exp))
+        .filter(|r| {
+            r.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("run-") && !n.ends_with(".tmp"))
+                && r.join("run.json").is_file()
+        })
+        .collect()
 }
 
 fn read_timings(out: &Path) -> BTreeMap<String, f64> {
@@ -144,6 +230,7 @@ fn write_readme(
     out: &Path,
     profile: &str,
     timings: &BTreeMap<String, f64>,
+    how: &BTreeMap<String, Timing>,
     wall: f64,
 ) -> Result<(), String> {
     let mut s = String::new();
@@ -161,21 +248,7 @@ fn write_readme(
          [claims.json](claims.json) for machines).\n"
     );
     let _ = writeln!(s, "## Wall time\n");
-    let _ = writeln!(
-        s,
-        "| experiment config | wall time (last run of the command) |\n|---|---:|"
-    );
-    for (k, v) in timings {
-        if k == "stability" {
-            let _ = writeln!(
-                s,
-                "| stability step (`eqaug stability`, every config's `stability` profile) | {} |",
-                human(*v)
-            );
-        } else {
-            let _ = writeln!(s, "| `experiments/{k}.toml` | {} |", human(*v));
-        }
-    }
+    s.push_str(&wall_time_table(timings, how));
     let _ = writeln!(
         s,
         "\nThis invocation: {} in total (runs already finished in `runs/{profile}/` are not redone, \
@@ -238,10 +311,110 @@ fn write_readme(
     std::fs::write(&p, s).map_err(|e| format!("{}: {e}", p.display()))
 }
 
+/// The wall-time table of `README.md`: per config its time and whether this invocation
+/// measured it or carried it over from an earlier one (all runs already finished).
+fn wall_time_table(timings: &BTreeMap<String, f64>, how: &BTreeMap<String, Timing>) -> String {
+    let mut s = String::from("| experiment config | wall time | measured |\n|---|---:|---|\n");
+    for (k, v) in timings {
+        let name = if k == "stability" {
+            "stability step (`eqaug stability`, every config's `stability` profile)".to_string()
+        } else {
+            format!("`experiments/{k}.toml`")
+        };
+        let origin = match how.get(k) {
+            Some(Timing::Measured {
+                new_runs: Some(n), ..
+            }) => format!("in this invocation ({n} run(s) finished)"),
+            Some(Timing::Measured { new_runs: None, .. }) => "in this invocation".to_string(),
+            Some(Timing::CarriedOver { .. }) => {
+                "by an earlier invocation (all runs were already finished)".to_string()
+            }
+            Some(Timing::NothingRun { .. }) => {
+                "nothing to run: all runs were already finished and no earlier time is \
+                 recorded"
+                    .to_string()
+            }
+            None => "by an earlier invocation (not run by this one)".to_string(),
+        };
+        let _ = writeln!(s, "| {name} | {} | {origin} |", human(*v));
+    }
+    s
+}
+
 fn human(s: f64) -> String {
     if s < 120.0 {
         format!("{s:.0} s")
     } else {
         format!("{:.1} min", s / 60.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resumed_config_keeps_its_earlier_time() {
+        // Every run already done: the earlier measured time is kept, not the ~0 s of skipping.
+        assert_eq!(
+            merge_timing(Some(126.1), 0.2, 0),
+            Timing::CarriedOver { seconds: 126.1 }
+        );
+        // No earlier time: this invocation's, marked as measuring no training.
+        assert_eq!(
+            merge_timing(None, 0.2, 0),
+            Timing::NothingRun { seconds: 0.2 }
+        );
+        // At least one run finished now: this invocation's time.
+        assert_eq!(
+            merge_timing(Some(126.1), 40.0, 2),
+            Timing::Measured {
+                seconds: 40.0,
+                new_runs: Some(2)
+            }
+        );
+    }
+
+    #[test]
+    fn the_wall_time_table_says_which_times_were_measured_now() {
+        let timings: BTreeMap<String, f64> = [("e1", 126.1), ("e2", 331.5), ("e3", 0.2)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        let how: BTreeMap<String, Timing> = [
+            ("e1", merge_timing(Some(126.1), 0.3, 0)),
+            ("e3", merge_timing(None, 0.2, 0)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let t = wall_time_table(&timings, &how);
+        assert!(t.contains("| `experiments/e1.toml` | 2.1 min | by an earlier invocation (all runs were already finished) |"), "{t}");
+        assert!(t.contains("| `experiments/e2.toml` | 5.5 min | by an earlier invocation (not run by this one) |"), "{t}");
+        assert!(
+            t.contains("| `experiments/e3.toml` | 0 s | nothing to run"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn finished_runs_are_run_folders_with_a_run_json() {
+        let dir = std::env::temp_dir().join(format!("xtask-finished-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for (run, done) in [
+            ("e1/run-000", true),
+            ("e1/run-001", false),
+            ("e1/run-002.tmp", true),
+            ("e2/run-000", true),
+        ] {
+            let p = dir.join(run);
+            std::fs::create_dir_all(&p).unwrap();
+            if done {
+                std::fs::write(p.join("run.json"), "{}").unwrap();
+            }
+        }
+        let found: Vec<PathBuf> = finished_runs(&dir).into_iter().collect();
+        assert_eq!(found, vec![dir.join("e1/run-000"), dir.join("e2/run-000")]);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -21,8 +21,8 @@ pub struct TestMetrics {
     pub mean_iou: Option<f64>,
 }
 
-/// A held-out split and the buffers to evaluate a network on it: one forward pass for the
-/// outputs (scores) and one for the loss, no gradient, no allocation per call.
+/// A held-out split and the buffers to evaluate a network on it: one forward pass gives both
+/// the outputs (scores) and the loss, no gradient, no allocation per call.
 ///
 /// Normalisation layers use per-mini-batch statistics over consecutive groups of `minibatch`
 /// held-out rows, as in training (the protocol keeps no running statistics), so the result
@@ -91,15 +91,14 @@ impl<T: Real> HeldOut<T> {
     /// Loss, accuracy and (for segmentation) mean IoU of `net` at `params` on the split.
     pub fn evaluate(&mut self, net: &Network<T>, params: &Params<T>) -> TestMetrics {
         let n = self.x.nrows();
-        let out = net.forward(params, self.x.view(), self.minibatch, &mut self.ws);
-        self.outputs.assign(&out);
-        let loss_sum = net.loss(
+        let (loss_sum, out) = net.forward_and_loss(
             params,
             self.x.view(),
             self.targets.view(),
             self.minibatch,
             &mut self.ws,
         );
+        self.outputs.assign(&out);
         let loss = loss_sum.to_f64_exact() / n as f64;
         let kind = net.loss_kind();
         let channels = net.output_rep().channels;

@@ -493,3 +493,121 @@ fn drift_is_compared_at_equal_distance_from_the_start() {
     assert_eq!(dist_to_e_at(&rows, 0.0), Some(0.0));
     assert_eq!(dist_to_e_at(&rows, 9e-3), None, "never that far");
 }
+
+/// Per-run factors of the per-sample strategy's final ||A_Eperp|| over per-batch's, for the
+/// synthetic normalisation ablation (median: batch 1.1, layer 0.9, none 1.0).
+fn per_sample_factor(norm: &str, run: usize) -> f64 {
+    match norm {
+        "batch" => [1.0, 1.2, 1.1][run],
+        "layer" => [0.8, 0.9, 1.3][run],
+        _ => [0.7, 1.0, 1.0][run],
+    }
+}
+
+/// Writes `norm-x-<norm>`: 3 runs of nominal, per-batch, per-sample and exact augmented
+/// training, every distance linear in the epoch. Final ||A_Eperp||: nominal 1e-3, per-batch
+/// 1e-4, per-sample 1e-4 * [`per_sample_factor`], exact `exact` * ||A - A0||.
+fn write_norm_experiment(dir: &Path, norm: &str, exact: f64) {
+    let id = format!("norm-x-{norm}");
+    let exp_dir = dir.join(&id);
+    write(
+        &exp_dir.join("experiment.json"),
+        &format!(
+            "{{\"experiment\":\"{id}\",\"group\":\"perm\",\"profile\":\"tiny\",\
+             \"precision\":\"f32\",\"epochs\":{EPOCHS},\"runs\":3,\"strategies\":[\
+             {{\"name\":\"nominal\",\"kind\":\"nominal\"}},\
+             {{\"name\":\"augmented\",\"kind\":\"augmented\",\"sampling\":\"per-batch\"}},\
+             {{\"name\":\"augmented-per-sample\",\"kind\":\"augmented\",\"sampling\":\"per-sample\"}},\
+             {{\"name\":\"augmented-exact\",\"kind\":\"augmented\",\"sampling\":\"exact\"}}]}}"
+        ),
+    );
+    for run in 0..3 {
+        let mut csv = String::from("epoch,strategy,loss,dist_from_start,dist_to_e\n");
+        let last = [
+            ("nominal", 1e-3),
+            ("augmented", 1e-4),
+            ("augmented-per-sample", 1e-4 * per_sample_factor(norm, run)),
+            ("augmented-exact", exact * 1e-2),
+        ];
+        for (s, d) in last {
+            for t in 0..=EPOCHS {
+                let x = t as f64 / EPOCHS as f64;
+                writeln!(csv, "{t},{s},{},{},{}", 1.0 - 0.1 * x, 1e-2 * x, d * x).unwrap();
+            }
+        }
+        let run_dir = exp_dir.join(format!("run-{run:03}"));
+        write(&run_dir.join("metrics.csv"), &csv);
+        // Held-out equivariance error [max, mean] of nominal: run r has (r + 1) * [1e-3, 1e-4].
+        let k = (run + 1) as f64;
+        write(
+            &run_dir.join("run.json"),
+            &format!(
+                "{{\"run\":{run},\"seed\":{run},\"failed\":[],\
+                 \"equivariance_error\":{{\"nominal\":[{},{}]}}}}",
+                1e-3 * k,
+                1e-4 * k
+            ),
+        );
+    }
+}
+
+#[test]
+fn normalisation_ablation_claims_have_hand_computed_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    for (norm, exact) in [("batch", 1e-6), ("layer", 2e-6), ("none", 0.0)] {
+        write_norm_experiment(dir.path(), norm, exact);
+    }
+    let summary = report::report(dir.path()).unwrap();
+    assert_eq!(summary.claims_failed, 0, "{:?}", summary.claims);
+    let claims = claims_json(dir.path());
+    // Worst cell: batch norm, per-sample, median of 1e-4 * (1.0, 1.2, 1.1) / 1e-3.
+    let c = claim(&claims, "norm-x", "norm-sampled-below-nominal");
+    assert_close(c["measured"].as_f64().unwrap(), 0.11);
+    assert_eq!(c["pass"], true);
+    let c = claim(&claims, "norm-x", "norm-exact-in-E");
+    assert_close(c["measured"].as_f64().unwrap(), 2e-6);
+    assert_eq!(c["pass"], true);
+    // Batch norm's median 1.1 against the range of layer's and none's per-run ratios.
+    let c = claim(&claims, "norm-x", "norm-batch-per-sample");
+    assert_close(c["measured"].as_f64().unwrap(), 1.1);
+    assert_eq!(c["bound"], "within [0.7, 1.3]");
+    assert_eq!(c["pass"], true);
+    let c = claim(&claims, "norm-x-layer", "per-sample-drift-below-nominal");
+    assert_close(c["measured"].as_f64().unwrap(), 0.09);
+    // The held-out equivariance error: medians 2e-3 (max) and 2e-4 (mean) over the 3 runs,
+    // in the table and in equivariance.svg (linked from report.md).
+    let table = fs::read_to_string(dir.path().join("norm-x-batch/table.md")).unwrap();
+    assert!(table.contains("| nominal | 2.00e-3 | 2.00e-4 |"), "{table}");
+    let svg = fs::read_to_string(dir.path().join("norm-x-batch/equivariance.svg")).unwrap();
+    assert_well_formed(&svg);
+    assert!(svg.contains("nominal") && svg.contains("held-out equivariance error"));
+    let md = fs::read_to_string(dir.path().join("ablation-norm.md")).unwrap();
+    assert!(md.contains("`norm-batch-per-sample`"), "{md}");
+    let report_md = fs::read_to_string(dir.path().join("report.md")).unwrap();
+    assert!(
+        report_md.contains("(norm-x-batch/equivariance.svg)"),
+        "{report_md}"
+    );
+    assert!(
+        report_md.contains("[ablation-norm.md](ablation-norm.md)")
+            && report_md.contains("Ablation claims: 3 of 3 pass"),
+        "{report_md}"
+    );
+
+    // Without the `none` runs every ablation claim is "no data", never PASS.
+    fs::remove_dir_all(dir.path().join("norm-x-none")).unwrap();
+    report::report(dir.path()).unwrap();
+    let claims = claims_json(dir.path());
+    for id in [
+        "norm-sampled-below-nominal",
+        "norm-exact-in-E",
+        "norm-batch-per-sample",
+    ] {
+        let c = claim(&claims, "norm-x", id);
+        assert_eq!(
+            (&c["pass"], &c["no_data"]),
+            (&false.into(), &true.into()),
+            "{c}"
+        );
+    }
+}

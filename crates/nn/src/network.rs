@@ -175,6 +175,23 @@ impl<T: Real> Network<T> {
         self.seq.forward(params, x, minibatch, ws)
     }
 
+    /// [`Network::loss`] and [`Network::forward`] from one forward pass: the sum of per-sample
+    /// losses and the outputs (`rows x output_width`). No gradient.
+    ///
+    /// # Panics
+    /// If `minibatch == 0`, the shapes of `x` / `targets` are wrong, or `params` is from
+    /// another network.
+    pub fn forward_and_loss<'w>(
+        &self,
+        params: &Params<T>,
+        x: ArrayView2<'_, T>,
+        targets: ArrayView2<'_, T>,
+        minibatch: usize,
+        ws: &'w mut Workspace<T>,
+    ) -> (T, ArrayView2<'w, T>) {
+        self.seq.forward_and_loss(params, x, targets, minibatch, ws)
+    }
+
     /// The sum over mini-batches of (rows in batch x mean loss of the batch), i.e. the sum of
     /// per-sample losses; divide by the number of rows for the mean. No gradient.
     pub fn loss(

@@ -338,6 +338,27 @@ impl<T: Real> Sequential<T> {
         T::from_f64_lossy(self.loss_terms(targets, ws, false))
     }
 
+    /// One forward pass giving both [`Sequential::loss`] (the sum of per-sample losses) and
+    /// the outputs (`rows x output_width`) of [`Sequential::forward`]; no gradient.
+    pub fn forward_and_loss<'w>(
+        &self,
+        params: &Params<T>,
+        x: ArrayView2<'_, T>,
+        targets: ArrayView2<'_, T>,
+        minibatch: usize,
+        ws: &'w mut Workspace<T>,
+    ) -> (T, ArrayView2<'w, T>) {
+        self.check_params(params, "forward_and_loss");
+        let r = x.nrows();
+        self.prepare(ws, r);
+        self.forward_pass(params, x, minibatch, ws);
+        let l = T::from_f64_lossy(self.loss_terms(targets, ws, false));
+        let w = self.output_width();
+        let y = ArrayView2::from_shape((r, w), &ws.acts[self.layers.len() - 1][..r * w])
+            .expect("shape");
+        (l, y)
+    }
+
     /// Forward and backward on a chunk. Mini-batches are consecutive groups of `minibatch`
     /// rows (the last may be smaller); normalisation statistics are per mini-batch. Returns the
     /// sum over mini-batches of (rows in batch x mean loss of the batch) and ADDS the gradient

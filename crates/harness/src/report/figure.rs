@@ -422,3 +422,126 @@ pub fn reference_figure(exp: &Experiment, summary: &[SummaryRow]) -> DrawResult<
     }
     Ok(Some(svg))
 }
+
+/// The held-out equivariance error at the last epoch (from `run.json`): per strategy, the max
+/// (red) and mean (blue) of |Phi(g x) - g Phi(x)|, one small dot per run and a large one for
+/// the median over runs, on a log scale (a 0 is drawn on the bottom edge). `None` when no
+/// run recorded it.
+pub fn equivariance_figure(exp: &Experiment) -> DrawResult<Option<String>> {
+    // (strategy, per-run [max, mean] values)
+    let data: Vec<(&str, Vec<[f64; 2]>)> = exp
+        .strategies
+        .iter()
+        .map(|s| {
+            let v: Vec<[f64; 2]> = exp
+                .runs
+                .iter()
+                .filter_map(|r| r.equivariance_error.get(s).copied())
+                .collect();
+            (s.as_str(), v)
+        })
+        .filter(|(_, v)| !v.is_empty())
+        .collect();
+    if data.is_empty() {
+        return Ok(None);
+    }
+    let positive = data
+        .iter()
+        .flat_map(|(_, v)| v.iter().flatten())
+        .copied()
+        .filter(|x| x.is_finite() && *x > 0.0);
+    let (lo, hi) = positive.fold((f64::INFINITY, 0.0f64), |(lo, hi), x| {
+        (lo.min(x), hi.max(x))
+    });
+    let (lo, hi) = if hi > 0.0 {
+        (lo / 3.0, hi * 3.0)
+    } else {
+        (1e-20, 1.0)
+    };
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            0.5 * (v[n / 2 - 1] + v[n / 2])
+        }
+    };
+    let n = data.len();
+    let names: Vec<String> = data.iter().map(|(s, _)| s.to_string()).collect();
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, FIGURE_SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(de)?;
+        let title = format!(
+            "{}: held-out equivariance error at the last epoch",
+            figure_title(exp)
+        );
+        let body = root.titled(&title, ("sans-serif", 20)).map_err(de)?;
+        let (legend, panel) = body.split_vertically(34);
+        legend
+            .draw(&Text::new(
+                "red: max, blue: mean of |Phi(g x) - g Phi(x)| over held-out samples, output \
+                 entries and sampled g; small: each run, large: median over runs (0 on the \
+                 bottom edge)",
+                (20, 9),
+                ("sans-serif", 15).into_font().color(&BLACK),
+            ))
+            .map_err(de)?;
+        let mut chart = ChartBuilder::on(&panel)
+            .margin(12)
+            .margin_right(24)
+            .x_label_area_size(48)
+            .y_label_area_size(78)
+            .build_cartesian_2d(-0.5..n as f64 - 0.5, (lo..hi).log_scale())
+            .map_err(de)?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_desc("strategy")
+            .y_desc("|Phi(g x) - g Phi(x)|")
+            .x_labels(n.max(2) * 2 + 1)
+            .x_label_formatter(&|v| {
+                let i = v.round();
+                if (v - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < names.len() {
+                    names[i as usize].clone()
+                } else {
+                    String::new()
+                }
+            })
+            .y_label_formatter(&|v| tick(*v, hi))
+            .label_style(("sans-serif", 13))
+            .axis_desc_style(("sans-serif", 15))
+            .light_line_style(RGBColor(235, 235, 235))
+            .bold_line_style(RGBColor(215, 215, 215))
+            .draw()
+            .map_err(de)?;
+        let clamp = |y: f64| if y > 0.0 { y.clamp(lo, hi) } else { lo };
+        for (i, (_, runs)) in data.iter().enumerate() {
+            for (k, (color, dx)) in [(RED, -0.12), (BLUE, 0.12)].into_iter().enumerate() {
+                let x = i as f64 + dx;
+                let values: Vec<f64> = runs.iter().map(|e| e[k]).collect();
+                chart
+                    .draw_series(
+                        values
+                            .iter()
+                            .filter(|y| y.is_finite())
+                            .map(|&y| Circle::new((x, clamp(y)), 3, color.mix(0.45).filled())),
+                    )
+                    .map_err(de)?;
+                let finite: Vec<f64> = values.into_iter().filter(|y| y.is_finite()).collect();
+                if !finite.is_empty() {
+                    chart
+                        .draw_series(std::iter::once(Circle::new(
+                            (x, clamp(median(finite))),
+                            7,
+                            color.filled(),
+                        )))
+                        .map_err(de)?;
+                }
+            }
+        }
+        root.present().map_err(de)?;
+    }
+    Ok(Some(svg))
+}

@@ -3,7 +3,8 @@
 //! Input (written by the runner): `DIR/<experiment>/experiment.json` and
 //! `DIR/<experiment>/run-NNN/{metrics.csv, run.json}` (see [`input`]). Output, per experiment
 //! folder: `summary.csv` (median and quartiles over runs per epoch and strategy), `table.md`,
-//! `figure.svg` and, with an `augmented-reference` strategy, `reference.svg`; at `DIR` level:
+//! `figure.svg`, `equivariance.svg` (the held-out equivariance error, when `run.json` records
+//! it) and, with an `augmented-reference` strategy, `reference.svg`; at `DIR` level:
 //! `claims.json`, `claims.md` and `report.md` (links to everything). An optional
 //! `DIR/worked_example.json` (an array of claims, measured elsewhere) is merged into the
 //! claims.
@@ -214,6 +215,15 @@ pub fn report_into(dir: &Path, out: &Path) -> Result<ReportSummary, ReportError>
                 write_file(&path, &svg, written)?;
                 section.figures.push("reference.svg".into());
             }
+            let path = folder.join("equivariance.svg");
+            let svg = figure::equivariance_figure(&exp).map_err(|message| ReportError::Figure {
+                path: path.clone(),
+                message,
+            })?;
+            if let Some(svg) = svg {
+                write_file(&path, &svg, written)?;
+                section.figures.push("equivariance.svg".into());
+            }
             summary.claims.extend(claims::check(&exp));
             if let Some(reg) = regularised::summarise(&exp) {
                 let path = folder.join("regularised.svg");
@@ -239,13 +249,17 @@ pub fn report_into(dir: &Path, out: &Path) -> Result<ReportSummary, ReportError>
         })
         .map(|f| input::load_experiment(f))
         .collect::<Result<_, _>>()?;
-    if let Some(md) = ablation::ablation_markdown(&ablation) {
+    let ablation = ablation::group(&ablation);
+    let ablation_claims = ablation::claims(&ablation);
+    if let Some(md) = ablation::ablation_markdown(&ablation, &ablation_claims) {
         write_file(
             &out.join("ablation-norm.md"),
             &md,
             &mut summary.files_written,
         )?;
     }
+    let ablation_paragraph = ablation::ablation_summary(&ablation, &ablation_claims);
+    summary.claims.extend(ablation_claims);
 
     let worked = [out, dir]
         .iter()
@@ -288,6 +302,9 @@ pub fn report_into(dir: &Path, out: &Path) -> Result<ReportSummary, ReportError>
         &mut summary.files_written,
     )?;
     let mut md = report_markdown(&sections, &summary);
+    if let Some(p) = ablation_paragraph {
+        md.push_str(&p);
+    }
     if stability_found {
         md.push_str(
             "## Stability of the stationary points (SPEC section 10)\n\n\
