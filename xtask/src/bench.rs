@@ -26,7 +26,8 @@ pub struct Args {
     /// Skip the stability step (`eqaug stability` of every config, about 1.5 minutes).
     #[arg(long)]
     no_stability: bool,
-    /// Run only the stability step (no criterion benches, no memory runs).
+    /// Run only the stability step (no criterion benches, no memory runs) and replace only the
+    /// stability section of the existing report.
     #[arg(long)]
     only_stability: bool,
 }
@@ -44,10 +45,23 @@ pub fn run_bench(args: Args) -> Result<(), String> {
     let load_before = loadavg();
     if args.only_stability {
         let rows = stability_rows(&build_eqaug()?, &target)?;
-        let text = render_stability(&rows);
-        let out = target.join("eqaug-bench-stability.md");
-        std::fs::write(&out, &text).map_err(|e| format!("{}: {e}", out.display()))?;
-        eprintln!("{text}xtask: wrote {}", out.display());
+        let section = format!(
+            "{}\n_This section: `cargo xtask bench --only-stability` on {} on {} (load average {} \
+             before, {} after); the other sections are from their own runs._\n",
+            render_stability(&rows).trim_end(),
+            today(),
+            machine(),
+            load_before,
+            loadavg()
+        );
+        let out = root.join(&args.out);
+        let old = std::fs::read_to_string(&out).unwrap_or_else(|_| "# Performance\n".into());
+        std::fs::write(
+            &out,
+            replace_section(&old, "## Stability analysis", &section),
+        )
+        .map_err(|e| format!("{}: {e}", out.display()))?;
+        eprintln!("{section}xtask: replaced the stability section of {}", out.display());
         return Ok(());
     }
     let e5_only = args.only.as_deref() == Some("e5");
@@ -520,7 +534,8 @@ fn render_stability(rows: &[StabilityRow]) -> String {
     let _ = writeln!(
         o,
         "\n## Stability analysis (`eqaug stability`, f64)\n\nWall time of `eqaug stability \
-         CONFIG --profile stability` per experiment (stationary point by L-BFGS on E, Lanczos \
+         CONFIG --profile stability` per experiment (stationary point by L-BFGS and trust-region \
+         Newton on E, Lanczos \
          on both blocks, escapes), and the cost of one central-difference Hessian-vector product \
          in gradients of the nominal risk (fastest of 9 interleaved, at the profile's size; target <= 2).\n"
     );
