@@ -129,7 +129,7 @@ pub fn eigenvalue_shift_check(gamma: f64) -> Result<ShiftCheck, StabilityError> 
     use crate::hessian::{project_onto, Subspace};
     use crate::TrainData;
     use eqaug_groups::{Group, Rep};
-    use eqaug_nn::{LayerSpec, Loss, Network, NetworkSpec, PointsSpec};
+    use eqaug_nn::{LayerSpec, Loss, Network, NetworkSpec, Points};
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
     let invalid = |e: &dyn std::fmt::Display| StabilityError::Invalid(e.to_string());
@@ -142,9 +142,9 @@ pub fn eigenvalue_shift_check(gamma: f64) -> Result<ShiftCheck, StabilityError> 
     };
     let spec = NetworkSpec {
         layers: vec![
-            layer(2, PointsSpec::Base),
+            layer(2, Points::Base),
             LayerSpec::Tanh,
-            layer(3, PointsSpec::Trivial),
+            layer(3, Points::Trivial),
             LayerSpec::Tanh,
             LayerSpec::Dense {
                 out: 3,

@@ -9,7 +9,7 @@
 
 use crate::{hessian, Protocol, Sampling, StrategySpec, TrainData, TrainError, Trainer};
 use eqaug_groups::{Group, ReferenceTask, Rep};
-use eqaug_nn::{LayerSpec, Loss, Network, NetworkSpec, Params, PointsSpec};
+use eqaug_nn::{LayerSpec, Loss, Network, NetworkSpec, Params, Points};
 use ndarray::array;
 
 /// What the example measures.
@@ -46,7 +46,7 @@ pub fn setup() -> Result<Setup, TrainError> {
         layers: vec![
             LayerSpec::Group {
                 channels: 1,
-                points: PointsSpec::Trivial,
+                points: Points::Trivial,
                 init_std: 0.0,
                 constant_over_positions: false,
             },

@@ -7,13 +7,13 @@ use eqaug_dynamics::{
     Trainer,
 };
 use eqaug_groups::{Group, ReferenceTask, Rep};
-use eqaug_nn::{LayerSpec, Loss, Network, NetworkSpec, NormOver, Params, PointsSpec};
+use eqaug_nn::{LayerSpec, Loss, Network, NetworkSpec, NormOver, Params, Points};
 use ndarray::{array, Array2};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::sync::Arc;
 
-fn group_layer(channels: usize, points: PointsSpec, init_std: f64) -> LayerSpec {
+fn group_layer(channels: usize, points: Points, init_std: f64) -> LayerSpec {
     LayerSpec::Group {
         channels,
         points,
@@ -26,9 +26,9 @@ fn group_layer(channels: usize, points: PointsSpec, init_std: f64) -> LayerSpec 
 fn smooth_classifier() -> NetworkSpec {
     NetworkSpec {
         layers: vec![
-            group_layer(2, PointsSpec::Base, 0.6),
+            group_layer(2, Points::Base, 0.6),
             LayerSpec::Tanh,
-            group_layer(3, PointsSpec::Trivial, 0.6),
+            group_layer(3, Points::Trivial, 0.6),
             LayerSpec::Tanh,
             LayerSpec::Dense {
                 out: 3,
@@ -44,9 +44,9 @@ fn smooth_classifier() -> NetworkSpec {
 fn segmenter() -> NetworkSpec {
     NetworkSpec {
         layers: vec![
-            group_layer(3, PointsSpec::Base, 0.5),
+            group_layer(3, Points::Base, 0.5),
             LayerSpec::Tanh,
-            group_layer(2, PointsSpec::Base, 0.5),
+            group_layer(2, Points::Base, 0.5),
             LayerSpec::BatchNorm {
                 over: NormOver::Channels,
             },

@@ -6,13 +6,13 @@ use eqaug_dynamics::{
     equivariance_error, train, worked_example, Protocol, Sampling, StrategySpec, TrainData, Trainer,
 };
 use eqaug_groups::{Group, ReferenceTask, Rep};
-use eqaug_nn::{LayerSpec, Loss, Network, NetworkSpec, NormOver, Params, PointsSpec};
+use eqaug_nn::{LayerSpec, Loss, Network, NetworkSpec, NormOver, Params, Points};
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::sync::Arc;
 
-fn group_layer(channels: usize, points: PointsSpec, init_std: f64) -> LayerSpec {
+fn group_layer(channels: usize, points: Points, init_std: f64) -> LayerSpec {
     LayerSpec::Group {
         channels,
         points,
@@ -25,9 +25,9 @@ fn group_layer(channels: usize, points: PointsSpec, init_std: f64) -> LayerSpec 
 fn invariant_net() -> NetworkSpec {
     NetworkSpec {
         layers: vec![
-            group_layer(3, PointsSpec::Base, 0.5),
+            group_layer(3, Points::Base, 0.5),
             LayerSpec::LeakyRelu { slope: 0.1 },
-            group_layer(4, PointsSpec::Trivial, 0.5),
+            group_layer(4, Points::Trivial, 0.5),
             LayerSpec::Tanh,
             LayerSpec::BatchNorm {
                 over: NormOver::Features,
@@ -46,9 +46,9 @@ fn invariant_net() -> NetworkSpec {
 fn equivariant_net() -> NetworkSpec {
     NetworkSpec {
         layers: vec![
-            group_layer(3, PointsSpec::Base, 0.5),
+            group_layer(3, Points::Base, 0.5),
             LayerSpec::LeakyRelu { slope: 0.1 },
-            group_layer(2, PointsSpec::Base, 0.5),
+            group_layer(2, Points::Base, 0.5),
             LayerSpec::BatchNorm {
                 over: NormOver::Channels,
             },
@@ -265,10 +265,7 @@ fn lanczos_finds_the_negative_curvature_off_e() {
     // The worked example again, through the generic Lanczos path on E-perp and E.
     let group = Group::builtin("swap", 2).unwrap();
     let spec = NetworkSpec {
-        layers: vec![
-            group_layer(1, PointsSpec::Trivial, 0.0),
-            LayerSpec::Softplus,
-        ],
+        layers: vec![group_layer(1, Points::Trivial, 0.0), LayerSpec::Softplus],
     };
     let net = Network::<f64>::new(&spec, group.clone(), Rep::base(1), Loss::Mse).unwrap();
     let data = TrainData {

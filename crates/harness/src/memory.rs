@@ -10,7 +10,7 @@
 
 use crate::config::{DatasetKind, Experiment, Precision};
 use eqaug_groups::Group;
-use eqaug_nn::{LayerSpec, NormOver, PointsSpec};
+use eqaug_nn::{LayerSpec, NormOver, Points};
 use std::collections::BTreeSet;
 
 /// Bytes per index pair of an orbit map while it is computed: the union-find parents, the
@@ -329,7 +329,7 @@ pub fn estimate_experiment(exp: &Experiment) -> Result<Estimate, MemoryError> {
                 points,
                 ..
             } => {
-                let out_base = matches!(points, PointsSpec::Base);
+                let out_base = matches!(points, Points::Base);
                 let s_out = if out_base { positions } else { 1 };
                 let out_features = calc.mul(&net_key, &[*c as u64, s_out])?;
                 let w = calc.mul(&net_key, &[out_features, features])?;

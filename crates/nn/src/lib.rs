@@ -93,7 +93,7 @@ pub use layers::Layer;
 pub use network::Network;
 pub use params::{Layout, Params, TensorInfo, TensorKind, TensorView, TensorViewMut};
 pub use sequential::{Sequential, Workspace};
-pub use spec::{Activation, LayerSpec, Loss, NetworkSpec, NormOver, Normalisation, PointsSpec};
+pub use spec::{Activation, LayerSpec, Loss, NetworkSpec, NormOver, Normalisation};
 pub use transform::act_on_rows;
 
 /// Converts an `f64` constant to `T` (exact for the constants used in this crate).

@@ -11,7 +11,7 @@ use common::*;
 use eqaug_nn::layers::{Dense, GroupLinear, Layer, LayerNorm, Pointwise, PointwiseFn, Softmax};
 use eqaug_nn::{
     Activation, Group, LayerSpec, Loss, Network, NetworkSpec, NnError, NormOver, Normalisation,
-    Params, PointsSpec, Projector, Rep, Sequential, TensorKind,
+    Params, Points, Projector, Rep, Sequential, TensorKind,
 };
 use ndarray::{Array1, Array2, Axis};
 
@@ -499,7 +499,7 @@ fn layer_norm_over_positions() {
     // gradient in a group network (positions of the 4 x 4 grid), f64
     let g = |channels| LayerSpec::Group {
         channels,
-        points: PointsSpec::Base,
+        points: Points::Base,
         init_std: 0.3,
         constant_over_positions: false,
     };
