@@ -3,23 +3,9 @@
 //! of ||A_Eperp|| at the last epoch per sampling mode, with the ratios that compare them.
 
 use super::input::Experiment;
-use super::table::sci;
+use super::table::{median, sci};
 use eqaug_dynamics::{Sampling, StrategyKind};
 use std::fmt::Write as _;
-
-fn median(mut v: Vec<f64>) -> Option<f64> {
-    v.retain(|x| !x.is_nan());
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    Some(if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        0.5 * (v[n / 2 - 1] + v[n / 2])
-    })
-}
 
 /// `(base, normalisation)` of an ablation experiment id `norm-<base>-<normalisation>`.
 pub fn ablation_key(id: &str) -> Option<(&str, &str)> {
