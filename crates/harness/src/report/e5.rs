@@ -1122,68 +1122,68 @@ fn title(res: &E5Results, what: &str) -> String {
 /// moved (right), log scale; zero distances (exactly in E ∩ L) cannot be drawn on a log
 /// scale and are left out.
 pub fn epoch_figure(res: &E5Results) -> Result<String, FigureError> {
-    let raw = case_curves(res, |c| {
-        positive(c.epochs.iter().map(|r| (r.epoch as f64, r.dist_to_e)))
-    });
-    let rel = case_curves(res, |c| {
-        positive(
+    distance_figure(
+        res,
+        "figure.svg",
+        "distance to E ∩ L during augmented training (phase 2)",
+        "phase-2 epoch",
+        |c| {
             c.epochs
                 .iter()
-                .map(|r| (r.epoch as f64, ratio(r.dist_to_e, r.dist_from_start))),
-        )
-    });
-    two_panels(
-        &title(res, "distance to E ∩ L during augmented training (phase 2)"),
-        (
-            "distance to E ∩ L (exact zeros not drawn)",
-            "phase-2 epoch",
-            "||A - Pi(A)||  (log scale)",
-            &raw,
-        ),
-        (
-            "relative to the distance moved in phase 2",
-            "phase-2 epoch",
-            "||A - Pi(A)|| / ||A - A_start||",
-            &rel,
-        ),
-        res.runs.len(),
-        true,
+                .map(|r| (r.epoch as f64, r.dist_to_e, r.dist_from_start))
+                .collect()
+        },
     )
-    .map_err(|m| FigureError::new("figure.svg", m))
 }
 
 /// `steps.svg`: the same per SGD step during the first augmented epoch.
 pub fn steps_figure(res: &E5Results) -> Result<String, FigureError> {
-    let raw = case_curves(res, |c| {
-        positive(
+    distance_figure(
+        res,
+        "steps.svg",
+        "distance to E ∩ L per SGD step, first augmented epoch",
+        "phase-2 step",
+        |c| {
             c.first_epoch_steps
                 .iter()
-                .map(|s| (s.step as f64, s.dist_to_e)),
-        )
+                .map(|s| (s.step as f64, s.dist_to_e, s.dist_from_start))
+                .collect()
+        },
+    )
+}
+
+/// The two panels of the figure `name`: the distance to E ∩ L (left) and its ratio to the
+/// distance moved (right) against `x_desc`, from each case's `(x, dist_to_e,
+/// dist_from_start)` points; log scale, so non-positive values are left out.
+fn distance_figure(
+    res: &E5Results,
+    name: &str,
+    what: &str,
+    x_desc: &str,
+    points: impl Fn(&CaseData) -> Vec<(f64, f64, f64)>,
+) -> Result<String, FigureError> {
+    let raw = case_curves(res, |c| {
+        positive(points(c).into_iter().map(|(x, d, _)| (x, d)))
     });
     let rel = case_curves(res, |c| {
-        positive(
-            c.first_epoch_steps
-                .iter()
-                .map(|s| (s.step as f64, ratio(s.dist_to_e, s.dist_from_start))),
-        )
+        positive(points(c).into_iter().map(|(x, d, s)| (x, ratio(d, s))))
     });
     two_panels(
-        &title(res, "distance to E ∩ L per SGD step, first augmented epoch"),
+        &title(res, what),
         (
             "distance to E ∩ L (exact zeros not drawn)",
-            "phase-2 step",
+            x_desc,
             "||A - Pi(A)||  (log scale)",
             &raw,
         ),
         (
             "relative to the distance moved in phase 2",
-            "phase-2 step",
+            x_desc,
             "||A - Pi(A)|| / ||A - A_start||",
             &rel,
         ),
         res.runs.len(),
         true,
     )
-    .map_err(|m| FigureError::new("steps.svg", m))
+    .map_err(|m| FigureError::new(name, m))
 }
