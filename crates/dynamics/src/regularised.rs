@@ -134,23 +134,13 @@ pub fn eigenvalue_shift_check(gamma: f64) -> Result<ShiftCheck, StabilityError> 
     use rand_chacha::ChaCha8Rng;
     let invalid = |e: &dyn std::fmt::Display| StabilityError::Invalid(e.to_string());
     let group = Group::builtin("rot", 4).map_err(|e| invalid(&e))?;
-    let layer = |channels, points| LayerSpec::Group {
-        channels,
-        points,
-        init_std: 0.6,
-        constant_over_positions: false,
-    };
     let spec = NetworkSpec {
         layers: vec![
-            layer(2, Points::Base),
+            LayerSpec::group(2, Points::Base, 0.6),
             LayerSpec::Tanh,
-            layer(3, Points::Trivial),
+            LayerSpec::group(3, Points::Trivial, 0.6),
             LayerSpec::Tanh,
-            LayerSpec::Dense {
-                out: 3,
-                init_scale: 0.8,
-                bias: true,
-            },
+            LayerSpec::dense(3, 0.8, true),
             LayerSpec::Softmax,
         ],
     };

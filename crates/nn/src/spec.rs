@@ -131,6 +131,27 @@ fn no_fields<'de, D: serde::Deserializer<'de>>(d: D) -> Result<(), D::Error> {
 }
 
 impl LayerSpec {
+    /// A group linear layer to `channels` copies of `points`, initialised `N(0, init_std^2)`
+    /// per entry (not constant over positions).
+    pub fn group(channels: usize, points: Points, init_std: f64) -> Self {
+        LayerSpec::Group {
+            channels,
+            points,
+            init_std,
+            constant_over_positions: false,
+        }
+    }
+
+    /// A dense layer of `out` features, initialised `N(0,1) * init_scale`, with or without a
+    /// bias.
+    pub fn dense(out: usize, init_scale: f64, bias: bool) -> Self {
+        LayerSpec::Dense {
+            out,
+            init_scale,
+            bias,
+        }
+    }
+
     /// The layer's type name as written in a config.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -59,15 +59,6 @@ fn swap_mse<T: Real>(spec: &NetworkSpec) -> Result<Network<T>, NnError> {
     )
 }
 
-/// A dense layer of `out` features.
-fn dense(out: usize, init_scale: f64, bias: bool) -> LayerSpec {
-    LayerSpec::Dense {
-        out,
-        init_scale,
-        bias,
-    }
-}
-
 #[test]
 fn preset_follows_the_loss_and_matches_a_hand_computation() {
     let (n, c, classes) = (4, 3, 5);
@@ -254,12 +245,12 @@ fn smooth_leaky_relu_values_limit_and_gradient() {
     // exact gradient inside a network (mini-batches 4, 4, 2), f64
     let spec = NetworkSpec {
         layers: vec![
-            dense(6, 0.7, true),
+            LayerSpec::dense(6, 0.7, true),
             LayerSpec::SmoothLeakyRelu {
                 slope: 0.1,
                 sharpness: 3.0,
             },
-            dense(3, 0.7, true),
+            LayerSpec::dense(3, 0.7, true),
         ],
     };
     let net = swap_mse::<f64>(&spec).unwrap();
@@ -380,11 +371,11 @@ fn presets_take_the_activation() {
 fn min_abs_preactivation_against_a_hand_forward_pass() {
     let spec = NetworkSpec {
         layers: vec![
-            dense(5, 0.8, true),
+            LayerSpec::dense(5, 0.8, true),
             LayerSpec::LeakyRelu { slope: 0.1 },
-            dense(3, 0.8, true),
+            LayerSpec::dense(3, 0.8, true),
             LayerSpec::LeakyRelu { slope: 0.2 },
-            dense(2, 0.8, false),
+            LayerSpec::dense(2, 0.8, false),
         ],
     };
     let net = swap_mse::<f64>(&spec).unwrap();
@@ -472,12 +463,7 @@ fn layer_norm_over_positions() {
     }
     assert!(LayerNorm::new(NormOver::Positions, 3, 1).is_err());
     // gradient in a group network (positions of the 4 x 4 grid), f64
-    let g = |channels| LayerSpec::Group {
-        channels,
-        points: Points::Base,
-        init_std: 0.3,
-        constant_over_positions: false,
-    };
+    let g = |channels| LayerSpec::group(channels, Points::Base, 0.3);
     let spec = NetworkSpec {
         layers: vec![
             g(3),
