@@ -105,6 +105,15 @@ impl E5Results {
             .collect()
     }
 
+    /// The one-step probes of case `case`, over the runs that made one.
+    fn probes(&self, case: &str) -> Vec<schema::ProbeJson> {
+        self.runs
+            .iter()
+            .filter_map(|r| r.cases.get(case))
+            .filter_map(|c| c.info.probe)
+            .collect()
+    }
+
     /// The first case with this support and parametrisation.
     fn find_case(&self, support: Support, p: Parametrisation) -> Option<&CaseMeta> {
         self.meta
@@ -653,12 +662,7 @@ fn table_markdown(res: &E5Results, claims: &[Claim]) -> String {
 
     // Shuffled mini-batches and the cross model.
     if let Some(cross) = res.find_case(Support::Cross, Parametrisation::Unitary) {
-        let probes: Vec<_> = res
-            .runs
-            .iter()
-            .filter_map(|r| r.cases.get(&cross.name))
-            .filter_map(|c| c.info.probe)
-            .collect();
+        let probes = res.probes(&cross.name);
         let _ = writeln!(o, "## How shuffled mini-batches move the cross model\n");
         if probes.is_empty() {
             let _ = writeln!(o, "No probe was made (`protocol.probe_digits = 0`).\n");
@@ -696,12 +700,7 @@ fn table_markdown(res: &E5Results, claims: &[Claim]) -> String {
         "| case | start distance | closed batch: distance | / moved | shuffled batch: distance | / moved |\n|---|---|---|---|---|---|"
     );
     for c in &m.cases {
-        let p: Vec<_> = res
-            .runs
-            .iter()
-            .filter_map(|r| r.cases.get(&c.name))
-            .filter_map(|d| d.info.probe)
-            .collect();
+        let p = res.probes(&c.name);
         if p.is_empty() {
             continue;
         }
