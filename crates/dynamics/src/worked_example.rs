@@ -39,7 +39,7 @@ pub struct WorkedExample {
 pub type Setup = (Network<f64>, std::sync::Arc<Group>, TrainData<f64>);
 
 /// The network (`softplus(a . x)`, MSE loss: twice the example's risk), group (`swap`) and
-/// data of the example; `a = 0` is [`Network::zeros`].
+/// data of the example; `a = 0` is [`Sequential::zeros`](eqaug_nn::Sequential::zeros).
 pub fn setup() -> Result<Setup, TrainError> {
     let group = Group::builtin("swap", 2)?;
     let spec = NetworkSpec {
