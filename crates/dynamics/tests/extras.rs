@@ -474,45 +474,18 @@ fn penalty_shift_through_the_stability_lanczos() {
         .map(|_| rng.gen_range(-1.0..1.0))
         .collect();
     let layout = a_star.layout().clone();
-    let project = |sub: Subspace| {
-        let layout = layout.clone();
-        move |v: &mut [f64]| {
-            let mut p = Params::from_vec(layout.clone(), v.to_vec()).unwrap();
-            hessian::project_onto(&mut p, sub);
-            v.copy_from_slice(p.as_slice());
-        }
-    };
     let gamma = 0.25;
     let steps = 15;
     let mut risk = Risk::new(&c.net, &c.data, 5, Some(elements)).unwrap();
     let mut results = Vec::new();
     for sub in [Subspace::Orthogonal, Subspace::Equivariant] {
-        let (mut vp, mut out) = (c.net.zeros(), c.net.zeros());
-        let plain = lanczos::lanczos(
-            &start,
-            steps,
-            |v, o| {
-                vp.as_mut_slice().copy_from_slice(v);
-                risk.hvp(&a_star, &vp, &mut out)?;
-                o.copy_from_slice(out.as_slice());
-                Ok(())
-            },
-            &project(sub),
-        )
-        .unwrap();
+        let plain =
+            lanczos::lanczos_on_block(&layout, sub, &start, steps, |v, o| risk.hvp(&a_star, v, o))
+                .unwrap();
         let mut reg = RegularisedRisk::new(&mut risk, Regulariser { gamma }).unwrap();
-        let shifted = lanczos::lanczos(
-            &start,
-            steps,
-            |v, o| {
-                vp.as_mut_slice().copy_from_slice(v);
-                reg.hvp(&a_star, &vp, &mut out)?;
-                o.copy_from_slice(out.as_slice());
-                Ok(())
-            },
-            &project(sub),
-        )
-        .unwrap();
+        let shifted =
+            lanczos::lanczos_on_block(&layout, sub, &start, steps, |v, o| reg.hvp(&a_star, v, o))
+                .unwrap();
         results.push((plain.min(), plain.max(), shifted.min(), shifted.max()));
     }
     let rel = |got: f64, want: f64| (got - want).abs() / want.abs();
