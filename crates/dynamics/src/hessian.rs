@@ -108,54 +108,8 @@ pub fn extreme_eigenvalues<T: Real>(
         w.scale(T::from_f64_lossy(1.0 / bnorm));
         basis.push(w);
     }
-    let ev = symmetric_tridiagonal_eigenvalues(&alpha, &beta);
+    let (ev, _) = crate::lanczos::tridiagonal_eigen(&alpha, &beta);
     let min = ev.iter().cloned().fold(f64::INFINITY, f64::min);
     let max = ev.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
     Ok((min, max))
-}
-
-/// Eigenvalues of the symmetric tridiagonal matrix with diagonal `a` and off-diagonal `b`, by
-/// cyclic Jacobi rotations on the dense matrix (the matrices here are small).
-pub fn symmetric_tridiagonal_eigenvalues(a: &[f64], b: &[f64]) -> Vec<f64> {
-    let n = a.len();
-    let mut m = vec![vec![0.0; n]; n];
-    for i in 0..n {
-        m[i][i] = a[i];
-        if i + 1 < n && i < b.len() {
-            m[i][i + 1] = b[i];
-            m[i + 1][i] = b[i];
-        }
-    }
-    for _sweep in 0..100 {
-        let off: f64 = (0..n)
-            .flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j)))
-            .map(|(i, j)| m[i][j] * m[i][j])
-            .sum();
-        if off < 1e-30 {
-            break;
-        }
-        for p in 0..n {
-            for q in p + 1..n {
-                if m[p][q].abs() < 1e-300 {
-                    continue;
-                }
-                let theta = (m[q][q] - m[p][p]) / (2.0 * m[p][q]);
-                let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
-                let t = if theta == 0.0 { 1.0 } else { t };
-                let c = 1.0 / (t * t + 1.0).sqrt();
-                let s = t * c;
-                for k in 0..n {
-                    let (mkp, mkq) = (m[k][p], m[k][q]);
-                    m[k][p] = c * mkp - s * mkq;
-                    m[k][q] = s * mkp + c * mkq;
-                }
-                for k in 0..n {
-                    let (mpk, mqk) = (m[p][k], m[q][k]);
-                    m[p][k] = c * mpk - s * mqk;
-                    m[q][k] = s * mpk + c * mqk;
-                }
-            }
-        }
-    }
-    (0..n).map(|i| m[i][i]).collect()
 }

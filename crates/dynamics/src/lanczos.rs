@@ -8,6 +8,11 @@
 //! product by construction, since every Lanczos vector lies in the subspace, and after it
 //! explicitly): `P H P` on `range(P)`.
 
+use std::sync::Arc;
+
+use eqaug_nn::{Layout, Params};
+
+use crate::hessian::{project_onto, Subspace};
 use crate::stability::StabilityError;
 
 /// The outcome of one Lanczos run: the tridiagonal matrix, its eigen-decomposition (Ritz
@@ -165,6 +170,36 @@ pub fn lanczos(
         eigvecs: vectors,
         basis,
     })
+}
+
+/// [`lanczos`] of an operator on parameter vectors (e.g. a Hessian-vector product
+/// `hvp(v, out)`, `out = H v`) with the parameter layout `layout`, restricted to the block
+/// `sub` (E or E-perp) by [`project_onto`]; `start` is a flat vector of `layout.len()` values.
+pub fn lanczos_on_block(
+    layout: &Arc<Layout>,
+    sub: Subspace,
+    start: &[f64],
+    steps: usize,
+    mut hvp: impl FnMut(&Params<f64>, &mut Params<f64>) -> Result<(), StabilityError>,
+) -> Result<LanczosRun, StabilityError> {
+    let mut vp = Params::zeros(layout.clone());
+    let mut out = Params::zeros(layout.clone());
+    let project = |v: &mut [f64]| {
+        let mut p = Params::from_vec(layout.clone(), v.to_vec()).expect("same layout");
+        project_onto(&mut p, sub);
+        v.copy_from_slice(p.as_slice());
+    };
+    lanczos(
+        start,
+        steps,
+        |v, o| {
+            vp.as_mut_slice().copy_from_slice(v);
+            hvp(&vp, &mut out)?;
+            o.copy_from_slice(out.as_slice());
+            Ok(())
+        },
+        &project,
+    )
 }
 
 /// Bytes of a Lanczos basis of `steps` vectors of dimension `dim` in f64.

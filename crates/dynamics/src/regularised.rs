@@ -126,31 +126,22 @@ impl ShiftCheck {
 /// reorthogonalisation) from one random start (seed 13) on E-perp and on E, with the HVPs of
 /// [`Risk`] and of [`RegularisedRisk`].
 pub fn eigenvalue_shift_check(gamma: f64) -> Result<ShiftCheck, StabilityError> {
-    use crate::hessian::{project_onto, Subspace};
+    use crate::hessian::Subspace;
+    use crate::lanczos::lanczos_on_block;
     use crate::TrainData;
     use eqaug_groups::{Group, Rep};
-    use eqaug_nn::{LayerSpec, Loss, Network, NetworkSpec, PointsSpec};
+    use eqaug_nn::{LayerSpec, Loss, Network, NetworkSpec, Points};
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
     let invalid = |e: &dyn std::fmt::Display| StabilityError::Invalid(e.to_string());
     let group = Group::builtin("rot", 4).map_err(|e| invalid(&e))?;
-    let layer = |channels, points| LayerSpec::Group {
-        channels,
-        points,
-        init_std: 0.6,
-        constant_over_positions: false,
-    };
     let spec = NetworkSpec {
         layers: vec![
-            layer(2, PointsSpec::Base),
+            LayerSpec::group(2, Points::Base, 0.6),
             LayerSpec::Tanh,
-            layer(3, PointsSpec::Trivial),
+            LayerSpec::group(3, Points::Trivial, 0.6),
             LayerSpec::Tanh,
-            LayerSpec::Dense {
-                out: 3,
-                init_scale: 0.8,
-                bias: true,
-            },
+            LayerSpec::dense(3, 0.8, true),
             LayerSpec::Softmax,
         ],
     };
@@ -185,37 +176,11 @@ pub fn eigenvalue_shift_check(gamma: f64) -> Result<ShiftCheck, StabilityError> 
     let layout = a_star.layout().clone();
     let steps = 15;
     let mut extremes = |sub: Subspace, regularised: bool| -> Result<(f64, f64), StabilityError> {
-        let project = |v: &mut [f64]| {
-            let mut p = Params::from_vec(layout.clone(), v.to_vec()).expect("same layout");
-            project_onto(&mut p, sub);
-            v.copy_from_slice(p.as_slice());
-        };
-        let (mut vp, mut out) = (net.zeros(), net.zeros());
         let run = if regularised {
             let mut reg = RegularisedRisk::new(&mut risk, Regulariser { gamma })?;
-            crate::lanczos::lanczos(
-                &start,
-                steps,
-                |v, o| {
-                    vp.as_mut_slice().copy_from_slice(v);
-                    reg.hvp(&a_star, &vp, &mut out)?;
-                    o.copy_from_slice(out.as_slice());
-                    Ok(())
-                },
-                &project,
-            )?
+            lanczos_on_block(&layout, sub, &start, steps, |v, o| reg.hvp(&a_star, v, o))?
         } else {
-            crate::lanczos::lanczos(
-                &start,
-                steps,
-                |v, o| {
-                    vp.as_mut_slice().copy_from_slice(v);
-                    risk.hvp(&a_star, &vp, &mut out)?;
-                    o.copy_from_slice(out.as_slice());
-                    Ok(())
-                },
-                &project,
-            )?
+            lanczos_on_block(&layout, sub, &start, steps, |v, o| risk.hvp(&a_star, v, o))?
         };
         Ok((run.min(), run.max()))
     };

@@ -255,6 +255,22 @@ pub struct SgdOutcome {
     pub failure: Option<SgdFailure>,
 }
 
+impl SgdOutcome {
+    /// Training stopped at `step` of `epoch` (after `steps` steps in all) on a non-finite
+    /// `what` (`loss` or `weights`): the epochs before it completed.
+    fn failed(epoch: usize, step: usize, steps: usize, what: &str) -> Self {
+        SgdOutcome {
+            epochs: epoch - 1,
+            steps,
+            failure: Some(SgdFailure {
+                epoch,
+                step,
+                what: what.into(),
+            }),
+        }
+    }
+}
+
 fn argmax<T: Real>(row: &[T]) -> usize {
     let mut best = 0;
     for (j, &v) in row.iter().enumerate() {
@@ -395,15 +411,7 @@ pub fn sgd<T: Real, M: SgdModel<T> + ?Sized>(
                 })
                 .count();
             if !loss.is_finite() {
-                return Ok(SgdOutcome {
-                    epochs: epoch - 1,
-                    steps: global,
-                    failure: Some(SgdFailure {
-                        epoch,
-                        step,
-                        what: "loss".into(),
-                    }),
-                });
+                return Ok(SgdOutcome::failed(epoch, step, global, "loss"));
             }
             grads.scale(T::one() / T::from_f64_lossy(n as f64));
             model.constrain_gradient(&mut grads);
@@ -417,15 +425,7 @@ pub fn sgd<T: Real, M: SgdModel<T> + ?Sized>(
             params.axpy(-lr, &grads);
             global += 1;
             if !params.is_finite() {
-                return Ok(SgdOutcome {
-                    epochs: epoch - 1,
-                    steps: global,
-                    failure: Some(SgdFailure {
-                        epoch,
-                        step,
-                        what: "weights".into(),
-                    }),
-                });
+                return Ok(SgdOutcome::failed(epoch, step, global, "weights"));
             }
             loss_sum += loss * n as f64;
             correct += right;

@@ -1552,8 +1552,8 @@ pub fn analyse(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use eqaug_groups::{Group, Rep};
-    use eqaug_nn::{LayerSpec, Loss, NetworkSpec, PointsSpec};
+    use eqaug_groups::{Group, Points, Rep};
+    use eqaug_nn::{LayerSpec, Loss, NetworkSpec};
     use rand::Rng;
 
     /// The Moré-Sorensen conditions of the exact trust-region step, checked on random
@@ -1614,14 +1614,14 @@ mod tests {
             layers: vec![
                 LayerSpec::Group {
                     channels: 2,
-                    points: PointsSpec::Base,
+                    points: Points::Base,
                     init_std: 0.5,
                     constant_over_positions: false,
                 },
                 LayerSpec::Tanh,
                 LayerSpec::Group {
                     channels: 3,
-                    points: PointsSpec::Trivial,
+                    points: Points::Trivial,
                     init_std: 0.5,
                     constant_over_positions: false,
                 },

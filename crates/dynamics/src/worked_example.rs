@@ -9,7 +9,7 @@
 
 use crate::{hessian, Protocol, Sampling, StrategySpec, TrainData, TrainError, Trainer};
 use eqaug_groups::{Group, ReferenceTask, Rep};
-use eqaug_nn::{LayerSpec, Loss, Network, NetworkSpec, Params, PointsSpec};
+use eqaug_nn::{LayerSpec, Loss, Network, NetworkSpec, Params, Points};
 use ndarray::array;
 
 /// What the example measures.
@@ -39,14 +39,14 @@ pub struct WorkedExample {
 pub type Setup = (Network<f64>, std::sync::Arc<Group>, TrainData<f64>);
 
 /// The network (`softplus(a . x)`, MSE loss: twice the example's risk), group (`swap`) and
-/// data of the example; `a = 0` is [`Network::zeros`].
+/// data of the example; `a = 0` is [`Sequential::zeros`](eqaug_nn::Sequential::zeros).
 pub fn setup() -> Result<Setup, TrainError> {
     let group = Group::builtin("swap", 2)?;
     let spec = NetworkSpec {
         layers: vec![
             LayerSpec::Group {
                 channels: 1,
-                points: PointsSpec::Trivial,
+                points: Points::Trivial,
                 init_std: 0.0,
                 constant_over_positions: false,
             },

@@ -1,40 +1,29 @@
 //! Issue 15: the regulariser `gamma/2 ||A_Eperp||^2` (its gradient by central differences,
 //! gamma = 0 bit for bit, the exact +gamma shift of H_perp) and the held-out test metrics.
 
+mod common;
+
+use common::{protocol, Case};
 use eqaug_dynamics::hessian::{self, Subspace};
 use eqaug_dynamics::{
-    score, train, train_with_held_out, HeldOut, Protocol, Sampling, StrategySpec, TrainData,
-    Trainer,
+    score, train, train_with_held_out, HeldOut, Sampling, StrategySpec, TrainData, Trainer,
 };
-use eqaug_groups::{Group, ReferenceTask, Rep};
-use eqaug_nn::{LayerSpec, Loss, Network, NetworkSpec, NormOver, Params, PointsSpec};
+use eqaug_groups::{Group, Rep};
+use eqaug_nn::{LayerSpec, Loss, Network, NetworkSpec, NormOver, Params, Points};
 use ndarray::{array, Array2};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::sync::Arc;
 
-fn group_layer(channels: usize, points: PointsSpec, init_std: f64) -> LayerSpec {
-    LayerSpec::Group {
-        channels,
-        points,
-        init_std,
-        constant_over_positions: false,
-    }
-}
-
 /// A smooth invariant classifier (tanh, no kinks, so central differences are accurate).
 fn smooth_classifier() -> NetworkSpec {
     NetworkSpec {
         layers: vec![
-            group_layer(2, PointsSpec::Base, 0.6),
+            LayerSpec::group(2, Points::Base, 0.6),
             LayerSpec::Tanh,
-            group_layer(3, PointsSpec::Trivial, 0.6),
+            LayerSpec::group(3, Points::Trivial, 0.6),
             LayerSpec::Tanh,
-            LayerSpec::Dense {
-                out: 3,
-                init_scale: 0.8,
-                bias: true,
-            },
+            LayerSpec::dense(3, 0.8, true),
             LayerSpec::Softmax,
         ],
     }
@@ -44,31 +33,15 @@ fn smooth_classifier() -> NetworkSpec {
 fn segmenter() -> NetworkSpec {
     NetworkSpec {
         layers: vec![
-            group_layer(3, PointsSpec::Base, 0.5),
+            LayerSpec::group(3, Points::Base, 0.5),
             LayerSpec::Tanh,
-            group_layer(2, PointsSpec::Base, 0.5),
+            LayerSpec::group(2, Points::Base, 0.5),
             LayerSpec::BatchNorm {
                 over: NormOver::Channels,
             },
             LayerSpec::Sigmoid,
         ],
     }
-}
-
-fn protocol(epochs: usize, lr: f64, minibatch: usize) -> Protocol {
-    Protocol {
-        epochs,
-        learning_rate: lr,
-        minibatch,
-        chunk_rows: 4 * minibatch,
-        reference_task: ReferenceTask::Classification,
-    }
-}
-
-struct Case {
-    net: Network<f64>,
-    group: Arc<Group>,
-    data: TrainData<f64>,
 }
 
 fn classifier_case(group: Arc<Group>, rows: usize, seed: u64) -> Case {
@@ -501,45 +474,18 @@ fn penalty_shift_through_the_stability_lanczos() {
         .map(|_| rng.gen_range(-1.0..1.0))
         .collect();
     let layout = a_star.layout().clone();
-    let project = |sub: Subspace| {
-        let layout = layout.clone();
-        move |v: &mut [f64]| {
-            let mut p = Params::from_vec(layout.clone(), v.to_vec()).unwrap();
-            hessian::project_onto(&mut p, sub);
-            v.copy_from_slice(p.as_slice());
-        }
-    };
     let gamma = 0.25;
     let steps = 15;
     let mut risk = Risk::new(&c.net, &c.data, 5, Some(elements)).unwrap();
     let mut results = Vec::new();
     for sub in [Subspace::Orthogonal, Subspace::Equivariant] {
-        let (mut vp, mut out) = (c.net.zeros(), c.net.zeros());
-        let plain = lanczos::lanczos(
-            &start,
-            steps,
-            |v, o| {
-                vp.as_mut_slice().copy_from_slice(v);
-                risk.hvp(&a_star, &vp, &mut out)?;
-                o.copy_from_slice(out.as_slice());
-                Ok(())
-            },
-            &project(sub),
-        )
-        .unwrap();
+        let plain =
+            lanczos::lanczos_on_block(&layout, sub, &start, steps, |v, o| risk.hvp(&a_star, v, o))
+                .unwrap();
         let mut reg = RegularisedRisk::new(&mut risk, Regulariser { gamma }).unwrap();
-        let shifted = lanczos::lanczos(
-            &start,
-            steps,
-            |v, o| {
-                vp.as_mut_slice().copy_from_slice(v);
-                reg.hvp(&a_star, &vp, &mut out)?;
-                o.copy_from_slice(out.as_slice());
-                Ok(())
-            },
-            &project(sub),
-        )
-        .unwrap();
+        let shifted =
+            lanczos::lanczos_on_block(&layout, sub, &start, steps, |v, o| reg.hvp(&a_star, v, o))
+                .unwrap();
         results.push((plain.min(), plain.max(), shifted.min(), shifted.max()));
     }
     let rel = |got: f64, want: f64| (got - want).abs() / want.abs();

@@ -8,12 +8,12 @@ use eqaug_dynamics::hessian::{project_onto, Subspace};
 use eqaug_dynamics::stability::{self, Risk, StabilityOptions, Verdict};
 use eqaug_dynamics::{worked_example, TrainData};
 use eqaug_groups::{Group, Rep};
-use eqaug_nn::{LayerSpec, Loss, Network, NetworkSpec, NormOver, Params, PointsSpec};
+use eqaug_nn::{LayerSpec, Loss, Network, NetworkSpec, NormOver, Params, Points};
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-fn group(channels: usize, points: PointsSpec) -> LayerSpec {
+fn group(channels: usize, points: Points) -> LayerSpec {
     LayerSpec::Group {
         channels,
         points,
@@ -177,9 +177,9 @@ fn hvp_matches_dense_hessian_group_tanh_batchnorm_dense_bce() {
         "group/tanh/batch_norm(features)/dense+bias/sigmoid, bce",
         NetworkSpec {
             layers: vec![
-                group(2, PointsSpec::Base),
+                group(2, Points::Base),
                 LayerSpec::Tanh,
-                group(3, PointsSpec::Trivial),
+                group(3, Points::Trivial),
                 LayerSpec::BatchNorm {
                     over: NormOver::Features,
                 },
@@ -200,9 +200,9 @@ fn hvp_matches_dense_hessian_leaky_relu_layer_norm_softmax() {
         "group/leaky_relu/layer_norm(features)/dense/softmax, cross-entropy on probabilities",
         NetworkSpec {
             layers: vec![
-                group(2, PointsSpec::Base),
+                group(2, Points::Base),
                 LayerSpec::LeakyRelu { slope: 0.1 },
-                group(4, PointsSpec::Trivial),
+                group(4, Points::Trivial),
                 LayerSpec::LayerNorm {
                     over: NormOver::Features,
                 },
@@ -223,9 +223,9 @@ fn hvp_matches_dense_hessian_softplus_logits() {
         "group/softplus/dense+bias, cross-entropy on logits (augmented risk)",
         NetworkSpec {
             layers: vec![
-                group(2, PointsSpec::Base),
+                group(2, Points::Base),
                 LayerSpec::Softplus,
-                group(3, PointsSpec::Trivial),
+                group(3, Points::Trivial),
                 dense(3, true),
             ],
         },
@@ -242,9 +242,9 @@ fn hvp_matches_dense_hessian_segmentation_batchnorm_channels() {
         "group/sigmoid/group/batch_norm(channels)/sigmoid, segmentation bce (augmented)",
         NetworkSpec {
             layers: vec![
-                group(2, PointsSpec::Base),
+                group(2, Points::Base),
                 LayerSpec::Sigmoid,
-                group(2, PointsSpec::Base),
+                group(2, Points::Base),
                 LayerSpec::BatchNorm {
                     over: NormOver::Channels,
                 },
@@ -264,12 +264,12 @@ fn hvp_matches_dense_hessian_layer_norm_channels_mse() {
         "group/tanh/layer_norm(channels)/group, mse",
         NetworkSpec {
             layers: vec![
-                group(3, PointsSpec::Base),
+                group(3, Points::Base),
                 LayerSpec::Tanh,
                 LayerSpec::LayerNorm {
                     over: NormOver::Channels,
                 },
-                group(1, PointsSpec::Base),
+                group(1, Points::Base),
             ],
         },
         "perm",
@@ -286,9 +286,9 @@ fn augmented_hessian_is_block_diagonal_at_equivariant_points() {
     let g = Group::builtin("rot", 4).unwrap();
     let spec = NetworkSpec {
         layers: vec![
-            group(2, PointsSpec::Base),
+            group(2, Points::Base),
             LayerSpec::Tanh,
-            group(3, PointsSpec::Trivial),
+            group(3, Points::Trivial),
             LayerSpec::BatchNorm {
                 over: NormOver::Features,
             },
@@ -383,7 +383,7 @@ fn tiny_network_escape_matches_prediction() {
         layers: vec![
             LayerSpec::Group {
                 channels: 1,
-                points: PointsSpec::Trivial,
+                points: Points::Trivial,
                 init_std: 0.3,
                 constant_over_positions: false,
             },
@@ -453,9 +453,9 @@ fn newton_stages_reach_a_tight_stationary_point_and_the_ridge_shifts_by_mu() {
     let g = Group::builtin("rot", 2).unwrap();
     let spec = NetworkSpec {
         layers: vec![
-            group(2, PointsSpec::Base),
+            group(2, Points::Base),
             LayerSpec::Tanh,
-            group(2, PointsSpec::Trivial),
+            group(2, Points::Trivial),
             dense(1, true),
             LayerSpec::Sigmoid,
         ],

@@ -1,42 +1,32 @@
 //! The paper's theory checked numerically (SPEC section 1): Proposition 1, Corollary 1, the
 //! worked example, and the determinism and robustness of the protocol.
 
+mod common;
+
+use common::{protocol, Case};
 use eqaug_dynamics::hessian::{self, Subspace};
 use eqaug_dynamics::{
-    equivariance_error, train, worked_example, Protocol, Sampling, StrategySpec, TrainData, Trainer,
+    equivariance_error, train, worked_example, Sampling, StrategySpec, TrainData, Trainer,
 };
-use eqaug_groups::{Group, ReferenceTask, Rep};
-use eqaug_nn::{LayerSpec, Loss, Network, NetworkSpec, NormOver, Params, PointsSpec};
+use eqaug_groups::{Group, Rep};
+use eqaug_nn::{LayerSpec, Loss, Network, NetworkSpec, NormOver, Params, Points};
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::sync::Arc;
 
-fn group_layer(channels: usize, points: PointsSpec, init_std: f64) -> LayerSpec {
-    LayerSpec::Group {
-        channels,
-        points,
-        init_std,
-        constant_over_positions: false,
-    }
-}
-
 /// A small invariant classifier: rho -> rho -> trivial, batch norm, dense head, softmax.
 fn invariant_net() -> NetworkSpec {
     NetworkSpec {
         layers: vec![
-            group_layer(3, PointsSpec::Base, 0.5),
+            LayerSpec::group(3, Points::Base, 0.5),
             LayerSpec::LeakyRelu { slope: 0.1 },
-            group_layer(4, PointsSpec::Trivial, 0.5),
+            LayerSpec::group(4, Points::Trivial, 0.5),
             LayerSpec::Tanh,
             LayerSpec::BatchNorm {
                 over: NormOver::Features,
             },
-            LayerSpec::Dense {
-                out: 3,
-                init_scale: 0.7,
-                bias: true,
-            },
+            LayerSpec::dense(3, 0.7, true),
             LayerSpec::Softmax,
         ],
     }
@@ -46,21 +36,15 @@ fn invariant_net() -> NetworkSpec {
 fn equivariant_net() -> NetworkSpec {
     NetworkSpec {
         layers: vec![
-            group_layer(3, PointsSpec::Base, 0.5),
+            LayerSpec::group(3, Points::Base, 0.5),
             LayerSpec::LeakyRelu { slope: 0.1 },
-            group_layer(2, PointsSpec::Base, 0.5),
+            LayerSpec::group(2, Points::Base, 0.5),
             LayerSpec::BatchNorm {
                 over: NormOver::Channels,
             },
             LayerSpec::Sigmoid,
         ],
     }
-}
-
-struct Case {
-    net: Network<f64>,
-    group: Arc<Group>,
-    data: TrainData<f64>,
 }
 
 fn case(group: Arc<Group>, equivariant_task: bool, rows: usize, seed: u64) -> Case {
@@ -89,16 +73,6 @@ fn case(group: Arc<Group>, equivariant_task: bool, rows: usize, seed: u64) -> Ca
         target_rep: equivariant_task.then_some(Rep::base(2)),
     };
     Case { net, group, data }
-}
-
-fn protocol(minibatch: usize, lr: f64, epochs: usize) -> Protocol {
-    Protocol {
-        epochs,
-        learning_rate: lr,
-        minibatch,
-        chunk_rows: 4 * minibatch,
-        reference_task: ReferenceTask::Classification,
-    }
 }
 
 /// Random parameters in E: the network's init (group layers projected), with the norm and
@@ -132,7 +106,7 @@ fn proposition_1_exact_augmented_gradient_is_projected_nominal_gradient() {
         for equivariant_task in [false, true] {
             let c = case(group.clone(), equivariant_task, 12, 1);
             let mut t =
-                Trainer::new(&c.net, c.group.clone(), &c.data, protocol(4, 0.1, 1)).unwrap();
+                Trainer::new(&c.net, c.group.clone(), &c.data, protocol(1, 0.1, 4)).unwrap();
             let a = random_params_in_e(&c.net, 2);
             let aug = hessian::gradient(&mut t, &a, &StrategySpec::augmented(1, Sampling::Exact))
                 .unwrap();
@@ -171,7 +145,7 @@ fn corollary_1_exact_augmentation_stays_in_e_and_the_others_behave_as_expected()
         &c.net,
         c.group.clone(),
         &c.data,
-        &protocol(4, 0.5, 20),
+        &protocol(20, 0.5, 4),
         &strategies,
         &a0,
         5,
@@ -266,7 +240,7 @@ fn lanczos_finds_the_negative_curvature_off_e() {
     let group = Group::builtin("swap", 2).unwrap();
     let spec = NetworkSpec {
         layers: vec![
-            group_layer(1, PointsSpec::Trivial, 0.0),
+            LayerSpec::group(1, Points::Trivial, 0.0),
             LayerSpec::Softplus,
         ],
     };
@@ -277,7 +251,7 @@ fn lanczos_finds_the_negative_curvature_off_e() {
         input_rep: Rep::base(1),
         target_rep: None,
     };
-    let mut t = Trainer::new(&net, group, &data, protocol(2, 0.1, 1)).unwrap();
+    let mut t = Trainer::new(&net, group, &data, protocol(1, 0.1, 2)).unwrap();
     let zero = net.zeros();
     let mut start = net.zeros();
     start.as_mut_slice().copy_from_slice(&[0.3, 0.7]);
@@ -347,7 +321,7 @@ fn divergence_stops_the_strategy_and_keeps_its_metrics() {
         &c.net,
         c.group.clone(),
         &c.data,
-        &protocol(4, 1e306, 5),
+        &protocol(5, 1e306, 4),
         &[StrategySpec::nominal(), StrategySpec::equivariant()],
         &a0,
         9,

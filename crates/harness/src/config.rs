@@ -406,42 +406,59 @@ pub(crate) fn merge(base: &mut toml::Table, over: &toml::Table) {
     }
 }
 
-/// Reads a config file and resolves one profile into validated experiments (one per group).
-pub fn load(file: &Path, profile: &str) -> Result<Vec<Experiment>, ConfigError> {
-    let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Io {
+/// Reads a config file (as text); a missing or unreadable file names the file.
+pub(crate) fn read(file: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(file).map_err(|source| ConfigError::Io {
         file: file.into(),
         source,
-    })?;
-    parse(&text, file, profile)
+    })
 }
 
-/// The profiles a config file defines.
-pub fn profiles(file: &Path) -> Result<Vec<String>, ConfigError> {
-    let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Io {
-        file: file.into(),
-        source,
-    })?;
-    let parsed: ExperimentFile = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+/// Parses config text as written (`file` is used in messages): errors in the base sections
+/// come with line numbers.
+pub(crate) fn parse_as_written<F: serde::de::DeserializeOwned>(
+    text: &str,
+    file: &Path,
+) -> Result<F, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Parse {
         file: file.into(),
         profile: String::new(),
         source: Box::new(e),
-    })?;
-    Ok(parsed.profiles.keys().cloned().collect())
+    })
 }
 
-/// Parses config text (`file` is used in messages) and resolves `profile`.
-pub fn parse(text: &str, file: &Path, profile: &str) -> Result<Vec<Experiment>, ConfigError> {
-    // First the file as written: errors in the base sections come with line numbers.
-    let base: ExperimentFile = toml::from_str(text).map_err(|e| ConfigError::Parse {
-        file: file.into(),
-        profile: String::new(),
-        source: Box::new(e),
-    })?;
-    let Some(over) = base.profiles.get(profile) else {
+/// A config file with one profile merged over its base sections.
+pub(crate) struct ProfileMerge<F> {
+    /// The merged file (`[profiles]` removed).
+    pub(crate) merged: F,
+    /// The profile's `note` (empty if none).
+    pub(crate) note: String,
+    /// `" (profile NAME)"`, appended to messages.
+    pub(crate) ptag: String,
+    /// The merged file as TOML text (what a run records as `config.toml`).
+    pub(crate) resolved_toml: String,
+}
+
+/// Resolves `profile` of config text: looks the profile up in the base file's `[profiles]`
+/// (as `profiles` returns them), checks that it sets only `note` and the named `sections`,
+/// merges it over the base sections and parses the result.
+pub(crate) fn merge_profile<F: serde::de::DeserializeOwned>(
+    text: &str,
+    file: &Path,
+    profile: &str,
+    sections: &[&str],
+    profiles: impl Fn(&F) -> &BTreeMap<String, toml::Table>,
+) -> Result<ProfileMerge<F>, ConfigError> {
+    let base: F = parse_as_written(text, file)?;
+    let Some(over) = profiles(&base).get(profile) else {
         return Err(ConfigError::NoProfile {
             file: file.into(),
             profile: profile.into(),
-            available: base.profiles.keys().cloned().collect::<Vec<_>>().join(", "),
+            available: profiles(&base)
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
         });
     };
     let ptag = format!(" (profile {profile})");
@@ -458,38 +475,63 @@ pub fn parse(text: &str, file: &Path, profile: &str) -> Result<Vec<Experiment>, 
         }
         None => String::new(),
     };
-    for k in over.keys() {
-        if ![
-            "experiment",
-            "data",
-            "network",
-            "protocol",
-            "strategies",
-            "stability",
-        ]
-        .contains(&k.as_str())
-        {
-            return Err(invalid(
-                file,
-                &ptag,
-                &format!("profiles.{profile}.{k}"),
-                "unknown key: a profile may set note, experiment, data, network, protocol, strategies, stability",
-            ));
-        }
+    if let Some(k) = over.keys().find(|k| !sections.contains(&k.as_str())) {
+        return Err(invalid(
+            file,
+            &ptag,
+            &format!("profiles.{profile}.{k}"),
+            &format!(
+                "unknown key: a profile may set note, {}",
+                sections.join(", ")
+            ),
+        ));
     }
-    let mut table: toml::Table = toml::from_str(text).expect("parsed above");
+    let mut table: toml::Table = parse_as_written(text, file)?;
     table.remove("profiles");
     merge(&mut table, &over);
     let resolved_toml = toml::to_string(&table).unwrap_or_default();
-    let merged: ExperimentFile =
-        toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Parse {
-                file: file.into(),
-                profile: ptag.clone(),
-                source: Box::new(e),
-            })?;
-    validate(merged, file, profile, &ptag, note, resolved_toml)
+    let merged: F = toml::Value::Table(table)
+        .try_into()
+        .map_err(|e: toml::de::Error| ConfigError::Parse {
+            file: file.into(),
+            profile: ptag.clone(),
+            source: Box::new(e),
+        })?;
+    Ok(ProfileMerge {
+        merged,
+        note,
+        ptag,
+        resolved_toml,
+    })
+}
+
+/// Reads a config file and resolves one profile into validated experiments (one per group).
+pub fn load(file: &Path, profile: &str) -> Result<Vec<Experiment>, ConfigError> {
+    parse(&read(file)?, file, profile)
+}
+
+/// The profiles a config file defines.
+pub fn profiles(file: &Path) -> Result<Vec<String>, ConfigError> {
+    let parsed: ExperimentFile = parse_as_written(&read(file)?, file)?;
+    Ok(parsed.profiles.keys().cloned().collect())
+}
+
+/// The sections a profile of a full-batch config may set (besides `note`).
+const SECTIONS: [&str; 6] = [
+    "experiment",
+    "data",
+    "network",
+    "protocol",
+    "strategies",
+    "stability",
+];
+
+/// Parses config text (`file` is used in messages) and resolves `profile`.
+pub fn parse(text: &str, file: &Path, profile: &str) -> Result<Vec<Experiment>, ConfigError> {
+    let m = merge_profile(text, file, profile, &SECTIONS, |f: &ExperimentFile| {
+        &f.profiles
+    })?;
+    validate(m.merged, file, profile, &m.ptag, m.note, m.resolved_toml)
 }
 
 /// Parses the resolved config a run records (`run-NNN/config.toml`: the file with the profile
@@ -500,18 +542,14 @@ pub fn parse_resolved(
     file: &Path,
     profile: &str,
 ) -> Result<Vec<Experiment>, ConfigError> {
-    let parsed: ExperimentFile = toml::from_str(text).map_err(|e| ConfigError::Parse {
-        file: file.into(),
-        profile: String::new(),
-        source: Box::new(e),
-    })?;
+    let parsed: ExperimentFile = parse_as_written(text, file)?;
     let table: toml::Table = toml::from_str(text).expect("parsed above");
     let resolved_toml = toml::to_string(&table).unwrap_or_default();
     let ptag = format!(" (profile {profile})");
     validate(parsed, file, profile, &ptag, String::new(), resolved_toml)
 }
 
-fn invalid(file: &Path, ptag: &str, key: &str, reason: &str) -> ConfigError {
+pub(crate) fn invalid(file: &Path, ptag: &str, key: &str, reason: &str) -> ConfigError {
     ConfigError::Invalid {
         file: file.into(),
         profile: ptag.into(),

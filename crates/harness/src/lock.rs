@@ -29,19 +29,24 @@ pub struct RunLock {
     path: PathBuf,
 }
 
+/// Opens (creating it and its folder if needed, never truncating) the lock file at `path`.
+fn open_lock_file(path: &Path) -> io::Result<File> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(path)
+}
+
 impl RunLock {
     /// Takes the exclusive lock on `path` without waiting, creating the file (and its
     /// folder) if needed. `Ok(None)` when another process holds it.
     pub fn try_acquire(path: &Path) -> io::Result<Option<RunLock>> {
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(path)?;
+        let file = open_lock_file(path)?;
         // Fully qualified: std's File has inherent lock methods of other signatures.
         match FileExt::try_lock(&file) {
             Ok(()) => Ok(Some(RunLock {
@@ -55,15 +60,7 @@ impl RunLock {
 
     /// Takes the exclusive lock on `path`, waiting for another holder to release it.
     pub fn acquire(path: &Path) -> io::Result<RunLock> {
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(path)?;
+        let file = open_lock_file(path)?;
         FileExt::lock(&file)?;
         Ok(RunLock {
             file,

@@ -10,7 +10,7 @@
 
 use crate::config::{DatasetKind, Experiment, Precision};
 use eqaug_groups::Group;
-use eqaug_nn::{LayerSpec, NormOver, PointsSpec};
+use eqaug_nn::{LayerSpec, NormOver, Points};
 use std::collections::BTreeSet;
 
 /// Bytes per index pair of an orbit map while it is computed: the union-find parents, the
@@ -153,9 +153,23 @@ pub fn human(bytes: u64) -> String {
     }
 }
 
+/// A memory size that [`parse_size`] cannot read (the message quotes the text).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SizeError {
+    /// Not a number with an optional unit.
+    #[error("`{0}` is not a size (e.g. 8G, 512M or a number of bytes)")]
+    NotASize(String),
+    /// Zero or negative.
+    #[error("`{0}`: a size must be positive")]
+    NotPositive(String),
+    /// More bytes than a `u64` holds.
+    #[error("`{0}` is too large")]
+    TooLarge(String),
+}
+
 /// Parses a size: bytes, or a number with `K`, `M`, `G`, `T` (powers of 1024, optional `B`
 /// or `iB`), e.g. `512M`, `8G`, `1.5T`.
-pub fn parse_size(s: &str) -> Result<u64, String> {
+pub fn parse_size(s: &str) -> Result<u64, SizeError> {
     let t = s.trim();
     let upper = t.to_ascii_uppercase();
     let body = upper
@@ -172,13 +186,13 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let v: f64 = num
         .trim()
         .parse()
-        .map_err(|_| format!("`{s}` is not a size (e.g. 8G, 512M or a number of bytes)"))?;
+        .map_err(|_| SizeError::NotASize(s.into()))?;
     if !(v.is_finite() && v > 0.0) {
-        return Err(format!("`{s}`: a size must be positive"));
+        return Err(SizeError::NotPositive(s.into()));
     }
     let bytes = v * mult as f64;
     if bytes >= u64::MAX as f64 {
-        return Err(format!("`{s}` is too large"));
+        return Err(SizeError::TooLarge(s.into()));
     }
     Ok(bytes as u64)
 }
@@ -329,7 +343,7 @@ pub fn estimate_experiment(exp: &Experiment) -> Result<Estimate, MemoryError> {
                 points,
                 ..
             } => {
-                let out_base = matches!(points, PointsSpec::Base);
+                let out_base = matches!(points, Points::Base);
                 let s_out = if out_base { positions } else { 1 };
                 let out_features = calc.mul(&net_key, &[*c as u64, s_out])?;
                 let w = calc.mul(&net_key, &[out_features, features])?;

@@ -188,6 +188,11 @@ pub fn config_key(exp: &Experiment) -> String {
             .map(|(s, p)| (&s.name, p.name()))
             .collect::<Vec<_>>()
     );
+    fnv_hex(&text)
+}
+
+/// FNV-1a (64 bit) of `text`, as 16 hex digits: the fingerprints of configs and models.
+pub(crate) fn fnv_hex(text: &str) -> String {
     format!("{:016x}", eqaug_dynamics::fnv1a64(text.as_bytes()))
 }
 

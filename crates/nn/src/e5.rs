@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::conv::{AvgPool2, Conv3x3, ConvShape, KernelBasis, Parametrisation, Support};
 use crate::layers::{Dense, GroupLinear, Layer, LayerNorm, Pointwise, PointwiseFn};
+use crate::transform::Deviation;
 use crate::{act_on_rows, Loss, NnError, NormOver, Params, Sequential, Workspace};
 
 /// The names of the layers whose distance to `E ∩ L` is recorded, in order.
@@ -399,11 +400,10 @@ impl<T: Real> E5Network<T> {
     ) -> f64 {
         let r = x.nrows().max(1);
         let fx = self.seq.forward(params, x, r, ws).to_owned();
-        let scale = fx.iter().fold(0.0f64, |a, v| a.max(v.to_f64_exact().abs()));
+        let mut dev = Deviation::new(fx.view());
         let g = &self.image_group.generators()[0];
         let mut cur = x.to_owned();
         let mut next = Array2::zeros(x.dim());
-        let mut worst = 0.0f64;
         for _ in 1..4 {
             act_on_rows(
                 &self.image_group,
@@ -413,16 +413,8 @@ impl<T: Real> E5Network<T> {
                 next.view_mut(),
             );
             std::mem::swap(&mut cur, &mut next);
-            let f = self.seq.forward(params, cur.view(), r, ws);
-            let e = f.iter().zip(fx.iter()).fold(0.0f64, |a, (u, v)| {
-                a.max((u.to_f64_exact() - v.to_f64_exact()).abs())
-            });
-            worst = worst.max(e);
+            dev.add(self.seq.forward(params, cur.view(), r, ws), fx.view());
         }
-        if scale > 0.0 {
-            worst / scale
-        } else {
-            worst
-        }
+        dev.relative()
     }
 }

@@ -12,8 +12,9 @@
 //! * Normalisation statistics are taken per mini-batch (consecutive groups of rows inside a
 //!   chunk), so a chunk of 500 rows with mini-batches of 25 gives the same loss and gradient as
 //!   20 chunks of 25.
-//! * Computing a gradient ([`Network::loss_and_grad`]) is separate from applying it
-//!   ([`Params::axpy`]): the training strategies differ exactly in between.
+//! * Computing a gradient ([`Sequential::loss_and_grad`], also called on a [`Network`]) is
+//!   separate from applying it ([`Params::axpy`]): the training strategies differ exactly in
+//!   between.
 //! * Each layer kind lives in its own module of [`layers`] (group linear, dense, pointwise
 //!   activations, softmax, batch norm, layer norm) and implements the [`Layer`] trait: input
 //!   and output widths, parameter tensors (each with its own [`TensorKind`], so a weight
@@ -93,7 +94,7 @@ pub use layers::Layer;
 pub use network::Network;
 pub use params::{Layout, Params, TensorInfo, TensorKind, TensorView, TensorViewMut};
 pub use sequential::{Sequential, Workspace};
-pub use spec::{Activation, LayerSpec, Loss, NetworkSpec, NormOver, Normalisation, PointsSpec};
+pub use spec::{Activation, LayerSpec, Loss, NetworkSpec, NormOver, Normalisation};
 pub use transform::act_on_rows;
 
 /// Converts an `f64` constant to `T` (exact for the constants used in this crate).

@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use eqaug_groups::{Group, Real, Rep};
 use ndarray::ArrayView2;
-use rand::Rng;
 
 use crate::layers::{self, BuildCtx};
-use crate::params::{Layout, Params};
+use crate::params::Params;
 use crate::sequential::{Sequential, Workspace};
+use crate::transform::Deviation;
 use crate::{Loss, NetworkSpec, NnError};
 
 /// A network: the compiled structure (layers, representations, parameter layout with the
@@ -38,6 +38,18 @@ impl<T: Real> fmt::Debug for Network<T> {
             .field("widths", &self.seq.widths())
             .field("params", &self.seq.layout().len())
             .finish()
+    }
+}
+
+/// A network is its layer sequence plus the representations between the layers: every
+/// [`Sequential`] method (`forward`, `loss`, `loss_and_grad`, `init_params`, `zeros`,
+/// `workspace`, `layout`, `num_params`, `input_width`, `output_width`, ...) is called on it
+/// directly.
+impl<T> std::ops::Deref for Network<T> {
+    type Target = Sequential<T>;
+
+    fn deref(&self) -> &Sequential<T> {
+        &self.seq
     }
 }
 
@@ -100,30 +112,6 @@ impl<T: Real> Network<T> {
     pub fn group(&self) -> &Arc<Group> {
         &self.group
     }
-    /// The loss.
-    pub fn loss_kind(&self) -> Loss {
-        self.seq.loss_kind()
-    }
-    /// The parameter layout (shared by all parameter and gradient sets of this network).
-    pub fn layout(&self) -> &Arc<Layout> {
-        self.seq.layout()
-    }
-    /// Number of scalar parameters.
-    pub fn num_params(&self) -> usize {
-        self.seq.num_params()
-    }
-    /// Number of layers.
-    pub fn num_layers(&self) -> usize {
-        self.seq.num_layers()
-    }
-    /// Width of an input row (`input_rep().dim(group)`).
-    pub fn input_width(&self) -> usize {
-        self.seq.input_width()
-    }
-    /// Width of an output row.
-    pub fn output_width(&self) -> usize {
-        self.seq.output_width()
-    }
     /// The input representation.
     pub fn input_rep(&self) -> Rep {
         self.input
@@ -136,106 +124,6 @@ impl<T: Real> Network<T> {
     pub fn reps(&self) -> &[Rep] {
         &self.reps
     }
-    /// Floating-point operations (2 x multiply-adds) of the linear layers for one sample's
-    /// forward pass; forward + backward is about 3x this.
-    pub fn linear_flops_per_sample(&self) -> usize {
-        self.seq.linear_flops_per_sample()
-    }
-
-    /// All-zero parameters (also a gradient store).
-    pub fn zeros(&self) -> Params<T> {
-        self.seq.zeros()
-    }
-
-    /// The initialisation of SPEC sections 3-4: group layers i.i.d. `N(0, init_std^2)` (or one
-    /// Gaussian per channel pair broadcast over positions), dense weights `N(0,1) init_scale`,
-    /// biases 0, batch-norm scale 1 and shift 0; drawn in f64 (so f32 and f64 runs start from
-    /// the same A0 up to rounding), group layers then projected onto E, then cast to `T`.
-    pub fn init_params(&self, rng: &mut impl Rng) -> Params<T> {
-        self.seq.init_params(rng)
-    }
-
-    /// A workspace for chunks of up to `rows` rows (it grows if given a larger chunk).
-    pub fn workspace(&self, rows: usize) -> Workspace<T> {
-        self.seq.workspace(rows)
-    }
-
-    /// Network outputs (`rows x output_width`) for a chunk; normalisation statistics per
-    /// mini-batch of `minibatch` consecutive rows (the last may be smaller).
-    ///
-    /// # Panics
-    /// If `minibatch == 0`, the input width is wrong, or `params` is from another network.
-    pub fn forward<'w>(
-        &self,
-        params: &Params<T>,
-        x: ArrayView2<'_, T>,
-        minibatch: usize,
-        ws: &'w mut Workspace<T>,
-    ) -> ArrayView2<'w, T> {
-        self.seq.forward(params, x, minibatch, ws)
-    }
-
-    /// [`Network::loss`] and [`Network::forward`] from one forward pass: the sum of per-sample
-    /// losses and the outputs (`rows x output_width`). No gradient.
-    ///
-    /// # Panics
-    /// If `minibatch == 0`, the shapes of `x` / `targets` are wrong, or `params` is from
-    /// another network.
-    pub fn forward_and_loss<'w>(
-        &self,
-        params: &Params<T>,
-        x: ArrayView2<'_, T>,
-        targets: ArrayView2<'_, T>,
-        minibatch: usize,
-        ws: &'w mut Workspace<T>,
-    ) -> (T, ArrayView2<'w, T>) {
-        self.seq.forward_and_loss(params, x, targets, minibatch, ws)
-    }
-
-    /// The sum over mini-batches of (rows in batch x mean loss of the batch), i.e. the sum of
-    /// per-sample losses; divide by the number of rows for the mean. No gradient.
-    pub fn loss(
-        &self,
-        params: &Params<T>,
-        x: ArrayView2<'_, T>,
-        targets: ArrayView2<'_, T>,
-        minibatch: usize,
-        ws: &mut Workspace<T>,
-    ) -> T {
-        self.seq.loss(params, x, targets, minibatch, ws)
-    }
-
-    /// Forward and backward on a chunk; see [`Sequential::loss_and_grad`]. Returns the sum of
-    /// per-sample losses and ADDS its gradient into `grads`.
-    ///
-    /// # Panics
-    /// If `minibatch == 0`, the shapes of `x` / `targets` are wrong, or `params` / `grads`
-    /// are not laid out for this network.
-    pub fn loss_and_grad(
-        &self,
-        params: &Params<T>,
-        x: ArrayView2<'_, T>,
-        targets: ArrayView2<'_, T>,
-        minibatch: usize,
-        grads: &mut Params<T>,
-        ws: &mut Workspace<T>,
-    ) -> T {
-        self.seq
-            .loss_and_grad(params, x, targets, minibatch, grads, ws)
-    }
-
-    /// The smallest |pre-activation| at the inputs of every LeakyReLU (the distance of the
-    /// data to the nearest kink) over a chunk; see [`Sequential::min_abs_preactivation`].
-    pub fn min_abs_preactivation(
-        &self,
-        params: &Params<T>,
-        x: ArrayView2<'_, T>,
-        minibatch: usize,
-        ws: &mut Workspace<T>,
-    ) -> f64 {
-        self.seq.min_abs_preactivation(params, x, minibatch, ws)
-    }
-
     /// Checks the network's own equivariance on a chunk: the largest `|f(g x) - g f(x)|` over
     /// the given group elements (all rows of the chunk transformed by the same `g`, so
     /// per-mini-batch statistics transform with it), divided by `max |f(x)|`. Near round-off
@@ -251,23 +139,14 @@ impl<T: Real> Network<T> {
         ws: &mut Workspace<T>,
     ) -> f64 {
         let fx = self.forward(params, x, minibatch, ws).to_owned();
-        let scale = fx.iter().fold(0.0f64, |a, v| a.max(v.to_f64_exact().abs()));
+        let mut dev = Deviation::new(fx.view());
         let mut gx = x.to_owned();
         let mut gfx = fx.clone();
-        let mut worst = 0.0f64;
         for g in elements {
             crate::act_on_rows(&self.group, self.input, g, x, gx.view_mut());
             crate::act_on_rows(&self.group, self.output_rep(), g, fx.view(), gfx.view_mut());
-            let fgx = self.forward(params, gx.view(), minibatch, ws);
-            let e = fgx.iter().zip(gfx.iter()).fold(0.0f64, |a, (u, v)| {
-                a.max((u.to_f64_exact() - v.to_f64_exact()).abs())
-            });
-            worst = worst.max(e);
+            dev.add(self.forward(params, gx.view(), minibatch, ws), gfx.view());
         }
-        if scale > 0.0 {
-            worst / scale
-        } else {
-            worst
-        }
+        dev.relative()
     }
 }

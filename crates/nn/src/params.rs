@@ -4,7 +4,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use eqaug_groups::{Points, Projector, Real, Rep};
+use eqaug_groups::{Projector, Real, Rep};
 use ndarray::{ArrayD, ArrayView2, ArrayViewD, ArrayViewMut2, IxDyn};
 use serde::{Deserialize, Serialize};
 
@@ -134,8 +134,8 @@ impl fmt::Debug for TensorKind {
                 rep_out, rep_in, ..
             } => f
                 .debug_struct("Group")
-                .field("rep_out", &RepJson::from(*rep_out))
-                .field("rep_in", &RepJson::from(*rep_in))
+                .field("rep_out", rep_out)
+                .field("rep_in", rep_in)
                 .finish(),
             TensorKind::Dense => write!(f, "Dense"),
             TensorKind::Norm => write!(f, "Norm"),
@@ -575,7 +575,7 @@ impl<T: Real> Params<T> {
             let (rep_out, rep_in) = match t.kind {
                 TensorKind::Group {
                     rep_out, rep_in, ..
-                } => (Some(RepJson::from(*rep_out)), Some(RepJson::from(*rep_in))),
+                } => (Some(*rep_out), Some(*rep_in)),
                 _ => (None, None),
             };
             entries.push(ManifestTensor {
@@ -638,9 +638,7 @@ impl<T: Real> Params<T> {
                 rep_out, rep_in, ..
             } = &t.kind
             {
-                if m.rep_out != Some(RepJson::from(*rep_out))
-                    || m.rep_in != Some(RepJson::from(*rep_in))
-                {
+                if m.rep_out != Some(*rep_out) || m.rep_in != Some(*rep_in) {
                     return Err(NnError::format(
                         &path,
                         format!("tensor {}: representations differ", t.name),
@@ -704,24 +702,6 @@ fn read_array(path: &Path, dtype: &str) -> Result<(Vec<usize>, Vec<f64>), NnErro
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-struct RepJson {
-    channels: usize,
-    points: crate::PointsSpec,
-}
-
-impl From<Rep> for RepJson {
-    fn from(r: Rep) -> Self {
-        RepJson {
-            channels: r.channels,
-            points: match r.points {
-                Points::Base => crate::PointsSpec::Base,
-                Points::Trivial => crate::PointsSpec::Trivial,
-            },
-        }
-    }
-}
-
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ManifestTensor {
@@ -730,9 +710,9 @@ struct ManifestTensor {
     shape: Vec<usize>,
     kind: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    rep_out: Option<RepJson>,
+    rep_out: Option<Rep>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    rep_in: Option<RepJson>,
+    rep_in: Option<Rep>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -23,25 +23,6 @@ pub struct NetworkSpec {
     pub layers: Vec<LayerSpec>,
 }
 
-/// The G-set of a group layer's output representation (serde mirror of [`Points`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PointsSpec {
-    /// The group's base points (pixels, node pairs): an equivariant (rho -> rho) layer.
-    Base,
-    /// One point: an invariant (rho -> trivial) layer.
-    Trivial,
-}
-
-impl From<PointsSpec> for Points {
-    fn from(p: PointsSpec) -> Points {
-        match p {
-            PointsSpec::Base => Points::Base,
-            PointsSpec::Trivial => Points::Trivial,
-        }
-    }
-}
-
 /// What a normalisation layer normalises over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -73,7 +54,7 @@ pub enum Normalisation {
 /// `"batch_norm"` or `"layer_norm"` and the variant's fields; unknown keys are rejected.
 /// Each kind is implemented in its module of [`crate::layers`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(from = "LayerRepr", into = "LayerRepr")]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum LayerSpec {
     /// A group linear layer from the current representation to `channels` copies of the base
     /// points (`points = "base"`) or of the one-point set (`"trivial"`). Weight shape
@@ -83,7 +64,7 @@ pub enum LayerSpec {
         /// Output channels.
         channels: usize,
         /// Output G-set.
-        points: PointsSpec,
+        points: Points,
         /// Standard deviation of the Gaussian initialisation.
         init_std: f64,
         /// Draw one Gaussian per channel pair and broadcast it over all positions (the paper's
@@ -116,12 +97,16 @@ pub enum LayerSpec {
         sharpness: f64,
     },
     /// Hyperbolic tangent.
+    #[serde(deserialize_with = "no_fields")]
     Tanh,
     /// Logistic sigmoid.
+    #[serde(deserialize_with = "no_fields")]
     Sigmoid,
     /// `ln(1 + e^x)`.
+    #[serde(deserialize_with = "no_fields")]
     Softplus,
     /// Softmax over all features of a row.
+    #[serde(deserialize_with = "no_fields")]
     Softmax,
     /// Batch normalisation with per-mini-batch statistics, learnable scale (init 1) and
     /// shift (init 0), eps 1e-5.
@@ -136,147 +121,37 @@ pub enum LayerSpec {
     },
 }
 
-// Serde mirror of `LayerSpec`: struct variants everywhere so that `deny_unknown_fields` also
-// rejects stray keys on the field-less layers (serde ignores it on unit variants of an
-// internally tagged enum).
-#[derive(Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-enum LayerRepr {
-    // A group linear layer from the current representation to `channels` copies of the base
-    // points (`points = "base"`) or of the one-point set (`"trivial"`). Weight shape
-    // `(c_out * s_out) x (c_in * s_in)`, no bias. Initialised i.i.d. `N(0, init_std^2)` and
-    // then projected onto E (SPEC section 3).
-    Group {
-        // Output channels.
-        channels: usize,
-        // Output G-set.
-        points: PointsSpec,
-        // Standard deviation of the Gaussian initialisation.
-        init_std: f64,
-        // Draw one Gaussian per channel pair and broadcast it over all positions (the paper's
-        // initialisation of the invariant layer in E1/E2).
-        #[serde(default)]
-        constant_over_positions: bool,
-    },
-    // A dense layer between trivial representations, `out x in` weights initialised
-    // `N(0,1) * init_scale`; the optional bias starts at zero.
-    Dense {
-        // Output features.
-        out: usize,
-        // Scale of the standard Gaussian initialisation.
-        init_scale: f64,
-        // Whether the layer has a bias.
-        #[serde(default)]
-        bias: bool,
-    },
-    // `max(x, 0) + slope * min(x, 0)`.
-    LeakyRelu {
-        // The negative slope (0.01 in the paper).
-        slope: f64,
-    },
-    // `slope * x + (1 - slope) * softplus(sharpness * x) / sharpness`.
-    SmoothLeakyRelu {
-        // The slope for `x -> -inf`.
-        slope: f64,
-        // beta.
-        sharpness: f64,
-    },
-    // Hyperbolic tangent.
-    Tanh {},
-    // Logistic sigmoid.
-    Sigmoid {},
-    // `ln(1 + e^x)`.
-    Softplus {},
-    // Softmax over all features of a row.
-    Softmax {},
-    // Batch normalisation with per-mini-batch statistics, learnable scale (init 1) and
-    // shift (init 0), eps 1e-5.
-    BatchNorm {
-        // Features or channels.
-        over: NormOver,
-    },
-    // Layer normalisation without affine parameters, eps 1e-5.
-    LayerNorm {
-        // All features of a row, or the channels at each position.
-        over: NormOver,
-    },
-}
-
-impl From<LayerRepr> for LayerSpec {
-    fn from(r: LayerRepr) -> Self {
-        match r {
-            LayerRepr::Group {
-                channels,
-                points,
-                init_std,
-                constant_over_positions,
-            } => LayerSpec::Group {
-                channels,
-                points,
-                init_std,
-                constant_over_positions,
-            },
-            LayerRepr::Dense {
-                out,
-                init_scale,
-                bias,
-            } => LayerSpec::Dense {
-                out,
-                init_scale,
-                bias,
-            },
-            LayerRepr::LeakyRelu { slope } => LayerSpec::LeakyRelu { slope },
-            LayerRepr::SmoothLeakyRelu { slope, sharpness } => {
-                LayerSpec::SmoothLeakyRelu { slope, sharpness }
-            }
-            LayerRepr::Tanh {} => LayerSpec::Tanh,
-            LayerRepr::Sigmoid {} => LayerSpec::Sigmoid,
-            LayerRepr::Softplus {} => LayerSpec::Softplus,
-            LayerRepr::Softmax {} => LayerSpec::Softmax,
-            LayerRepr::BatchNorm { over } => LayerSpec::BatchNorm { over },
-            LayerRepr::LayerNorm { over } => LayerSpec::LayerNorm { over },
-        }
-    }
-}
-
-impl From<LayerSpec> for LayerRepr {
-    fn from(r: LayerSpec) -> Self {
-        match r {
-            LayerSpec::Group {
-                channels,
-                points,
-                init_std,
-                constant_over_positions,
-            } => LayerRepr::Group {
-                channels,
-                points,
-                init_std,
-                constant_over_positions,
-            },
-            LayerSpec::Dense {
-                out,
-                init_scale,
-                bias,
-            } => LayerRepr::Dense {
-                out,
-                init_scale,
-                bias,
-            },
-            LayerSpec::LeakyRelu { slope } => LayerRepr::LeakyRelu { slope },
-            LayerSpec::SmoothLeakyRelu { slope, sharpness } => {
-                LayerRepr::SmoothLeakyRelu { slope, sharpness }
-            }
-            LayerSpec::Tanh => LayerRepr::Tanh {},
-            LayerSpec::Sigmoid => LayerRepr::Sigmoid {},
-            LayerSpec::Softplus => LayerRepr::Softplus {},
-            LayerSpec::Softmax => LayerRepr::Softmax {},
-            LayerSpec::BatchNorm { over } => LayerRepr::BatchNorm { over },
-            LayerSpec::LayerNorm { over } => LayerRepr::LayerNorm { over },
-        }
-    }
+/// Deserialises the (empty) body of a field-less layer, rejecting stray keys: serde ignores
+/// `deny_unknown_fields` on the unit variants of an internally tagged enum.
+fn no_fields<'de, D: serde::Deserializer<'de>>(d: D) -> Result<(), D::Error> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct NoFields {}
+    NoFields::deserialize(d).map(|_| ())
 }
 
 impl LayerSpec {
+    /// A group linear layer to `channels` copies of `points`, initialised `N(0, init_std^2)`
+    /// per entry (not constant over positions).
+    pub fn group(channels: usize, points: Points, init_std: f64) -> Self {
+        LayerSpec::Group {
+            channels,
+            points,
+            init_std,
+            constant_over_positions: false,
+        }
+    }
+
+    /// A dense layer of `out` features, initialised `N(0,1) * init_scale`, with or without a
+    /// bias.
+    pub fn dense(out: usize, init_scale: f64, bias: bool) -> Self {
+        LayerSpec::Dense {
+            out,
+            init_scale,
+            bias,
+        }
+    }
+
     /// The layer's type name as written in a config.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -397,14 +272,14 @@ impl NetworkSpec {
             layers: vec![
                 LayerSpec::Group {
                     channels: c1,
-                    points: PointsSpec::Base,
+                    points: Points::Base,
                     init_std: 1.0 / (nf * c1f.sqrt()),
                     constant_over_positions: false,
                 },
                 act.layer(),
                 LayerSpec::Group {
                     channels: c2,
-                    points: PointsSpec::Trivial,
+                    points: Points::Trivial,
                     init_std: 1.0 / c2f.sqrt(),
                     constant_over_positions: true,
                 },
@@ -464,21 +339,21 @@ impl NetworkSpec {
         let mut layers = vec![
             LayerSpec::Group {
                 channels: c,
-                points: PointsSpec::Base,
+                points: Points::Base,
                 init_std: 1.0 / nf,
                 constant_over_positions: false,
             },
             act.layer(),
             LayerSpec::Group {
                 channels: c,
-                points: PointsSpec::Base,
+                points: Points::Base,
                 init_std: 1.0 / (nf * cf.sqrt()),
                 constant_over_positions: false,
             },
             act.layer(),
             LayerSpec::Group {
                 channels: c,
-                points: PointsSpec::Trivial,
+                points: Points::Trivial,
                 init_std: 1.0 / cf.sqrt(),
                 constant_over_positions: true,
             },
@@ -517,7 +392,7 @@ impl NetworkSpec {
         for c_out in [c[0], c[1], c[2], 2] {
             layers.push(LayerSpec::Group {
                 channels: c_out,
-                points: PointsSpec::Base,
+                points: Points::Base,
                 init_std: 1.0 / (nf * (c_in as f64).sqrt()),
                 constant_over_positions: false,
             });

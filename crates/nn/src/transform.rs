@@ -1,6 +1,6 @@
 //! The group action on chunks of samples (for augmentation and equivariance checks).
 
-use eqaug_groups::{act_on_sample, Group, Perm, Points, Rep};
+use eqaug_groups::{act_on_sample, Group, Perm, Points, Real, Rep};
 use ndarray::{ArrayView2, ArrayViewMut2};
 
 /// Applies `rho(g)` to every row of `x` (samples laid out as `rep`: channels x positions,
@@ -36,6 +36,41 @@ pub fn act_on_rows<T: Copy>(
                     }
                 }
             },
+        }
+    }
+}
+
+/// The relative deviation of a check: the largest `|a - b|` over all pairs of outputs added,
+/// divided by the largest `|f(x)|` of the reference outputs (or not divided if those are all
+/// zero). Used by the equivariance and invariance checks of the networks.
+pub(crate) struct Deviation {
+    scale: f64,
+    worst: f64,
+}
+
+impl Deviation {
+    /// Starts a check whose scale is `max |reference|`.
+    pub(crate) fn new<T: Real>(reference: ArrayView2<'_, T>) -> Self {
+        let scale = reference
+            .iter()
+            .fold(0.0f64, |a, v| a.max(v.to_f64_exact().abs()));
+        Self { scale, worst: 0.0 }
+    }
+
+    /// Adds the entry-wise deviation `max |a - b|` of two outputs of the same shape.
+    pub(crate) fn add<T: Real>(&mut self, a: ArrayView2<'_, T>, b: ArrayView2<'_, T>) {
+        let e = a.iter().zip(b.iter()).fold(0.0f64, |m, (u, v)| {
+            m.max((u.to_f64_exact() - v.to_f64_exact()).abs())
+        });
+        self.worst = self.worst.max(e);
+    }
+
+    /// The worst deviation added, relative to the scale.
+    pub(crate) fn relative(&self) -> f64 {
+        if self.scale > 0.0 {
+            self.worst / self.scale
+        } else {
+            self.worst
         }
     }
 }

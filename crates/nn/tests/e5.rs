@@ -4,10 +4,10 @@
 
 mod common;
 
-use common::rng;
+use common::{grad_check, perturb, rng, targets};
 use eqaug_nn::conv::{Parametrisation, Support};
 use eqaug_nn::e5::{E5Network, E5Spec};
-use eqaug_nn::Params;
+use eqaug_nn::{Loss, Params};
 use ndarray::Array2;
 use rand::Rng;
 use rand_distr::StandardNormal;
@@ -26,47 +26,6 @@ fn images(r: &mut impl Rng, rows: usize, side: usize) -> Array2<f64> {
     Array2::from_shape_fn((rows, side * side), |_| r.sample(StandardNormal))
 }
 
-fn one_hot(r: &mut impl Rng, rows: usize, classes: usize) -> Array2<f64> {
-    let mut t = Array2::zeros((rows, classes));
-    for i in 0..rows {
-        t[[i, r.gen_range(0..classes)]] = 1.0;
-    }
-    t
-}
-
-/// `||g - g_fd|| / ||g||` over all parameters (five-point central differences, h = 1e-5).
-fn grad_check(net: &E5Network<f64>, p: &Params<f64>, x: &Array2<f64>, t: &Array2<f64>) -> f64 {
-    let seq = net.sequential();
-    let r = x.nrows();
-    let mut ws = seq.workspace(r);
-    let mut g = net.zeros();
-    let l0 = seq.loss_and_grad(p, x.view(), t.view(), r, &mut g, &mut ws);
-    assert!(l0.is_finite());
-    let h = 1e-5;
-    let mut q = p.clone();
-    let mut num = vec![0.0; p.len()];
-    for k in 0..p.len() {
-        let v = p.as_slice()[k];
-        let mut at = |d: f64| {
-            q.as_mut_slice()[k] = v + d;
-            seq.loss(&q, x.view(), t.view(), r, &mut ws)
-        };
-        let (a, b, c, d) = (at(h), at(-h), at(2.0 * h), at(-2.0 * h));
-        q.as_mut_slice()[k] = v;
-        num[k] = (8.0 * (a - b) - (c - d)) / (12.0 * h);
-    }
-    let diff = g
-        .as_slice()
-        .iter()
-        .zip(&num)
-        .map(|(a, b)| (a - b) * (a - b))
-        .sum::<f64>()
-        .sqrt();
-    let norm = g.as_slice().iter().map(|a| a * a).sum::<f64>().sqrt();
-    assert!(norm > 0.0, "zero gradient: the check would be vacuous");
-    diff / norm
-}
-
 #[test]
 fn gradients_match_central_differences() {
     let mut r = rng(11);
@@ -80,12 +39,10 @@ fn gradients_match_central_differences() {
             let net = E5Network::<f64>::new(&spec, &mut r).unwrap();
             let mut p = net.init_params(&mut r);
             // move every weight (also the final layer off E) so no term vanishes by symmetry
-            for v in p.as_mut_slice() {
-                *v += 0.3 * r.sample::<f64, _>(StandardNormal);
-            }
+            perturb(&mut p, &mut r, 0.3);
             let x = images(&mut r, 3, 8);
-            let t = one_hot(&mut r, 3, 3);
-            let err = grad_check(&net, &p, &x, &t);
+            let t = targets(&mut r, Loss::CrossEntropyLogits, 3, 3);
+            let err = grad_check(net.sequential(), &p, &x, &t, x.nrows());
             eprintln!(
                 "{support} {param:?}: {} params, relative error {err:e}",
                 p.len()

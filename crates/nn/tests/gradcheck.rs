@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use eqaug_nn::{
-    Group, LayerSpec, Loss, Network, NetworkSpec, NormOver, Normalisation, PointsSpec, Rep,
+    Group, LayerSpec, Loss, Network, NetworkSpec, NormOver, Normalisation, Points, Rep,
 };
 
 const TOL: f64 = 1e-6;
@@ -153,10 +153,10 @@ fn group_layers_and_channel_normalisation() {
     {
         let spec = NetworkSpec {
             layers: vec![
-                g(3, PointsSpec::Base),
+                g(3, Points::Base),
                 LayerSpec::Tanh,
                 norm1,
-                g(2, PointsSpec::Base),
+                g(2, Points::Base),
                 LayerSpec::Softplus,
                 norm2,
                 LayerSpec::Sigmoid,
@@ -173,9 +173,9 @@ fn group_layers_and_channel_normalisation() {
     }
     let spec = NetworkSpec {
         layers: vec![
-            g(3, PointsSpec::Base),
+            g(3, Points::Base),
             LayerSpec::LeakyRelu { slope: 0.2 },
-            g(4, PointsSpec::Trivial),
+            g(4, Points::Trivial),
             LayerSpec::Tanh,
             LayerSpec::BatchNorm {
                 over: NormOver::Features,

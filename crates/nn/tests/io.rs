@@ -4,8 +4,8 @@ mod common;
 
 use common::*;
 use eqaug_nn::{
-    Group, LayerSpec, Loss, Network, NetworkSpec, NnError, NormOver, Normalisation, Params,
-    PointsSpec, Rep,
+    Group, LayerSpec, Loss, Network, NetworkSpec, NnError, NormOver, Normalisation, Params, Points,
+    Rep,
 };
 
 fn e2_net<T: eqaug_nn::Real>() -> Network<T> {
@@ -139,7 +139,7 @@ fn construction_errors_name_the_layer() {
         layers: vec![
             LayerSpec::Group {
                 channels: 2,
-                points: PointsSpec::Base,
+                points: Points::Base,
                 init_std: 0.1,
                 constant_over_positions: false,
             },
@@ -165,7 +165,7 @@ fn construction_errors_name_the_layer() {
     let one_class = NetworkSpec {
         layers: vec![LayerSpec::Group {
             channels: 1,
-            points: PointsSpec::Trivial,
+            points: Points::Trivial,
             init_std: 0.1,
             constant_over_positions: false,
         }],

@@ -11,7 +11,7 @@ use common::*;
 use eqaug_nn::layers::{Dense, GroupLinear, Layer, LayerNorm, Pointwise, PointwiseFn, Softmax};
 use eqaug_nn::{
     Activation, Group, LayerSpec, Loss, Network, NetworkSpec, NnError, NormOver, Normalisation,
-    Params, PointsSpec, Projector, Rep, Sequential, TensorKind,
+    Params, Points, Projector, Real, Rep, Sequential, TensorKind,
 };
 use ndarray::{Array1, Array2, Axis};
 
@@ -47,6 +47,16 @@ fn seq_grad_check(
 fn logsumexp(z: &[f64]) -> f64 {
     let m = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
     m + z.iter().map(|v| (v - m).exp()).sum::<f64>().ln()
+}
+
+/// A network of `spec` over the swap group on 4 trivial channels, with the MSE loss.
+fn swap_mse<T: Real>(spec: &NetworkSpec) -> Result<Network<T>, NnError> {
+    Network::new(
+        spec,
+        Group::builtin("swap", 2).unwrap(),
+        Rep::trivial(4),
+        Loss::Mse,
+    )
 }
 
 #[test]
@@ -235,29 +245,15 @@ fn smooth_leaky_relu_values_limit_and_gradient() {
     // exact gradient inside a network (mini-batches 4, 4, 2), f64
     let spec = NetworkSpec {
         layers: vec![
-            LayerSpec::Dense {
-                out: 6,
-                init_scale: 0.7,
-                bias: true,
-            },
+            LayerSpec::dense(6, 0.7, true),
             LayerSpec::SmoothLeakyRelu {
                 slope: 0.1,
                 sharpness: 3.0,
             },
-            LayerSpec::Dense {
-                out: 3,
-                init_scale: 0.7,
-                bias: true,
-            },
+            LayerSpec::dense(3, 0.7, true),
         ],
     };
-    let net = Network::<f64>::new(
-        &spec,
-        Group::builtin("swap", 2).unwrap(),
-        Rep::trivial(4),
-        Loss::Mse,
-    )
-    .unwrap();
+    let net = swap_mse::<f64>(&spec).unwrap();
     let mut r = rng(11);
     let mut p = net.init_params(&mut r);
     perturb(&mut p, &mut r, 0.3);
@@ -266,13 +262,7 @@ fn smooth_leaky_relu_values_limit_and_gradient() {
     let err = grad_check(&net, &p, &x, &t, 4);
     assert!(err <= TOL, "relative error {err:e}");
     // f32 agrees with f64 to f32 round-off
-    let net32 = Network::<f32>::new(
-        &spec,
-        Group::builtin("swap", 2).unwrap(),
-        Rep::trivial(4),
-        Loss::Mse,
-    )
-    .unwrap();
+    let net32 = swap_mse::<f32>(&spec).unwrap();
     let (p32, x32) = (p.cast::<f32>(), x.mapv(|v| v as f32));
     let y64 = net
         .forward(&p, x.view(), 4, &mut net.workspace(10))
@@ -291,13 +281,7 @@ fn smooth_leaky_relu_values_limit_and_gradient() {
             sharpness: 0.0,
         }],
     };
-    let err = Network::<f32>::new(
-        &bad,
-        Group::builtin("swap", 2).unwrap(),
-        Rep::trivial(4),
-        Loss::Mse,
-    )
-    .unwrap_err();
+    let err = swap_mse::<f32>(&bad).unwrap_err();
     assert!(
         matches!(err, NnError::InvalidSpec { layer: 0, .. })
             && err.to_string().contains("sharpness"),
@@ -387,32 +371,14 @@ fn presets_take_the_activation() {
 fn min_abs_preactivation_against_a_hand_forward_pass() {
     let spec = NetworkSpec {
         layers: vec![
-            LayerSpec::Dense {
-                out: 5,
-                init_scale: 0.8,
-                bias: true,
-            },
+            LayerSpec::dense(5, 0.8, true),
             LayerSpec::LeakyRelu { slope: 0.1 },
-            LayerSpec::Dense {
-                out: 3,
-                init_scale: 0.8,
-                bias: true,
-            },
+            LayerSpec::dense(3, 0.8, true),
             LayerSpec::LeakyRelu { slope: 0.2 },
-            LayerSpec::Dense {
-                out: 2,
-                init_scale: 0.8,
-                bias: false,
-            },
+            LayerSpec::dense(2, 0.8, false),
         ],
     };
-    let net = Network::<f64>::new(
-        &spec,
-        Group::builtin("swap", 2).unwrap(),
-        Rep::trivial(4),
-        Loss::Mse,
-    )
-    .unwrap();
+    let net = swap_mse::<f64>(&spec).unwrap();
     let mut r = rng(21);
     let mut p = net.init_params(&mut r);
     perturb(&mut p, &mut r, 0.3);
@@ -497,12 +463,7 @@ fn layer_norm_over_positions() {
     }
     assert!(LayerNorm::new(NormOver::Positions, 3, 1).is_err());
     // gradient in a group network (positions of the 4 x 4 grid), f64
-    let g = |channels| LayerSpec::Group {
-        channels,
-        points: PointsSpec::Base,
-        init_std: 0.3,
-        constant_over_positions: false,
-    };
+    let g = |channels| LayerSpec::group(channels, Points::Base, 0.3);
     let spec = NetworkSpec {
         layers: vec![
             g(3),

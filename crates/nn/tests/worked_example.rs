@@ -2,7 +2,7 @@
 //! swapping two coordinates, Phi_a(x) = softplus(a_1 x_1 + a_2 x_2) (an invariant group layer
 //! 1 x 2 followed by softplus), data {((1,1), ln 2), ((1,-1), 2)}, R = 1/2 mean (Phi - y)^2.
 
-use eqaug_nn::{Group, LayerSpec, Loss, Network, NetworkSpec, PointsSpec, Rep};
+use eqaug_nn::{Group, LayerSpec, Loss, Network, NetworkSpec, Points, Rep};
 use ndarray::array;
 
 #[test]
@@ -11,7 +11,7 @@ fn nominal_gradient_at_the_equivariant_point() {
         layers: vec![
             LayerSpec::Group {
                 channels: 1,
-                points: PointsSpec::Trivial,
+                points: Points::Trivial,
                 init_std: 1.0,
                 constant_over_positions: false,
             },

@@ -55,16 +55,39 @@ pub fn parse_shard(s: &str) -> Result<(usize, usize), String> {
     Ok((k, n))
 }
 
+/// The shard of this process: `--shard K/N`, else the Slurm array task's, else none.
+fn shard_of(args: &Args) -> Result<Option<(usize, usize)>, Box<dyn std::error::Error>> {
+    Ok(match &args.shard {
+        Some(s) => Some(parse_shard(s)?),
+        None => super::slurm::array_shard()?,
+    })
+}
+
+/// The runner's options from the command line (and the shard), printing the shard.
+fn run_options(args: &Args, shard: Option<(usize, usize)>) -> RunOptions {
+    let precision = args.precision.as_deref().map(|p| match p {
+        "f64" => Precision::F64,
+        _ => Precision::F32,
+    });
+    if let Some((k, n)) = shard {
+        eprintln!("shard {k}/{n}");
+    }
+    RunOptions {
+        out: args.out.clone(),
+        runs: args.runs,
+        seed: args.seed,
+        precision,
+        shard,
+    }
+}
+
 /// Runs `eqaug run`.
 pub fn run(args: Args) -> super::CliResult {
     if eqaug_harness::e5::config::is_e5_file(&args.config)? {
         return run_e5(args);
     }
     let experiments = config::load(&args.config, &args.profile)?;
-    let shard = match &args.shard {
-        Some(s) => Some(parse_shard(s)?),
-        None => super::slurm::array_shard()?,
-    };
+    let shard = shard_of(&args)?;
     // Estimate before anything large is allocated (the data, the orbit maps, the runs).
     let limit = memory::limit(args.max_memory);
     for exp in &experiments {
@@ -74,26 +97,13 @@ pub fn run(args: Args) -> super::CliResult {
         }
         memory::estimate_experiment(&exp)?.check(limit.clone())?;
     }
-    let precision = args.precision.as_deref().map(|p| match p {
-        "f64" => Precision::F64,
-        _ => Precision::F32,
-    });
     // Several runs at once: give each run one GEMM thread (matrixmultiply reads this once).
     if experiments.iter().any(|e| e.protocol.parallel_runs > 1)
         && std::env::var_os("MATMUL_NUM_THREADS").is_none()
     {
         std::env::set_var("MATMUL_NUM_THREADS", "1");
     }
-    let opts = RunOptions {
-        out: args.out.clone(),
-        runs: args.runs,
-        seed: args.seed,
-        precision,
-        shard,
-    };
-    if let Some((k, n)) = shard {
-        eprintln!("shard {k}/{n}");
-    }
+    let opts = run_options(&args, shard);
     let (mut finished, mut failed, mut skipped) = (0, 0, 0);
     for exp in &experiments {
         let s = run_experiment(exp, &opts)?;
@@ -144,24 +154,8 @@ pub struct RunFailed(pub usize);
 fn run_e5(args: Args) -> super::CliResult {
     use eqaug_harness::e5;
     let exp = e5::config::load(&args.config, &args.profile)?;
-    let shard = match &args.shard {
-        Some(s) => Some(parse_shard(s)?),
-        None => super::slurm::array_shard()?,
-    };
-    let precision = args.precision.as_deref().map(|p| match p {
-        "f64" => Precision::F64,
-        _ => Precision::F32,
-    });
-    let opts = RunOptions {
-        out: args.out.clone(),
-        runs: args.runs,
-        seed: args.seed,
-        precision,
-        shard,
-    };
-    if let Some((k, n)) = shard {
-        eprintln!("shard {k}/{n}");
-    }
+    let shard = shard_of(&args)?;
+    let opts = run_options(&args, shard);
     let s = e5::runner::run_e5(&exp, &opts)?;
     eprintln!(
         "[{}] {} run(s) finished, {} already done, {:.1} s; results in {}",

@@ -38,7 +38,7 @@
 //! parametrisation = "unitary"
 //! ```
 
-use crate::config::{ConfigError, Precision};
+use crate::config::{invalid, merge_profile, parse_as_written, read, ConfigError, Precision};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -63,13 +63,6 @@ pub fn is_e5_text(text: &str) -> bool {
 pub fn is_e5_file(file: &Path) -> Result<bool, ConfigError> {
     let text = read(file)?;
     Ok(is_e5_text(&text))
-}
-
-fn read(file: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(file).map_err(|source| ConfigError::Io {
-        file: file.into(),
-        source,
-    })
 }
 
 /// The whole E5 file, as written.
@@ -283,11 +276,7 @@ impl E5Experiment {
 
 /// The profiles an E5 config text defines.
 pub fn profiles_of(text: &str, file: &Path) -> Result<Vec<String>, ConfigError> {
-    let parsed: E5File = toml::from_str(text).map_err(|e| ConfigError::Parse {
-        file: file.into(),
-        profile: String::new(),
-        source: Box::new(e),
-    })?;
+    let parsed: E5File = parse_as_written(text, file)?;
     Ok(parsed.profiles.keys().cloned().collect())
 }
 
@@ -296,81 +285,21 @@ pub fn load(file: &Path, profile: &str) -> Result<E5Experiment, ConfigError> {
     parse(&read(file)?, file, profile)
 }
 
+/// The sections a profile of an E5 config may set (besides `note`).
+const SECTIONS: [&str; 7] = [
+    "experiment",
+    "data",
+    "network",
+    "phase1",
+    "phase2",
+    "protocol",
+    "cases",
+];
+
 /// Parses E5 config text (`file` is used in messages) and resolves `profile`.
 pub fn parse(text: &str, file: &Path, profile: &str) -> Result<E5Experiment, ConfigError> {
-    let base: E5File = toml::from_str(text).map_err(|e| ConfigError::Parse {
-        file: file.into(),
-        profile: String::new(),
-        source: Box::new(e),
-    })?;
-    let Some(over) = base.profiles.get(profile) else {
-        return Err(ConfigError::NoProfile {
-            file: file.into(),
-            profile: profile.into(),
-            available: base.profiles.keys().cloned().collect::<Vec<_>>().join(", "),
-        });
-    };
-    let ptag = format!(" (profile {profile})");
-    let mut over = over.clone();
-    let note = match over.remove("note") {
-        Some(toml::Value::String(s)) => s,
-        Some(_) => {
-            return Err(invalid(
-                file,
-                &ptag,
-                &format!("profiles.{profile}.note"),
-                "must be a string",
-            ))
-        }
-        None => String::new(),
-    };
-    const SECTIONS: [&str; 7] = [
-        "experiment",
-        "data",
-        "network",
-        "phase1",
-        "phase2",
-        "protocol",
-        "cases",
-    ];
-    for k in over.keys() {
-        if !SECTIONS.contains(&k.as_str()) {
-            return Err(invalid(
-                file,
-                &ptag,
-                &format!("profiles.{profile}.{k}"),
-                &format!(
-                    "unknown key: a profile may set note, {}",
-                    SECTIONS.join(", ")
-                ),
-            ));
-        }
-    }
-    let mut table: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Parse {
-        file: file.into(),
-        profile: String::new(),
-        source: Box::new(e),
-    })?;
-    table.remove("profiles");
-    crate::config::merge(&mut table, &over);
-    let resolved_toml = toml::to_string(&table).unwrap_or_default();
-    let merged: E5File = toml::Value::Table(table)
-        .try_into()
-        .map_err(|e: toml::de::Error| ConfigError::Parse {
-            file: file.into(),
-            profile: ptag.clone(),
-            source: Box::new(e),
-        })?;
-    validate(merged, file, profile, &ptag, note, resolved_toml)
-}
-
-fn invalid(file: &Path, ptag: &str, key: &str, reason: &str) -> ConfigError {
-    ConfigError::Invalid {
-        file: file.into(),
-        profile: ptag.into(),
-        key: key.into(),
-        reason: reason.into(),
-    }
+    let m = merge_profile(text, file, profile, &SECTIONS, |f: &E5File| &f.profiles)?;
+    validate(m.merged, file, profile, &m.ptag, m.note, m.resolved_toml)
 }
 
 fn validate_phase(p: &PhaseSection, section: &str) -> Result<(), (String, String)> {

@@ -14,7 +14,7 @@ use super::schema::{
     RunJson, StepProbe, StepRow,
 };
 use crate::config::Precision;
-use crate::runner::{shard_runs, RunOptions};
+use crate::runner::{fnv_hex as fnv, shard_runs, RunOptions};
 use crate::schema::SchemaError;
 use eqaug_data::e5 as data5;
 use eqaug_dynamics::sgd::{self, ClassData, SgdConfig, SgdModel, StepRecord};
@@ -89,11 +89,6 @@ pub struct E5Summary {
     pub failures: Vec<String>,
     /// Wall time of this call.
     pub wall_seconds: f64,
-}
-
-/// FNV-1a, 64 bit, as hex.
-fn fnv(text: &str) -> String {
-    format!("{:016x}", eqaug_dynamics::fnv1a64(text.as_bytes()))
 }
 
 /// Fingerprint of a phase-1 model: data, channels, phase 1, precision, seed, support.
@@ -331,6 +326,25 @@ fn epoch_row(phase: u8, rec: &sgd::EpochRecord, dist_from_start: f64) -> EpochRo
 }
 
 /// Removes a folder left by an interrupted write.
+/// The failure of a phase's training, if any; otherwise saves its final parameters to
+/// `dir/params`.
+fn save_unless_failed<T: Real>(
+    outcome: &sgd::SgdOutcome,
+    params: &Params<T>,
+    dir: &Path,
+    net_err: impl FnOnce(eqaug_nn::NnError) -> E5RunError,
+) -> Result<Option<FailureJson>, E5RunError> {
+    let failure = outcome.failure.as_ref().map(|f| FailureJson {
+        epoch: f.epoch,
+        step: Some(f.step),
+        error: f.to_string(),
+    });
+    if failure.is_none() {
+        params.save_npy(&dir.join("params")).map_err(net_err)?;
+    }
+    Ok(failure)
+}
+
 fn clear(path: &Path) -> Result<(), E5RunError> {
     if path.exists() {
         std::fs::remove_dir_all(path).map_err(io(path))?;
@@ -467,14 +481,7 @@ fn phase1_model<T: Real>(
         source,
     })?;
     schema::write_csv(&tmp.join("epochs.csv"), &rows)?;
-    let failure = outcome.failure.as_ref().map(|f| FailureJson {
-        epoch: f.epoch,
-        step: Some(f.step),
-        error: f.to_string(),
-    });
-    if failure.is_none() {
-        params.save_npy(&tmp.join("params")).map_err(net_err)?;
-    }
+    let failure = save_unless_failed(&outcome, &params, &tmp, net_err)?;
     schema::write_json(
         &tmp.join("phase1.json"),
         &Phase1Json {
@@ -697,14 +704,7 @@ fn phase2_case<T: Real>(
     .map_err(train_err("phase 2"))?;
     schema::write_csv(&tmp.join("steps.csv"), &steps)?;
     schema::write_csv(&tmp.join("epochs.csv"), &epochs)?;
-    let failure = outcome.failure.as_ref().map(|f| FailureJson {
-        epoch: f.epoch,
-        step: Some(f.step),
-        error: f.to_string(),
-    });
-    if failure.is_none() {
-        params.save_npy(&tmp.join("params")).map_err(net_err)?;
-    }
+    let failure = save_unless_failed(&outcome, &params, &tmp, net_err)?;
     schema::write_json(
         &tmp.join("case.json"),
         &CaseJson {

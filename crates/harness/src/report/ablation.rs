@@ -9,27 +9,13 @@ use super::claims::{
     Measurement,
 };
 use super::input::Experiment;
-use super::table::sci;
+use super::table::{median, sci};
 use eqaug_dynamics::{Sampling, StrategyKind};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 /// The normalisations the ablation crosses with the sampling modes, in display order.
 pub const NORMALISATIONS: [&str; 3] = ["batch", "layer", "none"];
-
-fn median(mut v: Vec<f64>) -> Option<f64> {
-    v.retain(|x| !x.is_nan());
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    Some(if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        0.5 * (v[n / 2 - 1] + v[n / 2])
-    })
-}
 
 /// `(base, normalisation)` of an ablation experiment id `norm-<base>-<normalisation>`.
 pub fn ablation_key(id: &str) -> Option<(&str, &str)> {

@@ -46,6 +46,34 @@ pub struct Claim {
     pub note: Option<String>,
 }
 
+impl Claim {
+    /// A measured claim: `pass` when `bound` holds for `measured`; a non-finite measurement is
+    /// recorded as [`NOT_MEASURABLE`] (and fails).
+    pub fn measured(
+        id: &str,
+        experiment: &str,
+        statement: String,
+        measured: f64,
+        bound: Bound,
+        note: Option<String>,
+    ) -> Claim {
+        Claim {
+            id: id.into(),
+            experiment: experiment.into(),
+            statement,
+            measured: if measured.is_finite() {
+                measured
+            } else {
+                NOT_MEASURABLE
+            },
+            bound: bound.to_string(),
+            pass: bound.holds(measured),
+            no_data: false,
+            note,
+        }
+    }
+}
+
 fn finite<S: Serializer>(x: &f64, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(to_finite(*x))
 }

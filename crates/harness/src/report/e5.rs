@@ -11,7 +11,10 @@
 //! * the claims of SPEC claim 4, returned to the caller for `claims.json` / `claims.md`.
 
 use super::aggregate::{quantile, Quartiles};
-use super::claims::{Bound, Claim, NOT_MEASURABLE};
+use super::claims::{ratio, Bound, Claim};
+use super::figure::{
+    de, draw_line, layout, panel_builder, Dash, DrawResult, FigureError, StrategyCurves,
+};
 use super::table::sci;
 use super::ReportError;
 use crate::config::Precision;
@@ -21,7 +24,6 @@ use crate::e5::schema::{
 };
 use crate::schema::SchemaError;
 use plotters::coord::Shift;
-use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -100,6 +102,15 @@ impl E5Results {
             .iter()
             .filter_map(|r| r.cases.get(case))
             .map(f)
+            .collect()
+    }
+
+    /// The one-step probes of case `case`, over the runs that made one.
+    fn probes(&self, case: &str) -> Vec<schema::ProbeJson> {
+        self.runs
+            .iter()
+            .filter_map(|r| r.cases.get(case))
+            .filter_map(|c| c.info.probe)
             .collect()
     }
 
@@ -258,10 +269,7 @@ pub fn report(
         ("figure.svg", epoch_figure(&res)),
         ("steps.svg", steps_figure(&res)),
     ] {
-        let svg = svg.map_err(|message| ReportError::Figure {
-            path: out.join(name),
-            message,
-        })?;
+        let svg = svg.map_err(|e| e.at(out.join(name)))?;
         write(name, &svg)?;
         rep.figures.push(name.into());
     }
@@ -393,15 +401,6 @@ fn summary_csv(res: &E5Results) -> String {
     s
 }
 
-/// num / den with 0 / 0 = 0.
-fn ratio(num: f64, den: f64) -> f64 {
-    if num == 0.0 && den == 0.0 {
-        0.0
-    } else {
-        num / den
-    }
-}
-
 fn med(v: &[f64]) -> f64 {
     quantile(v, 0.5).unwrap_or(f64::NAN)
 }
@@ -438,20 +437,7 @@ fn claim(
     bound: Bound,
     note: String,
 ) -> Claim {
-    Claim {
-        id: id.into(),
-        experiment: exp.into(),
-        statement,
-        measured: if measured.is_finite() {
-            measured
-        } else {
-            NOT_MEASURABLE
-        },
-        bound: bound.to_string(),
-        pass: bound.holds(measured),
-        no_data: false,
-        note: Some(note),
-    }
+    Claim::measured(id, exp, statement, measured, bound, Some(note))
 }
 
 /// The claims of SPEC claim 4 that the cases present allow.
@@ -676,12 +662,7 @@ fn table_markdown(res: &E5Results, claims: &[Claim]) -> String {
 
     // Shuffled mini-batches and the cross model.
     if let Some(cross) = res.find_case(Support::Cross, Parametrisation::Unitary) {
-        let probes: Vec<_> = res
-            .runs
-            .iter()
-            .filter_map(|r| r.cases.get(&cross.name))
-            .filter_map(|c| c.info.probe)
-            .collect();
+        let probes = res.probes(&cross.name);
         let _ = writeln!(o, "## How shuffled mini-batches move the cross model\n");
         if probes.is_empty() {
             let _ = writeln!(o, "No probe was made (`protocol.probe_digits = 0`).\n");
@@ -719,12 +700,7 @@ fn table_markdown(res: &E5Results, claims: &[Claim]) -> String {
         "| case | start distance | closed batch: distance | / moved | shuffled batch: distance | / moved |\n|---|---|---|---|---|---|"
     );
     for c in &m.cases {
-        let p: Vec<_> = res
-            .runs
-            .iter()
-            .filter_map(|r| r.cases.get(&c.name))
-            .filter_map(|d| d.info.probe)
-            .collect();
+        let p = res.probes(&c.name);
         if p.is_empty() {
             continue;
         }
@@ -930,26 +906,6 @@ fn style(i: usize, c: &CaseMeta) -> (RGBColor, Dash) {
     }
 }
 
-#[derive(Clone, Copy, PartialEq)]
-enum Dash {
-    Solid,
-    Dashed,
-    Dotted,
-}
-
-/// One case's lines in a panel: per-run polylines and the median.
-struct Curves {
-    label: String,
-    color: RGBColor,
-    dash: Dash,
-    runs: Vec<Vec<(f64, f64)>>,
-    median: Vec<(f64, f64)>,
-}
-
-fn de<E: std::fmt::Display>(e: E) -> String {
-    e.to_string()
-}
-
 /// Median over runs at each x of the runs' points (only x where every run has a positive
 /// finite value is kept, so the median is over the same runs everywhere).
 fn median_line(runs: &[Vec<(f64, f64)>]) -> Vec<(f64, f64)> {
@@ -982,7 +938,10 @@ fn positive(points: impl Iterator<Item = (f64, f64)>) -> Vec<(f64, f64)> {
     points.filter(|(_, y)| y.is_finite() && *y > 0.0).collect()
 }
 
-fn case_curves(res: &E5Results, points: impl Fn(&CaseData) -> Vec<(f64, f64)>) -> Vec<Curves> {
+fn case_curves(
+    res: &E5Results,
+    points: impl Fn(&CaseData) -> Vec<(f64, f64)>,
+) -> Vec<StrategyCurves> {
     res.meta
         .cases
         .iter()
@@ -996,7 +955,7 @@ fn case_curves(res: &E5Results, points: impl Fn(&CaseData) -> Vec<(f64, f64)>) -
                 .map(&points)
                 .collect();
             let median = thin(median_line(&runs), 600);
-            Curves {
+            StrategyCurves {
                 label: format!(
                     "{} ({}, {})",
                     c.name,
@@ -1019,7 +978,7 @@ fn case_curves(res: &E5Results, points: impl Fn(&CaseData) -> Vec<(f64, f64)>) -
 }
 
 /// Decade range covering every positive y of the curves.
-fn log_range(curves: &[Curves]) -> (f64, f64) {
+fn log_range(curves: &[StrategyCurves]) -> (f64, f64) {
     let ys = curves
         .iter()
         .flat_map(|c| c.runs.iter().flatten().chain(c.median.iter()))
@@ -1040,7 +999,7 @@ fn log_range(curves: &[Curves]) -> (f64, f64) {
     (lo * 0.999, hi * 1.001)
 }
 
-fn x_range(curves: &[Curves]) -> (f64, f64) {
+fn x_range(curves: &[StrategyCurves]) -> (f64, f64) {
     let xs = curves
         .iter()
         .flat_map(|c| c.runs.iter().flatten())
@@ -1065,45 +1024,17 @@ fn sup_tick(v: f64) -> String {
     }
 }
 
-fn draw_line<
-    DB: DrawingBackend,
-    CT: plotters::coord::CoordTranslate<From = P>,
-    P: Clone + 'static,
->(
-    area: &DrawingArea<DB, CT>,
-    points: Vec<P>,
-    color: RGBColor,
-    dash: Dash,
-    width: u32,
-) -> Result<(), String> {
-    let st = color.stroke_width(width);
-    match dash {
-        Dash::Solid => area.draw(&PathElement::new(points, st)).map_err(de),
-        Dash::Dashed => area
-            .draw(&DashedPathElement::new(points, 12, 7, st))
-            .map_err(de),
-        Dash::Dotted => area
-            .draw(&DashedPathElement::new(points, 3, 5, st))
-            .map_err(de),
-    }
-}
-
 fn draw_panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     caption: &str,
     x_desc: &str,
     y_desc: &str,
-    curves: &[Curves],
+    curves: &[StrategyCurves],
     integer_x: bool,
-) -> Result<(), String> {
+) -> DrawResult {
     let (x0, x1) = x_range(curves);
     let (y0, y1) = log_range(curves);
-    let mut chart = ChartBuilder::on(area)
-        .caption(caption, ("sans-serif", 17))
-        .margin(12)
-        .margin_right(24)
-        .x_label_area_size(48)
-        .y_label_area_size(78)
+    let mut chart = panel_builder(area, caption)
         .build_cartesian_2d(x0..x1, (y0..y1).log_scale())
         .map_err(de)?;
     let span = x1 - x0;
@@ -1153,63 +1084,23 @@ fn draw_panel<DB: DrawingBackend>(
     Ok(())
 }
 
-fn draw_legend<DB: DrawingBackend>(
-    area: &DrawingArea<DB, Shift>,
-    curves: &[Curves],
-    runs: usize,
-) -> Result<(), String> {
-    let (w, h) = area.dim_in_pixel();
-    let y = h as i32 / 2;
-    let font = ("sans-serif", 15).into_font();
-    let note = format!("thin: each of {runs} runs; thick: median over runs");
-    let width = |t: &str| {
-        area.estimate_text_size(t, &font.clone().into_text_style(area))
-            .map(|(tw, _)| tw as i32)
-            .unwrap_or(8 * t.len() as i32)
-    };
-    let (sample, gap, sep) = (48, 8, 32);
-    let total: i32 = curves
-        .iter()
-        .map(|c| sample + gap + width(&c.label) + sep)
-        .sum::<i32>()
-        + width(&note);
-    let mut x = ((w as i32 - total) / 2).max(10);
-    for c in curves {
-        draw_line(area, vec![(x, y), (x + sample, y)], c.color, c.dash, 3)?;
-        area.draw(&Text::new(
-            c.label.clone(),
-            (x + sample + gap, y - 8),
-            font.clone().color(&BLACK),
-        ))
-        .map_err(de)?;
-        x += sample + gap + width(&c.label) + sep;
-    }
-    area.draw(&Text::new(
-        note,
-        (x, y - 8),
-        font.color(&RGBColor(90, 90, 90)),
-    ))
-    .map_err(de)
-}
-
 /// Size of the E5 figures in pixels.
 const SIZE: (u32, u32) = (1400, 620);
 
+/// One panel of a two-panel figure: caption, x and y axis descriptions, curves.
+type Panel<'a> = (&'a str, &'a str, &'a str, &'a [StrategyCurves]);
+
 fn two_panels(
     title: &str,
-    left: (&str, &str, &str, &[Curves]),
-    right: (&str, &str, &str, &[Curves]),
+    left: Panel<'_>,
+    right: Panel<'_>,
     runs: usize,
     integer_x: bool,
-) -> Result<String, String> {
+) -> DrawResult<String> {
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(de)?;
-        let body = root.titled(title, ("sans-serif", 20)).map_err(de)?;
-        let (legend, panels) = body.split_vertically(34);
-        draw_legend(&legend, left.3, runs)?;
-        let (l, r) = panels.split_horizontally(panels.dim_in_pixel().0 / 2);
+        let (l, r) = layout(&root, title, left.3, runs)?;
         draw_panel(&l, left.0, left.1, left.2, left.3, integer_x)?;
         draw_panel(&r, right.0, right.1, right.2, right.3, integer_x)?;
         root.present().map_err(de)?;
@@ -1229,67 +1120,69 @@ fn title(res: &E5Results, what: &str) -> String {
 /// `figure.svg`: distance to E ∩ L per phase-2 epoch (left) and its ratio to the distance
 /// moved (right), log scale; zero distances (exactly in E ∩ L) cannot be drawn on a log
 /// scale and are left out.
-pub fn epoch_figure(res: &E5Results) -> Result<String, String> {
-    let raw = case_curves(res, |c| {
-        positive(c.epochs.iter().map(|r| (r.epoch as f64, r.dist_to_e)))
-    });
-    let rel = case_curves(res, |c| {
-        positive(
+pub fn epoch_figure(res: &E5Results) -> Result<String, FigureError> {
+    distance_figure(
+        res,
+        "figure.svg",
+        "distance to E ∩ L during augmented training (phase 2)",
+        "phase-2 epoch",
+        |c| {
             c.epochs
                 .iter()
-                .map(|r| (r.epoch as f64, ratio(r.dist_to_e, r.dist_from_start))),
-        )
-    });
-    two_panels(
-        &title(res, "distance to E ∩ L during augmented training (phase 2)"),
-        (
-            "distance to E ∩ L (exact zeros not drawn)",
-            "phase-2 epoch",
-            "||A - Pi(A)||  (log scale)",
-            &raw,
-        ),
-        (
-            "relative to the distance moved in phase 2",
-            "phase-2 epoch",
-            "||A - Pi(A)|| / ||A - A_start||",
-            &rel,
-        ),
-        res.runs.len(),
-        true,
+                .map(|r| (r.epoch as f64, r.dist_to_e, r.dist_from_start))
+                .collect()
+        },
     )
 }
 
 /// `steps.svg`: the same per SGD step during the first augmented epoch.
-pub fn steps_figure(res: &E5Results) -> Result<String, String> {
-    let raw = case_curves(res, |c| {
-        positive(
+pub fn steps_figure(res: &E5Results) -> Result<String, FigureError> {
+    distance_figure(
+        res,
+        "steps.svg",
+        "distance to E ∩ L per SGD step, first augmented epoch",
+        "phase-2 step",
+        |c| {
             c.first_epoch_steps
                 .iter()
-                .map(|s| (s.step as f64, s.dist_to_e)),
-        )
+                .map(|s| (s.step as f64, s.dist_to_e, s.dist_from_start))
+                .collect()
+        },
+    )
+}
+
+/// The two panels of the figure `name`: the distance to E ∩ L (left) and its ratio to the
+/// distance moved (right) against `x_desc`, from each case's `(x, dist_to_e,
+/// dist_from_start)` points; log scale, so non-positive values are left out.
+fn distance_figure(
+    res: &E5Results,
+    name: &str,
+    what: &str,
+    x_desc: &str,
+    points: impl Fn(&CaseData) -> Vec<(f64, f64, f64)>,
+) -> Result<String, FigureError> {
+    let raw = case_curves(res, |c| {
+        positive(points(c).into_iter().map(|(x, d, _)| (x, d)))
     });
     let rel = case_curves(res, |c| {
-        positive(
-            c.first_epoch_steps
-                .iter()
-                .map(|s| (s.step as f64, ratio(s.dist_to_e, s.dist_from_start))),
-        )
+        positive(points(c).into_iter().map(|(x, d, s)| (x, ratio(d, s))))
     });
     two_panels(
-        &title(res, "distance to E ∩ L per SGD step, first augmented epoch"),
+        &title(res, what),
         (
             "distance to E ∩ L (exact zeros not drawn)",
-            "phase-2 step",
+            x_desc,
             "||A - Pi(A)||  (log scale)",
             &raw,
         ),
         (
             "relative to the distance moved in phase 2",
-            "phase-2 step",
+            x_desc,
             "||A - Pi(A)|| / ||A - A_start||",
             &rel,
         ),
         res.runs.len(),
         true,
     )
+    .map_err(|m| FigureError::new(name, m))
 }

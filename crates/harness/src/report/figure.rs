@@ -95,10 +95,41 @@ pub fn main_curves(exp: &Experiment, summary: &[SummaryRow]) -> Vec<StrategyCurv
     .collect()
 }
 
-/// Error of drawing, as text (plotters' error types are generic over the backend).
-type DrawResult<T = ()> = Result<T, String>;
+/// A figure that could not be drawn: which one and plotters' message (plotters' error types
+/// are generic over the backend, so the message is kept as text).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{figure}: cannot draw the figure: {message}")]
+pub struct FigureError {
+    /// The figure's file name as the report writes it (`figure.svg`, `steps.svg`, ...).
+    pub figure: String,
+    /// What went wrong.
+    pub message: String,
+}
 
-fn de<E: std::fmt::Display>(e: E) -> String {
+impl FigureError {
+    /// A drawing error of `figure`.
+    pub fn new(figure: &str, message: impl Into<String>) -> Self {
+        FigureError {
+            figure: figure.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The report's error for this figure written to `path`.
+    pub(crate) fn at(self, path: std::path::PathBuf) -> super::ReportError {
+        super::ReportError::Figure {
+            path,
+            message: self.message,
+        }
+    }
+}
+
+/// Drawing result of the figure helpers: plotters' message as text, named by the public
+/// figure functions (see [`FigureError`]).
+pub(crate) type DrawResult<T = ()> = Result<T, String>;
+
+/// plotters' error as text.
+pub(crate) fn de<E: std::fmt::Display>(e: E) -> String {
     e.to_string()
 }
 
@@ -190,24 +221,21 @@ pub fn clip_polyline(points: &[(f64, f64)], x_max: f64, y_max: f64) -> Vec<Vec<(
     pieces
 }
 
-fn median_style(c: &StrategyCurves) -> ShapeStyle {
-    c.color
-        .stroke_width(if c.dash == Dash::Dotted { 4 } else { 3 })
-}
-
-/// Draws a median-style line (solid, dashed or dotted) through backend or data points.
-fn draw_styled<DB, CT, P>(
+/// Draws a line (solid, dashed or dotted) of `width` pixels through backend or data points.
+pub(crate) fn draw_line<DB, CT, P>(
     area: &DrawingArea<DB, CT>,
     points: Vec<P>,
-    curve: &StrategyCurves,
+    color: RGBColor,
+    dash: Dash,
+    width: u32,
 ) -> DrawResult
 where
     DB: DrawingBackend,
     CT: plotters::coord::CoordTranslate<From = P>,
     P: Clone + 'static,
 {
-    let style = median_style(curve);
-    match curve.dash {
+    let style = color.stroke_width(width);
+    match dash {
         Dash::Solid => area.draw(&PathElement::new(points, style)).map_err(de),
         Dash::Dashed => area
             .draw(&DashedPathElement::new(points, 12, 7, style))
@@ -218,6 +246,35 @@ where
     }
 }
 
+/// Draws a median line in its curve's style (dotted lines a little thicker).
+fn draw_styled<DB, CT, P>(
+    area: &DrawingArea<DB, CT>,
+    points: Vec<P>,
+    curve: &StrategyCurves,
+) -> DrawResult
+where
+    DB: DrawingBackend,
+    CT: plotters::coord::CoordTranslate<From = P>,
+    P: Clone + 'static,
+{
+    let width = if curve.dash == Dash::Dotted { 4 } else { 3 };
+    draw_line(area, points, curve.color, curve.dash, width)
+}
+
+/// A panel's chart builder: caption, margins and label areas shared by all figures.
+pub(crate) fn panel_builder<'a, 'b, DB: DrawingBackend>(
+    area: &'a DrawingArea<DB, Shift>,
+    caption: &str,
+) -> ChartBuilder<'a, 'b, DB> {
+    let mut b = ChartBuilder::on(area);
+    b.caption(caption, ("sans-serif", 17))
+        .margin(12)
+        .margin_right(24)
+        .x_label_area_size(48)
+        .y_label_area_size(78);
+    b
+}
+
 /// One panel: axes, per-run lines, medians, in the box [0, x_max] x [0, y_max].
 fn draw_panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
@@ -226,12 +283,7 @@ fn draw_panel<DB: DrawingBackend>(
     x_max: f64,
     y_max: f64,
 ) -> DrawResult {
-    let mut chart = ChartBuilder::on(area)
-        .caption(caption, ("sans-serif", 17))
-        .margin(12)
-        .margin_right(24)
-        .x_label_area_size(48)
-        .y_label_area_size(78)
+    let mut chart = panel_builder(area, caption)
         .build_cartesian_2d(0.0..x_max, 0.0..y_max)
         .map_err(de)?;
     chart
@@ -266,7 +318,7 @@ fn draw_panel<DB: DrawingBackend>(
 }
 
 /// The legend strip: a line sample and a label per strategy, plus a note on the line kinds.
-fn draw_legend<DB: DrawingBackend>(
+pub(crate) fn draw_legend<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     curves: &[StrategyCurves],
     runs: usize,
@@ -305,7 +357,9 @@ fn draw_legend<DB: DrawingBackend>(
     .map_err(de)
 }
 
-fn layout<DB: DrawingBackend>(
+/// Fills the figure, draws its title and the legend strip, and returns the two panels' areas
+/// (left, right).
+pub(crate) fn layout<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     title: &str,
     curves: &[StrategyCurves],
@@ -339,7 +393,11 @@ pub const FIGURE_SIZE: (u32, u32) = (1400, 620);
 
 /// The main figure: left panel all three strategies, right panel the same curves with the
 /// y-range zoomed to 1.5 x the maximum of the augmented median (SPEC section 3).
-pub fn main_figure(exp: &Experiment, summary: &[SummaryRow]) -> DrawResult<String> {
+pub fn main_figure(exp: &Experiment, summary: &[SummaryRow]) -> Result<String, FigureError> {
+    main_svg(exp, summary).map_err(|m| FigureError::new("figure.svg", m))
+}
+
+fn main_svg(exp: &Experiment, summary: &[SummaryRow]) -> DrawResult<String> {
     let curves = main_curves(exp, summary);
     let x_max = axis_max(max_of(all_points(&curves), |p| p.0));
     let y_max = axis_max(max_of(all_points(&curves), |p| p.1));
@@ -371,7 +429,14 @@ pub fn main_figure(exp: &Experiment, summary: &[SummaryRow]) -> DrawResult<Strin
 /// The sampling comparison (SPEC section 7): uniform augmented (left) against the authors'
 /// non-uniform `reference` sampling (right), on the same axes. `None` without a reference
 /// strategy.
-pub fn reference_figure(exp: &Experiment, summary: &[SummaryRow]) -> DrawResult<Option<String>> {
+pub fn reference_figure(
+    exp: &Experiment,
+    summary: &[SummaryRow],
+) -> Result<Option<String>, FigureError> {
+    reference_svg(exp, summary).map_err(|m| FigureError::new("reference.svg", m))
+}
+
+fn reference_svg(exp: &Experiment, summary: &[SummaryRow]) -> DrawResult<Option<String>> {
     let Some(reference) = exp.augmented_with_sampling(Sampling::Reference) else {
         return Ok(None);
     };

@@ -198,19 +198,12 @@ pub fn report_into(dir: &Path, out: &Path) -> Result<ReportSummary, ReportError>
                 .push(("summary CSV".into(), "summary.csv".into()));
 
             let path = folder.join("figure.svg");
-            let svg = figure::main_figure(&exp, &rows).map_err(|message| ReportError::Figure {
-                path: path.clone(),
-                message,
-            })?;
+            let svg = figure::main_figure(&exp, &rows).map_err(|e| e.at(path.clone()))?;
             write_file(&path, &svg, written)?;
             section.figures.push("figure.svg".into());
 
             let path = folder.join("reference.svg");
-            let svg =
-                figure::reference_figure(&exp, &rows).map_err(|message| ReportError::Figure {
-                    path: path.clone(),
-                    message,
-                })?;
+            let svg = figure::reference_figure(&exp, &rows).map_err(|e| e.at(path.clone()))?;
             if let Some(svg) = svg {
                 write_file(&path, &svg, written)?;
                 section.figures.push("reference.svg".into());
@@ -227,11 +220,7 @@ pub fn report_into(dir: &Path, out: &Path) -> Result<ReportSummary, ReportError>
             summary.claims.extend(claims::check(&exp));
             if let Some(reg) = regularised::summarise(&exp) {
                 let path = folder.join("regularised.svg");
-                let svg =
-                    regularised::figure(&exp, &reg).map_err(|message| ReportError::Figure {
-                        path: path.clone(),
-                        message,
-                    })?;
+                let svg = regularised::figure(&exp, &reg).map_err(|e| e.at(path.clone()))?;
                 write_file(&path, &svg, written)?;
                 section.figures.push("regularised.svg".into());
                 summary.claims.extend(regularised::claims(&exp, &reg));

@@ -5,6 +5,7 @@
 //! training closer to E than augmented training.
 
 use super::claims::{Bound, Claim};
+use super::figure::FigureError;
 use super::input::Experiment;
 use super::table::sci;
 use eqaug_dynamics::StrategyKind;
@@ -155,7 +156,11 @@ pub fn claims(exp: &Experiment, s: &RegularisedSummary) -> Vec<Claim> {
 
 /// The log-log figure of final ||A_Eperp|| against gamma, with the nominal (dotted red) and
 /// augmented (dashed blue) levels.
-pub fn figure(exp: &Experiment, s: &RegularisedSummary) -> Result<String, String> {
+pub fn figure(exp: &Experiment, s: &RegularisedSummary) -> Result<String, FigureError> {
+    svg(exp, s).map_err(|m| FigureError::new("regularised.svg", m))
+}
+
+fn svg(exp: &Experiment, s: &RegularisedSummary) -> Result<String, String> {
     let de = |e: &dyn std::fmt::Display| e.to_string();
     let pts: Vec<(f64, f64)> = s
         .points

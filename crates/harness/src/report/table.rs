@@ -142,7 +142,7 @@ pub fn table_markdown(exp: &Experiment, rows: &[SummaryRow]) -> String {
 }
 
 /// Median over runs of the values present (`None` if none).
-fn median(mut v: Vec<f64>) -> Option<f64> {
+pub(crate) fn median(mut v: Vec<f64>) -> Option<f64> {
     v.retain(|x| !x.is_nan());
     if v.is_empty() {
         return None;

@@ -89,9 +89,7 @@ fn buffers<'b, T: Real>(
     let block = max_block.map_or(b, |m| b.min(m));
     let hw = s.h * s.w;
     let (ncol, npm) = (block * hw * s.c_in * 9, block * hw * s.c_out);
-    if buf.len() < ncol + npm {
-        buf.resize(ncol + npm, T::zero());
-    }
+    crate::layers::grow(buf, ncol + npm);
     let (col, rest) = buf.split_at_mut(ncol);
     (block, col, &mut rest[..npm])
 }
@@ -342,6 +340,12 @@ pub(crate) fn backward_in<T: Real>(
     }
 }
 
+/// The buffer of one image's 9 shifted copies (`9 x hw`), carved out of `buf`.
+fn shifted_copies<T: Real>(buf: &mut Vec<T>, hw: usize) -> &mut [T] {
+    crate::layers::grow(buf, 9 * hw);
+    &mut buf[..9 * hw]
+}
+
 /// One input channel (the first layer): the GEMM would have an inner dimension of only 9,
 /// so each image is convolved directly from its 9 shifted copies (`9 x h w`, in cache):
 /// 9 contiguous multiply-adds per output map, written in place.
@@ -354,10 +358,7 @@ fn forward_single_channel<T: Real>(
     buf: &mut Vec<T>,
 ) {
     let hw = s.h * s.w;
-    if buf.len() < 9 * hw {
-        buf.resize(9 * hw, T::zero());
-    }
-    let colt = &mut buf[..9 * hw];
+    let colt = shifted_copies(buf, hw);
     for n in 0..r {
         im2col_t(s, &x[n * hw..(n + 1) * hw], colt, 1);
         let yn = &mut y[n * s.c_out * hw..(n + 1) * s.c_out * hw];
@@ -385,10 +386,7 @@ fn backward_single_channel<T: Real>(
     buf: &mut Vec<T>,
 ) {
     let hw = s.h * s.w;
-    if buf.len() < 9 * hw {
-        buf.resize(9 * hw, T::zero());
-    }
-    let colt = &mut buf[..9 * hw];
+    let colt = shifted_copies(buf, hw);
     for n in 0..r {
         let dyn_ = &dy[n * s.c_out * hw..(n + 1) * s.c_out * hw];
         im2col_t(s, &x[n * hw..(n + 1) * hw], colt, 1);

@@ -7,6 +7,16 @@ use eqaug_groups::Real;
 use super::{Backward, BuildCtx, Built, Forward, GradIn, Layer};
 use crate::NnError;
 
+/// A hyperparameter of a [`PointwiseFn`] out of range.
+#[derive(Clone, Copy, Debug, PartialEq, thiserror::Error)]
+#[error("{name} must be finite and > 0, got {value}")]
+pub struct HyperparameterError {
+    /// The hyperparameter (`slope`, `sharpness`).
+    pub name: &'static str,
+    /// Its value.
+    pub value: f64,
+}
+
 /// A pointwise function, with its hyperparameters in `f64`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum PointwiseFn {
@@ -44,13 +54,13 @@ impl PointwiseFn {
         }
     }
 
-    /// Checks the hyperparameters; the error message names the one at fault.
-    pub fn check(&self) -> Result<(), String> {
-        let positive = |name: &str, v: f64| {
-            if v.is_finite() && v > 0.0 {
+    /// Checks the hyperparameters; the error names the one at fault.
+    pub fn check(&self) -> Result<(), HyperparameterError> {
+        let positive = |name: &'static str, value: f64| {
+            if value.is_finite() && value > 0.0 {
                 Ok(())
             } else {
-                Err(format!("{name} must be finite and > 0, got {v}"))
+                Err(HyperparameterError { name, value })
             }
         };
         match *self {
@@ -85,10 +95,10 @@ pub struct Pointwise<T> {
 impl<T: Real> Pointwise<T> {
     /// `f` on rows of `width` features. Errors if a hyperparameter is out of range.
     pub fn new(f: PointwiseFn, width: usize) -> Result<Self, NnError> {
-        f.check().map_err(|message| NnError::InvalidSpec {
+        f.check().map_err(|e| NnError::InvalidSpec {
             layer: 0,
             kind: f.name(),
-            message,
+            message: e.to_string(),
         })?;
         let kernel = match f {
             PointwiseFn::LeakyRelu { slope } => Kernel::LeakyRelu(T::from_f64_lossy(slope)),
@@ -109,7 +119,7 @@ impl<T: Real> Pointwise<T> {
 }
 
 pub(crate) fn from_spec<T: Real>(ctx: &BuildCtx<'_>, f: PointwiseFn) -> Result<Built<T>, NnError> {
-    f.check().map_err(|m| ctx.invalid(m))?;
+    f.check().map_err(|e| ctx.invalid(e.to_string()))?;
     let layer = Pointwise::<T>::new(f, ctx.width())?;
     Ok((Arc::new(layer), ctx.rep))
 }

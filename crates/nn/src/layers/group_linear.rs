@@ -10,7 +10,7 @@ use rand_distr::StandardNormal;
 use super::linear::{linear_backward, linear_forward};
 use super::{Backward, BuildCtx, Built, Forward, GradIn, Layer, ParamEntry};
 use crate::params::TensorKind;
-use crate::{NnError, PointsSpec};
+use crate::{NnError, Points};
 
 /// A linear layer `rep_in -> rep_out` of some group, without bias: `y = W x` with `W` of shape
 /// `(c_out * s_out) x (c_in * s_in)` (features channel-major). Initialised i.i.d.
@@ -110,7 +110,7 @@ impl GroupLinear {
 pub(crate) fn from_spec<T: Real>(
     ctx: &BuildCtx<'_>,
     channels: usize,
-    points: PointsSpec,
+    points: Points,
     init_std: f64,
     constant_over_positions: bool,
 ) -> Result<Built<T>, NnError> {
@@ -120,10 +120,7 @@ pub(crate) fn from_spec<T: Real>(
     if !(init_std.is_finite() && init_std >= 0.0) {
         return Err(ctx.invalid(format!("init_std must be finite and >= 0, got {init_std}")));
     }
-    let rep_out = Rep {
-        channels,
-        points: points.into(),
-    };
+    let rep_out = Rep { channels, points };
     let projector =
         Projector::new(ctx.group, rep_out, ctx.rep).map_err(|source| NnError::Group {
             layer: ctx.index,

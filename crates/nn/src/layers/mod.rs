@@ -41,7 +41,7 @@ pub mod layer_norm;
 pub mod linear;
 pub mod softmax;
 
-pub use activation::{Pointwise, PointwiseFn};
+pub use activation::{HyperparameterError, Pointwise, PointwiseFn};
 pub use batch_norm::BatchNorm;
 pub use dense::Dense;
 pub use group_linear::GroupLinear;

@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use eqaug_nn::{Loss, Network, Params};
+use eqaug_nn::{Loss, Params, Sequential};
 use ndarray::Array2;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -45,7 +45,7 @@ pub fn perturb(p: &mut Params<f64>, rng: &mut impl Rng, std: f64) {
 /// error stays far below the tolerance even where a layer norm over two channels is sharply
 /// curved), over every parameter.
 pub fn grad_check(
-    net: &Network<f64>,
+    net: &Sequential<f64>,
     p: &Params<f64>,
     x: &Array2<f64>,
     t: &Array2<f64>,
