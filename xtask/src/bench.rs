@@ -61,7 +61,10 @@ pub fn run_bench(args: Args) -> Result<(), String> {
             replace_section(&old, "## Stability analysis", &section),
         )
         .map_err(|e| format!("{}: {e}", out.display()))?;
-        eprintln!("{section}xtask: replaced the stability section of {}", out.display());
+        eprintln!(
+            "{section}xtask: replaced the stability section of {}",
+            out.display()
+        );
         return Ok(());
     }
     let e5_only = args.only.as_deref() == Some("e5");
