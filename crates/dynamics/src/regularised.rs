@@ -65,21 +65,11 @@ impl<'a, 'r> RegularisedRisk<'a, 'r> {
         v: &Params<f64>,
         out: &mut Params<f64>,
     ) -> Result<(), StabilityError> {
-        let nv = v.norm();
-        if nv == 0.0 {
-            out.fill_zero();
-            return Ok(());
-        }
-        let h = self.hvp_step * a.norm().max(1.0) / nv;
-        let mut p = a.clone();
-        p.axpy(h, v);
-        self.loss_and_gradient(&p, out)?;
-        p.axpy(-2.0 * h, v);
-        let mut gm = a.zeros_like();
-        self.loss_and_gradient(&p, &mut gm)?;
-        out.axpy(-1.0, &gm);
-        out.scale(0.5 / h);
-        Ok(())
+        let (mut p, mut gm) = (a.clone(), a.zeros_like());
+        let step = self.hvp_step;
+        crate::stability::central_difference_hvp(a, v, step, out, &mut p, &mut gm, |x, g| {
+            self.loss_and_gradient(x, g)
+        })
     }
 }
 

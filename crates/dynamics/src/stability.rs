@@ -129,15 +129,8 @@ impl<'a> Risk<'a> {
         if data.is_empty() {
             return Err(StabilityError::Invalid("the data set is empty".into()));
         }
-        if data.x.ncols() != net.input_width() || data.targets.ncols() != net.output_width() {
-            return Err(StabilityError::Invalid(format!(
-                "data of shape {} x {} -> {} does not fit the network ({} -> {})",
-                data.len(),
-                data.x.ncols(),
-                data.targets.ncols(),
-                net.input_width(),
-                net.output_width()
-            )));
+        if let Some(m) = data.mismatch(net) {
+            return Err(StabilityError::Invalid(m));
         }
         let augmented = elements.is_some();
         let elements = elements.unwrap_or_else(|| vec![Perm::identity(net.group().degree())]);
@@ -262,28 +255,16 @@ impl<'a> Risk<'a> {
         v: &Params<f64>,
         out: &mut Params<f64>,
     ) -> Result<(), StabilityError> {
-        let nv = v.norm();
-        if nv == 0.0 {
-            out.fill_zero();
-            return Ok(());
-        }
-        let h = self.hvp_step * a.norm().max(1.0) / nv;
         let (mut p, mut gm) = self
             .scratch
             .take()
             .unwrap_or_else(|| (a.zeros_like(), a.zeros_like()));
-        p.copy_from(a);
-        p.axpy(h, v);
-        let r = self.loss_and_gradient(&p, out).and_then(|_| {
-            p.axpy(-2.0 * h, v);
-            self.loss_and_gradient(&p, &mut gm)
+        let step = self.hvp_step;
+        let r = central_difference_hvp(a, v, step, out, &mut p, &mut gm, |x, g| {
+            self.loss_and_gradient(x, g)
         });
-        if r.is_ok() {
-            out.axpy(-1.0, &gm);
-            out.scale(0.5 / h);
-        }
         self.scratch = Some((p, gm));
-        r.map(|_| ())
+        r
     }
 
     fn run(&mut self, a: &Params<f64>, with_grad: bool) -> Result<f64, StabilityError> {
@@ -340,6 +321,34 @@ impl<'a> Risk<'a> {
         }
         Ok(loss)
     }
+}
+
+/// `H v ~ (grad(a + h v) - grad(a - h v)) / (2 h)`, `h = step * max(1, ||a||) / ||v||`, into
+/// `out` (`p` and `gm` are scratch of `a`'s layout). The one finite-difference HVP of
+/// the crate: [`Risk::hvp`] and the regularised risk's use it. `v = 0` gives 0.
+pub(crate) fn central_difference_hvp(
+    a: &Params<f64>,
+    v: &Params<f64>,
+    step: f64,
+    out: &mut Params<f64>,
+    p: &mut Params<f64>,
+    gm: &mut Params<f64>,
+    mut gradient: impl FnMut(&Params<f64>, &mut Params<f64>) -> Result<f64, StabilityError>,
+) -> Result<(), StabilityError> {
+    let nv = v.norm();
+    if nv == 0.0 {
+        out.fill_zero();
+        return Ok(());
+    }
+    let h = step * a.norm().max(1.0) / nv;
+    p.copy_from(a);
+    p.axpy(h, v);
+    gradient(p, out)?;
+    p.axpy(-2.0 * h, v);
+    gradient(p, gm)?;
+    out.axpy(-1.0, gm);
+    out.scale(0.5 / h);
+    Ok(())
 }
 
 fn transform(
@@ -627,6 +636,45 @@ struct TrustRegionOutcome {
     reason: String,
 }
 
+impl TrustRegionOutcome {
+    /// Marks convergence once `||g|| <= target`.
+    fn check_converged(&mut self, g: &Params<f64>, target: f64, rtol: f64, kind: &str) {
+        if g.norm() <= target {
+            self.converged = true;
+            self.reason = format!(
+                "relative residual below {rtol:e} after {} {kind}Newton iterations",
+                self.iterations
+            );
+        }
+    }
+
+    /// Whether the region has shrunk to the round-off floor (and says so).
+    fn collapsed(&mut self, radius: f64, a: &Params<f64>) -> bool {
+        let c = !self.converged && radius <= 1e-15 * a.norm().max(1.0);
+        if c {
+            self.reason = "trust region collapsed (round-off floor reached)".into();
+        }
+        c
+    }
+}
+
+/// The risk and projected gradient at a trial point; a non-finite risk is `(inf, false)` (a
+/// rejected step), not an error.
+fn evaluate_trial(
+    risk: &mut Risk<'_>,
+    trial: &Params<f64>,
+    g_new: &mut Params<f64>,
+) -> Result<(f64, bool), StabilityError> {
+    match risk.loss_and_gradient(trial, g_new) {
+        Ok(ft) => {
+            project_onto(g_new, Subspace::Equivariant);
+            Ok((ft, true))
+        }
+        Err(StabilityError::Invalid(_)) => Ok((f64::INFINITY, false)),
+        Err(e) => Err(e),
+    }
+}
+
 /// The Steihaug-Toint truncated conjugate-gradient solution of the trust-region model
 /// `min g.p + p.B p / 2, ||p|| <= radius, p in E` (`B = Pi_E Hess R Pi_E`), with `B p`.
 /// Stops at the boundary, at a direction of non-positive curvature (followed to the boundary:
@@ -723,14 +771,7 @@ fn trust_region_newton(
         let predicted = -(g.dot(&p) + 0.5 * p.dot(&bp));
         let mut trial = a.clone();
         trial.axpy(1.0, &p);
-        let (ft, ok) = match risk.loss_and_gradient(&trial, &mut g_new) {
-            Ok(ft) => (ft, true),
-            Err(StabilityError::Invalid(_)) => (f64::INFINITY, false),
-            Err(e) => return Err(e),
-        };
-        if ok {
-            project_onto(&mut g_new, Subspace::Equivariant);
-        }
+        let (ft, ok) = evaluate_trial(risk, &trial, &mut g_new)?;
         let rho = ratio(*f, ft, predicted, ok, g_new.norm() < gn);
         let pn = p.norm();
         if rho < 0.25 {
@@ -742,16 +783,9 @@ fn trust_region_newton(
             a.copy_from(&trial);
             *f = ft;
             g.copy_from(&g_new);
-            if g.norm() <= target {
-                out.converged = true;
-                out.reason = format!(
-                    "relative residual below {:e} after {} Newton iterations",
-                    opts.rtol, out.iterations
-                );
-            }
+            out.check_converged(g, target, opts.rtol, "");
         }
-        if !out.converged && radius <= 1e-15 * a.norm().max(1.0) {
-            out.reason = "trust region collapsed (round-off floor reached)".into();
+        if out.collapsed(radius, a) {
             break;
         }
     }
@@ -967,14 +1001,7 @@ fn dense_newton(
             }
         }
         let pn = phat.iter().map(|x| x * x).sum::<f64>().sqrt();
-        let (ft, ok) = match risk.loss_and_gradient(&trial, &mut g_new) {
-            Ok(ft) => (ft, true),
-            Err(StabilityError::Invalid(_)) => (f64::INFINITY, false),
-            Err(e) => return Err(e),
-        };
-        if ok {
-            project_onto(&mut g_new, Subspace::Equivariant);
-        }
+        let (ft, ok) = evaluate_trial(risk, &trial, &mut g_new)?;
         let gn = g.norm();
         let rho = ratio(*f, ft, predicted, ok, g_new.norm() < gn);
         if rho < 0.25 && !fresh {
@@ -1000,16 +1027,9 @@ fn dense_newton(
             } else {
                 eigen = None;
             }
-            if g.norm() <= target {
-                out.converged = true;
-                out.reason = format!(
-                    "relative residual below {:e} after {} dense Newton iterations",
-                    opts.rtol, out.iterations
-                );
-            }
+            out.check_converged(g, target, opts.rtol, "dense ");
         }
-        if !out.converged && radius <= 1e-15 * a.norm().max(1.0) {
-            out.reason = "trust region collapsed (round-off floor reached)".into();
+        if out.collapsed(radius, a) {
             break;
         }
     }
@@ -1061,13 +1081,6 @@ fn gaussian(n: usize, rng: &mut ChaCha8Rng) -> Vec<f64> {
             (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
         })
         .collect()
-}
-
-/// Projects a flat vector onto a subspace of the layout's parameter space.
-fn project_flat(layout: &Arc<eqaug_nn::Layout>, v: &mut [f64], sub: Subspace) {
-    let mut p = Params::from_vec(layout.clone(), v.to_vec()).expect("same length");
-    project_onto(&mut p, sub);
-    v.copy_from_slice(p.as_slice());
 }
 
 /// Spectrum of one block (E or E-perp) from several Lanczos runs.
@@ -1319,19 +1332,9 @@ fn block_spectrum(
     let mut runs: Vec<LanczosRun> = Vec::new();
     for _ in 0..opts.lanczos_runs.max(1) {
         let start = gaussian(a.len(), rng);
-        let mut vp = a.zeros_like();
-        let mut out = a.zeros_like();
-        let run = lanczos::lanczos(
-            &start,
-            opts.lanczos_steps,
-            |v, o| {
-                vp.as_mut_slice().copy_from_slice(v);
-                risk.hvp(a, &vp, &mut out)?;
-                o.copy_from_slice(out.as_slice());
-                Ok(())
-            },
-            &|v| project_flat(&layout, v, sub),
-        )?;
+        let run = lanczos::lanczos_on_block(&layout, sub, &start, opts.lanczos_steps, |v, o| {
+            risk.hvp(a, v, o)
+        })?;
         runs.push(run);
     }
     let (mut imin, mut imax) = (0, 0);

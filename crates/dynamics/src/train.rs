@@ -25,6 +25,22 @@ pub struct TrainData<T: Real> {
 }
 
 impl<T: Real> TrainData<T> {
+    /// Why these data do not fit `net` (input or target width), or `None` if they do.
+    pub fn mismatch<U: Real>(&self, net: &Network<U>) -> Option<String> {
+        (self.x.ncols() != net.input_width() || self.targets.ncols() != net.output_width()).then(
+            || {
+                format!(
+                    "data of shape {} x {} -> {} does not fit the network ({} -> {})",
+                    self.len(),
+                    self.x.ncols(),
+                    self.targets.ncols(),
+                    net.input_width(),
+                    net.output_width()
+                )
+            },
+        )
+    }
+
     /// Number of samples.
     pub fn len(&self) -> usize {
         self.x.nrows()
@@ -64,15 +80,8 @@ impl<'a, T: Real> Trainer<'a, T> {
         if data.is_empty() {
             return Err(TrainError::Invalid("the training set is empty".into()));
         }
-        if data.x.ncols() != net.input_width() || data.targets.ncols() != net.output_width() {
-            return Err(TrainError::Invalid(format!(
-                "data of shape {} x {} -> {} does not fit the network ({} -> {})",
-                data.len(),
-                data.x.ncols(),
-                data.targets.ncols(),
-                net.input_width(),
-                net.output_width()
-            )));
+        if let Some(m) = data.mismatch(net) {
+            return Err(TrainError::Invalid(m));
         }
         if data.x.ncols() != data.input_rep.dim(&group) {
             return Err(TrainError::Invalid(format!(

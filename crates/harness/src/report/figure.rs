@@ -492,7 +492,11 @@ fn reference_svg(exp: &Experiment, summary: &[SummaryRow]) -> DrawResult<Option<
 /// (red) and mean (blue) of |Phi(g x) - g Phi(x)|, one small dot per run and a large one for
 /// the median over runs, on a log scale (a 0 is drawn on the bottom edge). `None` when no
 /// run recorded it.
-pub fn equivariance_figure(exp: &Experiment) -> DrawResult<Option<String>> {
+pub fn equivariance_figure(exp: &Experiment) -> Result<Option<String>, FigureError> {
+    equivariance_svg(exp).map_err(|m| FigureError::new("equivariance.svg", m))
+}
+
+fn equivariance_svg(exp: &Experiment) -> DrawResult<Option<String>> {
     // (strategy, per-run [max, mean] values)
     let data: Vec<(&str, Vec<[f64; 2]>)> = exp
         .strategies

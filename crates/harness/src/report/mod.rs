@@ -209,10 +209,7 @@ pub fn report_into(dir: &Path, out: &Path) -> Result<ReportSummary, ReportError>
                 section.figures.push("reference.svg".into());
             }
             let path = folder.join("equivariance.svg");
-            let svg = figure::equivariance_figure(&exp).map_err(|message| ReportError::Figure {
-                path: path.clone(),
-                message,
-            })?;
+            let svg = figure::equivariance_figure(&exp).map_err(|e| e.at(path.clone()))?;
             if let Some(svg) = svg {
                 write_file(&path, &svg, written)?;
                 section.figures.push("equivariance.svg".into());

@@ -56,21 +56,7 @@ fn verdict(r: &StabilityReport) -> &'static str {
 pub fn claims(outputs: &[StabilityOutput]) -> Vec<Claim> {
     let mut out = Vec::new();
     let claim = |id: &str, exp: &str, statement: String, measured: f64, bound: Bound| {
-        let b = bound.to_string();
-        Claim {
-            id: id.into(),
-            experiment: exp.into(),
-            statement,
-            measured: if measured.is_finite() {
-                measured
-            } else {
-                super::claims::NOT_MEASURABLE
-            },
-            bound: b,
-            pass: bound.holds(measured),
-            no_data: false,
-            note: None,
-        }
+        Claim::measured(id, exp, statement, measured, bound, None)
     };
     for o in outputs {
         let exp = o.experiment.as_str();
@@ -376,7 +362,11 @@ fn de<E: std::fmt::Display>(e: E) -> String {
 
 /// The SLQ densities, one panel per analysed experiment (first run), eigenvalues scaled by
 /// the experiment's max |lambda|, log-scaled density.
-pub fn figure(outputs: &[StabilityOutput]) -> Result<String, String> {
+pub fn figure(outputs: &[StabilityOutput]) -> Result<String, super::figure::FigureError> {
+    figure_svg(outputs).map_err(|m| super::figure::FigureError::new("stability.svg", m))
+}
+
+fn figure_svg(outputs: &[StabilityOutput]) -> Result<String, String> {
     let panels: Vec<(&StabilityOutput, &StabilityReport)> = outputs
         .iter()
         .filter_map(|o| o.runs.first().map(|r| (o, &r.report)))
@@ -473,10 +463,7 @@ pub fn write(
         source,
     })?;
     let fig_path = out.join("stability.svg");
-    let svg = figure(&outputs).map_err(|message| ReportError::Figure {
-        path: fig_path.clone(),
-        message,
-    })?;
+    let svg = figure(&outputs).map_err(|e| e.at(fig_path.clone()))?;
     super::write_file(&fig_path, &svg, written)?;
     super::write_file(
         &out.join("stability.md"),
