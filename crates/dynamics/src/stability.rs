@@ -1248,7 +1248,8 @@ pub enum Verdict {
     /// The stationary-point search did not reach its tolerance: the point is not stationary
     /// and its spectra say nothing about stability.
     NotStationary,
-    /// No eigenvalue of either block below `-noise`: stable (to second order).
+    /// No eigenvalue of either block below `-noise`, both lowest Ritz values converged: stable
+    /// (to second order).
     Stable,
     /// `H_perp` vanishes (every Ritz value 0, or `mu` with a ridge, to the noise level): a
     /// flat point, e.g. a saturated or collapsed network whose group layers receive no
@@ -1259,6 +1260,11 @@ pub enum Verdict {
     UnstableOffE,
     /// The E block has an eigenvalue below `-noise`: not a minimum even within E.
     UnstableInE,
+    /// A* is stationary, but the lowest Ritz value of a block that decides the verdict is
+    /// non-negative and not converged (Ritz residual above a tenth of its size and the
+    /// noise): Lanczos bounds lambda_min only from above, so nothing is proven (more
+    /// `lanczos_steps`).
+    Unresolved,
 }
 
 /// Everything [`analyse`] measured at one stationary point.
@@ -1492,16 +1498,24 @@ pub fn analyse(
         }
     }
     count += aug.gradient_count();
+    // A Ritz value is an upper bound of the block's lambda_min (Cauchy interlacing): a negative
+    // one proves a negative eigenvalue, a non-negative one proves nothing until it has
+    // converged (Ritz residual at most a tenth of its size, or below the noise).
+    let settled = |b: &BlockSpectrum| b.min_residual <= 0.1 * b.min.abs() + noise;
     let verdict = if !sp.converged {
         Verdict::NotStationary
     } else if e_block.min < -noise {
         Verdict::UnstableInE
+    } else if !settled(&e_block) {
+        Verdict::Unresolved
     } else if perp_block.min < -noise {
         Verdict::UnstableOffE
     } else if (perp_block.min - opts.weight_decay).abs() <= noise
         && (perp_block.max - opts.weight_decay).abs() <= noise
     {
         Verdict::Flat
+    } else if !settled(&perp_block) {
+        Verdict::Unresolved
     } else {
         Verdict::Stable
     };

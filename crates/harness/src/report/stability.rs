@@ -47,6 +47,7 @@ fn verdict(r: &StabilityReport) -> &'static str {
         Verdict::Flat => "flat: H_perp = mu (saturated or collapsed network), no verdict",
         Verdict::UnstableOffE => "**unstable off E** (minimum in E, saddle of R_aug)",
         Verdict::UnstableInE => "unstable already in E",
+        Verdict::Unresolved => "unresolved: lowest Ritz value not converged",
     }
 }
 
@@ -318,6 +319,9 @@ pub fn paragraph(outputs: &[StabilityOutput]) -> String {
             match r.verdict {
                 Verdict::NotStationary => t.push_str(": not stationary within the budget, so no verdict"),
                 Verdict::Stable => t.push_str(": stable for augmented training"),
+                Verdict::Unresolved => t.push_str(
+                    ": stationary, but the lowest Ritz value of a deciding block has not converged (its residual exceeds a tenth of it; Lanczos bounds lambda_min only from above), so no verdict",
+                ),
                 Verdict::Flat => t.push_str(
                     ": H_perp is the ridge alone (the loss gives the group layers no curvature: a saturated or collapsed network), so no verdict",
                 ),
