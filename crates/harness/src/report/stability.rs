@@ -48,6 +48,7 @@ fn verdict(r: &StabilityReport) -> &'static str {
         Verdict::UnstableOffE => "**unstable off E** (minimum in E, saddle of R_aug)",
         Verdict::UnstableInE => "unstable already in E",
         Verdict::Unresolved => "unresolved: lowest Ritz value not converged",
+        Verdict::EstimateOnly => "negative only in the sampled estimate of H_perp: no verdict",
     }
 }
 
@@ -319,6 +320,9 @@ pub fn paragraph(outputs: &[StabilityOutput]) -> String {
             match r.verdict {
                 Verdict::NotStationary => t.push_str(": not stationary within the budget, so no verdict"),
                 Verdict::Stable => t.push_str(": stable for augmented training"),
+                Verdict::EstimateOnly => t.push_str(
+                    ": a minimum within E whose sampled estimate of H_perp has negative eigenvalues; a mean over M sampled elements is biased towards the single-element Hessian (E4-rototrans in an earlier run: exact lambda_min -1.2e-4, M = 8 estimate -1.0e-1), so no verdict",
+                ),
                 Verdict::Unresolved => t.push_str(
                     ": stationary, but the lowest Ritz value of a deciding block has not converged (its residual exceeds a tenth of it; Lanczos bounds lambda_min only from above), so no verdict",
                 ),
