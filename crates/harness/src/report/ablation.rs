@@ -398,11 +398,7 @@ pub fn ablation_markdown(groups: &[NormAblation], claims: &[Claim]) -> Option<St
                 result_word(c),
                 c.experiment,
                 c.id,
-                if c.no_data {
-                    "-".into()
-                } else {
-                    sci(c.measured)
-                },
+                c.measured_text(),
                 c.bound,
                 c.note.as_deref().unwrap_or("").replace('|', "\\|"),
             );

@@ -47,6 +47,15 @@ pub struct Claim {
 }
 
 impl Claim {
+    /// The measured value as the tables print it (`-` without data).
+    pub fn measured_text(&self) -> String {
+        if self.no_data {
+            "-".into()
+        } else {
+            sci(self.measured)
+        }
+    }
+
     /// A measured claim: `pass` when `bound` holds for `measured`; a non-finite measurement is
     /// recorded as [`NOT_MEASURABLE`] (and fails).
     pub fn measured(
@@ -499,11 +508,7 @@ pub fn claims_markdown(claims: &[Claim]) -> String {
             },
             c.experiment,
             c.id,
-            if c.no_data {
-                "-".to_string()
-            } else {
-                sci(c.measured)
-            },
+            c.measured_text(),
             c.bound,
             c.statement.replace('|', "\\|"),
             note.replace('|', "\\|"),
