@@ -170,9 +170,11 @@ pub fn shard_runs(runs: usize, shard: Option<(usize, usize)>) -> Vec<usize> {
 }
 
 /// A fingerprint of everything that determines a run's numbers: the resolved config (less
-/// the number of runs and how many run at once) and the command-line overrides.
+/// the number of runs, how many run at once, and the `[stability]` section, which only the
+/// stability command reads) and the command-line overrides.
 pub fn config_key(exp: &Experiment) -> String {
     let mut table: toml::Table = toml::from_str(&exp.resolved_toml).unwrap_or_default();
+    table.remove("stability");
     if let Some(toml::Value::Table(p)) = table.get_mut("protocol") {
         p.remove("runs");
         p.remove("parallel_runs");

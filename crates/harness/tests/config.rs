@@ -204,3 +204,27 @@ fn the_readme_example_runs() {
     assert_eq!(s.finished, vec![0]);
     assert!(s.failures.is_empty());
 }
+
+#[test]
+fn the_run_fingerprint_ignores_the_stability_section_only() {
+    let key = |text: &str| eqaug_harness::runner::config_key(&parse(text).unwrap()[0]);
+    let base = key(GOOD);
+    let with_stability = format!("{GOOD}\n[stability]\nruns = 1\nlanczos_steps = 12\n");
+    let other_stability = with_stability.replace("lanczos_steps = 12", "lanczos_steps = 30");
+    assert_eq!(
+        key(&with_stability),
+        base,
+        "adding [stability] re-keys the runs"
+    );
+    assert_eq!(
+        key(&other_stability),
+        base,
+        "editing [stability] re-keys the runs"
+    );
+    let other_epochs = GOOD.replace("epochs = 3", "epochs = 4");
+    assert_ne!(
+        key(&other_epochs),
+        base,
+        "the epochs must change the fingerprint"
+    );
+}
