@@ -236,13 +236,19 @@ impl<'a> Risk<'a> {
         grad: &mut Params<f64>,
     ) -> Result<f64, StabilityError> {
         let l = self.run(a, true)?;
-        grad.fill_zero();
-        for b in &self.blocks {
-            grad.axpy(1.0, &b.grads);
+        // One fused pass: grad = c sum_b grads_b + mu a (blocks summed in a fixed order).
+        let c = 1.0 / (self.data.len() * self.num_elements()) as f64;
+        let mu = self.weight_decay;
+        let out = grad.as_mut_slice();
+        let (first, rest) = self.blocks.split_first().expect("at least one block");
+        out.copy_from_slice(first.grads.as_slice());
+        for b in rest {
+            for (o, x) in out.iter_mut().zip(b.grads.as_slice()) {
+                *o += x;
+            }
         }
-        grad.scale(1.0 / (self.data.len() * self.num_elements()) as f64);
-        if self.weight_decay != 0.0 {
-            grad.axpy(self.weight_decay, a);
+        for (o, x) in out.iter_mut().zip(a.as_slice()) {
+            *o = c * *o + mu * x;
         }
         self.gradients += 1;
         Ok(l + self.ridge(a))
@@ -341,13 +347,26 @@ pub(crate) fn central_difference_hvp(
         return Ok(());
     }
     let h = step * a.norm().max(1.0) / nv;
-    p.copy_from(a);
-    p.axpy(h, v);
+    // Fused passes (this is all the HVP adds to its two gradients; on small data sets the
+    // vector work is a visible part of a gradient's cost).
+    let shifted = |p: &mut Params<f64>, h: f64| {
+        for ((p, a), v) in p
+            .as_mut_slice()
+            .iter_mut()
+            .zip(a.as_slice())
+            .zip(v.as_slice())
+        {
+            *p = a + h * v;
+        }
+    };
+    shifted(p, h);
     gradient(p, out)?;
-    p.axpy(-2.0 * h, v);
+    shifted(p, -h);
     gradient(p, gm)?;
-    out.axpy(-1.0, gm);
-    out.scale(0.5 / h);
+    let c = 0.5 / h;
+    for (o, g) in out.as_mut_slice().iter_mut().zip(gm.as_slice()) {
+        *o = (*o - g) * c;
+    }
     Ok(())
 }
 
@@ -902,6 +921,110 @@ fn trust_region_step(values: &[f64], g: &[f64], radius: f64) -> (Vec<f64>, bool)
     (step(hi), true)
 }
 
+/// The Hessian of `risk` at `a` on E in the orthonormal `basis` (`dim E` HVPs, one per basis
+/// vector), symmetrised, and the spectral norm of the antisymmetric part the central
+/// differences left (`||(H - H^T) / 2||_2`): the exact Hessian is symmetric, so this measures
+/// their error, and by Weyl's inequality an error of that size moves each eigenvalue of the
+/// symmetrised matrix by about as much.
+fn dense_hessian_on_e(
+    risk: &mut Risk<'_>,
+    a: &Params<f64>,
+    basis: &[BasisVector],
+) -> Result<(Vec<Vec<f64>>, f64), StabilityError> {
+    let n = basis.len();
+    let mut v = a.zeros_like();
+    let mut hv = a.zeros_like();
+    let mut h = vec![vec![0.0; n]; n];
+    for (j, (idx, val)) in basis.iter().enumerate() {
+        v.fill_zero();
+        for &i in idx {
+            v.as_mut_slice()[i] = *val;
+        }
+        risk.hvp(a, &v, &mut hv)?;
+        let col = coordinates(basis, hv.as_slice());
+        for (i, c) in col.into_iter().enumerate() {
+            h[i][j] = c;
+        }
+    }
+    let mut k = vec![vec![0.0; n]; n];
+    for i in 0..n {
+        for j in 0..i {
+            let m = 0.5 * (h[i][j] + h[j][i]);
+            k[i][j] = 0.5 * (h[i][j] - h[j][i]);
+            k[j][i] = -k[i][j];
+            h[i][j] = m;
+            h[j][i] = m;
+        }
+    }
+    Ok((h, antisymmetric_norm(&k)))
+}
+
+/// `||K||_2` of an antisymmetric matrix: power iteration on `K^T K = -K^2` (deterministic
+/// start, 100 iterations or a relative change below 1e-6; an estimate from below that is
+/// within a few per cent of the norm for these matrices).
+fn antisymmetric_norm(k: &[Vec<f64>]) -> f64 {
+    let n = k.len();
+    if n == 0 {
+        return 0.0;
+    }
+    let mul = |x: &[f64]| -> Vec<f64> {
+        k.iter()
+            .map(|row| row.iter().zip(x).map(|(a, b)| a * b).sum())
+            .collect()
+    };
+    let mut x: Vec<f64> = (0..n).map(|i| 1.0 + (i % 7) as f64 / 7.0).collect();
+    let mut est = 0.0;
+    for _ in 0..100 {
+        let nx = x.iter().map(|v| v * v).sum::<f64>().sqrt();
+        if nx == 0.0 {
+            return 0.0;
+        }
+        x.iter_mut().for_each(|v| *v /= nx);
+        let y = mul(&x);
+        let next = y.iter().map(|v| v * v).sum::<f64>().sqrt();
+        x = mul(&y);
+        x.iter_mut().for_each(|v| *v = -*v);
+        if (next - est).abs() <= 1e-6 * next {
+            return next;
+        }
+        est = next;
+    }
+    est
+}
+
+/// The whole spectrum of `Hess R` on E from the dense Hessian in the orbit basis (when
+/// `dim E` is at most [`StationaryOptions::dense_limit`]): every eigenvalue, exact up to the
+/// central differences' error, which is estimated by the asymmetry they leave and reported in
+/// place of the Ritz residuals. The density is the exact one (weight `1 / dim E` per value).
+fn dense_block(
+    risk: &mut Risk<'_>,
+    a: &Params<f64>,
+    basis: &[BasisVector],
+    noise: f64,
+) -> Result<BlockSpectrum, StabilityError> {
+    let (h, asym) = dense_hessian_on_e(risk, a, basis)?;
+    let n = h.len();
+    let (mut values, _) = crate::lanczos::symmetric_eigen(&h);
+    values.sort_by(f64::total_cmp);
+    Ok(BlockSpectrum {
+        min: values[0],
+        min_residual: asym,
+        max: values[n - 1],
+        max_residual: asym,
+        negative: values.iter().filter(|&&x| x < 0.0).count(),
+        negative_beyond_noise: values.iter().filter(|&&x| x < -noise).count(),
+        noise,
+        steps: n,
+        runs: 1,
+        density: SpectralDensity {
+            nodes: vec![values.clone()],
+            weights: vec![vec![1.0 / n as f64; n]],
+        },
+        ritz_values: values,
+        dense: true,
+    })
+}
+
 /// Trust-region Newton with the whole Hessian on E ([`StationaryOptions::dense_limit`]): the
 /// Hessian in the orthonormal orbit basis from `dim E` HVPs, its eigen-decomposition, and the
 /// exact trust-region step. Affine invariance makes it indifferent to the orbit sizes that make
@@ -936,33 +1059,13 @@ fn dense_newton(
     let mut eigen: Option<(Vec<f64>, Vec<Vec<f64>>)> = None;
     let mut d: Vec<f64> = vec![1.0; n];
     let mut fresh = true;
-    let mut v = a.zeros_like();
-    let mut hv = a.zeros_like();
     let mut g_new = a.zeros_like();
     while !out.converged && out.iterations < opts.newton_iterations {
         out.iterations += 1;
         if eigen.is_none() {
             fresh = true;
-            let mut h = vec![vec![0.0; n]; n];
-            for (j, (idx, val)) in basis.iter().enumerate() {
-                v.fill_zero();
-                for &i in idx {
-                    v.as_mut_slice()[i] = *val;
-                }
-                risk.hvp(a, &v, &mut hv)?;
-                let col = coordinates(basis, hv.as_slice());
-                for (i, c) in col.into_iter().enumerate() {
-                    h[i][j] = c;
-                }
-            }
+            let (mut h, _) = dense_hessian_on_e(risk, a, basis)?;
             out.hvps += n;
-            for i in 0..n {
-                for j in 0..i {
-                    let m = 0.5 * (h[i][j] + h[j][i]);
-                    h[i][j] = m;
-                    h[j][i] = m;
-                }
-            }
             // Jacobi scaling: unit diagonal, so that the trust region is an ellipsoid fitted to
             // the curvatures (which span up to 7 decades here) rather than a ball.
             let top = (0..n).map(|i| h[i][i].abs()).fold(0.0, f64::max);
@@ -974,7 +1077,7 @@ fn dense_newton(
                     h[i][j] /= d[i] * d[j];
                 }
             }
-            eigen = Some(crate::lanczos::jacobi_eigen(h));
+            eigen = Some(crate::lanczos::symmetric_eigen(&h));
         }
         let (values, vectors) = eigen.as_ref().expect("just built");
         let gc: Vec<f64> = coordinates(basis, g.as_slice())
@@ -1108,6 +1211,10 @@ pub struct BlockSpectrum {
     pub ritz_values: Vec<f64>,
     /// The SLQ density (nodes and weights of every run).
     pub density: SpectralDensity,
+    /// Whether the spectrum is the dense one (every eigenvalue of the Hessian on E in the orbit
+    /// basis; `steps` is then `dim E`, the residuals the central differences' asymmetry).
+    #[serde(default)]
+    pub dense: bool,
 }
 
 /// The sampling error of an estimated `H_perp` (groups too large to enumerate).
@@ -1124,6 +1231,48 @@ pub struct SamplingError {
     /// `|lambda_max(1) - lambda_max(2)|`.
     pub max_difference: f64,
 }
+
+/// The held-out Rayleigh quotient of an estimated `H_perp`'s lowest Ritz vector `v` (from the
+/// first sample): `q_k = v^T H_k v` under `K` further independent samples `H_k` of M elements
+/// each. Each `q_k` is an unbiased estimate of `v^T H_perp v` for the exact group average, and
+/// `lambda_min(H_perp) <= v^T H_perp v` for a unit `v` in E-perp: unlike the sample's own lowest
+/// eigenvalue (biased downwards, being a minimum over the sample's noise), a mean of the `q_k`
+/// significantly below zero proves a negative eigenvalue of the exact `H_perp`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HeldOutRayleigh {
+    /// Group elements per sample (M).
+    pub sample_size: usize,
+    /// `q_k`, one per held-out sample.
+    pub values: Vec<f64>,
+    /// Their mean.
+    pub mean: f64,
+    /// Its standard error (sample standard deviation / sqrt K).
+    pub standard_error: f64,
+}
+
+impl HeldOutRayleigh {
+    /// From the quotients of `K >= 2` samples of `m` elements.
+    pub fn from_values(sample_size: usize, values: Vec<f64>) -> Self {
+        let k = values.len() as f64;
+        let mean = values.iter().sum::<f64>() / k;
+        let var = values.iter().map(|q| (q - mean).powi(2)).sum::<f64>() / (k - 1.0).max(1.0);
+        HeldOutRayleigh {
+            sample_size,
+            mean,
+            standard_error: (var / k).sqrt(),
+            values,
+        }
+    }
+
+    /// Whether the mean lies more than [`RAYLEIGH_SIGMAS`] standard errors below `-noise`.
+    pub fn significantly_negative(&self, noise: f64) -> bool {
+        self.values.len() >= 2 && self.mean + RAYLEIGH_SIGMAS * self.standard_error < -noise
+    }
+}
+
+/// Standard errors a held-out Rayleigh quotient must lie below `-noise` to count: 4 (a
+/// one-sided t-test with K - 1 = 15 degrees of freedom then has p < 0.001).
+pub const RAYLEIGH_SIGMAS: f64 = 4.0;
 
 /// A measured escape from `A* + delta v` under exact-average augmented gradient descent.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -1217,8 +1366,16 @@ pub struct StabilityOptions {
     pub escape_eta: Option<f64>,
     /// Seed of the random starts and samples.
     pub seed: u64,
+    /// K, the held-out samples of the Rayleigh test of an estimated `H_perp`
+    /// ([`HeldOutRayleigh`]; 0: none).
+    #[serde(default = "default_rayleigh_samples")]
+    pub rayleigh_samples: usize,
     /// Config key named when the Lanczos basis does not fit in memory.
     pub memory_key: String,
+}
+
+fn default_rayleigh_samples() -> usize {
+    16
 }
 
 impl Default for StabilityOptions {
@@ -1236,6 +1393,7 @@ impl Default for StabilityOptions {
             escape_steps: 20,
             escape_eta: None,
             seed: 0,
+            rayleigh_samples: default_rayleigh_samples(),
             memory_key: "stability.lanczos_steps".into(),
         }
     }
@@ -1266,6 +1424,10 @@ pub enum Verdict {
     /// group average's (E4-rototrans: exact lambda_min -1.2e-4, M = 8 estimate -1.0e-1), and
     /// two samples agree with each other, so their difference does not reveal the bias.
     EstimateOnly,
+    /// A minimum within E whose `H_perp` is estimated from samples, with a held-out Rayleigh
+    /// quotient ([`HeldOutRayleigh`]) significantly below `-noise`: the exact group average
+    /// has a negative eigenvalue, at most that quotient (a statistical proof, p < 0.001).
+    UnstableOffESampled,
     /// A* is stationary, but the lowest Ritz value of a block that decides the verdict is
     /// non-negative and not converged (Ritz residual above a tenth of its size and the
     /// noise): Lanczos bounds lambda_min only from above, so nothing is proven (more
@@ -1317,6 +1479,9 @@ pub struct StabilityReport {
     pub perp_elements: usize,
     /// Sampling error of the estimate (two independent samples), when not exact.
     pub sampling_error: Option<SamplingError>,
+    /// The held-out Rayleigh test of the estimate's lowest Ritz vector, when not exact.
+    #[serde(default)]
+    pub held_out_rayleigh: Option<HeldOutRayleigh>,
     /// `||Pi_perp Hess R_aug v|| / ||Hess R_aug v||` for a random `v` in E (exact only):
     /// the off-diagonal block, zero at an equivariant point (SPEC 10(d)).
     pub off_diagonal: Option<f64>,
@@ -1328,6 +1493,49 @@ pub struct StabilityReport {
     pub verdict: Verdict,
     /// Gradient evaluations of the whole analysis (one HVP = two).
     pub gradient_evaluations: usize,
+}
+
+/// The held-out Rayleigh test ([`HeldOutRayleigh`]): `v` projected onto E-perp and normalised,
+/// then `q_k = v^T H_k v` at `a` for `opts.rayleigh_samples` fresh samples of
+/// `opts.sample_elements` group elements drawn from `rng` (each `H_k` the Hessian of the risk
+/// averaged over its sample, with the ridge). Returns `None` when `v` has no E-perp part, and
+/// the gradients spent.
+pub fn held_out_rayleigh(
+    net: &Network<f64>,
+    data: &TrainData<f64>,
+    a: &Params<f64>,
+    v: &Params<f64>,
+    opts: &StabilityOptions,
+    rng: &mut ChaCha8Rng,
+) -> Result<(Option<HeldOutRayleigh>, usize), StabilityError> {
+    let mut v = v.clone();
+    project_onto(&mut v, Subspace::Orthogonal);
+    let nv = v.norm();
+    if nv == 0.0 {
+        return Ok((None, 0));
+    }
+    v.scale(1.0 / nv);
+    let mut hv = a.zeros_like();
+    let mut values = Vec::with_capacity(opts.rayleigh_samples);
+    let mut grads = 0;
+    for _ in 0..opts.rayleigh_samples {
+        let sample = (0..opts.sample_elements.max(1))
+            .map(|_| net.group().sample(rng))
+            .collect();
+        let mut r = Risk::new(net, data, opts.minibatch, Some(sample))?;
+        r.set_hvp_step(opts.hvp_step);
+        r.set_weight_decay(opts.weight_decay);
+        r.hvp(a, &v, &mut hv)?;
+        values.push(v.dot(&hv));
+        grads += r.gradient_count();
+    }
+    Ok((
+        Some(HeldOutRayleigh::from_values(
+            opts.sample_elements.max(1),
+            values,
+        )),
+        grads,
+    ))
 }
 
 /// Runs `lanczos_runs` Lanczos runs of `hvp` restricted to `sub`, returning the block
@@ -1374,6 +1582,7 @@ fn block_spectrum(
             nodes: runs.iter().map(|r| r.ritz_values.clone()).collect(),
             weights: runs.iter().map(|r| r.weights.clone()).collect(),
         },
+        dense: false,
     };
     let v = runs[imin].ritz_vector(0);
     Ok((spectrum, v))
@@ -1403,14 +1612,20 @@ pub fn analyse(
 
     // Noise from the first E run's scale is not known yet: use the residual first, then the
     // HVP accuracy relative to the largest eigenvalue.
-    let (mut e_block, _) = block_spectrum(
-        &mut nominal,
-        &a,
-        Subspace::Equivariant,
-        opts,
-        &mut rng,
-        sp.residual,
-    )?;
+    let basis_e = e_basis(a.layout());
+    let mut e_block = if basis_e.len() <= opts.stationary.dense_limit {
+        dense_block(&mut nominal, &a, &basis_e, sp.residual)?
+    } else {
+        block_spectrum(
+            &mut nominal,
+            &a,
+            Subspace::Equivariant,
+            opts,
+            &mut rng,
+            sp.residual,
+        )?
+        .0
+    };
     let mut count = nominal.gradient_count();
 
     let group = net.group().clone();
@@ -1443,6 +1658,7 @@ pub fn analyse(
         b.negative_beyond_noise = b.ritz_values.iter().filter(|&&x| x < -noise).count();
     }
     let mut sampling_error = None;
+    let mut rayleigh: Option<HeldOutRayleigh> = None;
     let (mut off_diagonal, mut escape_min, mut escape_random) = (None, None, None);
     if !exact {
         let (second, _) = augmentation_elements(
@@ -1463,6 +1679,12 @@ pub fn analyse(
             min_difference: (b2.min - perp_block.min).abs(),
             max_difference: (b2.max - perp_block.max).abs(),
         });
+        if opts.rayleigh_samples >= 2 {
+            let v = Params::from_vec(a.layout().clone(), vmin.clone())?;
+            let (q, grads) = held_out_rayleigh(net, data, &a, &v, opts, &mut rng)?;
+            count += grads;
+            rayleigh = q;
+        }
     } else {
         // Off-diagonal block at A*: a random v in E, the E-perp part of Hess R_aug v.
         let mut v = Params::from_vec(a.layout().clone(), gaussian(a.len(), &mut rng))?;
@@ -1515,7 +1737,14 @@ pub fn analyse(
     } else if !settled(&e_block) {
         Verdict::Unresolved
     } else if perp_block.min < -noise && !exact {
-        Verdict::EstimateOnly
+        if rayleigh
+            .as_ref()
+            .is_some_and(|r| r.significantly_negative(noise))
+        {
+            Verdict::UnstableOffESampled
+        } else {
+            Verdict::EstimateOnly
+        }
     } else if perp_block.min < -noise {
         Verdict::UnstableOffE
     } else if (perp_block.min - opts.weight_decay).abs() <= noise
@@ -1564,6 +1793,7 @@ pub fn analyse(
             perp_exact: exact,
             perp_elements: n_el,
             sampling_error,
+            held_out_rayleigh: rayleigh,
             off_diagonal,
             escape_min,
             escape_random,
@@ -1629,6 +1859,25 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The spectral norm of antisymmetric matrices: a direct sum of 2 x 2 rotation generators
+    /// [[0, a], [-a, 0]] (norm max |a|), in a random orthogonal-ish basis change by a
+    /// permutation, and the zero matrix.
+    #[test]
+    fn antisymmetric_norm_of_known_matrices() {
+        let a = [0.3, -2.5, 1.7, 0.0];
+        let n = 2 * a.len();
+        let perm = [5, 2, 7, 0, 3, 6, 1, 4];
+        let mut k = vec![vec![0.0; n]; n];
+        for (b, &x) in a.iter().enumerate() {
+            let (i, j) = (perm[2 * b], perm[2 * b + 1]);
+            k[i][j] = x;
+            k[j][i] = -x;
+        }
+        let got = antisymmetric_norm(&k);
+        assert!((got - 2.5).abs() < 1e-5, "{got}");
+        assert_eq!(antisymmetric_norm(&vec![vec![0.0; 3]; 3]), 0.0);
     }
 
     /// The orbit basis is orthonormal, has dim E vectors, and sum_b (b.v) b = Pi_E v.
