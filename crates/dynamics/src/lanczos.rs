@@ -189,6 +189,9 @@ pub fn lanczos_on_block(
         project_onto(&mut p, sub);
         v.copy_from_slice(p.as_slice());
     };
+    // At most dim(sub) steps: beyond it the Krylov space is exhausted, and with inexact
+    // (central-difference) products the breakdown test may miss it and add a spurious vector.
+    let steps = steps.min(subspace_dim(layout, sub)).max(1);
     lanczos(
         start,
         steps,
@@ -200,6 +203,26 @@ pub fn lanczos_on_block(
         },
         &project,
     )
+}
+
+/// Dimension of E (every parameter outside the group layers, and dim E of each group layer)
+/// or of E-perp (the rest of the group layers).
+pub fn subspace_dim(layout: &Layout, sub: Subspace) -> usize {
+    let mut e = 0;
+    let mut perp = 0;
+    for t in layout.tensors() {
+        match &t.kind {
+            eqaug_nn::TensorKind::Group { projector, .. } => {
+                e += projector.dim();
+                perp += t.len - projector.dim();
+            }
+            _ => e += t.len,
+        }
+    }
+    match sub {
+        Subspace::Equivariant => e,
+        Subspace::Orthogonal => perp,
+    }
 }
 
 /// Bytes of a Lanczos basis of `steps` vectors of dimension `dim` in f64.

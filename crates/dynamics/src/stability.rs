@@ -101,8 +101,10 @@ pub struct Risk<'a> {
     data: &'a TrainData<f64>,
     minibatch: usize,
     elements: Vec<Perm>,
-    /// `(element index, row range)` per work item.
-    items: Vec<(usize, Range<usize>)>,
+    /// Per work item, its units `(element index, row range)`: one unit, or (augmented risk,
+    /// whole mini-batches) several elements' rows stacked into one pass of up to `CHUNK_ROWS`
+    /// rows, so that small data sets still give the GEMMs many rows.
+    items: Vec<Vec<(usize, Range<usize>)>>,
     blocks: Vec<Block>,
     hvp_step: f64,
     weight_decay: f64,
@@ -142,28 +144,44 @@ impl<'a> Risk<'a> {
         let n = data.len();
         let rows =
             ((CHUNK_ROWS / minibatch).max(1) * minibatch).min(n.div_ceil(minibatch) * minibatch);
-        let mut items = Vec::new();
+        let mut units = Vec::new();
         for e in 0..elements.len() {
             for start in (0..n).step_by(rows) {
-                items.push((e, start..(start + rows).min(n)));
+                units.push((e, start..(start + rows).min(n)));
             }
         }
+        // Stacking keeps every mini-batch (the normalisation statistics) intact only when
+        // each unit is made of whole mini-batches.
+        let stack = augmented && n % minibatch == 0;
+        let mut items: Vec<Vec<(usize, Range<usize>)>> = Vec::new();
+        let mut used = 0;
+        for u in units {
+            let len = u.1.len();
+            match items.last_mut() {
+                Some(last) if stack && used + len <= CHUNK_ROWS => {
+                    last.push(u);
+                    used += len;
+                }
+                _ => {
+                    items.push(vec![u]);
+                    used = len;
+                }
+            }
+        }
+        let item_rows = items
+            .iter()
+            .map(|it| it.iter().map(|u| u.1.len()).sum::<usize>())
+            .max()
+            .unwrap_or(0);
         let nb = items.len().min(MAX_BLOCKS);
         let per = items.len().div_ceil(nb);
         let blocks = (0..nb)
             .map(|b| Block {
                 items: b * per..((b + 1) * per).min(items.len()),
-                ws: net.workspace(rows),
+                ws: net.workspace(item_rows),
                 grads: net.zeros(),
-                xbuf: Array2::zeros((if augmented { rows } else { 0 }, data.x.ncols())),
-                ybuf: Array2::zeros((
-                    if augmented && data.target_rep.is_some() {
-                        rows
-                    } else {
-                        0
-                    },
-                    data.targets.ncols(),
-                )),
+                xbuf: Array2::zeros((if augmented { item_rows } else { 0 }, data.x.ncols())),
+                ybuf: Array2::zeros((if augmented { item_rows } else { 0 }, data.targets.ncols())),
             })
             .filter(|b| !b.items.is_empty())
             .collect();
@@ -290,24 +308,24 @@ impl<'a> Risk<'a> {
                     b.grads.fill_zero();
                 }
                 let mut total = 0.0;
-                for (e, rows) in &items[b.items.clone()] {
-                    let (start, end) = (rows.start, rows.end);
-                    let x = data.x.slice(s![start..end, ..]);
-                    let t = data.targets.slice(s![start..end, ..]);
+                for units in &items[b.items.clone()] {
                     let l = if elements.is_empty() {
+                        let rows = &units[0].1;
+                        let x = data.x.slice(s![rows.start..rows.end, ..]);
+                        let t = data.targets.slice(s![rows.start..rows.end, ..]);
                         if with_grad {
                             net.loss_and_grad(a, x, t, mb, &mut b.grads, &mut b.ws)
                         } else {
                             net.loss(a, x, t, mb, &mut b.ws)
                         }
                     } else {
-                        transform(data, &elements[*e], start, end, &mut b.xbuf, &mut b.ybuf);
-                        let xb = b.xbuf.slice(s![..end - start, ..]);
-                        let tb = if data.target_rep.is_some() {
-                            b.ybuf.slice(s![..end - start, ..])
-                        } else {
-                            t
-                        };
+                        let mut r0 = 0;
+                        for (e, rows) in units {
+                            transform(data, &elements[*e], rows, r0, &mut b.xbuf, &mut b.ybuf);
+                            r0 += rows.len();
+                        }
+                        let xb = b.xbuf.slice(s![..r0, ..]);
+                        let tb = b.ybuf.slice(s![..r0, ..]);
                         if with_grad {
                             net.loss_and_grad(a, xb, tb, mb, &mut b.grads, &mut b.ws)
                         } else {
@@ -370,18 +388,21 @@ pub(crate) fn central_difference_hvp(
     Ok(())
 }
 
+/// Writes the rows `rows` of the data, transformed by `g`, into the buffers from row `r0` on:
+/// inputs moved when they live on the base points, targets moved when they do and copied
+/// otherwise.
 fn transform(
     data: &TrainData<f64>,
     g: &Perm,
-    start: usize,
-    end: usize,
+    rows: &Range<usize>,
+    r0: usize,
     xbuf: &mut Array2<f64>,
     ybuf: &mut Array2<f64>,
 ) {
     let move_x = data.input_rep.points == Points::Base;
     let move_t = matches!(data.target_rep, Some(r) if r.points == Points::Base);
-    for i in start..end {
-        let r = i - start;
+    for (k, i) in rows.clone().enumerate() {
+        let r = r0 + k;
         let xs = data.x.row(i);
         let xs = xs.as_slice().expect("standard layout");
         let xo = xbuf.row_mut(r).into_slice().expect("standard layout");
@@ -390,15 +411,13 @@ fn transform(
         } else {
             xo.copy_from_slice(xs);
         }
-        if data.target_rep.is_some() {
-            let ts = data.targets.row(i);
-            let ts = ts.as_slice().expect("standard layout");
-            let to = ybuf.row_mut(r).into_slice().expect("standard layout");
-            if move_t {
-                act_on_sample(g, ts, to);
-            } else {
-                to.copy_from_slice(ts);
-            }
+        let ts = data.targets.row(i);
+        let ts = ts.as_slice().expect("standard layout");
+        let to = ybuf.row_mut(r).into_slice().expect("standard layout");
+        if move_t {
+            act_on_sample(g, ts, to);
+        } else {
+            to.copy_from_slice(ts);
         }
     }
 }
@@ -1295,7 +1314,8 @@ pub struct Escape {
 
 /// Exact-average augmented gradient descent with learning rate `eta` from
 /// `a_star + delta * v / ||v||` (`v` projected onto E-perp), for `steps` steps or until
-/// `||A_Eperp||` exceeds `10 delta`; returns the norms of the E-perp component per step.
+/// `||A_Eperp||` exceeds `10 delta` or falls below `1e-6 delta`; returns the norms of the E-perp
+/// component per step.
 pub fn measure_escape(
     risk_aug: &mut Risk<'_>,
     a_star: &Params<f64>,
@@ -1326,7 +1346,9 @@ pub fn measure_escape(
         a.axpy(-eta, &g);
         let n = perp(&a);
         norms.push(n);
-        if n > 10.0 * delta {
+        // Growth beyond the linear regime, or a decay to a millionth of delta (further on,
+        // round-off in A* (about 1e-16 ||A*||) would bias the measured factor).
+        if n > 10.0 * delta || n < 1e-6 * delta {
             break;
         }
     }
@@ -1349,6 +1371,10 @@ pub struct StabilityOptions {
     pub lanczos_steps: usize,
     /// Lanczos runs (random starts) per block; all feed the SLQ density.
     pub lanczos_runs: usize,
+    /// Steps of one more Lanczos run per block, restarted from the Ritz vector of the lowest
+    /// value (0: none): refines the lowest eigenpair.
+    #[serde(default)]
+    pub refine_steps: usize,
     /// Groups with more elements are averaged over a sample of `sample_elements` (an estimate).
     pub enumeration_limit: usize,
     /// M, the sample size for groups too large to enumerate.
@@ -1385,6 +1411,7 @@ impl Default for StabilityOptions {
             stationary: StationaryOptions::default(),
             lanczos_steps: 30,
             lanczos_runs: 3,
+            refine_steps: 0,
             enumeration_limit: 100_000,
             sample_elements: 16,
             hvp_step: 1e-6,
@@ -1567,9 +1594,28 @@ fn block_spectrum(
         }
     }
     let first = &runs[0];
+    // Restart from the best Ritz vector of the lowest value: a Lanczos run that starts close to
+    // an eigenvector converges to it much faster than from a random start, and its lowest Ritz
+    // value is at most the start's Rayleigh quotient. Not part of the SLQ density (not a random
+    // start); kept when it lowers the value or its residual.
+    let (mut min, mut min_residual, mut v) = (
+        runs[imin].min(),
+        runs[imin].ritz_residuals[0],
+        runs[imin].ritz_vector(0),
+    );
+    if opts.refine_steps > 0 {
+        let refined = lanczos::lanczos_on_block(&layout, sub, &v, opts.refine_steps, |x, o| {
+            risk.hvp(a, x, o)
+        })?;
+        if refined.min() <= min || refined.ritz_residuals[0] < min_residual {
+            min = refined.min();
+            min_residual = refined.ritz_residuals[0];
+            v = refined.ritz_vector(0);
+        }
+    }
     let spectrum = BlockSpectrum {
-        min: runs[imin].min(),
-        min_residual: runs[imin].ritz_residuals[0],
+        min,
+        min_residual,
         max: runs[imax].max(),
         max_residual: *runs[imax].ritz_residuals.last().expect("non-empty"),
         negative: first.ritz_values.iter().filter(|&&x| x < 0.0).count(),
@@ -1584,7 +1630,6 @@ fn block_spectrum(
         },
         dense: false,
     };
-    let v = runs[imin].ritz_vector(0);
     Ok((spectrum, v))
 }
 
@@ -1756,22 +1801,7 @@ pub fn analyse(
     } else {
         Verdict::Stable
     };
-    let dim_perp = {
-        let mut total = 0;
-        for t in a.group_layers() {
-            total += t.data.len();
-        }
-        let dim_e: usize = a
-            .layout()
-            .tensors()
-            .iter()
-            .filter_map(|t| match &t.kind {
-                eqaug_nn::TensorKind::Group { projector, .. } => Some(projector.dim()),
-                _ => None,
-            })
-            .sum();
-        total - dim_e
-    };
+    let dim_perp = lanczos::subspace_dim(a.layout(), Subspace::Orthogonal);
     Ok((
         StabilityReport {
             num_params: a.len(),

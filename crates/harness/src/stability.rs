@@ -52,6 +52,10 @@ pub struct StabilitySection {
     /// Lanczos runs (random starts) per block; all of them feed the SLQ density.
     #[serde(default = "default_lanczos_runs")]
     pub lanczos_runs: usize,
+    /// Steps of one more Lanczos run per block restarted from the Ritz vector of the lowest
+    /// value, to refine the lowest eigenpair (0: none; default: half of `lanczos_steps`).
+    #[serde(default)]
+    pub refine_steps: Option<usize>,
     /// Groups with at most this many elements are averaged exactly; larger ones over a sample.
     #[serde(default = "default_exact_limit")]
     pub exact_limit: usize,
@@ -132,6 +136,7 @@ impl Default for StabilitySection {
             rtol: default_rtol(),
             lanczos_steps: default_steps(),
             lanczos_runs: default_lanczos_runs(),
+            refine_steps: None,
             exact_limit: default_exact_limit(),
             sample_elements: default_sample(),
             rayleigh_samples: default_rayleigh(),
@@ -215,6 +220,7 @@ impl StabilitySection {
             },
             lanczos_steps: self.lanczos_steps,
             lanczos_runs: self.lanczos_runs,
+            refine_steps: self.refine_steps.unwrap_or(self.lanczos_steps / 2),
             enumeration_limit: self.exact_limit,
             sample_elements: self.sample_elements,
             hvp_step: self.hvp_step,

@@ -283,7 +283,7 @@ pub fn markdown(outputs: &[StabilityOutput], figure: Option<&str>) -> String {
             let r = &run.report;
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {} | {} | {} | {} + {} ({}): {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} + {} ({}): {} | {} | {}; {} |",
                 o.experiment,
                 o.profile,
                 o.samples,
@@ -300,13 +300,10 @@ pub fn markdown(outputs: &[StabilityOutput], figure: Option<&str>) -> String {
                 r.newton_hvps,
                 r.stop_reason,
                 r.gradient_evaluations,
-                format!(
-                    "{}; {}",
-                    o.hvp_cost_in_gradients
-                        .map_or("-".into(), |c| format!("{c:.2}")),
-                    o.hvp_cost_augmented
-                        .map_or("-".into(), |c| format!("{c:.2}"))
-                )
+                o.hvp_cost_in_gradients
+                    .map_or("-".into(), |c| format!("{c:.2}")),
+                o.hvp_cost_augmented
+                    .map_or("-".into(), |c| format!("{c:.2}"))
             );
         }
     }
