@@ -1216,9 +1216,9 @@ pub struct BlockSpectrum {
     pub max: f64,
     /// Its Ritz residual.
     pub max_residual: f64,
-    /// Ritz values below zero (first run).
+    /// Ritz values below zero (of the run that found the lowest value).
     pub negative: usize,
-    /// Ritz values below `-noise` (first run): the negatives that are not convergence noise.
+    /// Ritz values below `-noise` (same run): the negatives that are not convergence noise.
     pub negative_beyond_noise: usize,
     /// The noise level used (see [`analyse`]).
     pub noise: f64,
@@ -1226,7 +1226,8 @@ pub struct BlockSpectrum {
     pub steps: usize,
     /// Number of runs (random starts).
     pub runs: usize,
-    /// Ritz values of the first run, ascending.
+    /// Ritz values of the run that found the lowest value (the refinement run when it lowered
+    /// it), ascending.
     pub ritz_values: Vec<f64>,
     /// The SLQ density (nodes and weights of every run).
     pub density: SpectralDensity,
@@ -1593,7 +1594,6 @@ fn block_spectrum(
             imax = i;
         }
     }
-    let first = &runs[0];
     // Restart from the best Ritz vector of the lowest value: a Lanczos run that starts close to
     // an eigenvector converges to it much faster than from a random start, and its lowest Ritz
     // value is at most the start's Rayleigh quotient. Not part of the SLQ density (not a random
@@ -1603,6 +1603,7 @@ fn block_spectrum(
         runs[imin].ritz_residuals[0],
         runs[imin].ritz_vector(0),
     );
+    let mut values = runs[imin].ritz_values.clone();
     if opts.refine_steps > 0 {
         let refined = lanczos::lanczos_on_block(&layout, sub, &v, opts.refine_steps, |x, o| {
             risk.hvp(a, x, o)
@@ -1611,6 +1612,7 @@ fn block_spectrum(
             min = refined.min();
             min_residual = refined.ritz_residuals[0];
             v = refined.ritz_vector(0);
+            values = refined.ritz_values.clone();
         }
     }
     let spectrum = BlockSpectrum {
@@ -1618,12 +1620,12 @@ fn block_spectrum(
         min_residual,
         max: runs[imax].max(),
         max_residual: *runs[imax].ritz_residuals.last().expect("non-empty"),
-        negative: first.ritz_values.iter().filter(|&&x| x < 0.0).count(),
-        negative_beyond_noise: first.ritz_values.iter().filter(|&&x| x < -noise).count(),
+        negative: values.iter().filter(|&&x| x < 0.0).count(),
+        negative_beyond_noise: values.iter().filter(|&&x| x < -noise).count(),
         noise,
         steps: opts.lanczos_steps,
         runs: runs.len(),
-        ritz_values: first.ritz_values.clone(),
+        ritz_values: values,
         density: SpectralDensity {
             nodes: runs.iter().map(|r| r.ritz_values.clone()).collect(),
             weights: runs.iter().map(|r| r.weights.clone()).collect(),
