@@ -11,7 +11,8 @@
 
 use eqaug_groups::Real;
 use ndarray::linalg::general_mat_mul;
-use ndarray::{ArrayView2, ArrayViewMut2};
+use ndarray::{ArrayView2, ArrayViewMut2, ShapeBuilder};
+use rayon::prelude::*;
 
 /// Upper bound on the entries of the im2col buffer of one block (4 Mi entries: 16 MB in f32).
 pub(crate) const BLOCK_ELEMENTS: usize = 1 << 22;
@@ -78,15 +79,17 @@ impl<T: Real> ConvScratch<T> {
     }
 }
 
-/// Images per block, and the im2col and transposed-output buffers carved out of `buf`.
+/// Images per block (balanced: the blocks of a chunk differ by at most one image), and the
+/// im2col and transposed-output buffers carved out of `buf`.
 fn buffers<'b, T: Real>(
     s: &ConvShape,
     r: usize,
     buf: &'b mut Vec<T>,
     max_block: Option<usize>,
 ) -> (usize, &'b mut [T], &'b mut [T]) {
-    let b = s.block().min(r.max(1));
-    let block = max_block.map_or(b, |m| b.min(m));
+    let cap = max_block.map_or(s.block(), |m| s.block().min(m));
+    let r1 = r.max(1);
+    let block = r1.div_ceil(r1.div_ceil(cap));
     let hw = s.h * s.w;
     let (ncol, npm) = (block * hw * s.c_in * 9, block * hw * s.c_out);
     crate::layers::grow(buf, ncol + npm);
@@ -112,30 +115,33 @@ fn check<T>(s: &ConvShape, x: &[T], r: usize, kernel: &[T], what: &str) {
 
 /// The transposed im2col of `nb` images: `colt[(ci, o), n h w + p] = x[n, ci, p + offset(o)]`
 /// (0 outside the map), a `(c_in 9) x (nb h w)` matrix. Every row is the images shifted by
-/// one offset, so it is built from contiguous copies of image rows.
+/// one offset, so it is built from contiguous copies of image rows; the rows are filled in
+/// parallel (disjoint writes: the result does not depend on the threads).
 fn im2col_t<T: Real>(s: &ConvShape, x: &[T], colt: &mut [T], nb: usize) {
+    let m = nb * s.h * s.w;
+    colt[..s.c_in * 9 * m]
+        .par_chunks_mut(m)
+        .enumerate()
+        .for_each(|(row_id, row)| im2col_row(s, x, nb, row_id, row));
+}
+
+/// Row `row_id = 9 ci + o` of [`im2col_t`]: channel `ci` of the `nb` images shifted by offset
+/// `o`.
+fn im2col_row<T: Real>(s: &ConvShape, x: &[T], nb: usize, row_id: usize, row: &mut [T]) {
     let (h, w, cin) = (s.h, s.w, s.c_in);
     let hw = h * w;
-    let m = nb * hw;
-    for ci in 0..cin {
-        for dr in 0..3 {
-            for dc in 0..3 {
-                let row = &mut colt[(ci * 9 + dr * 3 + dc) * m..][..m];
-                for n in 0..nb {
-                    let xc = &x[(n * cin + ci) * hw..][..hw];
-                    let dst_img = &mut row[n * hw..(n + 1) * hw];
-                    for pr in 0..h {
-                        let dst = &mut dst_img[pr * w..(pr + 1) * w];
-                        let rr = pr + dr; // source row + 1
-                        if rr == 0 || rr > h {
-                            dst.iter_mut().for_each(|v| *v = T::zero());
-                            continue;
-                        }
-                        let src = &xc[(rr - 1) * w..rr * w];
-                        shift_copy(dst, src, dc);
-                    }
-                }
+    let (ci, dr, dc) = (row_id / 9, row_id % 9 / 3, row_id % 3);
+    for n in 0..nb {
+        let xc = &x[(n * cin + ci) * hw..][..hw];
+        let dst_img = &mut row[n * hw..(n + 1) * hw];
+        for pr in 0..h {
+            let dst = &mut dst_img[pr * w..(pr + 1) * w];
+            let rr = pr + dr; // source row + 1
+            if rr == 0 || rr > h {
+                dst.iter_mut().for_each(|v| *v = T::zero());
+                continue;
             }
+            shift_copy(dst, &xc[(rr - 1) * w..rr * w], dc);
         }
     }
 }
@@ -169,31 +175,36 @@ fn shift_add<T: Real>(dst: &mut [T], src: &[T], dc: usize) {
     d.iter_mut().zip(s_).for_each(|(a, &b)| *a += b);
 }
 
-/// The adjoint of [`im2col_t`]: `dx = col2im(dcolt)` (overwrites `dx` of `nb` images).
+/// The adjoint of [`im2col_t`]: `dx = col2im(dcolt)` (overwrites `dx` of `nb` images), in
+/// parallel over the images (each image's sums in the same fixed order).
 fn col2im_t<T: Real>(s: &ConvShape, dcolt: &[T], dx: &mut [T], nb: usize) {
-    let (h, w, cin) = (s.h, s.w, s.c_in);
+    let m = nb * s.h * s.w;
+    dx[..nb * s.input_width()]
+        .par_chunks_mut(s.input_width())
+        .enumerate()
+        .for_each(|(n, dxn)| col2im_image(s, dcolt, m, n, dxn));
+}
+
+/// Image `n` of [`col2im_t`] (`dcolt` has rows of `m` entries): per channel, the centre
+/// offset (which covers every position) is copied, then the other eight are added.
+fn col2im_image<T: Real>(s: &ConvShape, dcolt: &[T], m: usize, n: usize, dxn: &mut [T]) {
+    let (h, w) = (s.h, s.w);
     let hw = h * w;
-    let m = nb * hw;
-    dx[..nb * cin * hw].iter_mut().for_each(|v| *v = T::zero());
-    for ci in 0..cin {
-        for dr in 0..3 {
-            for dc in 0..3 {
-                let row = &dcolt[(ci * 9 + dr * 3 + dc) * m..][..m];
-                for n in 0..nb {
-                    let dxc = &mut dx[(n * cin + ci) * hw..][..hw];
-                    let src_img = &row[n * hw..(n + 1) * hw];
-                    for pr in 0..h {
-                        let rr = pr + dr;
-                        if rr == 0 || rr > h {
-                            continue;
-                        }
-                        shift_add(
-                            &mut dxc[(rr - 1) * w..rr * w],
-                            &src_img[pr * w..(pr + 1) * w],
-                            dc,
-                        );
-                    }
+    for (ci, dxc) in dxn.chunks_exact_mut(hw).enumerate() {
+        dxc.copy_from_slice(&dcolt[(ci * 9 + 4) * m + n * hw..][..hw]);
+        for o in (0..9).filter(|&o| o != 4) {
+            let (dr, dc) = (o / 3, o % 3);
+            let src_img = &dcolt[(ci * 9 + o) * m + n * hw..][..hw];
+            for pr in 0..h {
+                let rr = pr + dr;
+                if rr == 0 || rr > h {
+                    continue;
                 }
+                shift_add(
+                    &mut dxc[(rr - 1) * w..rr * w],
+                    &src_img[pr * w..(pr + 1) * w],
+                    dc,
+                );
             }
         }
     }
@@ -233,28 +244,36 @@ pub(crate) fn forward_in<T: Real>(
         "conv2d_forward: y too short"
     );
     if s.c_in == 1 && max_block.is_none() {
-        return forward_single_channel(s, x, kernel, y, r, buf);
+        return forward_single_channel(s, x, kernel, y, r);
     }
     let hw = s.h * s.w;
     let kk = s.c_in * 9;
+    let (out_w, in_w) = (s.output_width(), s.input_width());
     let (block, colbuf, ybuf) = buffers(s, r, buf, max_block);
     let kv = ArrayView2::from_shape((s.c_out, kk), kernel).expect("kernel shape");
     let mut n0 = 0;
     while n0 < r {
         let nb = block.min(r - n0);
         let m = nb * hw;
-        im2col_t(s, &x[n0 * s.input_width()..], colbuf, nb);
+        im2col_t(s, &x[n0 * in_w..], colbuf, nb);
         let colt = ArrayView2::from_shape((kk, m), &colbuf[..kk * m]).expect("col shape");
+        // Y^T = colt^T K^T, an (nb h w) x c_out matrix stored column-major (ybuf holds the
+        // c_out x (nb h w) matrix K colt): with the long dimension as the GEMM's rows, the
+        // packing of colt is split between the GEMM's threads.
         let mut yt =
-            ArrayViewMut2::from_shape((s.c_out, m), &mut ybuf[..s.c_out * m]).expect("y shape");
-        general_mat_mul(T::one(), &kv, &colt, T::zero(), &mut yt);
-        // yt is (c_out) x (n, p): copy each (co, n) run of h w values into row n
-        let yb = &mut y[n0 * s.output_width()..];
-        for co in 0..s.c_out {
-            for n in 0..nb {
-                yb[(n * s.c_out + co) * hw..][..hw].copy_from_slice(&ybuf[co * m + n * hw..][..hw]);
-            }
-        }
+            ArrayViewMut2::from_shape((m, s.c_out).strides((1, m)), &mut ybuf[..s.c_out * m])
+                .expect("y shape");
+        general_mat_mul(T::one(), &colt.t(), &kv.t(), T::zero(), &mut yt);
+        // each (co, n) run of h w values of ybuf into row n of y
+        let ybuf: &[T] = ybuf;
+        y[n0 * out_w..(n0 + nb) * out_w]
+            .par_chunks_mut(out_w)
+            .enumerate()
+            .for_each(|(n, yn)| {
+                for (co, yc) in yn.chunks_exact_mut(hw).enumerate() {
+                    yc.copy_from_slice(&ybuf[co * m + n * hw..][..hw]);
+                }
+            });
         n0 += nb;
     }
 }
@@ -306,10 +325,11 @@ pub(crate) fn backward_in<T: Real>(
     assert_eq!(dkernel.len(), s.kernel_len(), "conv2d_backward: dkernel");
     assert!(dy.len() >= r * s.output_width(), "conv2d_backward: dy");
     if s.c_in == 1 && max_block.is_none() {
-        return backward_single_channel(s, x, kernel, dy, dkernel, dx, r, buf);
+        return backward_single_channel(s, x, kernel, dy, dkernel, dx, r);
     }
     let hw = s.h * s.w;
     let kk = s.c_in * 9;
+    let (out_w, in_w) = (s.output_width(), s.input_width());
     let (block, colbuf, ybuf) = buffers(s, r, buf, max_block);
     let kv = ArrayView2::from_shape((s.c_out, kk), kernel).expect("kernel shape");
     let mut dk = ArrayViewMut2::from_shape((s.c_out, kk), dkernel).expect("dkernel shape");
@@ -317,111 +337,140 @@ pub(crate) fn backward_in<T: Real>(
     while n0 < r {
         let nb = block.min(r - n0);
         let m = nb * hw;
-        let dyb = &dy[n0 * s.output_width()..];
-        for co in 0..s.c_out {
-            for n in 0..nb {
-                ybuf[co * m + n * hw..][..hw]
-                    .copy_from_slice(&dyb[(n * s.c_out + co) * hw..][..hw]);
-            }
-        }
-        im2col_t(s, &x[n0 * s.input_width()..], colbuf, nb);
+        let dyb = &dy[n0 * out_w..];
+        // dY^T: c_out x (nb h w), gathered from the rows of dy
+        ybuf[..s.c_out * m]
+            .par_chunks_mut(m)
+            .enumerate()
+            .for_each(|(co, row)| {
+                for n in 0..nb {
+                    row[n * hw..][..hw].copy_from_slice(&dyb[(n * s.c_out + co) * hw..][..hw]);
+                }
+            });
+        im2col_t(s, &x[n0 * in_w..], colbuf, nb);
         let dyt = ArrayView2::from_shape((s.c_out, m), &ybuf[..s.c_out * m]).expect("dy shape");
         {
             let colt = ArrayView2::from_shape((kk, m), &colbuf[..kk * m]).expect("col shape");
             general_mat_mul(T::one(), &dyt, &colt.t(), T::one(), &mut dk);
         }
         if let Some(dx) = dx.as_deref_mut() {
+            // dcolt^T = dY K, an (nb h w) x (c_in 9) matrix stored column-major (the layout
+            // of colt), long dimension first as in the forward pass
             let mut dcolt =
-                ArrayViewMut2::from_shape((kk, m), &mut colbuf[..kk * m]).expect("col shape");
-            general_mat_mul(T::one(), &kv.t(), &dyt, T::zero(), &mut dcolt);
-            col2im_t(s, colbuf, &mut dx[n0 * s.input_width()..], nb);
+                ArrayViewMut2::from_shape((m, kk).strides((1, m)), &mut colbuf[..kk * m])
+                    .expect("col shape");
+            general_mat_mul(T::one(), &dyt.t(), &kv, T::zero(), &mut dcolt);
+            col2im_t(s, colbuf, &mut dx[n0 * in_w..], nb);
         }
         n0 += nb;
     }
 }
 
-/// The buffer of one image's 9 shifted copies (`9 x hw`), carved out of `buf`.
-fn shifted_copies<T: Real>(buf: &mut Vec<T>, hw: usize) -> &mut [T] {
-    crate::layers::grow(buf, 9 * hw);
-    &mut buf[..9 * hw]
-}
+/// Images per task of the single-channel path (a fixed partition of the chunk, so the
+/// kernel-gradient partial sums, added in task order, do not depend on the threads).
+const SINGLE_CHANNEL_TASK: usize = 4;
 
 /// One input channel (the first layer): the GEMM would have an inner dimension of only 9,
 /// so each image is convolved directly from its 9 shifted copies (`9 x h w`, in cache):
-/// 9 contiguous multiply-adds per output map, written in place.
-fn forward_single_channel<T: Real>(
-    s: &ConvShape,
-    x: &[T],
-    kernel: &[T],
-    y: &mut [T],
-    r: usize,
-    buf: &mut Vec<T>,
-) {
+/// 9 contiguous multiply-adds per output map, written in place; images in parallel.
+fn forward_single_channel<T: Real>(s: &ConvShape, x: &[T], kernel: &[T], y: &mut [T], r: usize) {
     let hw = s.h * s.w;
-    let colt = shifted_copies(buf, hw);
-    for n in 0..r {
-        im2col_t(s, &x[n * hw..(n + 1) * hw], colt, 1);
-        let yn = &mut y[n * s.c_out * hw..(n + 1) * s.c_out * hw];
-        for (co, yc) in yn.chunks_exact_mut(hw).enumerate() {
-            let k = &kernel[co * 9..(co + 1) * 9];
-            yc.iter_mut().for_each(|v| *v = T::zero());
-            for (o, &ko) in k.iter().enumerate() {
-                let src = &colt[o * hw..(o + 1) * hw];
-                yc.iter_mut().zip(src).for_each(|(v, &c)| *v += ko * c);
-            }
-        }
-    }
+    y[..r * s.output_width()]
+        .par_chunks_mut(s.output_width())
+        .enumerate()
+        .for_each_init(
+            || vec![T::zero(); 9 * hw],
+            |colt, (n, yn)| {
+                let xn = &x[n * hw..(n + 1) * hw];
+                (0..9).for_each(|o| im2col_row(s, xn, 1, o, &mut colt[o * hw..(o + 1) * hw]));
+                for (co, yc) in yn.chunks_exact_mut(hw).enumerate() {
+                    let k = &kernel[co * 9..(co + 1) * 9];
+                    yc.iter_mut()
+                        .zip(&colt[..hw])
+                        .for_each(|(v, &c)| *v = k[0] * c);
+                    for (o, &ko) in k.iter().enumerate().skip(1) {
+                        let src = &colt[o * hw..(o + 1) * hw];
+                        yc.iter_mut().zip(src).for_each(|(v, &c)| *v += ko * c);
+                    }
+                }
+            },
+        );
 }
 
 /// The backward pass of [`forward_single_channel`]: `dK[co, o] += <dy[n, co], shift_o x_n>`
-/// and, if asked, `dx_n = col2im(K^T dy_n)`.
+/// and, if asked, `dx_n = col2im(K^T dy_n)`. Tasks of [`SINGLE_CHANNEL_TASK`] images run in
+/// parallel; their kernel-gradient partial sums are added in task order.
 fn backward_single_channel<T: Real>(
     s: &ConvShape,
     x: &[T],
     kernel: &[T],
     dy: &[T],
     dkernel: &mut [T],
-    mut dx: Option<&mut [T]>,
+    dx: Option<&mut [T]>,
     r: usize,
-    buf: &mut Vec<T>,
 ) {
     let hw = s.h * s.w;
-    let colt = shifted_copies(buf, hw);
-    for n in 0..r {
-        let dyn_ = &dy[n * s.c_out * hw..(n + 1) * s.c_out * hw];
-        im2col_t(s, &x[n * hw..(n + 1) * hw], colt, 1);
-        for (co, dyc) in dyn_.chunks_exact(hw).enumerate() {
-            for o in 0..9 {
-                let src = &colt[o * hw..(o + 1) * hw];
-                // eight partial sums, added in a fixed order
-                let mut acc = [T::zero(); 8];
-                let (a, b) = (dyc.chunks_exact(8), src.chunks_exact(8));
-                let tail = a
-                    .remainder()
-                    .iter()
-                    .zip(b.remainder())
-                    .fold(T::zero(), |t, (&u, &v)| t + u * v);
-                for (u, v) in a.zip(b) {
-                    for l in 0..8 {
-                        acc[l] += u[l] * v[l];
+    let out_w = s.output_width();
+    let tasks = r.div_ceil(SINGLE_CHANNEL_TASK);
+    let task = |t: usize, dxt: Option<&mut [T]>| -> Vec<T> {
+        let mut colt = vec![T::zero(); 9 * hw];
+        let mut dkt = vec![T::zero(); s.kernel_len()];
+        let n_end = ((t + 1) * SINGLE_CHANNEL_TASK).min(r);
+        let mut dxt = dxt;
+        for n in t * SINGLE_CHANNEL_TASK..n_end {
+            let dyn_ = &dy[n * out_w..(n + 1) * out_w];
+            let xn = &x[n * hw..(n + 1) * hw];
+            (0..9).for_each(|o| im2col_row(s, xn, 1, o, &mut colt[o * hw..(o + 1) * hw]));
+            for (co, dyc) in dyn_.chunks_exact(hw).enumerate() {
+                for o in 0..9 {
+                    dkt[co * 9 + o] += dot8(dyc, &colt[o * hw..(o + 1) * hw]);
+                }
+            }
+            if let Some(dxt) = dxt.as_deref_mut() {
+                // colt <- K^T dy_n, then col2im
+                for o in 0..9 {
+                    let dst = &mut colt[o * hw..(o + 1) * hw];
+                    dst.iter_mut().for_each(|v| *v = T::zero());
+                    for (co, dyc) in dyn_.chunks_exact(hw).enumerate() {
+                        let k = kernel[co * 9 + o];
+                        dst.iter_mut().zip(dyc).for_each(|(v, &d)| *v += k * d);
                     }
                 }
-                dkernel[co * 9 + o] += acc.iter().fold(T::zero(), |t, &v| t + v) + tail;
+                let i = n - t * SINGLE_CHANNEL_TASK;
+                col2im_image(s, &colt, hw, 0, &mut dxt[i * hw..(i + 1) * hw]);
             }
         }
-        if let Some(dx) = dx.as_deref_mut() {
-            // colt <- K^T dy_n, then col2im
-            for o in 0..9 {
-                let dst = &mut colt[o * hw..(o + 1) * hw];
-                dst.iter_mut().for_each(|v| *v = T::zero());
-                for (co, dyc) in dyn_.chunks_exact(hw).enumerate() {
-                    let k = kernel[co * 9 + o];
-                    dst.iter_mut().zip(dyc).for_each(|(v, &d)| *v += k * d);
-                }
-            }
-            col2im_t(s, colt, &mut dx[n * hw..(n + 1) * hw], 1);
+        dkt
+    };
+    let partial: Vec<Vec<T>> = match dx {
+        Some(dx) => dx[..r * hw]
+            .par_chunks_mut(SINGLE_CHANNEL_TASK * hw)
+            .enumerate()
+            .map(|(t, dxt)| task(t, Some(dxt)))
+            .collect(),
+        None => (0..tasks).into_par_iter().map(|t| task(t, None)).collect(),
+    };
+    for p in &partial {
+        dkernel.iter_mut().zip(p).for_each(|(d, &v)| *d += v);
+    }
+}
+
+/// `<a, b>` with eight partial sums added in a fixed order.
+#[inline]
+fn dot8<T: Real>(a: &[T], b: &[T]) -> T {
+    let mut acc = [T::zero(); 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .fold(T::zero(), |t, (&u, &v)| t + u * v);
+    for (u, v) in ca.zip(cb) {
+        for l in 0..8 {
+            acc[l] += u[l] * v[l];
         }
     }
+    acc.iter().fold(T::zero(), |t, &v| t + v) + tail
 }
 
 /// The direct definition, one loop per index (slow; a test oracle): `y[n, co, pr, pc] =
