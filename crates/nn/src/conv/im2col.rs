@@ -11,7 +11,7 @@
 
 use eqaug_groups::Real;
 use ndarray::linalg::general_mat_mul;
-use ndarray::{ArrayView2, ArrayViewMut2, ShapeBuilder};
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, ShapeBuilder};
 use rayon::prelude::*;
 
 /// Upper bound on the entries of the im2col buffer of one block (4 Mi entries: 16 MB in f32).
@@ -144,6 +144,54 @@ fn im2col_row<T: Real>(s: &ConvShape, x: &[T], nb: usize, row_id: usize, row: &m
             shift_copy(dst, &xc[(rr - 1) * w..rr * w], dc);
         }
     }
+}
+
+/// The im2col of `nb` images with one row per position: `col[n h w + p, (o, ci)] = x[n, ci,
+/// p + offset(o)]` (0 outside the map), an `(nb h w) x (9 c_in)` matrix whose columns are
+/// ordered offset-major. Per image (in parallel), the image is transposed to
+/// position-major `(h w) x c_in`, so each row of `col` is built from contiguous runs of
+/// `c_in` (up to `3 c_in`) values.
+fn im2col_rows<T: Real>(s: &ConvShape, x: &[T], col: &mut [T], nb: usize) {
+    let (h, w, cin) = (s.h, s.w, s.c_in);
+    let hw = h * w;
+    let kk = 9 * cin;
+    col[..nb * hw * kk]
+        .par_chunks_mut(hw * kk)
+        .enumerate()
+        .for_each_init(
+            || vec![T::zero(); hw * cin],
+            |xt, (n, coln)| {
+                let xn = &x[n * cin * hw..(n + 1) * cin * hw];
+                for (ci, xc) in xn.chunks_exact(hw).enumerate() {
+                    for (p, &v) in xc.iter().enumerate() {
+                        xt[p * cin + ci] = v;
+                    }
+                }
+                for pr in 0..h {
+                    for pc in 0..w {
+                        let dst = &mut coln[(pr * w + pc) * kk..][..kk];
+                        // source columns pc - 1 ..= pc + 1, clipped to the map
+                        let (c_lo, c_hi) = (pc.saturating_sub(1), (pc + 1).min(w - 1));
+                        let dc_lo = c_lo + 1 - pc;
+                        let len = (c_hi + 1 - c_lo) * cin;
+                        for dr in 0..3 {
+                            let seg = &mut dst[dr * 3 * cin..(dr + 1) * 3 * cin];
+                            let rr = pr + dr; // source row + 1
+                            if rr == 0 || rr > h {
+                                seg.iter_mut().for_each(|v| *v = T::zero());
+                                continue;
+                            }
+                            let src = &xt[((rr - 1) * w + c_lo) * cin..][..len];
+                            seg[..dc_lo * cin].iter_mut().for_each(|v| *v = T::zero());
+                            seg[dc_lo * cin..dc_lo * cin + len].copy_from_slice(src);
+                            seg[dc_lo * cin + len..]
+                                .iter_mut()
+                                .for_each(|v| *v = T::zero());
+                        }
+                    }
+                }
+            },
+        );
 }
 
 /// `dst[pc] = src[pc + dc - 1]` (0 where that is outside the row).
@@ -332,7 +380,8 @@ pub(crate) fn backward_in<T: Real>(
     let (out_w, in_w) = (s.output_width(), s.input_width());
     let (block, colbuf, ybuf) = buffers(s, r, buf, max_block);
     let kv = ArrayView2::from_shape((s.c_out, kk), kernel).expect("kernel shape");
-    let mut dk = ArrayViewMut2::from_shape((s.c_out, kk), dkernel).expect("dkernel shape");
+    // dK'^T: rows (o, ci), columns co, accumulated over the blocks
+    let mut dkt = Array2::<T>::zeros((kk, s.c_out));
     let mut n0 = 0;
     while n0 < r {
         let nb = block.min(r - n0);
@@ -347,11 +396,14 @@ pub(crate) fn backward_in<T: Real>(
                     row[n * hw..][..hw].copy_from_slice(&dyb[(n * s.c_out + co) * hw..][..hw]);
                 }
             });
-        im2col_t(s, &x[n0 * in_w..], colbuf, nb);
+        im2col_rows(s, &x[n0 * in_w..], colbuf, nb);
         let dyt = ArrayView2::from_shape((s.c_out, m), &ybuf[..s.c_out * m]).expect("dy shape");
         {
-            let colt = ArrayView2::from_shape((kk, m), &colbuf[..kk * m]).expect("col shape");
-            general_mat_mul(T::one(), &dyt, &colt.t(), T::one(), &mut dk);
+            // dK'^T += col^T dY, with col = colbuf as an (nb h w) x (9 c_in) matrix: the
+            // GEMM's packing reads contiguous runs of col
+            let col =
+                ArrayView2::from_shape((kk, m).strides((1, kk)), &colbuf[..kk * m]).expect("col");
+            general_mat_mul(T::one(), &col, &dyt.t(), T::one(), &mut dkt);
         }
         if let Some(dx) = dx.as_deref_mut() {
             // dcolt^T = dY K, an (nb h w) x (c_in 9) matrix stored column-major (the layout
@@ -363,6 +415,13 @@ pub(crate) fn backward_in<T: Real>(
             col2im_t(s, colbuf, &mut dx[n0 * in_w..], nb);
         }
         n0 += nb;
+    }
+    for (co, dkc) in dkernel.chunks_exact_mut(kk).enumerate() {
+        for (ci, dkp) in dkc.chunks_exact_mut(9).enumerate() {
+            for (o, d) in dkp.iter_mut().enumerate() {
+                *d += dkt[[o * s.c_in + ci, co]];
+            }
+        }
     }
 }
 
