@@ -443,14 +443,7 @@ fn forward_single_channel<T: Real>(s: &ConvShape, x: &[T], kernel: &[T], y: &mut
                 let xn = &x[n * hw..(n + 1) * hw];
                 (0..9).for_each(|o| im2col_row(s, xn, 1, o, &mut colt[o * hw..(o + 1) * hw]));
                 for (co, yc) in yn.chunks_exact_mut(hw).enumerate() {
-                    let k = &kernel[co * 9..(co + 1) * 9];
-                    yc.iter_mut()
-                        .zip(&colt[..hw])
-                        .for_each(|(v, &c)| *v = k[0] * c);
-                    for (o, &ko) in k.iter().enumerate().skip(1) {
-                        let src = &colt[o * hw..(o + 1) * hw];
-                        yc.iter_mut().zip(src).for_each(|(v, &c)| *v += ko * c);
-                    }
+                    shifted_combination(&kernel[co * 9..(co + 1) * 9], colt, yc);
                 }
             },
         );
@@ -481,9 +474,11 @@ fn backward_single_channel<T: Real>(
             let xn = &x[n * hw..(n + 1) * hw];
             (0..9).for_each(|o| im2col_row(s, xn, 1, o, &mut colt[o * hw..(o + 1) * hw]));
             for (co, dyc) in dyn_.chunks_exact(hw).enumerate() {
-                for o in 0..9 {
-                    dkt[co * 9 + o] += dot8(dyc, &colt[o * hw..(o + 1) * hw]);
-                }
+                let d = shifted_dots(dyc, &colt);
+                dkt[co * 9..(co + 1) * 9]
+                    .iter_mut()
+                    .zip(&d)
+                    .for_each(|(a, &b)| *a += b);
             }
             if let Some(dxt) = dxt.as_deref_mut() {
                 // colt <- K^T dy_n, then col2im
@@ -514,7 +509,35 @@ fn backward_single_channel<T: Real>(
     }
 }
 
-/// `<a, b>` with eight partial sums added in a fixed order.
+/// `y[p] = sum_o k[o] colt[o, p]` over the 9 shifted copies `colt` (`9 x len(y)`), added
+/// in the order `o = 0, 1, ..., 8`, in one pass over `y`.
+#[inline]
+fn shifted_combination<T: Real>(k: &[T], colt: &[T], y: &mut [T]) {
+    let hw = y.len();
+    let c: [&[T]; 9] = std::array::from_fn(|o| &colt[o * hw..(o + 1) * hw]);
+    let k: [T; 9] = std::array::from_fn(|o| k[o]);
+    for p in 0..hw {
+        y[p] = k[0] * c[0][p]
+            + k[1] * c[1][p]
+            + k[2] * c[2][p]
+            + k[3] * c[3][p]
+            + k[4] * c[4][p]
+            + k[5] * c[5][p]
+            + k[6] * c[6][p]
+            + k[7] * c[7][p]
+            + k[8] * c[8][p];
+    }
+}
+
+/// The 9 dot products `<dy, colt[o, :]>` (`colt` is `9 x len(dy)`), each by [`dot8`].
+#[inline]
+fn shifted_dots<T: Real>(dy: &[T], colt: &[T]) -> [T; 9] {
+    let hw = dy.len();
+    std::array::from_fn(|o| dot8(dy, &colt[o * hw..(o + 1) * hw]))
+}
+
+/// `<a, b>` with eight partial sums (lane `l` sums the entries `8 j + l`) added in a fixed
+/// order, then the tail.
 #[inline]
 fn dot8<T: Real>(a: &[T], b: &[T]) -> T {
     let mut acc = [T::zero(); 8];
