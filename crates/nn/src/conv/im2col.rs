@@ -11,7 +11,7 @@
 
 use eqaug_groups::Real;
 use ndarray::linalg::general_mat_mul;
-use ndarray::{Array2, ArrayView2, ArrayViewMut2, ShapeBuilder};
+use ndarray::{s, Array2, ArrayView2, ArrayViewMut2, ShapeBuilder};
 use rayon::prelude::*;
 
 /// Upper bound on the entries of the im2col buffer of one block (4 Mi entries: 16 MB in f32).
@@ -403,7 +403,21 @@ pub(crate) fn backward_in<T: Real>(
             // GEMM's packing reads contiguous runs of col
             let col =
                 ArrayView2::from_shape((kk, m).strides((1, kk)), &colbuf[..kk * m]).expect("col");
-            general_mat_mul(T::one(), &col, &dyt.t(), T::one(), &mut dkt);
+            // matrixmultiply splits the rows of a GEMM between two threads in blocks of 64
+            // (when it has at least 96): 288 rows would be split 192 : 96, so the rows go
+            // in two GEMMs, a multiple of 128 (split evenly) and the rest (< 128)
+            let split = if kk >= 128 { kk / 128 * 128 } else { kk };
+            for (a, b) in [(0, split), (split, kk)] {
+                if b > a {
+                    general_mat_mul(
+                        T::one(),
+                        &col.slice(s![a..b, ..]),
+                        &dyt.t(),
+                        T::one(),
+                        &mut dkt.slice_mut(s![a..b, ..]),
+                    );
+                }
+            }
         }
         if let Some(dx) = dx.as_deref_mut() {
             // dcolt^T = dY K, an (nb h w) x (c_in 9) matrix stored column-major (the layout
