@@ -126,22 +126,39 @@ fn im2col_t<T: Real>(s: &ConvShape, x: &[T], colt: &mut [T], nb: usize) {
 }
 
 /// Row `row_id = 9 ci + o` of [`im2col_t`]: channel `ci` of the `nb` images shifted by offset
-/// `o`.
+/// `o`. Per image, the rows whose source row is inside the map are one contiguous copy (the
+/// column shift included), then the column that wrapped around is zeroed.
 fn im2col_row<T: Real>(s: &ConvShape, x: &[T], nb: usize, row_id: usize, row: &mut [T]) {
     let (h, w, cin) = (s.h, s.w, s.c_in);
     let hw = h * w;
     let (ci, dr, dc) = (row_id / 9, row_id % 9 / 3, row_id % 3);
+    // output rows lo..hi have their source row (pr + dr - 1) inside the map
+    let lo = usize::from(dr == 0);
+    let hi = (h - usize::from(dr == 2)).max(lo);
+    let len = (hi - lo) * w;
+    let src0 = (lo + dr).saturating_sub(1) * w;
     for n in 0..nb {
         let xc = &x[(n * cin + ci) * hw..][..hw];
-        let dst_img = &mut row[n * hw..(n + 1) * hw];
-        for pr in 0..h {
-            let dst = &mut dst_img[pr * w..(pr + 1) * w];
-            let rr = pr + dr; // source row + 1
-            if rr == 0 || rr > h {
-                dst.iter_mut().for_each(|v| *v = T::zero());
-                continue;
+        let dst = &mut row[n * hw..(n + 1) * hw];
+        dst[..lo * w].iter_mut().for_each(|v| *v = T::zero());
+        dst[hi * w..].iter_mut().for_each(|v| *v = T::zero());
+        if len == 0 {
+            continue;
+        }
+        let d = &mut dst[lo * w..hi * w];
+        match dc {
+            1 => d.copy_from_slice(&xc[src0..src0 + len]),
+            0 => {
+                d[1..].copy_from_slice(&xc[src0..src0 + len - 1]);
+                d.iter_mut().step_by(w).for_each(|v| *v = T::zero());
             }
-            shift_copy(dst, &xc[(rr - 1) * w..rr * w], dc);
+            _ => {
+                d[..len - 1].copy_from_slice(&xc[src0 + 1..src0 + len]);
+                d[w - 1..]
+                    .iter_mut()
+                    .step_by(w)
+                    .for_each(|v| *v = T::zero());
+            }
         }
     }
 }
@@ -194,24 +211,7 @@ fn im2col_rows<T: Real>(s: &ConvShape, x: &[T], col: &mut [T], nb: usize) {
         );
 }
 
-/// `dst[pc] = src[pc + dc - 1]` (0 where that is outside the row).
-#[inline]
-fn shift_copy<T: Real>(dst: &mut [T], src: &[T], dc: usize) {
-    let w = dst.len();
-    match dc {
-        0 => {
-            dst[0] = T::zero();
-            dst[1..].copy_from_slice(&src[..w - 1]);
-        }
-        1 => dst.copy_from_slice(src),
-        _ => {
-            dst[..w - 1].copy_from_slice(&src[1..]);
-            dst[w - 1] = T::zero();
-        }
-    }
-}
-
-/// `dst[pc + dc - 1] += src[pc]` where that is inside the row (the adjoint of [`shift_copy`]).
+/// `dst[pc + dc - 1] += src[pc]` where that is inside the row (the adjoint of one row of [`im2col_row`]).
 #[inline]
 fn shift_add<T: Real>(dst: &mut [T], src: &[T], dc: usize) {
     let w = dst.len();
@@ -400,24 +400,28 @@ pub(crate) fn backward_in<T: Real>(
         let dyt = ArrayView2::from_shape((s.c_out, m), &ybuf[..s.c_out * m]).expect("dy shape");
         {
             // dK'^T += col^T dY, with col = colbuf as an (nb h w) x (9 c_in) matrix: the
-            // GEMM's packing reads contiguous runs of col
+            // GEMM's packing reads contiguous runs of col.
             let col =
                 ArrayView2::from_shape((kk, m).strides((1, kk)), &colbuf[..kk * m]).expect("col");
-            // matrixmultiply splits the rows of a GEMM between two threads in blocks of 64
-            // (when it has at least 96): 288 rows would be split 192 : 96, so the rows go
-            // in two GEMMs, a multiple of 128 (split evenly) and the rest (< 128)
-            let split = if kk >= 128 { kk / 128 * 128 } else { kk };
-            for (a, b) in [(0, split), (split, kk)] {
-                if b > a {
-                    general_mat_mul(
-                        T::one(),
-                        &col.slice(s![a..b, ..]),
-                        &dyt.t(),
-                        T::one(),
-                        &mut dkt.slice_mut(s![a..b, ..]),
-                    );
-                }
-            }
+            // Two GEMMs, one per half of the block's images, run side by side (each
+            // matrixmultiply call spends much of its time in serial packing and thread
+            // hand-offs along the long inner dimension, which the other call fills), each
+            // into its own partial sum; the partial sums are added in a fixed order.
+            let half = nb / 2 * hw;
+            let partial = |a: usize, b: usize| {
+                let mut p = Array2::<T>::zeros((kk, s.c_out));
+                general_mat_mul(
+                    T::one(),
+                    &col.slice(s![.., a..b]),
+                    &dyt.slice(s![.., a..b]).t(),
+                    T::zero(),
+                    &mut p,
+                );
+                p
+            };
+            let (p1, p2) = rayon::join(|| partial(0, half), || partial(half, m));
+            dkt += &p1;
+            dkt += &p2;
         }
         if let Some(dx) = dx.as_deref_mut() {
             // dcolt^T = dY K, an (nb h w) x (c_in 9) matrix stored column-major (the layout
