@@ -211,18 +211,6 @@ fn im2col_rows<T: Real>(s: &ConvShape, x: &[T], col: &mut [T], nb: usize) {
         );
 }
 
-/// `dst[pc + dc - 1] += src[pc]` where that is inside the row (the adjoint of one row of [`im2col_row`]).
-#[inline]
-fn shift_add<T: Real>(dst: &mut [T], src: &[T], dc: usize) {
-    let w = dst.len();
-    let (d, s_) = match dc {
-        0 => (&mut dst[..w - 1], &src[1..]),
-        1 => (&mut dst[..], src),
-        _ => (&mut dst[1..], &src[..w - 1]),
-    };
-    d.iter_mut().zip(s_).for_each(|(a, &b)| *a += b);
-}
-
 /// The adjoint of [`im2col_t`]: `dx = col2im(dcolt)` (overwrites `dx` of `nb` images), in
 /// parallel over the images (each image's sums in the same fixed order).
 fn col2im_t<T: Real>(s: &ConvShape, dcolt: &[T], dx: &mut [T], nb: usize) {
@@ -234,28 +222,55 @@ fn col2im_t<T: Real>(s: &ConvShape, dcolt: &[T], dx: &mut [T], nb: usize) {
 }
 
 /// Image `n` of [`col2im_t`] (`dcolt` has rows of `m` entries): per channel, the centre
-/// offset (which covers every position) is copied, then the other eight are added.
+/// offset (which covers every position) is copied, then the other eight are added, each as
+/// one contiguous add over the rows it reaches; the entries that add would wrongly reach
+/// across a row end (the wrapped column) are saved before and restored after, so every
+/// entry receives exactly its own terms, in the offset order.
 fn col2im_image<T: Real>(s: &ConvShape, dcolt: &[T], m: usize, n: usize, dxn: &mut [T]) {
     let (h, w) = (s.h, s.w);
     let hw = h * w;
+    let mut saved = vec![T::zero(); h];
     for (ci, dxc) in dxn.chunks_exact_mut(hw).enumerate() {
         dxc.copy_from_slice(&dcolt[(ci * 9 + 4) * m + n * hw..][..hw]);
         for o in (0..9).filter(|&o| o != 4) {
             let (dr, dc) = (o / 3, o % 3);
-            let src_img = &dcolt[(ci * 9 + o) * m + n * hw..][..hw];
-            for pr in 0..h {
-                let rr = pr + dr;
-                if rr == 0 || rr > h {
-                    continue;
+            let src = &dcolt[(ci * 9 + o) * m + n * hw..][..hw];
+            // source rows lo..hi reach the map (target row pr + dr - 1)
+            let lo = usize::from(dr == 0);
+            let hi = (h - usize::from(dr == 2)).max(lo);
+            let rows = hi - lo;
+            if rows == 0 {
+                continue;
+            }
+            let len = rows * w;
+            let (bs, bd) = (lo * w, (lo + dr - 1) * w);
+            match dc {
+                1 => add_into(&mut dxc[bd..bd + len], &src[bs..bs + len]),
+                0 => {
+                    // dx[bd + t - 1] += src[bs + t], t = 1..len; t = k w (column 0) must not
+                    // reach the last column of the row above
+                    let wrapped = |k: usize| bd + k * w - 1;
+                    (1..rows).for_each(|k| saved[k] = dxc[wrapped(k)]);
+                    add_into(&mut dxc[bd..bd + len - 1], &src[bs + 1..bs + len]);
+                    (1..rows).for_each(|k| dxc[wrapped(k)] = saved[k]);
                 }
-                shift_add(
-                    &mut dxc[(rr - 1) * w..rr * w],
-                    &src_img[pr * w..(pr + 1) * w],
-                    dc,
-                );
+                _ => {
+                    // dx[bd + t + 1] += src[bs + t], t = 0..len - 1; t = k w - 1 (the last
+                    // column) must not reach the first column of the row below
+                    let wrapped = |k: usize| bd + k * w;
+                    (1..rows).for_each(|k| saved[k] = dxc[wrapped(k)]);
+                    add_into(&mut dxc[bd + 1..bd + len], &src[bs..bs + len - 1]);
+                    (1..rows).for_each(|k| dxc[wrapped(k)] = saved[k]);
+                }
             }
         }
     }
+}
+
+/// `dst += src` entrywise.
+#[inline]
+fn add_into<T: Real>(dst: &mut [T], src: &[T]) {
+    dst.iter_mut().zip(src).for_each(|(a, &b)| *a += b);
 }
 
 /// Forward pass on `r` rows: `y = conv(x, kernel)`.
