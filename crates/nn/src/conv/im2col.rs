@@ -1,13 +1,23 @@
-//! 3 x 3 convolution (stride 1, zero padding 1, no bias) by im2col and one GEMM per block of
+//! 3 x 3 convolution (stride 1, zero padding 1, no bias) by im2col and GEMMs per block of
 //! images, with its exact backward pass.
 //!
 //! Forward, for a block of `nb` images: `colt = im2col(x)` is `(c_in 9) x (nb h w)` (row
-//! `(ci, o)`: the images shifted by offset `o`; column `(n, p)`), `Y^T = K colt` is
-//! `c_out x (nb h w)` (one GEMM), whose runs of `h w` values are copied into the
-//! channel-major rows of `y`. Backward: `dY^T` gathered from `dy` the same way,
-//! `dK += dY^T colt^T` (one GEMM), `dcolt = K^T dY^T` (one GEMM) added back by `col2im`.
-//! Blocks hold at most [`BLOCK_ELEMENTS`] entries of `col`, so the scratch memory stays
-//! bounded whatever the chunk size, while each GEMM still has thousands of rows.
+//! `(ci, o)`: the images shifted by offset `o`; column `(n, p)`), and one GEMM gives
+//! `Y^T = colt^T K^T`, `(nb h w) x c_out`, stored column-major; its runs of `h w` values are
+//! copied into the channel-major rows of `y`. Backward: `dY^T` (`c_out x (nb h w)`) gathered
+//! from `dy` the same way; the kernel gradient from a position-major im2col `col`
+//! (`(nb h w) x (9 c_in)`, columns offset-major), `dK'^T += col^T dY` (two GEMMs, one per half
+//! of the images, run side by side and added in a fixed order); the input gradient
+//! `dcolt^T = dY K` (one GEMM) added back by `col2im`.
+//!
+//! Every GEMM has the long `(n h w)` dimension either as its rows or as its inner dimension
+//! with contiguous packing reads (matrixmultiply packs the operand blocks along the rows in
+//! parallel, the other operand on one thread). The memory-bound passes (im2col, col2im, the
+//! copies) run in parallel over rows or images with disjoint writes, so the results do not
+//! depend on the number of threads. Blocks hold at most [`BLOCK_ELEMENTS`] entries of `col`
+//! (balanced: the blocks of a chunk differ by at most one image), so the scratch memory stays
+//! bounded whatever the chunk size, while each GEMM still has thousands of rows. One input
+//! channel (the first layer) takes a direct path (see `forward_single_channel`).
 
 use eqaug_groups::Real;
 use ndarray::linalg::general_mat_mul;
