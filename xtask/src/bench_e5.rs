@@ -40,9 +40,12 @@ pub fn section(records: &[Value]) -> String {
          a 2048^3 f32 GEMM (the target: at least 60% of it for the convolutions) and, per \
          convolution, the f32 GEMM of its own forward shape `(100 h w) x (9 c_in) x c_out` \
          (the same library, the im2col operand column-major as in the forward pass). conv1 has \
-         one input channel: its GEMM's inner dimension is 9, so even that GEMM stays far below \
-         the 2048^3 ceiling (about 2 FLOPs per byte of its 100 x 784 x 32 output), and conv1 \
-         is computed directly instead (9 shifted copies per image, in cache).\n"
+         one input channel: its GEMM's inner dimension is 9, 18 FLOPs per 4-byte output \
+         entry, so it is bound by memory traffic, not arithmetic (its 2 passes do 0.9 MFLOP \
+         per image against 2 x 100 KB of output and output gradient written and read: 4.5 \
+         FLOPs per byte), and even the same-shape GEMM stays far below the 2048^3 ceiling; \
+         conv1 is computed directly instead (9 shifted copies per image, in cache, images in \
+         parallel).\n"
     );
     let _ = writeln!(
         w,
