@@ -572,26 +572,26 @@ fn shifted_combination<T: Real>(k: &[T], colt: &[T], y: &mut [T]) {
     }
 }
 
-/// The 9 dot products `<dy, colt[o, :]>` (`colt` is `9 x len(dy)`), each by [`dot8`].
+/// The 9 dot products `<dy, colt[o, :]>` (`colt` is `9 x len(dy)`), each by [`dot16`].
 #[inline]
 fn shifted_dots<T: Real>(dy: &[T], colt: &[T]) -> [T; 9] {
     let hw = dy.len();
-    std::array::from_fn(|o| dot8(dy, &colt[o * hw..(o + 1) * hw]))
+    std::array::from_fn(|o| dot16(dy, &colt[o * hw..(o + 1) * hw]))
 }
 
-/// `<a, b>` with eight partial sums (lane `l` sums the entries `8 j + l`) added in a fixed
-/// order, then the tail.
+/// `<a, b>` with sixteen partial sums (lane `l` sums the entries `16 j + l`: independent
+/// chains, so the additions' latencies overlap) added in a fixed order, then the tail.
 #[inline]
-fn dot8<T: Real>(a: &[T], b: &[T]) -> T {
-    let mut acc = [T::zero(); 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+fn dot16<T: Real>(a: &[T], b: &[T]) -> T {
+    let mut acc = [T::zero(); 16];
+    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
     let tail = ca
         .remainder()
         .iter()
         .zip(cb.remainder())
         .fold(T::zero(), |t, (&u, &v)| t + u * v);
     for (u, v) in ca.zip(cb) {
-        for l in 0..8 {
+        for l in 0..16 {
             acc[l] += u[l] * v[l];
         }
     }
