@@ -485,8 +485,17 @@ fn forward_single_channel<T: Real>(s: &ConvShape, x: &[T], kernel: &[T], y: &mut
             |colt, (n, yn)| {
                 let xn = &x[n * hw..(n + 1) * hw];
                 (0..9).for_each(|o| im2col_row(s, xn, 1, o, &mut colt[o * hw..(o + 1) * hw]));
-                for (co, yc) in yn.chunks_exact_mut(hw).enumerate() {
-                    shifted_combination(&kernel[co * 9..(co + 1) * 9], colt, yc);
+                // two output maps per pass over the shifted copies
+                let mut maps = yn.chunks_exact_mut(2 * hw);
+                for (pair, y2) in (&mut maps).enumerate() {
+                    let (ya, yb) = y2.split_at_mut(hw);
+                    let k2 = &kernel[pair * 18..(pair + 1) * 18];
+                    shifted_combination2(&k2[..9], &k2[9..], colt, ya, yb);
+                }
+                let rest = maps.into_remainder();
+                if !rest.is_empty() {
+                    let co = s.c_out - 1;
+                    shifted_combination(&kernel[co * 9..(co + 1) * 9], colt, rest);
                 }
             },
         );
@@ -569,6 +578,38 @@ fn shifted_combination<T: Real>(k: &[T], colt: &[T], y: &mut [T]) {
             + k[6] * c[6][p]
             + k[7] * c[7][p]
             + k[8] * c[8][p];
+    }
+}
+
+/// [`shifted_combination`] for two kernels `ka`, `kb` into `ya`, `yb` in one pass (each
+/// entry summed in the same order).
+#[inline]
+fn shifted_combination2<T: Real>(ka: &[T], kb: &[T], colt: &[T], ya: &mut [T], yb: &mut [T]) {
+    let hw = ya.len();
+    let yb = &mut yb[..hw];
+    let c: [&[T]; 9] = std::array::from_fn(|o| &colt[o * hw..(o + 1) * hw]);
+    let ka: [T; 9] = std::array::from_fn(|o| ka[o]);
+    let kb: [T; 9] = std::array::from_fn(|o| kb[o]);
+    for p in 0..hw {
+        let v: [T; 9] = std::array::from_fn(|o| c[o][p]);
+        ya[p] = ka[0] * v[0]
+            + ka[1] * v[1]
+            + ka[2] * v[2]
+            + ka[3] * v[3]
+            + ka[4] * v[4]
+            + ka[5] * v[5]
+            + ka[6] * v[6]
+            + ka[7] * v[7]
+            + ka[8] * v[8];
+        yb[p] = kb[0] * v[0]
+            + kb[1] * v[1]
+            + kb[2] * v[2]
+            + kb[3] * v[3]
+            + kb[4] * v[4]
+            + kb[5] * v[5]
+            + kb[6] * v[6]
+            + kb[7] * v[7]
+            + kb[8] * v[8];
     }
 }
 
