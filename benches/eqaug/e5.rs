@@ -24,6 +24,10 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 use std::time::Duration;
 
+/// Rounds of (the timed part, best of 2; the ceilings) interleaved: the best of each over
+/// the rounds, so that both are taken at the quietest moments of a shared machine.
+const ROUNDS: usize = 6;
+
 pub fn bench(c: &mut Criterion) {
     if !selected("e5/") {
         return;
@@ -57,7 +61,7 @@ pub fn bench(c: &mut Criterion) {
             seq.loss_and_grad(&params, x.view(), t.view(), chunk, &mut grads, &mut ws);
         };
         let (mut best, mut best_gemm) = (f64::INFINITY, 0.0f64);
-        for _ in 0..3 {
+        for _ in 0..ROUNDS {
             best = best.min(best_of(2, &mut pass) / chunk as f64);
             best_gemm = best_gemm.max(gemm.gflops(1));
         }
@@ -141,7 +145,7 @@ pub fn bench(c: &mut Criterion) {
         let mut c = Array2::<f32>::zeros((m, s.c_out));
         let shape_flops = 2.0 * (m * kk * s.c_out) as f64;
         let (mut best, mut best_gemm, mut best_shape) = (f64::INFINITY, 0.0f64, 0.0f64);
-        for _ in 0..3 {
+        for _ in 0..ROUNDS {
             best = best.min(best_of(2, &mut pass) / chunk as f64);
             best_gemm = best_gemm.max(gemm.gflops(1));
             let t = best_of(3, || general_mat_mul(1.0, &a, &b, 0.0, &mut c));
