@@ -133,6 +133,156 @@ fn backward_matches_central_differences() {
     }
 }
 
+/// The backward pass by its definition, one loop per index (an oracle independent of
+/// im2col): `dK[co, ci, o] = sum_{n, p} dy[n, co, p] x[n, ci, p + offset(o)]` and
+/// `dx[n, ci, q] = sum_{co, o} K[co, ci, o] dy[n, co, q - offset(o)]`, zero padding.
+fn backward_reference(
+    s: &ConvShape,
+    x: &[f64],
+    k: &[f64],
+    dy: &[f64],
+    r: usize,
+) -> (Vec<f64>, Vec<f64>) {
+    let (h, w) = (s.h as isize, s.w as isize);
+    let (mut dk, mut dx) = (vec![0.0; s.kernel_len()], vec![0.0; r * s.input_width()]);
+    let at = |n: usize, c: usize, row: isize, col: isize, width: usize| {
+        (row >= 0 && col >= 0 && row < h && col < w)
+            .then(|| n * width + c * s.h * s.w + (row * w + col) as usize)
+    };
+    for n in 0..r {
+        for co in 0..s.c_out {
+            for ci in 0..s.c_in {
+                for o in 0..9 {
+                    let (dr, dc) = ((o / 3) as isize - 1, (o % 3) as isize - 1);
+                    for pr in 0..h {
+                        for pc in 0..w {
+                            let g = dy[at(n, co, pr, pc, s.output_width()).unwrap()];
+                            if let Some(i) = at(n, ci, pr + dr, pc + dc, s.input_width()) {
+                                dk[(co * s.c_in + ci) * 9 + o] += g * x[i];
+                                dx[i] += k[(co * s.c_in + ci) * 9 + o] * g;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    (dk, dx)
+}
+
+/// The paths of the production code at the chunk sizes that matter (1, 7 and the runner's
+/// 100 images), in f64 and f32, against the loop definitions: the GEMMs with the long
+/// `(n h w)` dimension as rows, the position-major im2col of the kernel gradient, col2im,
+/// several (balanced, uneven) blocks, and the direct single-channel path with its parallel
+/// tasks; the results are bit-identical run to run and with one thread or several.
+#[test]
+fn all_paths_match_the_loops_at_chunks_1_7_100() {
+    let mut g = rng(11);
+    let shapes = [
+        ConvShape {
+            c_in: 1,
+            c_out: 4,
+            h: 5,
+            w: 6,
+        },
+        ConvShape {
+            c_in: 5,
+            c_out: 3,
+            h: 4,
+            w: 4,
+        },
+        ConvShape {
+            c_in: 2,
+            c_out: 7,
+            h: 3,
+            w: 1,
+        },
+    ];
+    let one_thread = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    for s in shapes {
+        for r in [1, 7, 100] {
+            let x = gauss(&mut g, r * s.input_width());
+            let k = gauss(&mut g, s.kernel_len());
+            let dy = gauss(&mut g, r * s.output_width());
+            let mut want_y = vec![0.0; r * s.output_width()];
+            conv2d_reference(&s, &x, &k, &mut want_y, r);
+            let (want_dk, want_dx) = backward_reference(&s, &x, &k, &dy, r);
+            let scale = |v: &[f64]| v.iter().fold(1.0f64, |m, a| m.max(a.abs()));
+            let run64 = |scratch: &mut ConvScratch<f64>| {
+                let mut y = vec![f64::NAN; r * s.output_width()];
+                conv2d_forward(&s, &x, &k, &mut y, r, scratch);
+                let mut dk = vec![0.0; s.kernel_len()];
+                let mut dx = vec![f64::NAN; r * s.input_width()];
+                conv2d_backward(&s, &x, &k, &dy, &mut dk, Some(&mut dx), r, scratch);
+                (y, dk, dx)
+            };
+            for max_block in [None, Some(3), Some(40)] {
+                let mut scratch =
+                    max_block.map_or_else(ConvScratch::new, ConvScratch::with_max_block);
+                let (y, dk, dx) = run64(&mut scratch);
+                let tag = format!("{s:?}, {r} images, blocks of at most {max_block:?}");
+                for (name, got, want) in [
+                    ("y", &y, &want_y),
+                    ("dK", &dk, &want_dk),
+                    ("dx", &dx, &want_dx),
+                ] {
+                    let e = max_abs_diff(got, want);
+                    assert!(e < 1e-12 * scale(want), "{tag}: f64 {name} off by {e:e}");
+                }
+                // bit-identical again, and on one thread
+                assert_eq!(
+                    run64(&mut scratch),
+                    (y.clone(), dk.clone(), dx.clone()),
+                    "{tag}: rerun"
+                );
+                let single = one_thread.install(|| run64(&mut ConvScratch::new()));
+                if max_block.is_none() {
+                    assert_eq!(single, (y, dk, dx), "{tag}: one thread");
+                }
+            }
+            // f32, default blocking (the runner's path)
+            let f = |v: &[f64]| v.iter().map(|&a| a as f32).collect::<Vec<f32>>();
+            let (x32, k32, dy32) = (f(&x), f(&k), f(&dy));
+            let mut scratch = ConvScratch::new();
+            let mut y = vec![f32::NAN; r * s.output_width()];
+            conv2d_forward(&s, &x32, &k32, &mut y, r, &mut scratch);
+            let mut dk = vec![0.0f32; s.kernel_len()];
+            let mut dx = vec![f32::NAN; r * s.input_width()];
+            conv2d_backward(
+                &s,
+                &x32,
+                &k32,
+                &dy32,
+                &mut dk,
+                Some(&mut dx),
+                r,
+                &mut scratch,
+            );
+            let mut dk_only = vec![0.0f32; s.kernel_len()];
+            conv2d_backward(&s, &x32, &k32, &dy32, &mut dk_only, None, r, &mut scratch);
+            assert_eq!(dk, dk_only, "{s:?}, {r} images: f32 dK without dx");
+            for (name, got, want) in [
+                ("y", &y, &want_y),
+                ("dK", &dk, &want_dk),
+                ("dx", &dx, &want_dx),
+            ] {
+                let e = got
+                    .iter()
+                    .zip(want.iter())
+                    .fold(0.0f64, |m, (&a, &b)| m.max((a as f64 - b).abs()));
+                // f32 round-off of sums of up to 9 c_in (forward, dx) or 9 r h w (dK) terms
+                assert!(
+                    e < 1e-5 * scale(want) * (r as f64).sqrt().max(3.0),
+                    "{s:?}, {r} images: f32 {name} off by {e:e}"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn pooling_and_its_adjoint() {
     let mut gen = rng(3);

@@ -19,8 +19,8 @@ use crate::NnError;
 ///   [`TensorKind::Dense`] (every `theta` is admissible: for the equivariant basis every
 ///   kernel it spans is in `E ∩ L_Omega`).
 /// * Forward: `K = theta B` (small), then im2col + one GEMM per block of images. Backward:
-///   `dK` by one GEMM per block, `dtheta += dK B^T`, and the input gradient by one GEMM and
-///   col2im.
+///   `dK` by GEMMs per block, `dtheta += dK B^T`, and the input gradient by one GEMM and
+///   col2im (see [`super::conv2d_forward`]; one input channel takes a direct path).
 /// * Init (as the authors' PyTorch code, `kaiming_uniform_(a = sqrt 5)`, but from the run's
 ///   RNG): unitary and non-unitary `theta ~ U(-1/sqrt(c_in k), 1/sqrt(c_in k))`; equivariant
 ///   `theta_j ~ U(-b_j, b_j)` with `b_j = 1 / (sqrt(c_in) max_o |B_j[o]|)`, so every kernel
