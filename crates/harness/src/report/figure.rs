@@ -326,7 +326,11 @@ pub(crate) fn draw_legend<DB: DrawingBackend>(
     let (w, h) = area.dim_in_pixel();
     let y = h as i32 / 2;
     let font = ("sans-serif", 15).into_font();
-    let note = format!("thin: each of {runs} runs; thick: median over runs");
+    let note = if runs == 1 {
+        "thin: the run; thick: median over runs (the same with one run)".to_string()
+    } else {
+        format!("thin: each of {runs} runs; thick: median over runs")
+    };
     let text_width = |t: &str| {
         area.estimate_text_size(t, &font.clone().into_text_style(area))
             .map(|(tw, _)| tw as i32)
@@ -379,11 +383,12 @@ fn figure_title(exp: &Experiment) -> String {
         t.push_str(": ");
         t.push_str(title);
     }
+    let n = exp.runs.len();
+    let runs = format!("{n} run{}", if n == 1 { "" } else { "s" });
     if let Some(p) = &exp.meta.profile {
-        t.push_str(&format!("  (profile {p}"));
-        t.push_str(&format!(", {} runs)", exp.runs.len()));
+        t.push_str(&format!("  (profile {p}, {runs})"));
     } else {
-        t.push_str(&format!("  ({} runs)", exp.runs.len()));
+        t.push_str(&format!("  ({runs})"));
     }
     t
 }
