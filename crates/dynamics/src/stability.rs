@@ -108,9 +108,53 @@ pub struct Risk<'a> {
     blocks: Vec<Block>,
     hvp_step: f64,
     weight_decay: f64,
+    /// Parameters the ridge leaves out ([`RidgeScope::SkipNormalised`]); `None`: none.
+    ridge_exempt: Option<Vec<bool>>,
     gradients: usize,
     /// Scratch parameters of the HVP (point, second gradient), allocated on first use.
     scratch: Option<(Params<f64>, Params<f64>)>,
+}
+
+/// Which parameters a ridge (`weight_decay`) applies to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RidgeScope {
+    /// Every parameter: `mu / 2 ||A||^2`.
+    #[default]
+    All,
+    /// Every parameter except those [`normalised_parameters`] marks: the weights and biases of
+    /// a layer whose output goes into a batch or layer normalisation, directly or through
+    /// LeakyReLUs only. The risk
+    /// depends on their scale only through the normalisation's `eps` (1e-5), so a ridge on
+    /// them has no finite-scale minimum: it shrinks them until `eps` dominates the variance,
+    /// a collapsed network (issue 15). Leaving them out keeps the ridge's purpose (a finite
+    /// minimiser where the data are separable: the last layer, the normalisation's own scale
+    /// and shift) and the normalised regime; their radial direction is then (nearly) a null
+    /// direction of the Hessian, inside E at a point of E.
+    SkipNormalised,
+}
+
+/// Per parameter of `net` (layout order): whether it belongs to a layer whose output reaches a
+/// batch or layer normalisation directly or through LeakyReLUs only (positively homogeneous),
+/// so that the risk is invariant under scaling the layer's tensors by `c > 0` up to the
+/// normalisation's `eps` (see [`RidgeScope::SkipNormalised`]).
+pub fn normalised_parameters(net: &Network<f64>) -> Vec<bool> {
+    let layers = net.layers();
+    // LeakyReLU is positively homogeneous (`f(c z) = c f(z)` for `c > 0`), so a scale passes
+    // through it to the normalisation; smooth activations do not pass it.
+    let normalised = |l: usize| {
+        layers[l + 1..]
+            .iter()
+            .find(|n| n.kind() != "leaky_relu")
+            .is_some_and(|n| matches!(n.kind(), "batch_norm" | "layer_norm"))
+    };
+    let mut mask = vec![false; net.num_params()];
+    for t in net.layout().tensors() {
+        if normalised(t.layer) {
+            mask[t.offset..t.offset + t.len].fill(true);
+        }
+    }
+    mask
 }
 
 impl<'a> Risk<'a> {
@@ -194,6 +238,7 @@ impl<'a> Risk<'a> {
             blocks,
             hvp_step: 1e-6,
             weight_decay: 0.0,
+            ridge_exempt: None,
             gradients: 0,
             scratch: None,
         })
@@ -228,6 +273,18 @@ impl<'a> Risk<'a> {
         self.weight_decay
     }
 
+    /// Which parameters the ridge applies to (default [`RidgeScope::All`]). With
+    /// [`RidgeScope::SkipNormalised`] the ridge leaves out the parameters that
+    /// [`normalised_parameters`] marks; the norm of the rest is still invariant under the group
+    /// action, so E stays invariant, but the Hessian blocks shift by `mu` only along the
+    /// ridged parameters.
+    pub fn set_ridge_scope(&mut self, scope: RidgeScope) {
+        self.ridge_exempt = match scope {
+            RidgeScope::All => None,
+            RidgeScope::SkipNormalised => Some(normalised_parameters(self.net)),
+        };
+    }
+
     /// Gradients computed so far (each HVP costs two).
     pub fn gradient_count(&self) -> usize {
         self.gradients
@@ -240,10 +297,19 @@ impl<'a> Risk<'a> {
     }
 
     fn ridge(&self, a: &Params<f64>) -> f64 {
-        if self.weight_decay == 0.0 {
-            0.0
-        } else {
-            0.5 * self.weight_decay * a.dot(a)
+        match &self.ridge_exempt {
+            _ if self.weight_decay == 0.0 => 0.0,
+            None => 0.5 * self.weight_decay * a.dot(a),
+            Some(exempt) => {
+                let s: f64 = a
+                    .as_slice()
+                    .iter()
+                    .zip(exempt)
+                    .filter(|(_, &e)| !e)
+                    .map(|(x, _)| x * x)
+                    .sum();
+                0.5 * self.weight_decay * s
+            }
         }
     }
 
@@ -265,8 +331,17 @@ impl<'a> Risk<'a> {
                 *o += x;
             }
         }
-        for (o, x) in out.iter_mut().zip(a.as_slice()) {
-            *o = c * *o + mu * x;
+        match &self.ridge_exempt {
+            None => {
+                for (o, x) in out.iter_mut().zip(a.as_slice()) {
+                    *o = c * *o + mu * x;
+                }
+            }
+            Some(exempt) => {
+                for ((o, x), &e) in out.iter_mut().zip(a.as_slice()).zip(exempt) {
+                    *o = c * *o + if e { 0.0 } else { mu * x };
+                }
+            }
         }
         self.gradients += 1;
         Ok(l + self.ridge(a))
@@ -940,29 +1015,45 @@ fn trust_region_step(values: &[f64], g: &[f64], radius: f64) -> (Vec<f64>, bool)
     (step(hi), true)
 }
 
-/// The Hessian of `risk` at `a` on E in the orthonormal `basis` (`dim E` HVPs, one per basis
-/// vector), symmetrised, and the spectral norm of the antisymmetric part the central
-/// differences left (`||(H - H^T) / 2||_2`): the exact Hessian is symmetric, so this measures
-/// their error, and by Weyl's inequality an error of that size moves each eigenvalue of the
-/// symmetrised matrix by about as much.
+/// The Hessian of `risk` at `a` on E in the orthonormal orbit `basis`: [`dense_hessian_in`].
 fn dense_hessian_on_e(
     risk: &mut Risk<'_>,
     a: &Params<f64>,
     basis: &[BasisVector],
 ) -> Result<(Vec<Vec<f64>>, f64), StabilityError> {
+    let sparse: Vec<SparseVector> = basis
+        .iter()
+        .map(|(idx, val)| idx.iter().map(|&i| (i, *val)).collect())
+        .collect();
+    dense_hessian_in(risk, a, &sparse)
+}
+
+/// A sparse vector of the parameter space: `(index, value)` pairs.
+type SparseVector = Vec<(usize, f64)>;
+
+/// The Hessian of `risk` at `a` on the span of the orthonormal `basis` (one HVP per basis
+/// vector), symmetrised, and the spectral norm of the antisymmetric part the central
+/// differences left (`||(H - H^T) / 2||_2`): the exact Hessian is symmetric, so this measures
+/// their error, and by Weyl's inequality an error of that size moves each eigenvalue of the
+/// symmetrised matrix by about as much.
+fn dense_hessian_in(
+    risk: &mut Risk<'_>,
+    a: &Params<f64>,
+    basis: &[SparseVector],
+) -> Result<(Vec<Vec<f64>>, f64), StabilityError> {
     let n = basis.len();
     let mut v = a.zeros_like();
     let mut hv = a.zeros_like();
     let mut h = vec![vec![0.0; n]; n];
-    for (j, (idx, val)) in basis.iter().enumerate() {
+    for (j, bj) in basis.iter().enumerate() {
         v.fill_zero();
-        for &i in idx {
-            v.as_mut_slice()[i] = *val;
+        for &(i, x) in bj {
+            v.as_mut_slice()[i] = x;
         }
         risk.hvp(a, &v, &mut hv)?;
-        let col = coordinates(basis, hv.as_slice());
-        for (i, c) in col.into_iter().enumerate() {
-            h[i][j] = c;
+        let hv = hv.as_slice();
+        for (i, bi) in basis.iter().enumerate() {
+            h[i][j] = bi.iter().map(|&(k, x)| x * hv[k]).sum();
         }
     }
     let mut k = vec![vec![0.0; n]; n];
@@ -976,6 +1067,49 @@ fn dense_hessian_on_e(
         }
     }
     Ok((h, antisymmetric_norm(&k)))
+}
+
+/// An orthonormal basis of E-perp: within each orbit of each channel pair of each group layer
+/// (orbits outside a support left out), the Helmert basis of the vectors that sum to zero over
+/// the orbit (`k - 1` vectors for an orbit of `k` weights: the `j`-th is `1 / sqrt(j (j + 1))`
+/// on the orbit's first `j` members and `-j / sqrt(j (j + 1))` on the next). Non-group tensors
+/// lie in E and contribute nothing. Its length is `lanczos::subspace_dim(layout, Orthogonal)`.
+fn perp_basis(layout: &Arc<eqaug_nn::Layout>) -> Vec<SparseVector> {
+    let mut basis = Vec::new();
+    for t in layout.tensors() {
+        if let eqaug_nn::TensorKind::Group {
+            projector, support, ..
+        } = &t.kind
+        {
+            let map = projector.orbit_map();
+            let (s_out, s_in, n_orb) = (map.s_out(), map.s_in(), map.n_orbits());
+            let cols = projector.cols();
+            let (c_out, c_in) = (projector.rows() / s_out, cols / s_in);
+            for co in 0..c_out {
+                for ci in 0..c_in {
+                    let mut members: Vec<Vec<usize>> = vec![Vec::new(); n_orb];
+                    for r in 0..s_out {
+                        for j in 0..s_in {
+                            let o = map.orbit_of()[r * s_in + j] as usize;
+                            members[o].push(t.offset + (co * s_out + r) * cols + ci * s_in + j);
+                        }
+                    }
+                    for m in members {
+                        if support.as_ref().is_some_and(|sup| !sup[m[0] - t.offset]) {
+                            continue;
+                        }
+                        for j in 1..m.len() {
+                            let c = 1.0 / ((j * (j + 1)) as f64).sqrt();
+                            let mut v: SparseVector = m[..j].iter().map(|&i| (i, c)).collect();
+                            v.push((m[j], -(j as f64) * c));
+                            basis.push(v);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    basis
 }
 
 /// `||K||_2` of an antisymmetric matrix: power iteration on `K^T K = -K^2` (deterministic
@@ -1011,37 +1145,52 @@ fn antisymmetric_norm(k: &[Vec<f64>]) -> f64 {
     est
 }
 
-/// The whole spectrum of `Hess R` on E from the dense Hessian in the orbit basis (when
-/// `dim E` is at most [`StationaryOptions::dense_limit`]): every eigenvalue, exact up to the
-/// central differences' error, which is estimated by the asymmetry they leave and reported in
-/// place of the Ritz residuals. The density is the exact one (weight `1 / dim E` per value).
+/// The whole spectrum of `Hess R` on the span of the orthonormal `basis` (E in the orbit
+/// basis when `dim E` is at most [`StationaryOptions::dense_limit`]; E-perp in
+/// [`perp_basis`] when `dim E-perp` is at most [`StabilityOptions::perp_dense_limit`]): every
+/// eigenvalue, exact up to the central differences' error, which is estimated by the asymmetry
+/// they leave and reported in place of the Ritz residuals. The density is the exact one
+/// (weight `1 / dim` per value). Also returns the unit eigenvector of the lowest eigenvalue in
+/// parameter space.
 fn dense_block(
     risk: &mut Risk<'_>,
     a: &Params<f64>,
-    basis: &[BasisVector],
+    basis: &[SparseVector],
     noise: f64,
-) -> Result<BlockSpectrum, StabilityError> {
-    let (h, asym) = dense_hessian_on_e(risk, a, basis)?;
+) -> Result<(BlockSpectrum, Vec<f64>), StabilityError> {
+    let (h, asym) = dense_hessian_in(risk, a, basis)?;
     let n = h.len();
-    let (mut values, _) = crate::lanczos::symmetric_eigen(&h);
-    values.sort_by(f64::total_cmp);
-    Ok(BlockSpectrum {
-        min: values[0],
-        min_residual: asym,
-        max: values[n - 1],
-        max_residual: asym,
-        negative: values.iter().filter(|&&x| x < 0.0).count(),
-        negative_beyond_noise: values.iter().filter(|&&x| x < -noise).count(),
-        noise,
-        steps: n,
-        runs: 1,
-        density: SpectralDensity {
-            nodes: vec![values.clone()],
-            weights: vec![vec![1.0 / n as f64; n]],
+    let (values, vectors) = crate::lanczos::symmetric_eigen(&h);
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&i, &j| values[i].total_cmp(&values[j]));
+    let mut vmin = vec![0.0; a.len()];
+    for (bj, row) in basis.iter().zip(&vectors) {
+        let y = row[order[0]];
+        for &(i, x) in bj {
+            vmin[i] += y * x;
+        }
+    }
+    let values: Vec<f64> = order.iter().map(|&i| values[i]).collect();
+    Ok((
+        BlockSpectrum {
+            min: values[0],
+            min_residual: asym,
+            max: values[n - 1],
+            max_residual: asym,
+            negative: values.iter().filter(|&&x| x < 0.0).count(),
+            negative_beyond_noise: values.iter().filter(|&&x| x < -noise).count(),
+            noise,
+            steps: n,
+            runs: 1,
+            density: SpectralDensity {
+                nodes: vec![values.clone()],
+                weights: vec![vec![1.0 / n as f64; n]],
+            },
+            ritz_values: values,
+            dense: true,
         },
-        ritz_values: values,
-        dense: true,
-    })
+        vmin,
+    ))
 }
 
 /// Trust-region Newton with the whole Hessian on E ([`StationaryOptions::dense_limit`]): the
@@ -1385,6 +1534,13 @@ pub struct StabilityOptions {
     /// Ridge `mu / 2 ||A||^2` added to every risk of the analysis ([`Risk::set_weight_decay`]).
     #[serde(default)]
     pub weight_decay: f64,
+    /// Which parameters the ridge applies to ([`Risk::set_ridge_scope`]).
+    #[serde(default)]
+    pub ridge_scope: RidgeScope,
+    /// With an exact group average and `dim E-perp` at most this, `H_perp` is the dense one
+    /// (every eigenvalue, from `dim E-perp` HVPs) instead of Lanczos (0: never).
+    #[serde(default)]
+    pub perp_dense_limit: usize,
     /// `delta / max(1, ||A*||)` of the escape runs.
     pub escape_delta: f64,
     /// Steps of each escape run (0: no escape runs).
@@ -1417,6 +1573,8 @@ impl Default for StabilityOptions {
             sample_elements: 16,
             hvp_step: 1e-6,
             weight_decay: 0.0,
+            ridge_scope: RidgeScope::All,
+            perp_dense_limit: 0,
             escape_delta: 1e-4,
             escape_steps: 20,
             escape_eta: None,
@@ -1481,6 +1639,9 @@ pub struct StabilityReport {
     /// The ridge coefficient `mu` of every risk (both Hessian blocks include `mu`).
     #[serde(default)]
     pub weight_decay: f64,
+    /// Which parameters the ridge applies to.
+    #[serde(default)]
+    pub ridge_scope: RidgeScope,
     /// Whether it met its relative tolerance.
     pub converged: bool,
     /// Why it stopped.
@@ -1553,6 +1714,7 @@ pub fn held_out_rayleigh(
         let mut r = Risk::new(net, data, opts.minibatch, Some(sample))?;
         r.set_hvp_step(opts.hvp_step);
         r.set_weight_decay(opts.weight_decay);
+        r.set_ridge_scope(opts.ridge_scope);
         r.hvp(a, &v, &mut hv)?;
         values.push(v.dot(&hv));
         grads += r.gradient_count();
@@ -1653,6 +1815,7 @@ pub fn analyse(
     let mut nominal = Risk::new(net, data, opts.minibatch, None)?;
     nominal.set_hvp_step(opts.hvp_step);
     nominal.set_weight_decay(opts.weight_decay);
+    nominal.set_ridge_scope(opts.ridge_scope);
     let sp = find_stationary_point(&mut nominal, a0, &opts.stationary)?;
     let a = sp.params.clone();
     let kink_distance = min_abs_preactivation(net, &a, data, opts.minibatch)?;
@@ -1661,7 +1824,11 @@ pub fn analyse(
     // HVP accuracy relative to the largest eigenvalue.
     let basis_e = e_basis(a.layout());
     let mut e_block = if basis_e.len() <= opts.stationary.dense_limit {
-        dense_block(&mut nominal, &a, &basis_e, sp.residual)?
+        let sparse: Vec<SparseVector> = basis_e
+            .iter()
+            .map(|(idx, val)| idx.iter().map(|&i| (i, *val)).collect())
+            .collect();
+        dense_block(&mut nominal, &a, &sparse, sp.residual)?.0
     } else {
         block_spectrum(
             &mut nominal,
@@ -1686,14 +1853,20 @@ pub fn analyse(
     let mut aug = Risk::new(net, data, opts.minibatch, Some(elements))?;
     aug.set_hvp_step(opts.hvp_step);
     aug.set_weight_decay(opts.weight_decay);
-    let (mut perp_block, vmin) = block_spectrum(
-        &mut aug,
-        &a,
-        Subspace::Orthogonal,
-        opts,
-        &mut rng,
-        sp.residual,
-    )?;
+    aug.set_ridge_scope(opts.ridge_scope);
+    let dim_perp = lanczos::subspace_dim(a.layout(), Subspace::Orthogonal);
+    let (mut perp_block, vmin) = if exact && dim_perp <= opts.perp_dense_limit {
+        dense_block(&mut aug, &a, &perp_basis(a.layout()), sp.residual)?
+    } else {
+        block_spectrum(
+            &mut aug,
+            &a,
+            Subspace::Orthogonal,
+            opts,
+            &mut rng,
+            sp.residual,
+        )?
+    };
     let scale = e_block
         .max
         .abs()
@@ -1717,6 +1890,7 @@ pub fn analyse(
         let mut aug2 = Risk::new(net, data, opts.minibatch, Some(second))?;
         aug2.set_hvp_step(opts.hvp_step);
         aug2.set_weight_decay(opts.weight_decay);
+        aug2.set_ridge_scope(opts.ridge_scope);
         let (b2, _) = block_spectrum(&mut aug2, &a, Subspace::Orthogonal, opts, &mut rng, noise)?;
         count += aug2.gradient_count();
         sampling_error = Some(SamplingError {
@@ -1803,7 +1977,6 @@ pub fn analyse(
     } else {
         Verdict::Stable
     };
-    let dim_perp = lanczos::subspace_dim(a.layout(), Subspace::Orthogonal);
     Ok((
         StabilityReport {
             num_params: a.len(),
@@ -1812,6 +1985,7 @@ pub fn analyse(
             newton_iterations: sp.newton_iterations,
             newton_hvps: sp.newton_hvps,
             weight_decay: opts.weight_decay,
+            ridge_scope: opts.ridge_scope,
             converged: sp.converged,
             stop_reason: sp.stop_reason.clone(),
             loss_start: sp.loss_start,

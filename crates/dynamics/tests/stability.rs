@@ -536,12 +536,17 @@ fn newton_stages_reach_a_tight_stationary_point_and_the_ridge_shifts_by_mu() {
 /// An orthonormal basis of E (Gram-Schmidt over the projections of the unit vectors), as
 /// dense columns: the oracle's own, independent of the orbit basis the analysis builds.
 fn e_basis_by_projection(a: &Params<f64>) -> Vec<Vec<f64>> {
+    basis_by_projection(a, Subspace::Equivariant)
+}
+
+/// [`e_basis_by_projection`] for either block.
+fn basis_by_projection(a: &Params<f64>, sub: Subspace) -> Vec<Vec<f64>> {
     let n = a.len();
     let mut basis: Vec<Vec<f64>> = Vec::new();
     for j in 0..n {
         let mut e = a.zeros_like();
         e.as_mut_slice()[j] = 1.0;
-        project_onto(&mut e, Subspace::Equivariant);
+        project_onto(&mut e, sub);
         let mut v = e.as_slice().to_vec();
         for _ in 0..2 {
             for b in &basis {
@@ -593,24 +598,7 @@ fn dense_e_spectrum_matches_the_projected_dense_hessian() {
     let (h, _) = dense_hessian(&mut risk, &a);
     let q = e_basis_by_projection(&a);
     assert_eq!(q.len(), r.e_block.ritz_values.len(), "dim E");
-    let hq: Vec<Vec<f64>> = q
-        .iter()
-        .map(|col| {
-            h.iter()
-                .map(|row| row.iter().zip(col).map(|(x, y)| x * y).sum())
-                .collect()
-        })
-        .collect();
-    let he: Vec<Vec<f64>> = q
-        .iter()
-        .map(|qi| {
-            hq.iter()
-                .map(|hqj| qi.iter().zip(hqj).map(|(x, y)| x * y).sum())
-                .collect()
-        })
-        .collect();
-    let (mut oracle, _) = eqaug_dynamics::lanczos::jacobi_eigen(he);
-    oracle.sort_by(f64::total_cmp);
+    let oracle = projected_eigenvalues(&h, &q);
     let scale = oracle.iter().fold(0.0f64, |m, x| m.max(x.abs()));
     let worst = oracle
         .iter()
@@ -630,6 +618,99 @@ fn dense_e_spectrum_matches_the_projected_dense_hessian() {
     assert!(r.e_block.min_residual <= 1e-6 * scale);
     // Every eigenvalue includes the ridge.
     assert!(r.e_block.min > 0.0);
+}
+
+/// The eigenvalues (ascending) of `Q^T H Q` for the orthonormal columns `q`.
+fn projected_eigenvalues(h: &[Vec<f64>], q: &[Vec<f64>]) -> Vec<f64> {
+    let hq: Vec<Vec<f64>> = q
+        .iter()
+        .map(|col| {
+            h.iter()
+                .map(|row| row.iter().zip(col).map(|(x, y)| x * y).sum())
+                .collect()
+        })
+        .collect();
+    let he: Vec<Vec<f64>> = q
+        .iter()
+        .map(|qi| {
+            hq.iter()
+                .map(|hqj| qi.iter().zip(hqj).map(|(x, y)| x * y).sum())
+                .collect()
+        })
+        .collect();
+    let (mut oracle, _) = eqaug_dynamics::lanczos::jacobi_eigen(he);
+    oracle.sort_by(f64::total_cmp);
+    oracle
+}
+
+/// With an exact group average and `dim E-perp <= perp_dense_limit`, `H_perp` is the whole
+/// dense spectrum in the analysis' Helmert basis of E-perp: every eigenvalue against those of
+/// `Q^T H_aug Q`, with `H_aug` the Richardson dense Hessian of the exactly averaged risk and
+/// `Q` a Gram-Schmidt basis of E-perp from the projector (both independent of the analysis'
+/// basis and HVPs); the escape along its lowest eigenvector matches `1 - eta lambda_min`.
+#[test]
+fn dense_perp_spectrum_matches_the_projected_dense_hessian() {
+    let g = Group::builtin("rot", 2).unwrap();
+    let spec = NetworkSpec {
+        layers: vec![
+            group(2, Points::Base),
+            LayerSpec::Tanh,
+            group(2, Points::Trivial),
+            dense(1, true),
+            LayerSpec::Sigmoid,
+        ],
+    };
+    let net = Network::<f64>::new(&spec, g.clone(), Rep::base(1), Loss::Bce).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(19);
+    let d = data(&net, 24, &mut rng);
+    let a0 = net.init_params(&mut rng);
+    let mu = 1e-2;
+    let opts = StabilityOptions {
+        minibatch: 24,
+        weight_decay: mu,
+        perp_dense_limit: 1000,
+        ..quick_options()
+    };
+    let (r, a) = stability::analyse(&net, &d, &a0, &opts).unwrap();
+    assert!(r.converged, "{}", r.stop_reason);
+    assert!(
+        r.perp_exact && r.perp_block.dense,
+        "H_perp must be the dense one"
+    );
+    let mut risk = Risk::new(&net, &d, 24, Some(g.elements(100).unwrap())).unwrap();
+    risk.set_weight_decay(mu);
+    let (h, _) = dense_hessian(&mut risk, &a);
+    let q = basis_by_projection(&a, Subspace::Orthogonal);
+    assert_eq!(q.len(), r.dim_perp, "dim E-perp");
+    assert_eq!(
+        q.len(),
+        r.perp_block.ritz_values.len(),
+        "one value per dimension"
+    );
+    let oracle = projected_eigenvalues(&h, &q);
+    let scale = oracle.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+    let worst = oracle
+        .iter()
+        .zip(&r.perp_block.ritz_values)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f64, f64::max);
+    eprintln!(
+        "dense H_perp: dim {}, eigenvalues in [{:e}, {:e}], worst difference {:e} of {:e}, asymmetry {:e}",
+        q.len(),
+        oracle[0],
+        oracle[oracle.len() - 1],
+        worst,
+        scale,
+        r.perp_block.min_residual
+    );
+    assert!(worst <= 1e-6 * scale, "{worst:e}");
+    let esc = r.escape_min.as_ref().expect("exact: escape run");
+    let err = esc.rate_relative_error.unwrap();
+    eprintln!(
+        "escape: measured {} predicted {:?}, rate error {err:e}",
+        esc.measured_factor, esc.predicted_factor
+    );
+    assert!(err < 1e-2, "{err}");
 }
 
 /// The held-out Rayleigh quotients are unbiased for the exact group average: for a fixed unit
