@@ -108,53 +108,9 @@ pub struct Risk<'a> {
     blocks: Vec<Block>,
     hvp_step: f64,
     weight_decay: f64,
-    /// Parameters the ridge leaves out ([`RidgeScope::SkipNormalised`]); `None`: none.
-    ridge_exempt: Option<Vec<bool>>,
     gradients: usize,
     /// Scratch parameters of the HVP (point, second gradient), allocated on first use.
     scratch: Option<(Params<f64>, Params<f64>)>,
-}
-
-/// Which parameters a ridge (`weight_decay`) applies to.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RidgeScope {
-    /// Every parameter: `mu / 2 ||A||^2`.
-    #[default]
-    All,
-    /// Every parameter except those [`normalised_parameters`] marks: the weights and biases of
-    /// a layer whose output goes into a batch or layer normalisation, directly or through
-    /// LeakyReLUs only. The risk
-    /// depends on their scale only through the normalisation's `eps` (1e-5), so a ridge on
-    /// them has no finite-scale minimum: it shrinks them until `eps` dominates the variance,
-    /// a collapsed network (issue 15). Leaving them out keeps the ridge's purpose (a finite
-    /// minimiser where the data are separable: the last layer, the normalisation's own scale
-    /// and shift) and the normalised regime; their radial direction is then (nearly) a null
-    /// direction of the Hessian, inside E at a point of E.
-    SkipNormalised,
-}
-
-/// Per parameter of `net` (layout order): whether it belongs to a layer whose output reaches a
-/// batch or layer normalisation directly or through LeakyReLUs only (positively homogeneous),
-/// so that the risk is invariant under scaling the layer's tensors by `c > 0` up to the
-/// normalisation's `eps` (see [`RidgeScope::SkipNormalised`]).
-pub fn normalised_parameters(net: &Network<f64>) -> Vec<bool> {
-    let layers = net.layers();
-    // LeakyReLU is positively homogeneous (`f(c z) = c f(z)` for `c > 0`), so a scale passes
-    // through it to the normalisation; smooth activations do not pass it.
-    let normalised = |l: usize| {
-        layers[l + 1..]
-            .iter()
-            .find(|n| n.kind() != "leaky_relu")
-            .is_some_and(|n| matches!(n.kind(), "batch_norm" | "layer_norm"))
-    };
-    let mut mask = vec![false; net.num_params()];
-    for t in net.layout().tensors() {
-        if normalised(t.layer) {
-            mask[t.offset..t.offset + t.len].fill(true);
-        }
-    }
-    mask
 }
 
 impl<'a> Risk<'a> {
@@ -238,7 +194,6 @@ impl<'a> Risk<'a> {
             blocks,
             hvp_step: 1e-6,
             weight_decay: 0.0,
-            ridge_exempt: None,
             gradients: 0,
             scratch: None,
         })
@@ -273,18 +228,6 @@ impl<'a> Risk<'a> {
         self.weight_decay
     }
 
-    /// Which parameters the ridge applies to (default [`RidgeScope::All`]). With
-    /// [`RidgeScope::SkipNormalised`] the ridge leaves out the parameters that
-    /// [`normalised_parameters`] marks; the norm of the rest is still invariant under the group
-    /// action, so E stays invariant, but the Hessian blocks shift by `mu` only along the
-    /// ridged parameters.
-    pub fn set_ridge_scope(&mut self, scope: RidgeScope) {
-        self.ridge_exempt = match scope {
-            RidgeScope::All => None,
-            RidgeScope::SkipNormalised => Some(normalised_parameters(self.net)),
-        };
-    }
-
     /// Gradients computed so far (each HVP costs two).
     pub fn gradient_count(&self) -> usize {
         self.gradients
@@ -297,19 +240,10 @@ impl<'a> Risk<'a> {
     }
 
     fn ridge(&self, a: &Params<f64>) -> f64 {
-        match &self.ridge_exempt {
-            _ if self.weight_decay == 0.0 => 0.0,
-            None => 0.5 * self.weight_decay * a.dot(a),
-            Some(exempt) => {
-                let s: f64 = a
-                    .as_slice()
-                    .iter()
-                    .zip(exempt)
-                    .filter(|(_, &e)| !e)
-                    .map(|(x, _)| x * x)
-                    .sum();
-                0.5 * self.weight_decay * s
-            }
+        if self.weight_decay == 0.0 {
+            0.0
+        } else {
+            0.5 * self.weight_decay * a.dot(a)
         }
     }
 
@@ -331,17 +265,8 @@ impl<'a> Risk<'a> {
                 *o += x;
             }
         }
-        match &self.ridge_exempt {
-            None => {
-                for (o, x) in out.iter_mut().zip(a.as_slice()) {
-                    *o = c * *o + mu * x;
-                }
-            }
-            Some(exempt) => {
-                for ((o, x), &e) in out.iter_mut().zip(a.as_slice()).zip(exempt) {
-                    *o = c * *o + if e { 0.0 } else { mu * x };
-                }
-            }
+        for (o, x) in out.iter_mut().zip(a.as_slice()) {
+            *o = c * *o + mu * x;
         }
         self.gradients += 1;
         Ok(l + self.ridge(a))
@@ -1534,9 +1459,6 @@ pub struct StabilityOptions {
     /// Ridge `mu / 2 ||A||^2` added to every risk of the analysis ([`Risk::set_weight_decay`]).
     #[serde(default)]
     pub weight_decay: f64,
-    /// Which parameters the ridge applies to ([`Risk::set_ridge_scope`]).
-    #[serde(default)]
-    pub ridge_scope: RidgeScope,
     /// With an exact group average and `dim E-perp` at most this, `H_perp` is the dense one
     /// (every eigenvalue, from `dim E-perp` HVPs) instead of Lanczos (0: never).
     #[serde(default)]
@@ -1573,7 +1495,6 @@ impl Default for StabilityOptions {
             sample_elements: 16,
             hvp_step: 1e-6,
             weight_decay: 0.0,
-            ridge_scope: RidgeScope::All,
             perp_dense_limit: 0,
             escape_delta: 1e-4,
             escape_steps: 20,
@@ -1639,9 +1560,6 @@ pub struct StabilityReport {
     /// The ridge coefficient `mu` of every risk (both Hessian blocks include `mu`).
     #[serde(default)]
     pub weight_decay: f64,
-    /// Which parameters the ridge applies to.
-    #[serde(default)]
-    pub ridge_scope: RidgeScope,
     /// Whether it met its relative tolerance.
     pub converged: bool,
     /// Why it stopped.
@@ -1714,7 +1632,6 @@ pub fn held_out_rayleigh(
         let mut r = Risk::new(net, data, opts.minibatch, Some(sample))?;
         r.set_hvp_step(opts.hvp_step);
         r.set_weight_decay(opts.weight_decay);
-        r.set_ridge_scope(opts.ridge_scope);
         r.hvp(a, &v, &mut hv)?;
         values.push(v.dot(&hv));
         grads += r.gradient_count();
@@ -1815,7 +1732,6 @@ pub fn analyse(
     let mut nominal = Risk::new(net, data, opts.minibatch, None)?;
     nominal.set_hvp_step(opts.hvp_step);
     nominal.set_weight_decay(opts.weight_decay);
-    nominal.set_ridge_scope(opts.ridge_scope);
     let sp = find_stationary_point(&mut nominal, a0, &opts.stationary)?;
     let a = sp.params.clone();
     let kink_distance = min_abs_preactivation(net, &a, data, opts.minibatch)?;
@@ -1853,7 +1769,6 @@ pub fn analyse(
     let mut aug = Risk::new(net, data, opts.minibatch, Some(elements))?;
     aug.set_hvp_step(opts.hvp_step);
     aug.set_weight_decay(opts.weight_decay);
-    aug.set_ridge_scope(opts.ridge_scope);
     let dim_perp = lanczos::subspace_dim(a.layout(), Subspace::Orthogonal);
     let (mut perp_block, vmin) = if exact && dim_perp <= opts.perp_dense_limit {
         dense_block(&mut aug, &a, &perp_basis(a.layout()), sp.residual)?
@@ -1890,7 +1805,6 @@ pub fn analyse(
         let mut aug2 = Risk::new(net, data, opts.minibatch, Some(second))?;
         aug2.set_hvp_step(opts.hvp_step);
         aug2.set_weight_decay(opts.weight_decay);
-        aug2.set_ridge_scope(opts.ridge_scope);
         let (b2, _) = block_spectrum(&mut aug2, &a, Subspace::Orthogonal, opts, &mut rng, noise)?;
         count += aug2.gradient_count();
         sampling_error = Some(SamplingError {
@@ -1985,7 +1899,6 @@ pub fn analyse(
             newton_iterations: sp.newton_iterations,
             newton_hvps: sp.newton_hvps,
             weight_decay: opts.weight_decay,
-            ridge_scope: opts.ridge_scope,
             converged: sp.converged,
             stop_reason: sp.stop_reason.clone(),
             loss_start: sp.loss_start,

@@ -9,9 +9,7 @@
 //! ([`crate::report::stability`]).
 
 use crate::config::Experiment;
-use eqaug_dynamics::stability::{
-    self, RidgeScope, StabilityOptions, StabilityReport, StationaryOptions,
-};
+use eqaug_dynamics::stability::{self, StabilityOptions, StabilityReport, StationaryOptions};
 use eqaug_nn::Network;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
@@ -45,12 +43,6 @@ pub struct StabilitySection {
     /// Both Hessian blocks shift by exactly `mu`.
     #[serde(default)]
     pub weight_decay: f64,
-    /// Which parameters `weight_decay` applies to: `"all"` (default) or `"skip-normalised"`
-    /// (not the weights and biases of a layer whose output goes straight into a batch or layer
-    /// norm: the risk depends on their scale only through the norm's eps, and a ridge on them
-    /// collapses them until eps dominates).
-    #[serde(default)]
-    pub weight_decay_scope: RidgeScope,
     /// With an exactly averaged group and `dim E-perp` at most this, H_perp is computed densely
     /// (all its eigenvalues, from dim E-perp HVPs) instead of by Lanczos; 0 (default): never.
     #[serde(default)]
@@ -145,7 +137,6 @@ impl Default for StabilitySection {
             cg_steps: default_cg_steps(),
             dense_limit: default_dense_limit(),
             weight_decay: 0.0,
-            weight_decay_scope: RidgeScope::All,
             perp_dense_limit: 0,
             rtol: default_rtol(),
             lanczos_steps: default_steps(),
@@ -239,7 +230,6 @@ impl StabilitySection {
             sample_elements: self.sample_elements,
             hvp_step: self.hvp_step,
             weight_decay: self.weight_decay,
-            ridge_scope: self.weight_decay_scope,
             perp_dense_limit: self.perp_dense_limit,
             escape_delta: self.escape_delta,
             escape_steps: self.escape_steps,

@@ -74,3 +74,55 @@ fn stability_profiles_parse_and_the_activation_key_is_checked() {
     let err = config::parse(&bad, std::path::Path::new("e1.toml"), "stability").unwrap_err();
     assert!(err.to_string().contains("stability.lanczos_steps"), "{err}");
 }
+
+/// The normalisation comparison (issue 15) end to end on the shipped `norm-e3-batch` and
+/// `norm-e3-layer` stability profiles (first seed only): both blocks dense (every eigenvalue
+/// of H_perp, the exact C_4 average), the E / E-perp block vanishing at A*, and the report's
+/// section and `norm-hperp-negative` claims computed from those numbers.
+#[test]
+fn batch_and_layer_norm_stability_profiles_through_the_report() {
+    use eqaug_harness::config;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments");
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("stability");
+    let mut lowest = Vec::new();
+    for norm in ["batch", "layer"] {
+        let f = root.join(format!("norm-e3-{norm}.toml"));
+        let mut exps = config::load(&f, "stability").unwrap();
+        assert_eq!(exps.len(), 1);
+        let mut e = exps.remove(0);
+        e.stability.as_mut().expect("[stability]").runs = 1;
+        let o = eqaug_harness::stability::run_stability(&e, &runs).unwrap();
+        let r = &o.runs[0].report;
+        assert!(r.converged, "{norm}: {}", r.stop_reason);
+        assert!(
+            r.perp_exact && r.perp_block.dense && r.e_block.dense,
+            "{norm}"
+        );
+        assert_eq!(r.perp_block.ritz_values.len(), r.dim_perp, "{norm}");
+        assert!(
+            r.off_diagonal.unwrap() < 1e-6,
+            "{norm}: {:?}",
+            r.off_diagonal
+        );
+        lowest.push(r.perp_block.min / r.perp_block.noise);
+    }
+    let out = dir.path().join("report");
+    let mut written = Vec::new();
+    let claims = stability::write(&runs, &out, &mut written).unwrap();
+    let md = std::fs::read_to_string(out.join("stability.md")).unwrap();
+    assert!(
+        md.contains("## Batch norm, layer norm and no normalisation")
+            && md.contains("| e3 | batch | 0 |")
+            && md.contains("| e3 | layer | 0 |"),
+        "{md}"
+    );
+    for (norm, ratio) in ["batch", "layer"].iter().zip(&lowest) {
+        let c = claims
+            .iter()
+            .find(|c| c.id == "norm-hperp-negative" && c.experiment == format!("norm-e3-{norm}"))
+            .unwrap_or_else(|| panic!("no norm-hperp-negative claim for {norm}"));
+        assert_eq!(c.measured, *ratio, "{norm}");
+        assert_eq!(c.pass, *ratio <= -10.0, "{norm}");
+    }
+}

@@ -354,7 +354,10 @@ pub fn ablation_markdown(groups: &[NormAblation], claims: &[Claim]) -> Option<St
          ratios compare the sampling modes (per-sample / per-batch) and augmented with nominal \
          training (per-batch / nominal). Each row is one experiment folder with its own \
          `table.md`, figure and claims. A dash: the strategy was not run (exact averaging needs \
-         an enumerable group).\n"
+         an enumerable group). The stability of E with each normalisation (H_perp's extreme \
+         eigenvalues at the stationary points reached from the same seeds, `eqaug stability` \
+         with the configs' `stability` profile) is in [stability/stability.md](stability/stability.md), \
+         section \"Batch norm, layer norm and no normalisation\".\n"
     );
     let _ = writeln!(
         out,
