@@ -642,6 +642,11 @@ pub fn find_stationary_point(
     if !converged && opts.newton_iterations > 0 {
         let basis = e_basis(a.layout());
         let tr = if basis.len() <= opts.dense_limit {
+            check_dense_memory(
+                basis.len(),
+                "stability.dense_limit",
+                "the dense Hessian on E",
+            )?;
             dense_newton(risk, &mut a, &mut f, &mut g, target, a0_norm, opts, &basis)?
         } else {
             trust_region_newton(risk, &mut a, &mut f, &mut g, target, a0_norm, opts)?
@@ -951,6 +956,13 @@ fn dense_hessian_on_e(
         .map(|(idx, val)| idx.iter().map(|&i| (i, *val)).collect())
         .collect();
     dense_hessian_in(risk, a, &sparse)
+}
+
+/// Refuses a dense `n x n` eigenproblem that would not fit in the available memory (the
+/// matrix, its antisymmetric part, the solver's copy and workspace and the eigenvectors: five
+/// `n x n` f64 matrices), naming the config `key` that allows it.
+fn check_dense_memory(n: usize, key: &str, what: &str) -> Result<(), StabilityError> {
+    lanczos::check_memory(5 * 8 * n as u128 * n as u128, key, what, None)
 }
 
 /// A sparse vector of the parameter space: `(index, value)` pairs.
@@ -1728,6 +1740,16 @@ pub fn analyse(
 ) -> Result<(StabilityReport, Params<f64>), StabilityError> {
     let basis = lanczos::basis_bytes(opts.lanczos_steps + 4, net.num_params());
     lanczos::check_memory(basis, &opts.memory_key, "the Lanczos basis", None)?;
+    // The dense blocks, before any work: dim E within `dense_limit` (Newton and the E block),
+    // dim E-perp within `perp_dense_limit` with an enumerable group.
+    let dim_e = lanczos::subspace_dim(net.layout(), Subspace::Equivariant);
+    if dim_e <= opts.stationary.dense_limit {
+        check_dense_memory(dim_e, "stability.dense_limit", "the dense Hessian on E")?;
+    }
+    let dim_perp = lanczos::subspace_dim(net.layout(), Subspace::Orthogonal);
+    if dim_perp <= opts.perp_dense_limit && net.group().order() <= opts.enumeration_limit as u128 {
+        check_dense_memory(dim_perp, "stability.perp_dense_limit", "the dense H_perp")?;
+    }
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     let mut nominal = Risk::new(net, data, opts.minibatch, None)?;
     nominal.set_hvp_step(opts.hvp_step);
@@ -1769,7 +1791,6 @@ pub fn analyse(
     let mut aug = Risk::new(net, data, opts.minibatch, Some(elements))?;
     aug.set_hvp_step(opts.hvp_step);
     aug.set_weight_decay(opts.weight_decay);
-    let dim_perp = lanczos::subspace_dim(a.layout(), Subspace::Orthogonal);
     let (mut perp_block, vmin) = if exact && dim_perp <= opts.perp_dense_limit {
         dense_block(&mut aug, &a, &perp_basis(a.layout()), sp.residual)?
     } else {

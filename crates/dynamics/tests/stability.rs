@@ -889,3 +889,31 @@ fn stable_point_perturbation_decays_at_the_predicted_rate() {
         rnd.measured_factor
     );
 }
+
+/// A dense H_perp that cannot fit is refused before any work, naming the config key: a
+/// 784 x 784 C_4 layer on 28 x 28 images has dim E-perp ~ 4.6e5, and five such dense matrices
+/// need ~8.5e15 bytes.
+#[test]
+fn dense_perp_beyond_memory_is_refused_naming_the_key() {
+    let g = Group::builtin("rot", 28).unwrap();
+    let spec = NetworkSpec {
+        layers: vec![
+            group(1, Points::Base),
+            LayerSpec::Tanh,
+            group(1, Points::Trivial),
+            LayerSpec::Sigmoid,
+        ],
+    };
+    let net = Network::<f64>::new(&spec, g, Rep::base(1), Loss::Bce).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let d = data(&net, 2, &mut rng);
+    let a0 = net.init_params(&mut rng);
+    let opts = StabilityOptions {
+        minibatch: 2,
+        perp_dense_limit: usize::MAX,
+        ..quick_options()
+    };
+    let err = stability::analyse(&net, &d, &a0, &opts).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("stability.perp_dense_limit"), "{msg}");
+}
