@@ -461,8 +461,9 @@ pub fn markdown(outputs: &[StabilityOutput], figure: Option<&str>) -> String {
         let _ = writeln!(
             s,
             "\n## Spectral densities\n\nStochastic Lanczos quadrature (every Lanczos run a start; \
-             Gaussian smoothing of width 1% of max|lambda|), eigenvalues divided by max|lambda| of \
-             the experiment: Hess R_eqv on E (green), H_perp on E-perp (blue).\n\n![stability densities]({f})"
+             Gaussian smoothing of width 1% of max|lambda|; a block computed densely contributes every \
+             eigenvalue with equal weight), eigenvalues divided by max|lambda| of the experiment: \
+             Hess R_eqv on E (green), H_perp on E-perp (blue).\n\n![stability densities]({f})"
         );
     }
     s
