@@ -132,6 +132,9 @@ pub fn run(args: Args) -> Result<(), String> {
     let wall = total.elapsed().as_secs_f64();
     write_timings(&out, &timings)?;
     write_readme(&out, &args.profile, &timings, &how, wall)?;
+    if let Some(w) = budget_warning(&args.profile, &timings) {
+        eprintln!("xtask: warning: {w}");
+    }
     eprintln!(
         "reproduce ({} profile) finished in {:.0} s; see {}",
         args.profile,
@@ -225,6 +228,25 @@ fn write_timings(out: &Path, t: &BTreeMap<String, f64>) -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", p.display()))
 }
 
+/// The quick profile's budget: a whole reproduction from scratch in at most 15 minutes on 2
+/// cores after the build.
+const QUICK_BUDGET_SECONDS: f64 = 900.0;
+
+/// A warning when the quick profile's wall times (this invocation's and those carried over
+/// from earlier ones, i.e. a reproduction from scratch) add up to more than its budget.
+fn budget_warning(profile: &str, timings: &BTreeMap<String, f64>) -> Option<String> {
+    let sum: f64 = timings.values().sum();
+    (profile == "quick" && sum > QUICK_BUDGET_SECONDS).then(|| {
+        format!(
+            "the quick profile's wall times add up to {} (measured now or carried over), more \
+             than its budget of {}: shrink a config's quick profile (see each profile's `note`) \
+             or check the machine's load",
+            human(sum),
+            human(QUICK_BUDGET_SECONDS)
+        )
+    })
+}
+
 /// `README.md` of a report folder: profile, machine, wall times, and links to everything.
 fn write_readme(
     out: &Path,
@@ -255,6 +277,9 @@ fn write_readme(
          so a resumed reproduction is shorter).\n",
         human(wall)
     );
+    if let Some(w) = budget_warning(profile, timings) {
+        let _ = writeln!(s, "**Warning:** {w}\n");
+    }
     let _ = writeln!(s, "## Experiments\n");
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(out)
         .map_err(|e| format!("{}: {e}", out.display()))?
@@ -352,6 +377,20 @@ fn human(s: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_quick_budget_counts_every_config_and_only_the_quick_profile() {
+        let t = |v: &[f64]| -> BTreeMap<String, f64> {
+            v.iter()
+                .enumerate()
+                .map(|(i, &x)| (format!("c{i}"), x))
+                .collect()
+        };
+        assert!(budget_warning("quick", &t(&[400.0, 400.0])).is_none());
+        let w = budget_warning("quick", &t(&[400.0, 400.0, 200.0])).expect("1000 s > 900 s");
+        assert!(w.contains("16.7 min") && w.contains("15.0 min"), "{w}");
+        assert!(budget_warning("paper", &t(&[4000.0])).is_none());
+    }
 
     #[test]
     fn a_resumed_config_keeps_its_earlier_time() {
