@@ -108,6 +108,9 @@ pub struct Risk<'a> {
     blocks: Vec<Block>,
     hvp_step: f64,
     weight_decay: f64,
+    /// Per-sample draws ([`Risk::new_per_sample`]): per column, the element index of every
+    /// data row; the units' first index is then the column.
+    per_row: Option<Vec<Vec<usize>>>,
     gradients: usize,
     /// Scratch parameters of the HVP (point, second gradient), allocated on first use.
     scratch: Option<(Params<f64>, Params<f64>)>,
@@ -194,14 +197,54 @@ impl<'a> Risk<'a> {
             blocks,
             hvp_step: 1e-6,
             weight_decay: 0.0,
+            per_row: None,
             gradients: 0,
             scratch: None,
         })
     }
 
-    /// Number of group elements averaged over (1 for the nominal risk).
+    /// The risk under per-sample draws: the mean over the columns of `assignments` of the
+    /// risk of the data with row `i` transformed by `elements[assignments[k][i]]` (column
+    /// `k`), normalisation statistics per `minibatch` rows as in [`Risk::new`]. With batch
+    /// norm the rows of a mini-batch then carry different transformations, so its statistics
+    /// mix them; with independent uniform columns it is an unbiased sample of the expected
+    /// per-sample-augmented risk (and of its gradient and Hessian).
+    pub fn new_per_sample(
+        net: &'a Network<f64>,
+        data: &'a TrainData<f64>,
+        minibatch: usize,
+        elements: Vec<Perm>,
+        assignments: Vec<Vec<usize>>,
+    ) -> Result<Self, StabilityError> {
+        if assignments.is_empty() {
+            return Err(StabilityError::Invalid(
+                "per-sample draws need at least one assignment".into(),
+            ));
+        }
+        for (k, col) in assignments.iter().enumerate() {
+            if col.len() != data.len() || col.iter().any(|&e| e >= elements.len()) {
+                return Err(StabilityError::Invalid(format!(
+                    "assignment {k}: needs one element index below {} per data row ({} rows), got {} entries",
+                    elements.len(),
+                    data.len(),
+                    col.len()
+                )));
+            }
+        }
+        let columns = vec![Perm::identity(net.group().degree()); assignments.len()];
+        let mut r = Risk::new(net, data, minibatch, Some(columns))?;
+        r.elements = elements;
+        r.per_row = Some(assignments);
+        Ok(r)
+    }
+
+    /// Number of group elements averaged over (1 for the nominal risk; the number of
+    /// assignments under per-sample draws).
     pub fn num_elements(&self) -> usize {
-        self.elements.len().max(1)
+        match &self.per_row {
+            Some(cols) => cols.len(),
+            None => self.elements.len().max(1),
+        }
     }
 
     /// The network.
@@ -299,7 +342,7 @@ impl<'a> Risk<'a> {
             ));
         }
         let (net, data, mb) = (self.net, self.data, self.minibatch);
-        let (items, elements) = (&self.items, &self.elements);
+        let (items, elements, per_row) = (&self.items, &self.elements, &self.per_row);
         let sums: Vec<f64> = self
             .blocks
             .par_iter_mut()
@@ -321,7 +364,29 @@ impl<'a> Risk<'a> {
                     } else {
                         let mut r0 = 0;
                         for (e, rows) in units {
-                            transform(data, &elements[*e], rows, r0, &mut b.xbuf, &mut b.ybuf);
+                            match per_row {
+                                None => transform(
+                                    data,
+                                    &elements[*e],
+                                    rows,
+                                    r0,
+                                    &mut b.xbuf,
+                                    &mut b.ybuf,
+                                ),
+                                Some(cols) => {
+                                    for (k, i) in rows.clone().enumerate() {
+                                        let g = &elements[cols[*e][i]];
+                                        transform(
+                                            data,
+                                            g,
+                                            &(i..i + 1),
+                                            r0 + k,
+                                            &mut b.xbuf,
+                                            &mut b.ybuf,
+                                        );
+                                    }
+                                }
+                            }
                             r0 += rows.len();
                         }
                         let xb = b.xbuf.slice(s![..r0, ..]);
@@ -1471,6 +1536,10 @@ pub struct StabilityOptions {
     /// Ridge `mu / 2 ||A||^2` added to every risk of the analysis ([`Risk::set_weight_decay`]).
     #[serde(default)]
     pub weight_decay: f64,
+    /// K, samples of the per-sample-draw Rayleigh test at an exactly averaged point
+    /// ([`per_sample_rayleigh`]; 0: none).
+    #[serde(default)]
+    pub per_sample_samples: usize,
     /// With an exact group average and `dim E-perp` at most this, `H_perp` is the dense one
     /// (every eigenvalue, from `dim E-perp` HVPs) instead of Lanczos (0: never).
     #[serde(default)]
@@ -1508,6 +1577,7 @@ impl Default for StabilityOptions {
             hvp_step: 1e-6,
             weight_decay: 0.0,
             perp_dense_limit: 0,
+            per_sample_samples: 0,
             escape_delta: 1e-4,
             escape_steps: 20,
             escape_eta: None,
@@ -1601,6 +1671,12 @@ pub struct StabilityReport {
     /// The held-out Rayleigh test of the estimate's lowest Ritz vector, when not exact.
     #[serde(default)]
     pub held_out_rayleigh: Option<HeldOutRayleigh>,
+    /// Per-sample draws at `A*` (exact only, with `per_sample_samples`): `v^T H_k v` of the
+    /// lowest eigenvector `v` of `H_perp` under K independent per-sample assignments
+    /// ([`per_sample_rayleigh`]); compare with [`StabilityReport::perp_block`]'s `min`, which
+    /// is `v^T H_perp v` under the per-batch (exact) average.
+    #[serde(default)]
+    pub per_sample_rayleigh: Option<HeldOutRayleigh>,
     /// `||Pi_perp Hess R_aug v|| / ||Hess R_aug v||` for a random `v` in E (exact only):
     /// the off-diagonal block, zero at an equivariant point (SPEC 10(d)).
     pub off_diagonal: Option<f64>,
@@ -1655,6 +1731,52 @@ pub fn held_out_rayleigh(
         )),
         grads,
     ))
+}
+
+/// The per-sample-draw Rayleigh test (issue 15): `v` projected onto E-perp and normalised,
+/// then `q_k = v^T H_k v` at `a` for `samples` independent assignments of a uniform group
+/// element to every data row, `H_k` the Hessian of [`Risk::new_per_sample`] with that one
+/// assignment (with the ridge). Each `q_k` is unbiased for `v^T H_ps v`, `H_ps` the Hessian of
+/// the expected per-sample-augmented risk. Where the normalisation acts per sample (layer norm,
+/// none) the expected risk equals the per-batch one, so the mean estimates `v^T H_perp v`; with
+/// batch norm the mini-batch statistics mix the rows' transformations and the two may differ.
+/// At a point of E both expected risks are stationary (the joint law of the draws is invariant
+/// under one global element, and an equivariant network's batch statistics do not see per-row
+/// permutations of the positions). Returns `None` when `v` has no E-perp part or `samples < 2`,
+/// and the gradients spent.
+#[allow(clippy::too_many_arguments)]
+pub fn per_sample_rayleigh(
+    net: &Network<f64>,
+    data: &TrainData<f64>,
+    a: &Params<f64>,
+    v: &Params<f64>,
+    elements: &[Perm],
+    opts: &StabilityOptions,
+    samples: usize,
+    rng: &mut ChaCha8Rng,
+) -> Result<(Option<HeldOutRayleigh>, usize), StabilityError> {
+    let mut v = v.clone();
+    project_onto(&mut v, Subspace::Orthogonal);
+    let nv = v.norm();
+    if nv == 0.0 || samples < 2 || elements.is_empty() {
+        return Ok((None, 0));
+    }
+    v.scale(1.0 / nv);
+    let mut hv = a.zeros_like();
+    let mut values = Vec::with_capacity(samples);
+    let mut grads = 0;
+    for _ in 0..samples {
+        let col: Vec<usize> = (0..data.len())
+            .map(|_| rng.gen_range(0..elements.len()))
+            .collect();
+        let mut r = Risk::new_per_sample(net, data, opts.minibatch, elements.to_vec(), vec![col])?;
+        r.set_hvp_step(opts.hvp_step);
+        r.set_weight_decay(opts.weight_decay);
+        r.hvp(a, &v, &mut hv)?;
+        values.push(v.dot(&hv));
+        grads += r.gradient_count();
+    }
+    Ok((Some(HeldOutRayleigh::from_values(1, values)), grads))
 }
 
 /// Runs `lanczos_runs` Lanczos runs of `hvp` restricted to `sub`, returning the block
@@ -1788,6 +1910,7 @@ pub fn analyse(
         &mut rng,
     )?;
     let n_el = elements.len();
+    let group_elements = if exact { elements.clone() } else { Vec::new() };
     let mut aug = Risk::new(net, data, opts.minibatch, Some(elements))?;
     aug.set_hvp_step(opts.hvp_step);
     aug.set_weight_decay(opts.weight_decay);
@@ -1816,6 +1939,7 @@ pub fn analyse(
     let mut sampling_error = None;
     let mut rayleigh: Option<HeldOutRayleigh> = None;
     let (mut off_diagonal, mut escape_min, mut escape_random) = (None, None, None);
+    let mut per_sample = None;
     if !exact {
         let (second, _) = augmentation_elements(
             &group,
@@ -1855,7 +1979,7 @@ pub fn analyse(
                 .escape_eta
                 .unwrap_or(1.0 / scale.max(f64::MIN_POSITIVE));
             let delta = opts.escape_delta * a.norm().max(1.0);
-            let vmin = Params::from_vec(a.layout().clone(), vmin)?;
+            let vmin = Params::from_vec(a.layout().clone(), vmin.clone())?;
             let norms = measure_escape(&mut aug, &a, &vmin, delta, eta, opts.escape_steps)?;
             let m = factor(&norms);
             let p = 1.0 - eta * perp_block.min;
@@ -1879,6 +2003,21 @@ pub fn analyse(
                 rate_relative_error: None,
                 norms,
             });
+        }
+        if opts.per_sample_samples >= 2 && sp.converged {
+            let v = Params::from_vec(a.layout().clone(), vmin)?;
+            let (q, grads) = per_sample_rayleigh(
+                net,
+                data,
+                &a,
+                &v,
+                &group_elements,
+                opts,
+                opts.per_sample_samples,
+                &mut rng,
+            )?;
+            count += grads;
+            per_sample = q;
         }
     }
     count += aug.gradient_count();
@@ -1934,6 +2073,7 @@ pub fn analyse(
             perp_elements: n_el,
             sampling_error,
             held_out_rayleigh: rayleigh,
+            per_sample_rayleigh: per_sample,
             off_diagonal,
             escape_min,
             escape_random,

@@ -917,3 +917,65 @@ fn dense_perp_beyond_memory_is_refused_naming_the_key() {
     let msg = err.to_string();
     assert!(msg.contains("stability.perp_dense_limit"), "{msg}");
 }
+
+/// Per-sample draws (issue 15). (1) Without batch statistics the loss is a sum over samples,
+/// so the mean over the |G| columns of a Latin design (row `i` of column `k` gets element
+/// `(i + k) mod |G|`: every row sees every element once) is exactly the per-batch average
+/// over all elements: equal values, gradients and Hessian-vector products. (2) With batch norm
+/// over the whole batch the statistics mix the rows' transformations and the same design
+/// differs from the per-batch average off E, while (3) on E (an equivariant point, where the
+/// statistics do not see per-row permutations of positions) both give the same risk.
+#[test]
+fn per_sample_draws_average_to_the_per_batch_risk_without_batch_statistics() {
+    let g = Group::builtin("rot", 2).unwrap();
+    let elements = g.elements(100).unwrap();
+    let latin = |n: usize| -> Vec<Vec<usize>> {
+        (0..elements.len())
+            .map(|k| (0..n).map(|i| (i + k) % elements.len()).collect())
+            .collect()
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(29);
+    for (bn, name) in [(false, "tanh, no batch statistics"), (true, "batch norm")] {
+        let mut layers = vec![group(2, Points::Base), LayerSpec::Tanh];
+        if bn {
+            layers.push(LayerSpec::BatchNorm {
+                over: NormOver::Channels,
+            });
+        }
+        layers.push(group(1, Points::Trivial));
+        let spec = NetworkSpec { layers };
+        let net = Network::<f64>::new(&spec, g.clone(), Rep::base(1), Loss::Mse).unwrap();
+        let d = data(&net, 12, &mut rng);
+        let a = generic_point(&net, &mut rng);
+        let mut a_e = a.clone();
+        project_onto(&mut a_e, Subspace::Equivariant);
+        let mut per_batch = Risk::new(&net, &d, 12, Some(elements.clone())).unwrap();
+        let mut per_sample =
+            Risk::new_per_sample(&net, &d, 12, elements.clone(), latin(12)).unwrap();
+        let (mut g1, mut g2) = (a.zeros_like(), a.zeros_like());
+        let l1 = per_batch.loss_and_gradient(&a, &mut g1).unwrap();
+        let l2 = per_sample.loss_and_gradient(&a, &mut g2).unwrap();
+        let mut v = a.zeros_like();
+        for x in v.as_mut_slice() {
+            *x = rng.gen_range(-1.0..1.0);
+        }
+        let (mut h1, mut h2) = (a.zeros_like(), a.zeros_like());
+        per_batch.hvp(&a, &v, &mut h1).unwrap();
+        per_sample.hvp(&a, &v, &mut h2).unwrap();
+        let on_e = (per_batch.loss(&a_e).unwrap() - per_sample.loss(&a_e).unwrap()).abs();
+        let (dl, dg, dh) = (
+            (l1 - l2).abs() / l1.abs(),
+            g1.distance(&g2) / g1.norm(),
+            h1.distance(&h2) / h1.norm(),
+        );
+        eprintln!(
+            "{name}: relative differences loss {dl:e}, gradient {dg:e}, HVP {dh:e}; on E {on_e:e}"
+        );
+        assert!(on_e <= 1e-12 * l1.abs(), "{name}: on E {on_e:e}");
+        if bn {
+            assert!(dl > 1e-6 && dg > 1e-6, "{name}: batch statistics must mix");
+        } else {
+            assert!(dl < 1e-12 && dg < 1e-12 && dh < 1e-6, "{name}");
+        }
+    }
+}

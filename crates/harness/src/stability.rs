@@ -47,6 +47,12 @@ pub struct StabilitySection {
     /// (all its eigenvalues, from dim E-perp HVPs) instead of by Lanczos; 0 (default): never.
     #[serde(default)]
     pub perp_dense_limit: usize,
+    /// K, samples of the per-sample-draw test at an exactly averaged stationary point: the
+    /// lowest eigenvector v of H_perp, and v^T H_k v under K random assignments of a group
+    /// element to every sample (batch norm then mixes transformations in its statistics);
+    /// 0 (default): none.
+    #[serde(default)]
+    pub per_sample_samples: usize,
     /// Stop when `||Pi_E grad R||` falls below this fraction of its starting value.
     #[serde(default = "default_rtol")]
     pub rtol: f64,
@@ -138,6 +144,7 @@ impl Default for StabilitySection {
             dense_limit: default_dense_limit(),
             weight_decay: 0.0,
             perp_dense_limit: 0,
+            per_sample_samples: 0,
             rtol: default_rtol(),
             lanczos_steps: default_steps(),
             lanczos_runs: default_lanczos_runs(),
@@ -187,6 +194,12 @@ impl StabilitySection {
                 "must be 0 (no test) or at least 2 (a standard error needs two samples)".into(),
             );
         }
+        if self.per_sample_samples == 1 {
+            return bad(
+                "per_sample_samples",
+                "must be 0 (no test) or at least 2 (a standard error needs two samples)".into(),
+            );
+        }
         if !(self.escape_delta > 0.0 && self.escape_delta < 1.0) {
             return bad(
                 "escape_delta",
@@ -231,6 +244,7 @@ impl StabilitySection {
             hvp_step: self.hvp_step,
             weight_decay: self.weight_decay,
             perp_dense_limit: self.perp_dense_limit,
+            per_sample_samples: self.per_sample_samples,
             escape_delta: self.escape_delta,
             escape_steps: self.escape_steps,
             escape_eta: self.escape_learning_rate,

@@ -105,6 +105,11 @@ fn batch_and_layer_norm_stability_profiles_through_the_report() {
             "{norm}: {:?}",
             r.off_diagonal
         );
+        let q = r
+            .per_sample_rayleigh
+            .as_ref()
+            .expect("per_sample_samples is set");
+        assert_eq!(q.values.len(), 64, "{norm}");
         lowest.push(r.perp_block.min / r.perp_block.noise);
     }
     let out = dir.path().join("report");
@@ -124,5 +129,10 @@ fn batch_and_layer_norm_stability_profiles_through_the_report() {
             .unwrap_or_else(|| panic!("no norm-hperp-negative claim for {norm}"));
         assert_eq!(c.measured, *ratio, "{norm}");
         assert_eq!(c.pass, *ratio <= -10.0, "{norm}");
+        assert!(
+            claims.iter().any(|c| c.id == "norm-per-sample-curvature"
+                && c.experiment == format!("norm-e3-{norm}")),
+            "no per-sample claim for {norm}"
+        );
     }
 }

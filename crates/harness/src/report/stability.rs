@@ -71,6 +71,43 @@ pub fn claims(outputs: &[StabilityOutput]) -> Vec<Claim> {
             if !matches!(norm.as_str(), "batch" | "layer") {
                 continue;
             }
+            // Per-sample against per-batch draws along the softest E-perp direction: the
+            // difference against its error (4 standard errors of the per-sample mean plus the
+            // noise level to which lambda_min is known).
+            let diffs: Vec<(usize, f64, String)> = o
+                .runs
+                .iter()
+                .filter(|r| r.report.converged)
+                .filter_map(|r| {
+                    let q = r.report.per_sample_rayleigh.as_ref()?;
+                    let b = &r.report.perp_block;
+                    let err = 4.0 * q.standard_error + b.noise;
+                    Some((
+                        r.run,
+                        (q.mean - b.min).abs() / err,
+                        format!(
+                            "run {}: {} +- {} against {}",
+                            r.run,
+                            sci(q.mean),
+                            sci(q.standard_error),
+                            sci(b.min)
+                        ),
+                    ))
+                })
+                .collect();
+            if let Some(worst) = diffs.iter().map(|d| d.1).reduce(f64::max) {
+                let text: Vec<&str> = diffs.iter().map(|d| d.2.as_str()).collect();
+                out.push(claim(
+                    "norm-per-sample-curvature",
+                    &o.experiment,
+                    format!(
+                        "norm-{base} with {norm} norm: per-sample draws give the same curvature along the lowest eigenvector v of H_perp as per-batch draws: |mean v^T H_k v (per-sample) - lambda_min (per-batch)| / (4 standard errors + noise), the largest over the runs ({})",
+                        text.join("; ")
+                    ),
+                    worst,
+                    Bound::AtMost(1.0),
+                ));
+            }
             if let Some((ratio, run)) = most_negative_perp(o) {
                 let per_run: Vec<String> = o
                     .runs
@@ -220,8 +257,18 @@ fn normalisation_markdown(outputs: &[StabilityOutput]) -> Option<String> {
          E invariant and the Hessian block-diagonal there (the off-diagonal column). Noise = \
          max(residual, 1e-7 max|lambda|), the verdict threshold; lambda_min / noise below -1 is \
          a negative eigenvalue beyond it.\n\n\
-         | base | normalisation | run | loss at A* | norm of A* | lambda_min / lambda_max on E | lambda_min / lambda_max of H_perp | lambda_min / noise | negatives beyond noise (E-perp) | off-diagonal | verdict |\n\
-         |---|---|---:|---:|---:|---|---|---:|---:|---:|---|\n",
+         Per-sample draws: with the paper's per-batch draws every sample of a mini-batch is \
+         moved by the same element and batch statistics move with it; with per-sample draws \
+         they mix different transformations. At A* both expected risks are stationary (the \
+         joint law of the draws is invariant under one global element), so the question is \
+         their curvature: the column gives v^T H_k v for the lowest eigenvector v of the \
+         per-batch H_perp, averaged over K random per-sample assignments of the 4 rotations to \
+         the data rows (+- its standard error), against lambda_min = v^T H_perp v. Without batch \
+         statistics (layer norm, none) the loss is a sum over samples and the two expectations \
+         are equal exactly (a test checks this with a Latin design), so there the column is a \
+         check of the estimate.\n\n\
+         | base | normalisation | run | loss at A* | norm of A* | lambda_min / lambda_max on E | lambda_min / lambda_max of H_perp | lambda_min / noise | negatives beyond noise (E-perp) | off-diagonal | per-sample v^T H v (K) | verdict |\n\
+         |---|---|---:|---:|---:|---|---|---:|---:|---:|---|---|\n",
     );
     for (base, norms) in &sets {
         for (norm, o) in norms {
@@ -230,7 +277,7 @@ fn normalisation_markdown(outputs: &[StabilityOutput]) -> Option<String> {
                 let b = &r.perp_block;
                 let _ = writeln!(
                     s,
-                    "| {base} | {norm} | {} | {:.6} | {} | {} / {}{} | {} / {}{} | {:.1} | {} of {} | {} | {} |",
+                    "| {base} | {norm} | {} | {:.6} | {} | {} / {}{} | {} / {}{} | {:.1} | {} of {} | {} | {} | {} |",
                     run.run,
                     r.loss,
                     sci(r.norm_a_star),
@@ -244,6 +291,12 @@ fn normalisation_markdown(outputs: &[StabilityOutput]) -> Option<String> {
                     b.negative_beyond_noise,
                     b.ritz_values.len(),
                     r.off_diagonal.map_or("-".into(), sci),
+                    r.per_sample_rayleigh.as_ref().map_or("-".into(), |q| format!(
+                        "{} +- {} ({})",
+                        sci(q.mean),
+                        sci(q.standard_error),
+                        q.values.len()
+                    )),
                     verdict(r)
                 );
             }
