@@ -909,37 +909,49 @@ type BasisVector = (Vec<usize>, f64);
 fn e_basis(layout: &Arc<eqaug_nn::Layout>) -> Vec<BasisVector> {
     let mut basis = Vec::new();
     for t in layout.tensors() {
-        match &t.kind {
-            eqaug_nn::TensorKind::Group {
-                projector, support, ..
-            } => {
-                let map = projector.orbit_map();
-                let (s_out, s_in, n_orb) = (map.s_out(), map.s_in(), map.n_orbits());
-                let cols = projector.cols();
-                let (c_out, c_in) = (projector.rows() / s_out, cols / s_in);
-                for co in 0..c_out {
-                    for ci in 0..c_in {
-                        let mut members: Vec<Vec<usize>> = vec![Vec::new(); n_orb];
-                        for r in 0..s_out {
-                            for j in 0..s_in {
-                                let o = map.orbit_of()[r * s_in + j] as usize;
-                                members[o].push((co * s_out + r) * cols + ci * s_in + j);
-                            }
-                        }
-                        for m in members {
-                            if support.as_ref().is_some_and(|sup| !sup[m[0]]) {
-                                continue;
-                            }
-                            let v = 1.0 / (m.len() as f64).sqrt();
-                            basis.push((m.into_iter().map(|i| t.offset + i).collect(), v));
-                        }
-                    }
-                }
-            }
-            _ => basis.extend((t.offset..t.offset + t.len).map(|i| (vec![i], 1.0))),
+        match group_orbits(t) {
+            Some(orbits) => basis.extend(orbits.into_iter().map(|m| {
+                let v = 1.0 / (m.len() as f64).sqrt();
+                (m, v)
+            })),
+            None => basis.extend((t.offset..t.offset + t.len).map(|i| (vec![i], 1.0))),
         }
     }
     basis
+}
+
+/// The orbits of a group tensor's weights (global indices, per channel pair, orbits outside a
+/// support left out), or `None` for a tensor that is not a group layer.
+fn group_orbits(t: &eqaug_nn::TensorInfo) -> Option<Vec<Vec<usize>>> {
+    let eqaug_nn::TensorKind::Group {
+        projector, support, ..
+    } = &t.kind
+    else {
+        return None;
+    };
+    let map = projector.orbit_map();
+    let (s_out, s_in, n_orb) = (map.s_out(), map.s_in(), map.n_orbits());
+    let cols = projector.cols();
+    let (c_out, c_in) = (projector.rows() / s_out, cols / s_in);
+    let mut orbits = Vec::new();
+    for co in 0..c_out {
+        for ci in 0..c_in {
+            let mut members: Vec<Vec<usize>> = vec![Vec::new(); n_orb];
+            for r in 0..s_out {
+                for j in 0..s_in {
+                    let o = map.orbit_of()[r * s_in + j] as usize;
+                    members[o].push((co * s_out + r) * cols + ci * s_in + j);
+                }
+            }
+            for m in members {
+                if support.as_ref().is_some_and(|sup| !sup[m[0]]) {
+                    continue;
+                }
+                orbits.push(m.into_iter().map(|i| t.offset + i).collect());
+            }
+        }
+    }
+    Some(orbits)
 }
 
 /// Coordinates of a flat vector in the basis.
@@ -1078,37 +1090,12 @@ fn dense_hessian_in(
 /// lie in E and contribute nothing. Its length is `lanczos::subspace_dim(layout, Orthogonal)`.
 fn perp_basis(layout: &Arc<eqaug_nn::Layout>) -> Vec<SparseVector> {
     let mut basis = Vec::new();
-    for t in layout.tensors() {
-        if let eqaug_nn::TensorKind::Group {
-            projector, support, ..
-        } = &t.kind
-        {
-            let map = projector.orbit_map();
-            let (s_out, s_in, n_orb) = (map.s_out(), map.s_in(), map.n_orbits());
-            let cols = projector.cols();
-            let (c_out, c_in) = (projector.rows() / s_out, cols / s_in);
-            for co in 0..c_out {
-                for ci in 0..c_in {
-                    let mut members: Vec<Vec<usize>> = vec![Vec::new(); n_orb];
-                    for r in 0..s_out {
-                        for j in 0..s_in {
-                            let o = map.orbit_of()[r * s_in + j] as usize;
-                            members[o].push(t.offset + (co * s_out + r) * cols + ci * s_in + j);
-                        }
-                    }
-                    for m in members {
-                        if support.as_ref().is_some_and(|sup| !sup[m[0] - t.offset]) {
-                            continue;
-                        }
-                        for j in 1..m.len() {
-                            let c = 1.0 / ((j * (j + 1)) as f64).sqrt();
-                            let mut v: SparseVector = m[..j].iter().map(|&i| (i, c)).collect();
-                            v.push((m[j], -(j as f64) * c));
-                            basis.push(v);
-                        }
-                    }
-                }
-            }
+    for m in layout.tensors().iter().filter_map(group_orbits).flatten() {
+        for j in 1..m.len() {
+            let c = 1.0 / ((j * (j + 1)) as f64).sqrt();
+            let mut v: SparseVector = m[..j].iter().map(|&i| (i, c)).collect();
+            v.push((m[j], -(j as f64) * c));
+            basis.push(v);
         }
     }
     basis
