@@ -309,13 +309,21 @@ fn normalisation_markdown(outputs: &[StabilityOutput]) -> Option<String> {
                     .iter()
                     .filter(|r| r.report.verdict == Verdict::UnstableOffE)
                     .count();
+                let marginal = o
+                    .runs
+                    .iter()
+                    .filter(|r| {
+                        let b = &r.report.perp_block;
+                        r.report.verdict == Verdict::UnstableOffE && b.min > -20.0 * b.noise
+                    })
+                    .count();
                 let stable = o
                     .runs
                     .iter()
                     .filter(|r| r.report.verdict == Verdict::Stable)
                     .count();
                 format!(
-                    "{norm}: {unstable} of {} runs a saddle of R_aug (unstable off E), {stable} stable",
+                    "{norm}: {unstable} of {} runs a saddle of R_aug (unstable off E; {marginal} of them with lambda_min within 20 x the noise level, where the escape is not tested), {stable} stable",
                     o.runs.len()
                 )
             })
