@@ -19,7 +19,7 @@
 //! bounded whatever the chunk size, while each GEMM still has thousands of rows. One input
 //! channel (the first layer) takes a direct path (see `super::single`).
 
-use super::simd::Isa;
+use super::simd::{dispatch, Isa};
 use super::single;
 use eqaug_groups::Real;
 use ndarray::linalg::general_mat_mul;
@@ -27,7 +27,7 @@ use ndarray::{s, Array2, ArrayView2, ArrayViewMut2, ShapeBuilder};
 use rayon::prelude::*;
 
 /// Upper bound on the entries of the im2col buffer of one block (4 Mi entries: 16 MB in f32).
-pub(crate) const BLOCK_ELEMENTS: usize = 1 << 22;
+pub(crate) const BLOCK_ELEMENTS: usize = 1 << 20;
 
 /// The shape of a 3 x 3 convolution layer on `h x w` maps: `c_in` channels in, `c_out` out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -255,20 +255,32 @@ fn im2col_rows<T: Real>(s: &ConvShape, x: &[T], col: &mut [T], nb: usize) {
 
 /// The adjoint of [`im2col_t`]: `dx = col2im(dcolt)` (overwrites `dx` of `nb` images), in
 /// parallel over the images (each image's sums in the same fixed order).
-fn col2im_t<T: Real>(s: &ConvShape, dcolt: &[T], dx: &mut [T], nb: usize) {
+fn col2im_t<T: Real>(isa: Isa, s: &ConvShape, dcolt: &[T], dx: &mut [T], nb: usize) {
     let m = nb * s.h * s.w;
     dx[..nb * s.input_width()]
         .par_chunks_mut(s.input_width())
         .enumerate()
-        .for_each(|(n, dxn)| col2im_image(s, dcolt, m, n, dxn));
+        .for_each(|(n, dxn)| col2im_image(isa, s, dcolt, m, n, dxn));
 }
 
-/// Image `n` of [`col2im_t`] (`dcolt` has rows of `m` entries): per channel, the centre
-/// offset (which covers every position) is copied, then the other eight are added, each as
-/// one contiguous add over the rows it reaches; the entries that add would wrongly reach
-/// across a row end (the wrapped column) are saved before and restored after, so every
-/// entry receives exactly its own terms, in the offset order.
-pub(super) fn col2im_image<T: Real>(s: &ConvShape, dcolt: &[T], m: usize, n: usize, dxn: &mut [T]) {
+dispatch! {
+    /// Image `n` of [`col2im_t`] (`dcolt` has rows of `m` entries): per channel, the centre
+    /// offset (which covers every position) is copied, then the other eight are added, each as
+    /// one contiguous add over the rows it reaches; the entries that add would wrongly reach
+    /// across a row end (the wrapped column) are saved before and restored after, so every
+    /// entry receives exactly its own terms, in the offset order.
+    /// (Adds only: compiled with AVX2 when the CPU has it, the sums are the same.)
+    fn col2im_image => col2im_image_kernel(s: &ConvShape, dcolt: &[T], m: usize, n: usize, dxn: &mut [T])
+}
+
+#[inline(always)]
+fn col2im_image_kernel<T: Real, const FMA: bool>(
+    s: &ConvShape,
+    dcolt: &[T],
+    m: usize,
+    n: usize,
+    dxn: &mut [T],
+) {
     let (h, w) = (s.h, s.w);
     let hw = h * w;
     let mut saved = vec![T::zero(); h];
@@ -310,7 +322,7 @@ pub(super) fn col2im_image<T: Real>(s: &ConvShape, dcolt: &[T], m: usize, n: usi
 }
 
 /// `dst += src` entrywise.
-#[inline]
+#[inline(always)]
 fn add_into<T: Real>(dst: &mut [T], src: &[T]) {
     dst.iter_mut().zip(src).for_each(|(a, &b)| *a += b);
 }
@@ -487,7 +499,7 @@ pub(crate) fn backward_in<T: Real>(
                 ArrayViewMut2::from_shape((m, kk).strides((1, m)), &mut colbuf[..kk * m])
                     .expect("col shape");
             general_mat_mul(T::one(), &dyt.t(), &kv, T::zero(), &mut dcolt);
-            col2im_t(s, colbuf, &mut dx[n0 * in_w..], nb);
+            col2im_t(opts.isa(), s, colbuf, &mut dx[n0 * in_w..], nb);
         }
         n0 += nb;
     }

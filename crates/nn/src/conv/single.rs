@@ -184,7 +184,7 @@ pub(super) fn backward<T: Real>(
                 // dcol <- K^T dy_n (9 x hw), then col2im
                 input_gradient(isa, kernel, dyn_, &mut dcol, hw);
                 let i = n - t * TASK;
-                col2im_image(s, &dcol, hw, 0, &mut dxt[i * hw..(i + 1) * hw]);
+                col2im_image(isa, s, &dcol, hw, 0, &mut dxt[i * hw..(i + 1) * hw]);
             }
         }
         dkt
