@@ -45,8 +45,8 @@ pub fn section(records: &[Value]) -> String {
          cache: per image, three column-shifted copies of the image with a zero row above and \
          below (10 KB) hold the 9 shifted images as contiguous windows; the forward pass forms \
          every output map in vector registers (9 fused multiply-adds per 8 positions with the \
-         9 kernel values in registers, 6 vectors in flight, all 32 maps on one block of 96 \
-         positions before the next, so that the block's rows stay in L1 cache) and the kernel \
+         9 kernel values in registers, 6 vectors in flight, one map after the other while the \
+         shifted copies stay in L1 cache) and the kernel \
          gradient accumulates 4 output channels x the 3 offsets of one kernel row in 12 vector \
          registers (7 loads per 12 fused multiply-adds); images run in parallel. From cache, \
          both loops are bound by arithmetic. What goes through memory is the output and the \

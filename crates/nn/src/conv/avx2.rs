@@ -45,10 +45,6 @@ pub(super) fn as_f32_mut<T: 'static>(s: &mut [T]) -> Option<&mut [f32]> {
 /// of the 16 vector registers).
 const FORWARD_VECTORS: usize = 6;
 
-/// Positions per block of [`combine`]: every output channel is formed on one block before
-/// the next, so the block's 9 shifted rows (3.4 KB) stay in L1 while the output streams.
-const FORWARD_BLOCK: usize = 2 * 8 * FORWARD_VECTORS;
-
 /// `y[co, p] = sum_o kernel[co, o] c[o][p]` summed in the order `o = 0, ..., 8` with
 /// fused multiply-adds (`y`: `c_out x hw`, each `c[o]`: `hw`, `kernel`: `c_out x 9`).
 ///
@@ -68,34 +64,31 @@ pub(super) unsafe fn combine(kernel: &[f32], c: [&[f32]; 9], y: &mut [f32], hw: 
     // SAFETY of the pointer accesses below: every `c[o]` holds `hw` values and `y`
     // `c_out` rows of `hw`, and every vector access covers positions `p..p + 8` with
     // `p + 8 <= vectors * 8 <= hw`.
+    // One output map after the other (the 9 shifted images, windows of 10 KB of copies,
+    // stay in L1), 6 vectors at a time, then single vectors, then single positions.
     let vectors = hw / 8;
-    let blocks = vectors * 8 / FORWARD_BLOCK;
-    for b in 0..blocks {
-        let p0 = b * FORWARD_BLOCK;
-        for (co, kv) in kb.iter().enumerate() {
-            let yc = yp.add(co * hw);
-            for p in (p0..p0 + FORWARD_BLOCK).step_by(8 * U) {
-                let mut acc = [_mm256_setzero_ps(); U];
-                for o in 0..9 {
-                    for (u, a) in acc.iter_mut().enumerate() {
-                        *a = _mm256_fmadd_ps(kv[o], _mm256_loadu_ps(cp[o].add(p + 8 * u)), *a);
-                    }
-                }
-                for (u, a) in acc.iter().enumerate() {
-                    _mm256_storeu_ps(yc.add(p + 8 * u), *a);
-                }
-            }
-        }
-    }
-    // the remaining vectors one at a time, then the remaining positions
     for (co, kv) in kb.iter().enumerate() {
         let yc = yp.add(co * hw);
-        for p in (blocks * FORWARD_BLOCK..vectors * 8).step_by(8) {
+        let mut p = 0;
+        while p + 8 * U <= vectors * 8 {
+            let mut acc = [_mm256_setzero_ps(); U];
+            for o in 0..9 {
+                for (u, a) in acc.iter_mut().enumerate() {
+                    *a = _mm256_fmadd_ps(kv[o], _mm256_loadu_ps(cp[o].add(p + 8 * u)), *a);
+                }
+            }
+            for (u, a) in acc.iter().enumerate() {
+                _mm256_storeu_ps(yc.add(p + 8 * u), *a);
+            }
+            p += 8 * U;
+        }
+        while p < vectors * 8 {
             let mut a = _mm256_setzero_ps();
             for o in 0..9 {
                 a = _mm256_fmadd_ps(kv[o], _mm256_loadu_ps(cp[o].add(p)), a);
             }
             _mm256_storeu_ps(yc.add(p), a);
+            p += 8;
         }
         let k = &kernel[co * 9..(co + 1) * 9];
         for p in vectors * 8..hw {

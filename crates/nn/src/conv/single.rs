@@ -9,8 +9,8 @@
 //!
 //! - Forward: every output map is formed in registers, `y[co, p] = sum_o K[co, o]
 //!   shift_o(x)[p]`, 9 multiply-adds per position with the 9 kernel values held in
-//!   registers (with AVX2: 6 vectors of 8 positions in flight, every output channel formed
-//!   on a block of 96 positions before the next block, one store per 9 fused multiply-adds).
+//!   registers (with AVX2: 6 vectors of 8 positions in flight, one output map after the
+//!   other, one store per 9 fused multiply-adds).
 //! - Kernel gradient `dK[co, o] += <dy[co], shift_o(x)>`: 4 output channels x the 3 offsets
 //!   of one kernel row accumulate side by side (12 vector registers; per 8 positions 7 loads
 //!   and 12 fused multiply-adds).
