@@ -7,8 +7,10 @@
 //! twice, once as is (the portable path: `a * b + c`, two roundings) and once inside an
 //! `#[target_feature(enable = "avx2,fma")]` wrapper, where `FMA = true` turns every
 //! multiply-add into `T::mul_add` (one rounding) and LLVM vectorises the loops 8 (f32) or 4
-//! (f64) wide with `vfmadd` instructions. [`Isa::detect`] picks the wrapper once per process
-//! if the CPU has both features. The two paths round differently (as matrixmultiply's
+//! (f64) wide. Where LLVM's vectoriser does not keep the accumulators in registers (the first
+//! layer's loops), the f32 wrapper calls hand-written vector intrinsics instead
+//! (`super::avx2`), which compute the same sums in the same order. [`Isa::detect`] picks the
+//! wrappers once per process if the CPU has both features. The two paths round differently (as matrixmultiply's
 //! kernels do), each deterministically: the summation order is fixed in the code, not by the
 //! threads or the instruction set.
 
