@@ -57,17 +57,14 @@ pub(super) unsafe fn combine(kernel: &[f32], c: [&[f32]; 9], y: &mut [f32], hw: 
     assert!(c.iter().all(|r| r.len() >= hw) && y.len() >= c_out * hw);
     let cp: [*const f32; 9] = c.map(<[f32]>::as_ptr);
     let yp = y.as_mut_ptr();
-    let kb: Vec<[__m256; 9]> = kernel
-        .chunks_exact(9)
-        .map(|k| std::array::from_fn(|o| _mm256_broadcast_ss(&k[o])))
-        .collect();
     // SAFETY of the pointer accesses below: every `c[o]` holds `hw` values and `y`
     // `c_out` rows of `hw`, and every vector access covers positions `p..p + 8` with
     // `p + 8 <= vectors * 8 <= hw`.
     // One output map after the other (the 9 shifted images, windows of 10 KB of copies,
     // stay in L1), 6 vectors at a time, then single vectors, then single positions.
     let vectors = hw / 8;
-    for (co, kv) in kb.iter().enumerate() {
+    for (co, k) in kernel.chunks_exact(9).enumerate() {
+        let kv: [__m256; 9] = std::array::from_fn(|o| _mm256_broadcast_ss(&k[o]));
         let yc = yp.add(co * hw);
         let mut p = 0;
         while p + 8 * U <= vectors * 8 {
@@ -90,7 +87,6 @@ pub(super) unsafe fn combine(kernel: &[f32], c: [&[f32]; 9], y: &mut [f32], hw: 
             _mm256_storeu_ps(yc.add(p), a);
             p += 8;
         }
-        let k = &kernel[co * 9..(co + 1) * 9];
         for p in vectors * 8..hw {
             let mut a = 0.0f32;
             for o in 0..9 {
