@@ -8,8 +8,8 @@ mod common;
 use common::rng;
 use eqaug_nn::conv::{
     avg_pool2_backward, avg_pool2_forward, conv2d_backward, conv2d_forward, conv2d_reference,
-    describe_kernel_gset, ConvScratch, ConvShape, KernelBasis, KernelProjector, Parametrisation,
-    Support,
+    describe_kernel_gset, simd_kernels_available, ConvScratch, ConvShape, KernelBasis,
+    KernelProjector, Parametrisation, Support,
 };
 use rand::Rng;
 use rand_distr::StandardNormal;
@@ -277,6 +277,134 @@ fn all_paths_match_the_loops_at_chunks_1_7_100() {
                 assert!(
                     e < 1e-5 * scale(want) * (r as f64).sqrt().max(3.0),
                     "{s:?}, {r} images: f32 {name} off by {e:e}"
+                );
+            }
+        }
+    }
+}
+
+/// The hand-written loops exist twice: portable (the build's baseline instructions, separate
+/// multiply and add) and AVX2 + FMA (selected at run time when the CPU has both; f32 by
+/// vector intrinsics, f64 by the generic code). Both, forced one way or the other, against
+/// the loop definitions in f64 and f32 at chunks 1, 7 and 100, on shapes that reach every
+/// branch of the first layer's kernels (blocks of 96 positions, single vectors, scalar
+/// tails; tiles of 4 output channels and the remaining channels) and of the GEMM path;
+/// each bit-identical on a rerun and on one thread.
+#[test]
+fn portable_and_simd_loops_both_match_the_loops() {
+    let mut g = rng(12);
+    let shapes = [
+        // 143 positions: one block of 96, 5 vectors of 8, 7 scalars; 6 = 4 + 2 channels
+        ConvShape {
+            c_in: 1,
+            c_out: 6,
+            h: 11,
+            w: 13,
+        },
+        // the paper's first layer size, fewer channels
+        ConvShape {
+            c_in: 1,
+            c_out: 5,
+            h: 28,
+            w: 28,
+        },
+        ConvShape {
+            c_in: 3,
+            c_out: 4,
+            h: 7,
+            w: 9,
+        },
+    ];
+    let one_thread = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let scale = |v: &[f64]| v.iter().fold(1.0f64, |m, a| m.max(a.abs()));
+    for s in shapes {
+        for r in [1, 7, 100] {
+            let x = gauss(&mut g, r * s.input_width());
+            let k = gauss(&mut g, s.kernel_len());
+            let dy = gauss(&mut g, r * s.output_width());
+            let mut want_y = vec![0.0; r * s.output_width()];
+            conv2d_reference(&s, &x, &k, &mut want_y, r);
+            let (want_dk, want_dx) = backward_reference(&s, &x, &k, &dy, r);
+            let f = |v: &[f64]| v.iter().map(|&a| a as f32).collect::<Vec<f32>>();
+            let (x32, k32, dy32) = (f(&x), f(&k), f(&dy));
+            let mut f32_results = Vec::new();
+            for portable in [false, true] {
+                let tag = format!("{s:?}, {r} images, portable {portable}");
+                let run64 = || {
+                    let mut scratch = if portable {
+                        ConvScratch::new().portable()
+                    } else {
+                        ConvScratch::new()
+                    };
+                    let mut y = vec![f64::NAN; r * s.output_width()];
+                    conv2d_forward(&s, &x, &k, &mut y, r, &mut scratch);
+                    let mut dk = vec![0.0; s.kernel_len()];
+                    let mut dx = vec![f64::NAN; r * s.input_width()];
+                    conv2d_backward(&s, &x, &k, &dy, &mut dk, Some(&mut dx), r, &mut scratch);
+                    (y, dk, dx)
+                };
+                let run32 = || {
+                    let mut scratch = if portable {
+                        ConvScratch::new().portable()
+                    } else {
+                        ConvScratch::new()
+                    };
+                    let mut y = vec![f32::NAN; r * s.output_width()];
+                    conv2d_forward(&s, &x32, &k32, &mut y, r, &mut scratch);
+                    let mut dk = vec![0.0f32; s.kernel_len()];
+                    let mut dx = vec![f32::NAN; r * s.input_width()];
+                    conv2d_backward(
+                        &s,
+                        &x32,
+                        &k32,
+                        &dy32,
+                        &mut dk,
+                        Some(&mut dx),
+                        r,
+                        &mut scratch,
+                    );
+                    (y, dk, dx)
+                };
+                let (y, dk, dx) = run64();
+                for (name, got, want) in [
+                    ("y", &y, &want_y),
+                    ("dK", &dk, &want_dk),
+                    ("dx", &dx, &want_dx),
+                ] {
+                    let e = max_abs_diff(got, want);
+                    assert!(e < 1e-12 * scale(want), "{tag}: f64 {name} off by {e:e}");
+                }
+                let out32 = run32();
+                for (name, got, want) in [
+                    ("y", &out32.0, &want_y),
+                    ("dK", &out32.1, &want_dk),
+                    ("dx", &out32.2, &want_dx),
+                ] {
+                    let e = got
+                        .iter()
+                        .zip(want.iter())
+                        .fold(0.0f64, |m, (&a, &b)| m.max((a as f64 - b).abs()));
+                    assert!(
+                        e < 1e-5 * scale(want) * (r as f64).sqrt().max(3.0),
+                        "{tag}: f32 {name} off by {e:e}"
+                    );
+                }
+                assert_eq!(run64(), (y, dk, dx), "{tag}: f64 rerun");
+                assert_eq!(one_thread.install(run64), run64(), "{tag}: f64 one thread");
+                assert_eq!(run32(), out32, "{tag}: f32 rerun");
+                assert_eq!(one_thread.install(run32), out32, "{tag}: f32 one thread");
+                f32_results.push(out32);
+            }
+            // With AVX2 + FMA, the default path is the fused one: its single roundings give
+            // different f32 results from the portable path's (the first layer's loops are
+            // all fused; a chunk of random data has thousands of entries to tell them apart).
+            if s.c_in == 1 && simd_kernels_available() {
+                assert_ne!(
+                    f32_results[0].0, f32_results[1].0,
+                    "{s:?}, {r} images: the f32 forward did not take the fused path"
                 );
             }
         }

@@ -16,16 +16,24 @@
 //! copies) run in parallel over rows or images with disjoint writes, so the results do not
 //! depend on the number of threads. Blocks hold at most [`BLOCK_ELEMENTS`] entries of `col`
 //! (balanced: the blocks of a chunk differ by at most one image), so the scratch memory stays
-//! bounded whatever the chunk size, while each GEMM still has thousands of rows. One input
-//! channel (the first layer) takes a direct path (see `forward_single_channel`).
+//! bounded whatever the chunk size and a block's im2col stays in cache, while each GEMM
+//! still has thousands of rows. One input channel (the first layer) takes a direct path
+//! (see `super::single`). The hand-written loops here (col2im) are compiled for AVX2 when
+//! the CPU has it (see `super::simd`); the copies are `memcpy`s.
 
+use super::simd::{dispatch, Isa};
+use super::single;
 use eqaug_groups::Real;
 use ndarray::linalg::general_mat_mul;
 use ndarray::{s, Array2, ArrayView2, ArrayViewMut2, ShapeBuilder};
 use rayon::prelude::*;
 
-/// Upper bound on the entries of the im2col buffer of one block (4 Mi entries: 16 MB in f32).
-pub(crate) const BLOCK_ELEMENTS: usize = 1 << 22;
+/// Upper bound on the entries of the im2col buffer of one block (1 Mi entries: 4 MB in f32;
+/// at the paper's sizes and chunks of 100 images, blocks of 17 images for the 32 -> 64
+/// layer on 14 x 14 maps and 34 for the 64 -> 64 layer on 7 x 7). Small enough that a
+/// block's im2col is still in cache when the GEMM packs it (measured on one core: with 4 Mi
+/// entries the 32 -> 64 layer ran 5% and the 64 -> 64 layer 17% slower).
+pub(crate) const BLOCK_ELEMENTS: usize = 1 << 20;
 
 /// The shape of a 3 x 3 convolution layer on `h x w` maps: `c_in` channels in, `c_out` out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -68,7 +76,26 @@ impl ConvShape {
 #[derive(Debug, Default, Clone)]
 pub struct ConvScratch<T> {
     buf: Vec<T>,
-    max_block: Option<usize>,
+    opts: Opts,
+}
+
+/// How a call runs: the block cap, and whether the hand-written loops may use AVX2 + FMA.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Opts {
+    /// At most this many images per GEMM block (also disables the single-channel path).
+    pub(crate) max_block: Option<usize>,
+    /// Run the hand-written loops with the build's baseline instructions only.
+    pub(crate) portable: bool,
+}
+
+impl Opts {
+    fn isa(&self) -> Isa {
+        if self.portable {
+            Isa::Portable
+        } else {
+            Isa::detect()
+        }
+    }
 }
 
 impl<T: Real> ConvScratch<T> {
@@ -76,7 +103,7 @@ impl<T: Real> ConvScratch<T> {
     pub fn new() -> Self {
         ConvScratch {
             buf: Vec::new(),
-            max_block: None,
+            opts: Opts::default(),
         }
     }
     /// Empty buffers, and at most `images` images per GEMM (by default as many as fit in
@@ -84,8 +111,19 @@ impl<T: Real> ConvScratch<T> {
     pub fn with_max_block(images: usize) -> Self {
         ConvScratch {
             buf: Vec::new(),
-            max_block: Some(images.max(1)),
+            opts: Opts {
+                max_block: Some(images.max(1)),
+                portable: false,
+            },
         }
+    }
+    /// The same buffers, but the hand-written loops (the first layer's direct path, the
+    /// layout copies) run with the build's baseline instructions only, never with the
+    /// AVX2 + FMA versions detected at run time (see [`super::simd_kernels_available`]):
+    /// lets tests check both paths on one machine. The GEMMs are not affected.
+    pub fn portable(mut self) -> Self {
+        self.opts.portable = true;
+        self
     }
 }
 
@@ -138,7 +176,7 @@ fn im2col_t<T: Real>(s: &ConvShape, x: &[T], colt: &mut [T], nb: usize) {
 /// Row `row_id = 9 ci + o` of [`im2col_t`]: channel `ci` of the `nb` images shifted by offset
 /// `o`. Per image, the rows whose source row is inside the map are one contiguous copy (the
 /// column shift included), then the column that wrapped around is zeroed.
-fn im2col_row<T: Real>(s: &ConvShape, x: &[T], nb: usize, row_id: usize, row: &mut [T]) {
+pub(super) fn im2col_row<T: Real>(s: &ConvShape, x: &[T], nb: usize, row_id: usize, row: &mut [T]) {
     let (h, w, cin) = (s.h, s.w, s.c_in);
     let hw = h * w;
     let (ci, dr, dc) = (row_id / 9, row_id % 9 / 3, row_id % 3);
@@ -223,20 +261,32 @@ fn im2col_rows<T: Real>(s: &ConvShape, x: &[T], col: &mut [T], nb: usize) {
 
 /// The adjoint of [`im2col_t`]: `dx = col2im(dcolt)` (overwrites `dx` of `nb` images), in
 /// parallel over the images (each image's sums in the same fixed order).
-fn col2im_t<T: Real>(s: &ConvShape, dcolt: &[T], dx: &mut [T], nb: usize) {
+fn col2im_t<T: Real>(isa: Isa, s: &ConvShape, dcolt: &[T], dx: &mut [T], nb: usize) {
     let m = nb * s.h * s.w;
     dx[..nb * s.input_width()]
         .par_chunks_mut(s.input_width())
         .enumerate()
-        .for_each(|(n, dxn)| col2im_image(s, dcolt, m, n, dxn));
+        .for_each(|(n, dxn)| col2im_image(isa, s, dcolt, m, n, dxn));
 }
 
-/// Image `n` of [`col2im_t`] (`dcolt` has rows of `m` entries): per channel, the centre
-/// offset (which covers every position) is copied, then the other eight are added, each as
-/// one contiguous add over the rows it reaches; the entries that add would wrongly reach
-/// across a row end (the wrapped column) are saved before and restored after, so every
-/// entry receives exactly its own terms, in the offset order.
-fn col2im_image<T: Real>(s: &ConvShape, dcolt: &[T], m: usize, n: usize, dxn: &mut [T]) {
+dispatch! {
+    /// Image `n` of [`col2im_t`] (`dcolt` has rows of `m` entries): per channel, the centre
+    /// offset (which covers every position) is copied, then the other eight are added, each as
+    /// one contiguous add over the rows it reaches; the entries that add would wrongly reach
+    /// across a row end (the wrapped column) are saved before and restored after, so every
+    /// entry receives exactly its own terms, in the offset order.
+    /// (Adds only: compiled with AVX2 when the CPU has it, the sums are the same.)
+    fn col2im_image => col2im_image_kernel(s: &ConvShape, dcolt: &[T], m: usize, n: usize, dxn: &mut [T])
+}
+
+#[inline(always)]
+fn col2im_image_kernel<T: Real, const FMA: bool>(
+    s: &ConvShape,
+    dcolt: &[T],
+    m: usize,
+    n: usize,
+    dxn: &mut [T],
+) {
     let (h, w) = (s.h, s.w);
     let hw = h * w;
     let mut saved = vec![T::zero(); h];
@@ -278,7 +328,7 @@ fn col2im_image<T: Real>(s: &ConvShape, dcolt: &[T], m: usize, n: usize, dxn: &m
 }
 
 /// `dst += src` entrywise.
-#[inline]
+#[inline(always)]
 fn add_into<T: Real>(dst: &mut [T], src: &[T]) {
     dst.iter_mut().zip(src).for_each(|(a, &b)| *a += b);
 }
@@ -298,7 +348,7 @@ pub fn conv2d_forward<T: Real>(
     r: usize,
     scratch: &mut ConvScratch<T>,
 ) {
-    forward_in(s, x, kernel, y, r, &mut scratch.buf, scratch.max_block);
+    forward_in(s, x, kernel, y, r, &mut scratch.buf, scratch.opts);
 }
 
 /// [`conv2d_forward`] with the scratch as a plain vector (e.g. a layer executor's).
@@ -309,20 +359,20 @@ pub(crate) fn forward_in<T: Real>(
     y: &mut [T],
     r: usize,
     buf: &mut Vec<T>,
-    max_block: Option<usize>,
+    opts: Opts,
 ) {
     check(s, x, r, kernel, "conv2d_forward");
     assert!(
         y.len() >= r * s.output_width(),
         "conv2d_forward: y too short"
     );
-    if s.c_in == 1 && max_block.is_none() {
-        return forward_single_channel(s, x, kernel, y, r);
+    if s.c_in == 1 && opts.max_block.is_none() {
+        return single::forward(opts.isa(), s, x, kernel, y, r);
     }
     let hw = s.h * s.w;
     let kk = s.c_in * 9;
     let (out_w, in_w) = (s.output_width(), s.input_width());
-    let (block, colbuf, ybuf) = buffers(s, r, buf, max_block);
+    let (block, colbuf, ybuf) = buffers(s, r, buf, opts.max_block);
     let kv = ArrayView2::from_shape((s.c_out, kk), kernel).expect("kernel shape");
     let mut n0 = 0;
     while n0 < r {
@@ -378,7 +428,7 @@ pub fn conv2d_backward<T: Real>(
         dx,
         r,
         &mut scratch.buf,
-        scratch.max_block,
+        scratch.opts,
     );
 }
 
@@ -392,18 +442,18 @@ pub(crate) fn backward_in<T: Real>(
     mut dx: Option<&mut [T]>,
     r: usize,
     buf: &mut Vec<T>,
-    max_block: Option<usize>,
+    opts: Opts,
 ) {
     check(s, x, r, kernel, "conv2d_backward");
     assert_eq!(dkernel.len(), s.kernel_len(), "conv2d_backward: dkernel");
     assert!(dy.len() >= r * s.output_width(), "conv2d_backward: dy");
-    if s.c_in == 1 && max_block.is_none() {
-        return backward_single_channel(s, x, kernel, dy, dkernel, dx, r);
+    if s.c_in == 1 && opts.max_block.is_none() {
+        return single::backward(opts.isa(), s, x, kernel, dy, dkernel, dx, r);
     }
     let hw = s.h * s.w;
     let kk = s.c_in * 9;
     let (out_w, in_w) = (s.output_width(), s.input_width());
-    let (block, colbuf, ybuf) = buffers(s, r, buf, max_block);
+    let (block, colbuf, ybuf) = buffers(s, r, buf, opts.max_block);
     let kv = ArrayView2::from_shape((s.c_out, kk), kernel).expect("kernel shape");
     // dK'^T: rows (o, ci), columns co, accumulated over the blocks
     let mut dkt = Array2::<T>::zeros((kk, s.c_out));
@@ -455,7 +505,7 @@ pub(crate) fn backward_in<T: Real>(
                 ArrayViewMut2::from_shape((m, kk).strides((1, m)), &mut colbuf[..kk * m])
                     .expect("col shape");
             general_mat_mul(T::one(), &dyt.t(), &kv, T::zero(), &mut dcolt);
-            col2im_t(s, colbuf, &mut dx[n0 * in_w..], nb);
+            col2im_t(opts.isa(), s, colbuf, &mut dx[n0 * in_w..], nb);
         }
         n0 += nb;
     }
@@ -466,177 +516,6 @@ pub(crate) fn backward_in<T: Real>(
             }
         }
     }
-}
-
-/// Images per task of the single-channel path (a fixed partition of the chunk, so the
-/// kernel-gradient partial sums, added in task order, do not depend on the threads).
-const SINGLE_CHANNEL_TASK: usize = 4;
-
-/// One input channel (the first layer): the GEMM would have an inner dimension of only 9,
-/// so each image is convolved directly from its 9 shifted copies (`9 x h w`, in cache):
-/// 9 contiguous multiply-adds per output map, written in place; images in parallel.
-fn forward_single_channel<T: Real>(s: &ConvShape, x: &[T], kernel: &[T], y: &mut [T], r: usize) {
-    let hw = s.h * s.w;
-    y[..r * s.output_width()]
-        .par_chunks_mut(s.output_width())
-        .enumerate()
-        .for_each_init(
-            || vec![T::zero(); 9 * hw],
-            |colt, (n, yn)| {
-                let xn = &x[n * hw..(n + 1) * hw];
-                (0..9).for_each(|o| im2col_row(s, xn, 1, o, &mut colt[o * hw..(o + 1) * hw]));
-                // two output maps per pass over the shifted copies
-                let mut maps = yn.chunks_exact_mut(2 * hw);
-                for (pair, y2) in (&mut maps).enumerate() {
-                    let (ya, yb) = y2.split_at_mut(hw);
-                    let k2 = &kernel[pair * 18..(pair + 1) * 18];
-                    shifted_combination2(&k2[..9], &k2[9..], colt, ya, yb);
-                }
-                let rest = maps.into_remainder();
-                if !rest.is_empty() {
-                    let co = s.c_out - 1;
-                    shifted_combination(&kernel[co * 9..(co + 1) * 9], colt, rest);
-                }
-            },
-        );
-}
-
-/// The backward pass of [`forward_single_channel`]: `dK[co, o] += <dy[n, co], shift_o x_n>`
-/// and, if asked, `dx_n = col2im(K^T dy_n)`. Tasks of [`SINGLE_CHANNEL_TASK`] images run in
-/// parallel; their kernel-gradient partial sums are added in task order.
-fn backward_single_channel<T: Real>(
-    s: &ConvShape,
-    x: &[T],
-    kernel: &[T],
-    dy: &[T],
-    dkernel: &mut [T],
-    dx: Option<&mut [T]>,
-    r: usize,
-) {
-    let hw = s.h * s.w;
-    let out_w = s.output_width();
-    let tasks = r.div_ceil(SINGLE_CHANNEL_TASK);
-    let task = |t: usize, dxt: Option<&mut [T]>| -> Vec<T> {
-        let mut colt = vec![T::zero(); 9 * hw];
-        let mut dkt = vec![T::zero(); s.kernel_len()];
-        let n_end = ((t + 1) * SINGLE_CHANNEL_TASK).min(r);
-        let mut dxt = dxt;
-        for n in t * SINGLE_CHANNEL_TASK..n_end {
-            let dyn_ = &dy[n * out_w..(n + 1) * out_w];
-            let xn = &x[n * hw..(n + 1) * hw];
-            (0..9).for_each(|o| im2col_row(s, xn, 1, o, &mut colt[o * hw..(o + 1) * hw]));
-            for (co, dyc) in dyn_.chunks_exact(hw).enumerate() {
-                let d = shifted_dots(dyc, &colt);
-                dkt[co * 9..(co + 1) * 9]
-                    .iter_mut()
-                    .zip(&d)
-                    .for_each(|(a, &b)| *a += b);
-            }
-            if let Some(dxt) = dxt.as_deref_mut() {
-                // colt <- K^T dy_n, then col2im
-                for o in 0..9 {
-                    let dst = &mut colt[o * hw..(o + 1) * hw];
-                    dst.iter_mut().for_each(|v| *v = T::zero());
-                    for (co, dyc) in dyn_.chunks_exact(hw).enumerate() {
-                        let k = kernel[co * 9 + o];
-                        dst.iter_mut().zip(dyc).for_each(|(v, &d)| *v += k * d);
-                    }
-                }
-                let i = n - t * SINGLE_CHANNEL_TASK;
-                col2im_image(s, &colt, hw, 0, &mut dxt[i * hw..(i + 1) * hw]);
-            }
-        }
-        dkt
-    };
-    let partial: Vec<Vec<T>> = match dx {
-        Some(dx) => dx[..r * hw]
-            .par_chunks_mut(SINGLE_CHANNEL_TASK * hw)
-            .enumerate()
-            .map(|(t, dxt)| task(t, Some(dxt)))
-            .collect(),
-        None => (0..tasks).into_par_iter().map(|t| task(t, None)).collect(),
-    };
-    for p in &partial {
-        dkernel.iter_mut().zip(p).for_each(|(d, &v)| *d += v);
-    }
-}
-
-/// `y[p] = sum_o k[o] colt[o, p]` over the 9 shifted copies `colt` (`9 x len(y)`), added
-/// in the order `o = 0, 1, ..., 8`, in one pass over `y`.
-#[inline]
-fn shifted_combination<T: Real>(k: &[T], colt: &[T], y: &mut [T]) {
-    let hw = y.len();
-    let c: [&[T]; 9] = std::array::from_fn(|o| &colt[o * hw..(o + 1) * hw]);
-    let k: [T; 9] = std::array::from_fn(|o| k[o]);
-    for p in 0..hw {
-        y[p] = k[0] * c[0][p]
-            + k[1] * c[1][p]
-            + k[2] * c[2][p]
-            + k[3] * c[3][p]
-            + k[4] * c[4][p]
-            + k[5] * c[5][p]
-            + k[6] * c[6][p]
-            + k[7] * c[7][p]
-            + k[8] * c[8][p];
-    }
-}
-
-/// [`shifted_combination`] for two kernels `ka`, `kb` into `ya`, `yb` in one pass (each
-/// entry summed in the same order).
-#[inline]
-fn shifted_combination2<T: Real>(ka: &[T], kb: &[T], colt: &[T], ya: &mut [T], yb: &mut [T]) {
-    let hw = ya.len();
-    let yb = &mut yb[..hw];
-    let c: [&[T]; 9] = std::array::from_fn(|o| &colt[o * hw..(o + 1) * hw]);
-    let ka: [T; 9] = std::array::from_fn(|o| ka[o]);
-    let kb: [T; 9] = std::array::from_fn(|o| kb[o]);
-    for p in 0..hw {
-        let v: [T; 9] = std::array::from_fn(|o| c[o][p]);
-        ya[p] = ka[0] * v[0]
-            + ka[1] * v[1]
-            + ka[2] * v[2]
-            + ka[3] * v[3]
-            + ka[4] * v[4]
-            + ka[5] * v[5]
-            + ka[6] * v[6]
-            + ka[7] * v[7]
-            + ka[8] * v[8];
-        yb[p] = kb[0] * v[0]
-            + kb[1] * v[1]
-            + kb[2] * v[2]
-            + kb[3] * v[3]
-            + kb[4] * v[4]
-            + kb[5] * v[5]
-            + kb[6] * v[6]
-            + kb[7] * v[7]
-            + kb[8] * v[8];
-    }
-}
-
-/// The 9 dot products `<dy, colt[o, :]>` (`colt` is `9 x len(dy)`), each by [`dot16`].
-#[inline]
-fn shifted_dots<T: Real>(dy: &[T], colt: &[T]) -> [T; 9] {
-    let hw = dy.len();
-    std::array::from_fn(|o| dot16(dy, &colt[o * hw..(o + 1) * hw]))
-}
-
-/// `<a, b>` with sixteen partial sums (lane `l` sums the entries `16 j + l`: independent
-/// chains, so the additions' latencies overlap) added in a fixed order, then the tail.
-#[inline]
-fn dot16<T: Real>(a: &[T], b: &[T]) -> T {
-    let mut acc = [T::zero(); 16];
-    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
-    let tail = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .fold(T::zero(), |t, (&u, &v)| t + u * v);
-    for (u, v) in ca.zip(cb) {
-        for l in 0..16 {
-            acc[l] += u[l] * v[l];
-        }
-    }
-    acc.iter().fold(T::zero(), |t, &v| t + v) + tail
 }
 
 /// The direct definition, one loop per index (slow; a test oracle): `y[n, co, pr, pc] =

@@ -4,7 +4,7 @@
 use eqaug_groups::Real;
 use rand::{Rng, RngCore};
 
-use super::im2col::{backward_in, forward_in, ConvShape};
+use super::im2col::{backward_in, forward_in, ConvShape, Opts};
 use super::kernel::{KernelBasis, KernelProjector, Parametrisation};
 use super::pool::{avg_pool2_backward, avg_pool2_forward};
 use crate::layers::{grow, Backward, Forward, GradIn, Layer, ParamEntry};
@@ -133,7 +133,7 @@ impl<T: Real> Layer<T> for Conv3x3 {
             f.output,
             f.rows,
             f.scratch,
-            None,
+            Opts::default(),
         );
     }
     fn backward(&self, b: Backward<'_, T>) -> GradIn {
@@ -148,7 +148,7 @@ impl<T: Real> Layer<T> for Conv3x3 {
             b.dx,
             b.rows,
             b.scratch,
-            None,
+            Opts::default(),
         );
         self.basis.coefficient_gradient(&dk, b.grads);
         GradIn::InDx

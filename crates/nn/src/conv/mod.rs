@@ -10,10 +10,14 @@
 //! and `y[co, p] = sum_{ci, o} K[co, ci, o] x[ci, p + (dr - 1, dc - 1)]` (cross-correlation,
 //! as PyTorch's `conv2d`), zero outside the image.
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 mod im2col;
 mod kernel;
 mod layers;
 mod pool;
+mod simd;
+mod single;
 
 pub use im2col::{conv2d_backward, conv2d_forward, conv2d_reference, ConvScratch, ConvShape};
 pub use kernel::{
@@ -22,3 +26,4 @@ pub use kernel::{
 };
 pub use layers::{AvgPool2, Conv3x3};
 pub use pool::{avg_pool2_backward, avg_pool2_forward};
+pub use simd::simd_kernels_available;
