@@ -1,7 +1,9 @@
 //! E5 (the CNN of SPEC section 9) in f32 at paper size: forward + backward of the whole
-//! network per sample in chunks of one SGD mini-batch (100 rows), for the equivariant and the
-//! unitary cross model, and each convolution alone (im2col + GEMM forward, two GEMMs + col2im
-//! backward), against the 2048^3 f32 GEMM timed interleaved with them.
+//! network per sample in chunks of 50 rows (the E5 runner's `protocol.chunk_rows`: each SGD
+//! mini-batch of 100 in two passes), for the equivariant and the
+//! unitary cross model, and each convolution alone (conv2 and conv3: im2col + GEMM forward,
+//! two GEMMs + col2im backward; conv1, one input channel: computed directly from cache), against
+//! the 2048^3 f32 GEMM timed interleaved with them.
 //!
 //! GFLOP/s = 3 x 2 x (multiply-adds of the convolutions and the final layer) per second for
 //! the network (the backward of the first convolution skips its input gradient, so this
@@ -39,7 +41,8 @@ pub fn bench(c: &mut Criterion) {
         .warm_up_time(Duration::from_millis(300))
         .measurement_time(Duration::from_secs(3));
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let chunk = 100;
+    // The E5 runner's default `protocol.chunk_rows` (experiments/e5.toml).
+    let chunk = 50;
 
     for (name, param) in [
         ("equivariant", Parametrisation::Equivariant),

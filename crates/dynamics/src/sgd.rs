@@ -141,6 +141,14 @@ pub struct SgdConfig {
     pub record_step_distances: bool,
     /// Rows per forward pass when evaluating (test set, epoch 0).
     pub eval_chunk: usize,
+    /// Rows per forward and backward pass of a training step: each mini-batch is processed in
+    /// consecutive chunks of at most this many rows and their gradients are summed (`None`:
+    /// the whole mini-batch in one pass). The result is the same up to the order of the
+    /// summation, except that normalisation statistics are per chunk: networks with batch
+    /// norm need chunks of whole mini-batches (E5's layer norm acts per sample). Smaller
+    /// chunks keep the activations of a pass in the last-level cache.
+    #[serde(default)]
+    pub chunk_rows: Option<usize>,
 }
 
 impl SgdConfig {
@@ -152,6 +160,7 @@ impl SgdConfig {
             epochs,
             record_step_distances: false,
             eval_chunk: 500,
+            chunk_rows: None,
         }
     }
     /// Phase 2 of E5: lr 2.5e-4, mini-batch 100, distances after every step.
@@ -162,6 +171,7 @@ impl SgdConfig {
             epochs,
             record_step_distances: true,
             eval_chunk: 500,
+            chunk_rows: None,
         }
     }
     /// Checks the ranges.
@@ -171,6 +181,9 @@ impl SgdConfig {
                 "learning_rate must be finite and > 0, got {}",
                 self.learning_rate
             )));
+        }
+        if self.chunk_rows == Some(0) {
+            return Err(TrainError::Invalid("chunk_rows must be at least 1".into()));
         }
         if self.batch_size == 0 || self.eval_chunk == 0 {
             return Err(TrainError::Invalid(format!(
@@ -383,7 +396,8 @@ pub fn sgd<T: Real, M: SgdModel<T> + ?Sized>(
         params,
     );
     let b = cfg.batch_size.min(train.len());
-    let mut ws = seq.workspace(b);
+    let chunk = cfg.chunk_rows.unwrap_or(b).min(b);
+    let mut ws = seq.workspace(chunk);
     let mut grads = seq.zeros();
     let mut xb = Array2::<T>::zeros((b, train.x.ncols()));
     let mut tb = Array2::<T>::zeros((b, train.classes));
@@ -402,14 +416,24 @@ pub fn sgd<T: Real, M: SgdModel<T> + ?Sized>(
                 tb.slice(ndarray::s![..n, ..]),
             );
             grads.fill_zero();
-            let l = seq.loss_and_grad(params, x, t, n, &mut grads, &mut ws);
-            let loss = l.to_f64_exact() / n as f64;
-            let out = seq.output(&ws);
-            let right = (0..n)
-                .filter(|&i| {
-                    argmax(out.row(i).as_slice().expect("row-major")) == train.labels[rows[i]]
-                })
-                .count();
+            let (mut l, mut right) = (0.0f64, 0usize);
+            for (c, sub) in rows.chunks(chunk).enumerate() {
+                let (lo, hi) = (c * chunk, c * chunk + sub.len());
+                let (xc, tc) = (
+                    x.slice(ndarray::s![lo..hi, ..]),
+                    t.slice(ndarray::s![lo..hi, ..]),
+                );
+                l += seq
+                    .loss_and_grad(params, xc, tc, hi - lo, &mut grads, &mut ws)
+                    .to_f64_exact();
+                let out = seq.output(&ws);
+                right += (0..sub.len())
+                    .filter(|&i| {
+                        argmax(out.row(i).as_slice().expect("row-major")) == train.labels[sub[i]]
+                    })
+                    .count();
+            }
+            let loss = l / n as f64;
             if !loss.is_finite() {
                 return Ok(SgdOutcome::failed(epoch, step, global, "loss"));
             }

@@ -153,6 +153,13 @@ pub struct ProtocolSection {
     /// Rows per forward pass when evaluating losses and accuracies (whole mini-batches).
     #[serde(default = "default_eval_rows")]
     pub eval_rows: usize,
+    /// Rows per forward and backward pass of an SGD step: each mini-batch is processed in
+    /// chunks of at most this many images and their gradients summed (the same step up to the
+    /// order of the f32 summation: the networks' layer norm acts per image). 50 keeps the
+    /// first convolution's output and its gradient (100 KB each per image) in this kind of
+    /// machine's last-level cache, where a chunk of 100 does not.
+    #[serde(default = "default_chunk_rows")]
+    pub chunk_rows: usize,
     /// Digits of the one-step probe at the start of phase 2: one SGD step on these digits
     /// with their four rotations (a batch closed under C_4) against one step on a shuffled
     /// batch of the same size; 0 = no probe.
@@ -162,6 +169,9 @@ pub struct ProtocolSection {
 
 fn default_eval_rows() -> usize {
     1000
+}
+fn default_chunk_rows() -> usize {
+    50
 }
 fn default_probe() -> usize {
     25
@@ -365,6 +375,9 @@ fn validate(
     }
     if p.eval_rows == 0 {
         return bad("protocol.eval_rows", "must be at least 1".into());
+    }
+    if p.chunk_rows == 0 {
+        return bad("protocol.chunk_rows", "must be at least 1".into());
     }
     for (key, n, need) in [
         (

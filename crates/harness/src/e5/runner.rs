@@ -91,14 +91,15 @@ pub struct E5Summary {
     pub wall_seconds: f64,
 }
 
-/// Fingerprint of a phase-1 model: data, channels, phase 1, precision, seed, support.
+/// Fingerprint of a phase-1 model: data, channels, phase 1, precision, chunk, seed, support.
 fn phase1_key(exp: &E5Experiment, seed: u64, support: Support) -> String {
     fnv(&format!(
-        "{:?}|{:?}|{:?}|{}|{seed}|{}",
+        "{:?}|{:?}|{:?}|{}|chunk {}|{seed}|{}",
         exp.data,
         exp.channels,
         exp.phase1,
         exp.protocol.precision.name(),
+        exp.protocol.chunk_rows,
         support.name()
     ))
 }
@@ -285,13 +286,18 @@ fn spec(exp: &E5Experiment, s: Support, p: eqaug_nn::conv::Parametrisation) -> E
     }
 }
 
-fn sgd_config(p: &super::config::PhaseSection, eval_rows: usize, per_step: bool) -> SgdConfig {
+fn sgd_config(
+    p: &super::config::PhaseSection,
+    protocol: &super::config::ProtocolSection,
+    per_step: bool,
+) -> SgdConfig {
     SgdConfig {
         learning_rate: p.learning_rate,
         batch_size: p.minibatch,
         epochs: p.epochs,
         record_step_distances: per_step,
-        eval_chunk: eval_rows,
+        eval_chunk: protocol.eval_rows,
+        chunk_rows: Some(protocol.chunk_rows),
     }
 }
 
@@ -465,7 +471,7 @@ fn phase1_model<T: Real>(
     ));
     let start = params.clone();
     let mut rows = Vec::new();
-    let cfg = sgd_config(&exp.phase1, exp.protocol.eval_rows, false);
+    let cfg = sgd_config(&exp.phase1, &exp.protocol, false);
     let outcome = sgd::sgd(
         &net,
         &mut params,
@@ -552,6 +558,7 @@ fn probe_step<T: Real>(
         epochs: 1,
         record_step_distances: false,
         eval_chunk: eval_rows,
+        chunk_rows: None,
     };
     sgd::sgd(
         net,
@@ -672,7 +679,7 @@ fn phase2_case<T: Real>(
     }];
     let mut epochs = Vec::new();
     let mut params = start.clone();
-    let cfg = sgd_config(&exp.phase2, exp.protocol.eval_rows, true);
+    let cfg = sgd_config(&exp.phase2, &exp.protocol, true);
     let outcome = sgd::sgd(
         &rec,
         &mut params,
