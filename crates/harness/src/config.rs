@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+pub mod e5;
+
 /// A config problem, with the file and the key at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -505,15 +507,181 @@ pub(crate) fn merge_profile<F: serde::de::DeserializeOwned>(
     })
 }
 
-/// Reads a config file and resolves one profile into validated experiments (one per group).
+/// Reads a full-batch config file (E1-E4 and the like) and resolves one profile into
+/// validated experiments (one per group). A config of another kind is refused naming
+/// `experiment.kind`; [`load_any`] takes every kind.
 pub fn load(file: &Path, profile: &str) -> Result<Vec<Experiment>, ConfigError> {
-    parse(&read(file)?, file, profile)
+    let text = read(file)?;
+    match kind_of(&text, file)? {
+        Kind::FullBatch => parse(&text, file, profile),
+        k => Err(invalid(
+            file,
+            "",
+            "experiment.kind",
+            &format!(
+                "this command takes full-batch experiments (no `kind` key), not kind = \"{}\"",
+                k.name()
+            ),
+        )),
+    }
 }
 
-/// The profiles a config file defines.
+/// The most runs an experiment may have (`protocol.runs`, `--runs`): far beyond any study,
+/// small enough that per-run bookkeeping never becomes an allocation that fails.
+pub const MAX_RUNS: usize = 1_000_000;
+
+/// The training protocol of an experiment, named by `[experiment] kind` in its config.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Kind {
+    /// Full-batch gradient descent of MLPs with group layers, one folder per group (E1-E4,
+    /// the ablations): no `kind` key.
+    #[serde(rename = "full-batch")]
+    FullBatch,
+    /// The two-phase SGD protocol of E5 (an equivariant CNN, then a CNN on a kernel support
+    /// trained on the C_4 orbit of the data): `kind = "e5"`.
+    #[serde(rename = "e5")]
+    E5,
+}
+
+impl Kind {
+    /// The value of `experiment.kind` (`full-batch` for files without one).
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::FullBatch => "full-batch",
+            Kind::E5 => e5::KIND,
+        }
+    }
+}
+
+/// The kind of config text: its `[experiment] kind` (absent: full batch). Text that is not
+/// TOML is reported here, with the line.
+pub fn kind_of(text: &str, file: &Path) -> Result<Kind, ConfigError> {
+    let table: toml::Table = parse_as_written(text, file)?;
+    match table.get("experiment").and_then(|e| e.get("kind")) {
+        None => Ok(Kind::FullBatch),
+        Some(toml::Value::String(k)) if k == e5::KIND => Ok(Kind::E5),
+        Some(toml::Value::String(k)) if k == Kind::FullBatch.name() => Ok(Kind::FullBatch),
+        Some(v) => Err(invalid(
+            file,
+            "",
+            "experiment.kind",
+            &format!(
+                "unknown kind {v}: use \"{}\", or leave the key out for a full-batch experiment",
+                e5::KIND
+            ),
+        )),
+    }
+}
+
+/// A validated experiment of any kind: what `eqaug run`, `status`, `slurm`, `list` and the
+/// runner take. Each kind keeps its own validated type; the lifecycle of runs (folders,
+/// locks, fingerprints, memory) is shared (see [`crate::runner`]).
+#[derive(Clone, Debug)]
+pub enum AnyExperiment {
+    /// A full-batch experiment (one group).
+    FullBatch(Box<Experiment>),
+    /// A two-phase SGD experiment.
+    E5(Box<e5::E5Experiment>),
+}
+
+impl AnyExperiment {
+    /// Its kind.
+    pub fn kind(&self) -> Kind {
+        match self {
+            AnyExperiment::FullBatch(_) => Kind::FullBatch,
+            AnyExperiment::E5(_) => Kind::E5,
+        }
+    }
+    /// Output folder name.
+    pub fn name(&self) -> &str {
+        match self {
+            AnyExperiment::FullBatch(e) => &e.name,
+            AnyExperiment::E5(e) => &e.name,
+        }
+    }
+    /// The profile applied.
+    pub fn profile(&self) -> &str {
+        match self {
+            AnyExperiment::FullBatch(e) => &e.profile,
+            AnyExperiment::E5(e) => &e.profile,
+        }
+    }
+    /// What the profile changed.
+    pub fn note(&self) -> &str {
+        match self {
+            AnyExperiment::FullBatch(e) => &e.note,
+            AnyExperiment::E5(e) => &e.note,
+        }
+    }
+    /// The config file.
+    pub fn file(&self) -> &Path {
+        match self {
+            AnyExperiment::FullBatch(e) => &e.file,
+            AnyExperiment::E5(e) => &e.file,
+        }
+    }
+    /// Number of runs.
+    pub fn runs(&self) -> usize {
+        match self {
+            AnyExperiment::FullBatch(e) => e.protocol.runs,
+            AnyExperiment::E5(e) => e.protocol.runs,
+        }
+    }
+    /// Base seed (run `k` uses `seed + k`).
+    pub fn seed(&self) -> u64 {
+        match self {
+            AnyExperiment::FullBatch(e) => e.protocol.seed,
+            AnyExperiment::E5(e) => e.protocol.seed,
+        }
+    }
+    /// Runs trained at once by one process.
+    pub fn parallel_runs(&self) -> usize {
+        match self {
+            AnyExperiment::FullBatch(e) => e.protocol.parallel_runs.max(1),
+            AnyExperiment::E5(_) => 1,
+        }
+    }
+    /// The full-batch experiment, if it is one.
+    pub fn as_full_batch(&self) -> Option<&Experiment> {
+        match self {
+            AnyExperiment::FullBatch(e) => Some(e),
+            AnyExperiment::E5(_) => None,
+        }
+    }
+}
+
+/// Reads a config file of any kind and resolves one profile into validated experiments (a
+/// full-batch file gives one per group).
+pub fn load_any(file: &Path, profile: &str) -> Result<Vec<AnyExperiment>, ConfigError> {
+    parse_any(&read(file)?, file, profile)
+}
+
+/// Parses config text of any kind (`file` is used in messages) and resolves `profile`.
+pub fn parse_any(
+    text: &str,
+    file: &Path,
+    profile: &str,
+) -> Result<Vec<AnyExperiment>, ConfigError> {
+    Ok(match kind_of(text, file)? {
+        Kind::FullBatch => parse(text, file, profile)?
+            .into_iter()
+            .map(|e| AnyExperiment::FullBatch(Box::new(e)))
+            .collect(),
+        Kind::E5 => vec![AnyExperiment::E5(Box::new(e5::parse(text, file, profile)?))],
+    })
+}
+
+/// The profiles a config file (of any kind) defines.
 pub fn profiles(file: &Path) -> Result<Vec<String>, ConfigError> {
-    let parsed: ExperimentFile = parse_as_written(&read(file)?, file)?;
-    Ok(parsed.profiles.keys().cloned().collect())
+    let text = read(file)?;
+    match kind_of(&text, file)? {
+        Kind::FullBatch => {
+            let parsed: ExperimentFile = parse_as_written(&text, file)?;
+            Ok(parsed.profiles.keys().cloned().collect())
+        }
+        Kind::E5 => e5::profiles_of(&text, file),
+    }
 }
 
 /// The sections a profile of a full-batch config may set (besides `note`).
@@ -663,6 +831,12 @@ fn check_protocol(p: &ProtocolSection) -> Check {
         if v == 0 {
             return fail(key, "must be at least 1");
         }
+    }
+    if p.runs > MAX_RUNS {
+        return fail(
+            "protocol.runs",
+            format!("must be at most {MAX_RUNS}, got {}", p.runs),
+        );
     }
     if p.chunk_rows < p.minibatch {
         return fail(

@@ -5,7 +5,8 @@
 //! - [`config`]: experiment configs and profiles, validated into an [`config::Experiment`];
 //! - [`setup`]: a run's group, data, held-out split and networks, rebuilt from a config or a
 //!   results folder ([`setup::RunSetup`]), and its checkpoints;
-//! - [`runner`]: runs every (run, strategy), resumable and shardable;
+//! - [`runner`]: runs every (run, strategy) of an experiment of any kind, resumable and
+//!   shardable, many processes to one folder;
 //! - [`schema`]: the results on disk (`experiment.json`, `run.json`, `metrics.csv`,
 //!   checkpoints), written by the runner and read by the report;
 //! - [`report`]: tables, figures and claims;
@@ -13,7 +14,6 @@
 #![warn(missing_docs)]
 
 pub mod config;
-pub mod e5;
 pub mod io;
 pub mod lock;
 pub mod memory;

@@ -8,7 +8,8 @@
 //! activations of one chunk), computed with checked arithmetic: a product that overflows
 //! `u64` is itself an error naming the key.
 
-use crate::config::{DatasetKind, Experiment, Precision};
+use crate::config::e5::E5Experiment;
+use crate::config::{AnyExperiment, DatasetKind, Experiment, Precision};
 use eqaug_groups::Group;
 use eqaug_nn::{LayerSpec, NormOver, Points};
 use std::collections::BTreeSet;
@@ -441,6 +442,114 @@ pub fn estimate_experiment(exp: &Experiment) -> Result<Estimate, MemoryError> {
                          `network.layers`)"
                     .into(),
                 bytes: act_total,
+            },
+        ],
+    })
+}
+
+/// The estimate of one run of an experiment of any kind (see [`estimate_experiment`] and
+/// [`estimate_e5`]).
+pub fn estimate(exp: &AnyExperiment) -> Result<Estimate, MemoryError> {
+    match exp {
+        AnyExperiment::FullBatch(e) => estimate_experiment(e),
+        AnyExperiment::E5(e) => estimate_e5(e),
+    }
+}
+
+/// Pixels of an E5 digit (28 x 28).
+const E5_PIXELS: u64 = 784;
+
+/// The estimate of an E5 experiment (per process: the digits once, one run at a time): the
+/// digits in f64 as loaded (training set, test set, the four rotations of the training set)
+/// and again in the training precision; the parameters of the networks a run holds at once
+/// (the phase-1 models of each support and the case being trained, each with its working
+/// copies); the activations, gradients and im2col columns of the largest pass (an SGD chunk or
+/// an evaluation block).
+pub fn estimate_e5(exp: &E5Experiment) -> Result<Estimate, MemoryError> {
+    let what = format!("experiment `{}` (profile {})", exp.name, exp.profile);
+    let calc = Calc { what: &what };
+    let official = exp.data.mnist_dir.is_some();
+    let shipped_train = eqaug_data::e5::SHIPPED_TRAIN as u64;
+    let train = exp
+        .data
+        .train
+        .map_or(if official { 60_000 } else { shipped_train }, |n| n as u64);
+    let test = exp.data.test.map_or(
+        if official {
+            10_000
+        } else {
+            10_000 - shipped_train
+        },
+        |n| n as u64,
+    );
+    let t = match exp.protocol.precision {
+        Precision::F32 => 4,
+        Precision::F64 => 8,
+    };
+    let train_key = format!("data.train = {train}");
+    let rotated = calc.mul(&train_key, &[train, 5])?;
+    let probe = calc.mul(&train_key, &[exp.protocol.probe_digits as u64, 4])?;
+    let rows = calc.add(&train_key, calc.add(&train_key, rotated, test)?, probe)?;
+    let data = calc.mul(&train_key, &[rows, E5_PIXELS, 8 + t])?;
+
+    let [c1, c2, c3] = exp.channels.map(|c| c as u64);
+    let net_key = format!("network.channels = {:?}", exp.channels);
+    let kernels = [
+        calc.mul(&net_key, &[c1, 9])?,
+        calc.mul(&net_key, &[c1, c2, 9])?,
+        calc.mul(&net_key, &[c2, c3, 9])?,
+        calc.mul(&net_key, &[c3, 49, 10])?,
+    ];
+    let params = kernels
+        .iter()
+        .try_fold(0u64, |a, &k| calc.add(&net_key, a, k))?;
+    // The phase-1 models (at most two supports) and the case's network, each with its copies.
+    let param_bytes = calc.mul(&net_key, &[params, t, PARAMETER_COPIES, 3])?;
+
+    // Per image: each convolution's output and its gradient, the pooled, activated and
+    // normalised maps and their gradients, and the im2col columns of convolutions 2 and 3.
+    let per_image = [
+        calc.mul(&net_key, &[c1, 784, 2])?,
+        calc.mul(&net_key, &[c1, 196, 4])?,
+        calc.mul(&net_key, &[c2, 196, 2])?,
+        calc.mul(&net_key, &[c2, 49, 4])?,
+        calc.mul(&net_key, &[c3, 49, 4])?,
+        calc.mul(&net_key, &[c1, 9, 196, 2])?,
+        calc.mul(&net_key, &[c2, 9, 49, 2])?,
+    ]
+    .iter()
+    .try_fold(0u64, |a, &k| calc.add(&net_key, a, k))?;
+    let pass = exp.protocol.chunk_rows.max(exp.protocol.eval_rows) as u64;
+    let pass_key = format!(
+        "protocol.chunk_rows = {} / protocol.eval_rows = {}",
+        exp.protocol.chunk_rows, exp.protocol.eval_rows
+    );
+    let act = calc.mul(&pass_key, &[pass, per_image, t])?;
+    Ok(Estimate {
+        what,
+        parts: vec![
+            Part {
+                key: train_key,
+                what: format!(
+                    "the digits ({rows} images of {E5_PIXELS} pixels, f64 and training copies)"
+                ),
+                reduce: "`data.train` (or `data.test`)".into(),
+                bytes: data,
+            },
+            Part {
+                key: format!("{net_key} ({params} parameters per network)"),
+                what: format!(
+                    "the parameters of the networks of a run and their {PARAMETER_COPIES} \
+                     working copies"
+                ),
+                reduce: "`network.channels`".into(),
+                bytes: param_bytes,
+            },
+            Part {
+                key: format!("{pass_key} images of {per_image} values, from {net_key}"),
+                what: "the activations, gradients and im2col columns of one pass".into(),
+                reduce: "`protocol.chunk_rows`, `protocol.eval_rows` or `network.channels`".into(),
+                bytes: act,
             },
         ],
     })

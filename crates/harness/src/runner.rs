@@ -1,29 +1,31 @@
-//! Runs every (run, strategy) of an experiment and writes each run's directory atomically:
-//! `metrics.csv`, `run.json`, `config.toml` and parameter checkpoints. Finished runs are
-//! skipped, so an interrupted reproduction resumes; shards split the runs between processes.
+//! Runs every (run, strategy) of an experiment of any kind and writes each run's folder
+//! atomically. The lifecycle is shared by every kind ([`crate::config::Kind`]): the memory
+//! estimate before anything is allocated, the fingerprint check of the folder before anything
+//! is written (under the experiment lock), one lock per run so that many processes (shards,
+//! Slurm array tasks, a duplicated shard) can write one folder, a temporary folder renamed into
+//! place when the run is complete, `experiment.json` whose run count is never lowered. Only the
+//! training of one run differs per kind: [`full_batch`] (E1-E4) and [`e5`] (two-phase SGD).
+//! Finished runs are skipped, so an interrupted reproduction resumes; shards split the runs
+//! between processes.
 
-use crate::config::{Experiment, Precision};
+use crate::config::{AnyExperiment, Precision};
 use crate::io::IoError;
 use crate::lock::{self, RunLock};
 use crate::progress::Progress;
-use crate::schema::{self, ExperimentRecord, RunRecord, SchemaError, StrategyRecord};
-use crate::setup::{RunSetup, SetupError};
-use eqaug_dynamics::{
-    train_with_held_out, EpochMetrics, Failure, HeldOut, StrategySpec, TrainData,
-};
-use eqaug_groups::Real;
-use eqaug_nn::{Network, Params};
-use ndarray::Array2;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
+use crate::schema::{self, AnyExperimentRecord, RunRecord, SchemaError};
+use crate::setup::SetupError;
+use eqaug_dynamics::Failure;
 use rayon::prelude::*;
 use serde::Serialize;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+pub mod e5;
+pub mod full_batch;
+
 pub use crate::schema::{run_dir_name, write_metrics_csv};
 pub use crate::setup::{load_data, split_held_out};
+pub use full_batch::{config_key, experiment_record};
 
 /// Errors of a run, naming the file or the stage at fault and keeping the cause as the
 /// error source.
@@ -112,6 +114,34 @@ pub enum RunError {
         #[source]
         source: Box<eqaug_dynamics::TrainError>,
     },
+    /// The config (or a command-line override) is invalid for this run.
+    #[error(transparent)]
+    Config(Box<crate::config::ConfigError>),
+    /// The run would not fit in memory: refused before allocating.
+    #[error(transparent)]
+    Memory(#[from] crate::memory::MemoryError),
+    /// The data could not be loaded.
+    #[error("experiment `{experiment}`: {what}")]
+    Data {
+        /// Experiment name.
+        experiment: String,
+        /// Which data.
+        what: String,
+        /// Why.
+        #[source]
+        source: eqaug_data::DataError,
+    },
+    /// A network could not be built or its weights loaded.
+    #[error("experiment `{experiment}`, network {what}")]
+    Network {
+        /// Experiment name.
+        experiment: String,
+        /// Which network.
+        what: String,
+        /// Why.
+        #[source]
+        source: eqaug_nn::NnError,
+    },
     /// A checkpoint could not be written.
     #[error("{}: cannot save the checkpoint", dir.display())]
     Checkpoint {
@@ -123,6 +153,12 @@ pub enum RunError {
     },
 }
 
+impl From<crate::config::ConfigError> for RunError {
+    fn from(e: crate::config::ConfigError) -> Self {
+        RunError::Config(Box::new(e))
+    }
+}
+
 impl From<SetupError> for RunError {
     fn from(e: SetupError) -> Self {
         RunError::Setup(Box::new(e))
@@ -131,6 +167,7 @@ impl From<SetupError> for RunError {
 
 /// Which runs this process does and where results go.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct RunOptions {
     /// Output root: results go to `out/<experiment>/run-XXX`.
     pub out: PathBuf,
@@ -138,13 +175,30 @@ pub struct RunOptions {
     pub runs: Option<usize>,
     /// Overrides the base seed.
     pub seed: Option<u64>,
-    /// Overrides the precision of every strategy.
+    /// Overrides the precision of every strategy (E5: of training).
     pub precision: Option<Precision>,
     /// `(k, n)`: run only the runs `r` with `r % n == k - 1`.
     pub shard: Option<(usize, usize)>,
+    /// Refuse experiments whose estimated memory exceeds this many bytes; `None`: the
+    /// memory available now (see [`crate::memory::limit`]).
+    pub max_memory: Option<u64>,
 }
 
-/// What a call of [`run_experiment`] did.
+impl RunOptions {
+    /// Every run, into `out`, as configured (no overrides, no shard).
+    pub fn new(out: impl Into<PathBuf>) -> Self {
+        RunOptions {
+            out: out.into(),
+            runs: None,
+            seed: None,
+            precision: None,
+            shard: None,
+            max_memory: None,
+        }
+    }
+}
+
+/// What a call of [`run`] did.
 #[derive(Clone, Debug, Serialize)]
 pub struct RunSummary {
     /// Experiment name.
@@ -155,7 +209,7 @@ pub struct RunSummary {
     pub skipped: Vec<usize>,
     /// Runs skipped because another process is training them (their lock is held).
     pub running_elsewhere: Vec<usize>,
-    /// Strategies that diverged, per run.
+    /// Strategies (E5: phase-1 models and cases) that diverged, per run.
     pub failures: Vec<(usize, Failure)>,
     /// Wall time of this call in seconds.
     pub wall_seconds: f64,
@@ -169,88 +223,147 @@ pub fn shard_runs(runs: usize, shard: Option<(usize, usize)>) -> Vec<usize> {
     }
 }
 
-/// A fingerprint of everything that determines a run's numbers: the resolved config (less
-/// the number of runs, how many run at once, and the `[stability]` section, which only the
-/// stability command reads) and the command-line overrides.
-pub fn config_key(exp: &Experiment) -> String {
-    let mut table: toml::Table = toml::from_str(&exp.resolved_toml).unwrap_or_default();
-    table.remove("stability");
-    if let Some(toml::Value::Table(p)) = table.get_mut("protocol") {
-        p.remove("runs");
-        p.remove("parallel_runs");
-    }
-    let text = format!(
-        "{}\nname={} profile={} seed={} precisions={:?}",
-        toml::to_string(&table).unwrap_or_default(),
-        exp.name,
-        exp.profile,
-        exp.protocol.seed,
-        exp.strategies
-            .iter()
-            .map(|(s, p)| (&s.name, p.name()))
-            .collect::<Vec<_>>()
-    );
-    fnv_hex(&text)
-}
-
 /// FNV-1a (64 bit) of `text`, as 16 hex digits: the fingerprints of configs and models.
 pub(crate) fn fnv_hex(text: &str) -> String {
     format!("{:016x}", eqaug_dynamics::fnv1a64(text.as_bytes()))
 }
 
-/// The experiment with the command-line overrides of `opts` applied.
-pub fn with_overrides(exp: &Experiment, opts: &RunOptions) -> Experiment {
-    let mut exp = exp.clone();
+/// The experiment with the command-line overrides of `opts` applied; an override out of
+/// range is refused naming the flag.
+pub fn with_overrides(exp: &AnyExperiment, opts: &RunOptions) -> Result<AnyExperiment, RunError> {
     if let Some(r) = opts.runs {
-        exp.protocol.runs = r;
-    }
-    if let Some(s) = opts.seed {
-        exp.protocol.seed = s;
-    }
-    if let Some(p) = opts.precision {
-        exp.protocol.precision = p;
-        for s in &mut exp.strategies {
-            s.1 = p;
+        if r == 0 || r > crate::config::MAX_RUNS {
+            return Err(crate::config::invalid(
+                exp.file(),
+                "",
+                "--runs",
+                &format!("must be between 1 and {}, got {r}", crate::config::MAX_RUNS),
+            )
+            .into());
         }
     }
-    exp
+    let mut exp = exp.clone();
+    match &mut exp {
+        AnyExperiment::FullBatch(e) => {
+            if let Some(r) = opts.runs {
+                e.protocol.runs = r;
+            }
+            if let Some(s) = opts.seed {
+                e.protocol.seed = s;
+            }
+            if let Some(p) = opts.precision {
+                e.protocol.precision = p;
+                for s in &mut e.strategies {
+                    s.1 = p;
+                }
+            }
+        }
+        AnyExperiment::E5(e) => {
+            if let Some(r) = opts.runs {
+                e.protocol.runs = r;
+            }
+            if let Some(s) = opts.seed {
+                e.protocol.seed = s;
+            }
+            if let Some(p) = opts.precision {
+                e.protocol.precision = p;
+            }
+        }
+    }
+    Ok(exp)
+}
+
+/// The fingerprint of everything that determines a run's numbers (less the run count): a
+/// finished run whose `run.json` has another key was made with another configuration.
+pub fn any_config_key(exp: &AnyExperiment) -> String {
+    match exp {
+        AnyExperiment::FullBatch(e) => full_batch::config_key(e),
+        AnyExperiment::E5(e) => e5::config_key(e),
+    }
+}
+
+/// What differs between experiment kinds: the training of one run. Everything around it is
+/// [`run`]'s.
+pub(crate) trait Trainer: Sync {
+    /// The experiment's `experiment.json`, with `wall_seconds` summed over finished runs.
+    fn record(&self, wall_seconds: f64) -> AnyExperimentRecord;
+    /// Progress ticks (epochs) of one run.
+    fn ticks_per_run(&self) -> u64;
+    /// Whether the temporary folder an interrupted attempt left holds parts that the next
+    /// attempt reuses (checking their own fingerprints); otherwise it is cleared first.
+    fn resumes_inside_run(&self) -> bool {
+        false
+    }
+    /// Trains run `run` with `seed`, writing its files into `tmp` (which exists), and returns
+    /// its record's kind-specific fields, its failures and the tail of its log line.
+    fn train_run(
+        &self,
+        run: usize,
+        seed: u64,
+        tmp: &Path,
+        progress: &Progress,
+    ) -> Result<TrainedRun, RunError>;
+}
+
+/// What [`Trainer::train_run`] returns.
+pub(crate) struct TrainedRun {
+    /// `run.json` with the kind-specific fields set (the lifecycle sets the rest).
+    pub(crate) record: RunRecord,
+    /// Strategies (phase-1 models, cases) that diverged.
+    pub(crate) failures: Vec<Failure>,
+    /// What the run reached, for its log line.
+    pub(crate) summary: String,
+}
+
+/// Runs a full-batch experiment's runs (see [`run`]).
+pub fn run_experiment(
+    exp: &crate::config::Experiment,
+    opts: &RunOptions,
+) -> Result<RunSummary, RunError> {
+    run(&AnyExperiment::FullBatch(Box::new(exp.clone())), opts)
 }
 
 /// Runs the experiment's runs (those of the shard), skipping finished ones and those another
 /// process is training (see [`crate::lock`]); safe to call from many processes at once on one
-/// output folder.
-pub fn run_experiment(exp: &Experiment, opts: &RunOptions) -> Result<RunSummary, RunError> {
+/// output folder. The memory estimate, the config, the data and the folder's fingerprints
+/// are all checked before anything is written.
+pub fn run(exp: &AnyExperiment, opts: &RunOptions) -> Result<RunSummary, RunError> {
     let start = Instant::now();
-    let exp = with_overrides(exp, opts);
-    // Everything that can fail on the config or data fails here, before a file is written.
-    let setup = RunSetup::new(&exp)?;
-    let dir = opts.out.join(&exp.name);
+    let exp = with_overrides(exp, opts)?;
+    crate::memory::estimate(&exp)?.check(crate::memory::limit(opts.max_memory))?;
+    let trainer: Box<dyn Trainer> = match &exp {
+        AnyExperiment::FullBatch(e) => Box::new(full_batch::FullBatch::new(e)?),
+        AnyExperiment::E5(e) => e5::trainer(e)?,
+    };
+    let name = exp.name().to_string();
+    let dir = opts.out.join(&name);
     std::fs::create_dir_all(&dir).map_err(IoError::at(&dir))?;
-    let todo: Vec<usize> = shard_runs(exp.protocol.runs, opts.shard);
+    let key = any_config_key(&exp);
     {
         let _guard = experiment_lock(&dir)?;
-        check_folder(&exp, &dir)?;
-        update_experiment_json(&exp, &dir)?;
+        check_folder(&key, &trainer.record(0.0), &dir)?;
+        update_experiment_json(trainer.as_ref(), exp.runs(), &dir)?;
     }
-    let epochs = exp.protocol.epochs;
+    let todo: Vec<usize> = shard_runs(exp.runs(), opts.shard);
     let pending = todo
         .iter()
         .filter(|&&r| !schema::run_dir(&dir, r).join(schema::RUN_JSON).exists())
-        .count();
-    let ticks = (pending * exp.strategies.len() * (epochs + 1)) as u64;
-    let progress = Progress::new(&exp.name, ticks);
+        .count() as u64;
+    let progress = Progress::new(&name, pending.saturating_mul(trainer.ticks_per_run()));
     let ctx = RunCtx {
-        s: &setup,
+        exp: &exp,
+        trainer: trainer.as_ref(),
+        key: &key,
         dir: &dir,
         progress: &progress,
     };
-    let results: Vec<Result<(usize, Outcome), RunError>> = if exp.protocol.parallel_runs > 1 {
+    let results: Vec<Result<(usize, Outcome), RunError>> = if exp.parallel_runs() > 1 {
         let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(exp.protocol.parallel_runs)
+            .num_threads(exp.parallel_runs())
             .build()
             .map_err(|source| RunError::ThreadPool {
-                experiment: exp.name.clone(),
-                threads: exp.protocol.parallel_runs,
+                experiment: name.clone(),
+                threads: exp.parallel_runs(),
                 source,
             })?;
         pool.install(|| todo.par_iter().map(|&r| ctx.one_run(r)).collect())
@@ -258,55 +371,51 @@ pub fn run_experiment(exp: &Experiment, opts: &RunOptions) -> Result<RunSummary,
         todo.iter().map(|&r| ctx.one_run(r)).collect()
     };
     progress.finish();
-    let mut finished = Vec::new();
-    let mut skipped = Vec::new();
-    let mut running_elsewhere = Vec::new();
-    let mut failures = Vec::new();
+    let mut summary = RunSummary {
+        experiment: name.clone(),
+        finished: Vec::new(),
+        skipped: Vec::new(),
+        running_elsewhere: Vec::new(),
+        failures: Vec::new(),
+        wall_seconds: 0.0,
+    };
     let mut first_err = None;
     for r in results {
         match r {
             Ok((run, Outcome::Finished(f))) => {
-                finished.push(run);
-                failures.extend(f.into_iter().map(|f| (run, f)));
+                summary.finished.push(run);
+                summary.failures.extend(f.into_iter().map(|f| (run, f)));
             }
-            Ok((run, Outcome::AlreadyDone)) => skipped.push(run),
-            Ok((run, Outcome::RunningElsewhere)) => running_elsewhere.push(run),
+            Ok((run, Outcome::AlreadyDone)) => summary.skipped.push(run),
+            Ok((run, Outcome::RunningElsewhere)) => summary.running_elsewhere.push(run),
             Err(e) => {
                 first_err.get_or_insert(e);
             }
         }
     }
-    if !skipped.is_empty() {
+    if !summary.skipped.is_empty() {
         progress.println(&format!(
-            "[{}] {} run(s) already done: {}",
-            exp.name,
-            skipped.len(),
-            names(&skipped)
+            "[{name}] {} run(s) already done: {}",
+            summary.skipped.len(),
+            names(&summary.skipped)
         ));
     }
-    if !running_elsewhere.is_empty() {
+    if !summary.running_elsewhere.is_empty() {
         progress.println(&format!(
-            "[{}] {} run(s) in progress in another process, left to it: {}",
-            exp.name,
-            running_elsewhere.len(),
-            names(&running_elsewhere)
+            "[{name}] {} run(s) in progress in another process, left to it: {}",
+            summary.running_elsewhere.len(),
+            names(&summary.running_elsewhere)
         ));
     }
     {
         let _guard = experiment_lock(&dir)?;
-        update_experiment_json(&exp, &dir)?;
+        update_experiment_json(trainer.as_ref(), exp.runs(), &dir)?;
     }
     if let Some(e) = first_err {
         return Err(e);
     }
-    Ok(RunSummary {
-        experiment: exp.name.clone(),
-        finished,
-        skipped,
-        running_elsewhere,
-        failures,
-        wall_seconds: start.elapsed().as_secs_f64(),
-    })
+    summary.wall_seconds = start.elapsed().as_secs_f64();
+    Ok(summary)
 }
 
 /// `run-000, run-003`.
@@ -324,11 +433,8 @@ fn experiment_lock(dir: &Path) -> Result<RunLock, RunError> {
     RunLock::acquire(&path).map_err(|e| RunError::Io(IoError::new(path, e)))
 }
 
-/// Refuses a folder whose finished runs or `experiment.json` come from another
-/// configuration, before anything is written. A `run.json` that cannot be read is reported
-/// as corrupt (that run alone must be redone), not as another configuration.
-fn check_folder(exp: &Experiment, dir: &Path) -> Result<(), RunError> {
-    let key = config_key(exp);
+/// The finished runs of an experiment folder (those with a `run.json`), in order.
+fn finished_runs(dir: &Path) -> Result<Vec<usize>, RunError> {
     let mut finished = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(IoError::at(dir))? {
         let entry = entry.map_err(IoError::at(dir))?;
@@ -344,27 +450,41 @@ fn check_folder(exp: &Experiment, dir: &Path) -> Result<(), RunError> {
         }
     }
     finished.sort_unstable();
-    for r in finished {
-        let run_dir = schema::run_dir(dir, r);
-        let path = run_dir.join(schema::RUN_JSON);
-        let record = RunRecord::read(&run_dir).map_err(|source| RunError::CorruptRun {
-            run: r,
-            path: path.clone(),
-            dir: run_dir.clone(),
-            source,
-        })?;
-        if record.config_key.as_deref() != Some(key.as_str()) {
-            return Err(RunError::ConfigChanged {
-                path,
-                dir: dir.into(),
-            });
-        }
+    Ok(finished)
+}
+
+/// Reads finished run `r`'s record and checks that it was made with config `key`.
+fn read_finished(dir: &Path, r: usize, key: &str) -> Result<RunRecord, RunError> {
+    let run_dir = schema::run_dir(dir, r);
+    let path = run_dir.join(schema::RUN_JSON);
+    let record = RunRecord::read(&run_dir).map_err(|source| RunError::CorruptRun {
+        run: r,
+        path: path.clone(),
+        dir: run_dir.clone(),
+        source,
+    })?;
+    if record.config_key.as_deref() != Some(key) {
+        return Err(RunError::ConfigChanged {
+            path,
+            dir: dir.into(),
+        });
+    }
+    Ok(record)
+}
+
+/// Refuses a folder whose finished runs or `experiment.json` come from another
+/// configuration (or another kind of experiment), before anything is written. A `run.json`
+/// that cannot be read is reported as corrupt (that run alone must be redone), not as
+/// another configuration.
+fn check_folder(key: &str, new: &AnyExperimentRecord, dir: &Path) -> Result<(), RunError> {
+    for r in finished_runs(dir)? {
+        read_finished(dir, r, key)?;
     }
     let path = dir.join(schema::EXPERIMENT_JSON);
     if path.is_file() {
         // Unreadable: it is derived from the config and rewritten below.
-        if let Ok(old) = ExperimentRecord::read(dir) {
-            if let Some((k, o, n)) = record_difference(&old, &experiment_record(exp, 0.0)) {
+        if let Ok(old) = AnyExperimentRecord::read(dir) {
+            if let Some((k, o, n)) = record_difference(&old, new) {
                 return Err(RunError::ExperimentChanged {
                     path,
                     dir: dir.into(),
@@ -379,11 +499,19 @@ fn check_folder(exp: &Experiment, dir: &Path) -> Result<(), RunError> {
 }
 
 /// The first key (other than the run count, times and the config file's path) whose value
-/// differs between two records, ignoring keys one of them lacks.
+/// differs between two records, ignoring keys one of them lacks; records of two kinds differ
+/// in `kind`.
 fn record_difference(
-    old: &ExperimentRecord,
-    new: &ExperimentRecord,
+    old: &AnyExperimentRecord,
+    new: &AnyExperimentRecord,
 ) -> Option<(String, String, String)> {
+    let kind = |r: &AnyExperimentRecord| match r {
+        AnyExperimentRecord::FullBatch(_) => crate::config::Kind::FullBatch.name(),
+        AnyExperimentRecord::E5(_) => crate::config::Kind::E5.name(),
+    };
+    if kind(old) != kind(new) {
+        return Some(("kind".into(), kind(old).into(), kind(new).into()));
+    }
     let (serde_json::Value::Object(o), serde_json::Value::Object(n)) = (
         serde_json::to_value(old).ok()?,
         serde_json::to_value(new).ok()?,
@@ -407,61 +535,21 @@ fn record_difference(
 /// Writes `experiment.json` (the experiment lock held): the run count is the largest ever
 /// requested for this folder (`--runs 2` on a 4-run folder keeps 4) and the wall time is
 /// summed over every finished run on disk.
-fn update_experiment_json(exp: &Experiment, dir: &Path) -> Result<(), RunError> {
-    let old_runs = ExperimentRecord::read(dir)
-        .ok()
-        .and_then(|r| r.runs)
-        .unwrap_or(0);
-    let runs = old_runs.max(exp.protocol.runs);
-    let wall: f64 = (0..runs)
+fn update_experiment_json(trainer: &dyn Trainer, runs: usize, dir: &Path) -> Result<(), RunError> {
+    let old = AnyExperimentRecord::read(dir).ok();
+    let runs = old.as_ref().and_then(|r| r.runs()).unwrap_or(0).max(runs);
+    let wall: f64 = finished_runs(dir)?
+        .into_iter()
+        .filter(|&r| r < runs)
         .filter_map(|r| RunRecord::read(&schema::run_dir(dir, r)).ok())
         .map(|r| r.wall_seconds)
         .sum();
-    let mut record = experiment_record(exp, wall);
-    record.runs = Some(runs);
-    if ExperimentRecord::read(dir).ok().as_ref() == Some(&record) {
+    let mut record = trainer.record(wall);
+    record.set_runs(runs);
+    if old.as_ref() == Some(&record) {
         return Ok(());
     }
     Ok(record.write(dir)?)
-}
-
-/// The [`ExperimentRecord`] of an experiment, with `wall_seconds` the training time summed
-/// over the finished runs.
-pub fn experiment_record(exp: &Experiment, wall_seconds: f64) -> ExperimentRecord {
-    ExperimentRecord {
-        experiment: Some(exp.name.clone()),
-        title: Some(exp.title.clone()),
-        group: Some(exp.group.clone()),
-        size: Some(exp.size),
-        profile: Some(exp.profile.clone()),
-        note: Some(exp.note.clone()),
-        precision: Some(exp.protocol.precision),
-        epochs: Some(exp.protocol.epochs),
-        runs: Some(exp.protocol.runs),
-        learning_rate: Some(exp.protocol.learning_rate),
-        minibatch: Some(exp.protocol.minibatch),
-        dataset: Some(exp.data.dataset),
-        count: Some(exp.data.count),
-        loss: Some(exp.loss),
-        output_softmax: Some(matches!(
-            exp.network.layers.last(),
-            Some(eqaug_nn::LayerSpec::Softmax)
-        )),
-        strategies: exp
-            .strategies
-            .iter()
-            .map(|(s, p)| StrategyRecord {
-                kind: s.kind,
-                name: s.name.clone(),
-                passes: s.passes,
-                precision: Some(*p),
-                sampling: Some(s.sampling),
-                regulariser: s.regulariser,
-            })
-            .collect(),
-        wall_seconds: Some(wall_seconds),
-        config_file: Some(exp.file.display().to_string()),
-    }
 }
 
 /// What became of one run.
@@ -474,19 +562,10 @@ enum Outcome {
     RunningElsewhere,
 }
 
-/// What one run's strategies share while they train.
-struct RunState {
-    run_name: String,
-    seed: u64,
-    protocol: eqaug_dynamics::Protocol,
-    tmp: PathBuf,
-    checkpoints: Vec<usize>,
-    ckpt_err: Option<RunError>,
-    eq_err: BTreeMap<String, [f64; 2]>,
-}
-
 struct RunCtx<'a> {
-    s: &'a RunSetup,
+    exp: &'a AnyExperiment,
+    trainer: &'a dyn Trainer,
+    key: &'a str,
     dir: &'a Path,
     progress: &'a Progress,
 }
@@ -508,13 +587,13 @@ fn lock_run(dir: &Path, name: &str) -> Result<Option<RunLock>, RunError> {
 
 impl RunCtx<'_> {
     /// One run in a temporary directory, renamed into place when complete, under the run's
-    /// lock: a run another process trains is left to it, never deleted.
+    /// lock: a run another process trains is left to it, never deleted. A run that another
+    /// process finished meanwhile is skipped after checking its fingerprint.
     fn one_run(&self, run: usize) -> Result<(usize, Outcome), RunError> {
-        let s = self.s;
-        let exp = &s.exp;
         let name = run_dir_name(run);
         let final_dir = schema::run_dir(self.dir, run);
         if final_dir.join(schema::RUN_JSON).exists() {
+            read_finished(self.dir, run, self.key)?;
             return Ok((run, Outcome::AlreadyDone));
         }
         let Some(_lock) = lock_run(self.dir, &name)? else {
@@ -522,82 +601,29 @@ impl RunCtx<'_> {
         };
         // Finished by another process between the check above and the lock.
         if final_dir.join(schema::RUN_JSON).exists() {
+            read_finished(self.dir, run, self.key)?;
             return Ok((run, Outcome::AlreadyDone));
         }
         let start = Instant::now();
-        let seed = exp.protocol.seed.wrapping_add(run as u64);
+        let seed = self.exp.seed().wrapping_add(run as u64);
         let tmp = self.dir.join(format!("{name}.tmp"));
         // With the lock held, a temporary folder is what a dead process left behind.
-        if tmp.exists() {
+        if tmp.exists() && !self.trainer.resumes_inside_run() {
             std::fs::remove_dir_all(&tmp).map_err(IoError::at(&tmp))?;
         }
         std::fs::create_dir_all(&tmp).map_err(IoError::at(&tmp))?;
-        // One A0 for every strategy, drawn in f64 (and rounded for f32 strategies). The f64
-        // copy is kept only when an f64 strategy needs it (for E2/E3 it is twice the size of
-        // the f32 parameters).
-        let a0_64 = s.net64.init_params(&mut ChaCha8Rng::seed_from_u64(seed));
-        let a0_32: Params<f32> = a0_64.cast();
-        let needs_f64 = exp.strategies.iter().any(|(_, p)| *p == Precision::F64);
-        let a0_64 = needs_f64.then_some(a0_64);
-        let mut metrics: Vec<EpochMetrics> = Vec::new();
-        let mut failures = Vec::new();
-        let mut layers = Vec::new();
-        let mut strategy_seconds = Vec::new();
-        let mut st = RunState {
-            run_name: name.clone(),
-            seed,
-            protocol: exp.dynamics_protocol(),
-            tmp: tmp.clone(),
-            checkpoints: exp.checkpoint_epochs(),
-            ckpt_err: None,
-            eq_err: BTreeMap::new(),
-        };
-        for (spec, precision) in &exp.strategies {
-            let t0 = Instant::now();
-            let outcome = match precision {
-                Precision::F32 => {
-                    let held = (&s.held32, &s.held_targets32);
-                    self.train_one(&s.net32, &s.data32, held, &a0_32, spec, &mut st)
-                }
-                Precision::F64 => self.train_one(
-                    &s.net64,
-                    &s.data64,
-                    (&s.held64, &s.held_targets64),
-                    a0_64.as_ref().expect("kept for f64 strategies"),
-                    spec,
-                    &mut st,
-                ),
-            }
-            .map_err(|source| RunError::Train {
-                experiment: exp.name.clone(),
-                run,
-                strategy: spec.name.clone(),
-                source: Box::new(source),
-            })?;
-            if let Some(e) = st.ckpt_err.take() {
-                return Err(e);
-            }
-            layers = outcome.layer_names;
-            metrics.extend(outcome.metrics);
-            failures.extend(outcome.failures);
-            strategy_seconds.push((spec.name.clone(), t0.elapsed().as_secs_f64()));
-        }
-        write_metrics_csv(&tmp.join(schema::METRICS_CSV), &layers, &metrics)?;
-        crate::io::write_atomic(&tmp.join(schema::CONFIG_TOML), exp.resolved_toml.as_bytes())?;
+        let trained = self.trainer.train_run(run, seed, &tmp, self.progress)?;
         let wall = start.elapsed().as_secs_f64();
         let record = RunRecord {
             run: Some(run),
-            config_key: Some(config_key(exp)),
+            config_key: Some(self.key.to_string()),
             seed: Some(seed),
-            experiment: Some(exp.name.clone()),
-            profile: Some(exp.profile.clone()),
+            experiment: Some(self.exp.name().to_string()),
+            profile: Some(self.exp.profile().to_string()),
             wall_seconds: wall,
-            strategy_seconds,
-            failed: failures.iter().cloned().map(Into::into).collect(),
-            layers,
-            checkpoints: st.checkpoints,
-            equivariance_error: st.eq_err,
+            failed: trained.failures.iter().cloned().map(Into::into).collect(),
             eqaug_version: env!("CARGO_PKG_VERSION").into(),
+            ..trained.record
         };
         record.write(&tmp)?;
         // A folder without run.json is an unfinished leftover (finished runs were skipped
@@ -606,113 +632,24 @@ impl RunCtx<'_> {
             std::fs::remove_dir_all(&final_dir).map_err(IoError::at(&final_dir))?;
         }
         std::fs::rename(&tmp, &final_dir).map_err(IoError::at(&final_dir))?;
-        self.progress
-            .println(&summary_line(exp, run, wall, &metrics, &failures));
-        Ok((run, Outcome::Finished(failures)))
-    }
-
-    /// Trains one strategy from `a0`, saving checkpoints, recording the test loss and
-    /// accuracy (or mean IoU) on the held-out samples after every step, and measuring the
-    /// held-out equivariance error at the last epoch.
-    fn train_one<T: Real>(
-        &self,
-        net: &Network<T>,
-        data: &TrainData<T>,
-        (held, held_targets): (&Array2<T>, &Array2<T>),
-        a0: &Params<T>,
-        spec: &StrategySpec,
-        st: &mut RunState,
-    ) -> Result<eqaug_dynamics::RunOutcome, eqaug_dynamics::TrainError> {
-        let progress = self.progress;
-        let last = st.protocol.epochs;
-        let RunState {
-            run_name,
-            seed,
-            protocol,
-            tmp,
-            checkpoints,
-            ckpt_err,
-            eq_err,
-        } = st;
-        let seed = *seed;
-        let mut test = if held.nrows() > 0 {
-            Some(HeldOut::new(
-                net,
-                held.clone(),
-                held_targets.clone(),
-                protocol.minibatch,
-            )?)
+        let failed = if trained.failures.is_empty() {
+            String::new()
         } else {
-            None
+            format!(
+                " FAILED: {}",
+                trained
+                    .failures
+                    .iter()
+                    .map(|f| format!("{}: {}", f.strategy, f.error))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
         };
-        train_with_held_out(
-            net,
-            self.s.group.clone(),
-            data,
-            protocol,
-            std::slice::from_ref(spec),
-            a0,
-            seed,
-            test.as_mut(),
-            &mut |m, params| {
-                progress.epoch(run_name, &m.strategy, m.epoch, last, m.loss);
-                if m.epoch == last && held.nrows() > 0 {
-                    let mut rng = eqaug_dynamics::strategy_rng(seed, "equivariance-error");
-                    let e = eqaug_dynamics::equivariance_error(
-                        net,
-                        params,
-                        held.view(),
-                        protocol.minibatch,
-                        8,
-                        &mut rng,
-                    );
-                    eq_err.insert(m.strategy.clone(), [e.max, e.mean]);
-                }
-                if checkpoints.contains(&m.epoch) && ckpt_err.is_none() {
-                    let dir = schema::checkpoint_dir(tmp, &m.strategy, m.epoch);
-                    if let Err(source) = params.save_npy(&dir) {
-                        *ckpt_err = Some(RunError::Checkpoint { dir, source });
-                    }
-                }
-            },
-        )
+        self.progress.println(&format!(
+            "[{}] {name} done in {wall:.1} s: {}{failed}",
+            self.exp.name(),
+            trained.summary
+        ));
+        Ok((run, Outcome::Finished(trained.failures)))
     }
-}
-
-fn summary_line(
-    exp: &Experiment,
-    run: usize,
-    wall: f64,
-    metrics: &[EpochMetrics],
-    failures: &[Failure],
-) -> String {
-    let mut parts = Vec::new();
-    for (s, _) in &exp.strategies {
-        if let Some(m) = metrics.iter().rfind(|m| m.strategy == s.name) {
-            parts.push(format!(
-                "{} loss {:.4} |A-A0| {:.3e} |A_Eperp| {:.3e}",
-                s.name, m.loss, m.dist_from_start, m.dist_to_e
-            ));
-        }
-    }
-    let fail = if failures.is_empty() {
-        String::new()
-    } else {
-        format!(
-            " FAILED: {}",
-            failures
-                .iter()
-                .map(|f| f.error.clone())
-                .collect::<Vec<_>>()
-                .join("; ")
-        )
-    };
-    format!(
-        "[{}] {} done in {:.1} s: {}{}",
-        exp.name,
-        run_dir_name(run),
-        wall,
-        parts.join("; "),
-        fail
-    )
 }

@@ -78,8 +78,8 @@ pub struct StrategyRecord {
     pub regulariser: Option<eqaug_dynamics::Regulariser>,
 }
 
-/// The contents of `experiment.json`. The runner fills every field; a reader accepts files
-/// with any of the optional ones missing.
+/// The contents of a full-batch experiment's `experiment.json`. The runner fills every field;
+/// a reader accepts files with any of the optional ones missing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExperimentRecord {
     /// Experiment id (`e1`, `e4-rot`, ...); readers default it to the folder name.
@@ -150,8 +150,161 @@ impl ExperimentRecord {
     }
 }
 
+/// `experiment.json` of either kind, told apart by its `kind` key (absent: full batch).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum AnyExperimentRecord {
+    /// A full-batch experiment.
+    FullBatch(ExperimentRecord),
+    /// An E5 (two-phase SGD) experiment.
+    E5(e5::ExperimentJson),
+}
+
+impl AnyExperimentRecord {
+    /// Reads `<dir>/experiment.json` of either kind.
+    pub fn read(dir: &Path) -> Result<Self, SchemaError> {
+        let path = dir.join(EXPERIMENT_JSON);
+        let value: serde_json::Value = read_json(&path)?;
+        let parse = |source| SchemaError::Json {
+            path: path.clone(),
+            source,
+        };
+        let record = if value.get("kind").and_then(|k| k.as_str()) == Some(crate::config::e5::KIND)
+        {
+            AnyExperimentRecord::E5(serde_json::from_value(value).map_err(parse)?)
+        } else {
+            AnyExperimentRecord::FullBatch(serde_json::from_value(value).map_err(parse)?)
+        };
+        if let Some(runs) = record.runs() {
+            if runs > crate::config::MAX_RUNS {
+                return Err(SchemaError::Invalid {
+                    path,
+                    message: format!(
+                        "`runs` = {runs} is more than the {} an experiment may have",
+                        crate::config::MAX_RUNS
+                    ),
+                });
+            }
+        }
+        Ok(record)
+    }
+
+    /// Writes `<dir>/experiment.json` atomically (pretty JSON, no trailing newline).
+    pub fn write(&self, dir: &Path) -> Result<(), SchemaError> {
+        write_json(&dir.join(EXPERIMENT_JSON), self)
+    }
+
+    /// The experiment's id, if recorded.
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            AnyExperimentRecord::FullBatch(r) => r.experiment.as_deref(),
+            AnyExperimentRecord::E5(r) => Some(&r.experiment),
+        }
+    }
+
+    /// The profile, if recorded.
+    pub fn profile(&self) -> Option<&str> {
+        match self {
+            AnyExperimentRecord::FullBatch(r) => r.profile.as_deref(),
+            AnyExperimentRecord::E5(r) => Some(&r.profile),
+        }
+    }
+
+    /// The number of runs requested, if recorded.
+    pub fn runs(&self) -> Option<usize> {
+        match self {
+            AnyExperimentRecord::FullBatch(r) => r.runs,
+            AnyExperimentRecord::E5(r) => Some(r.runs),
+        }
+    }
+
+    /// Sets the number of runs.
+    pub fn set_runs(&mut self, runs: usize) {
+        match self {
+            AnyExperimentRecord::FullBatch(r) => r.runs = Some(runs),
+            AnyExperimentRecord::E5(r) => r.runs = runs,
+        }
+    }
+
+    /// Sets the training time summed over the finished runs.
+    pub fn set_wall_seconds(&mut self, wall: f64) {
+        match self {
+            AnyExperimentRecord::FullBatch(r) => r.wall_seconds = Some(wall),
+            AnyExperimentRecord::E5(r) => r.wall_seconds = wall,
+        }
+    }
+
+    /// What a run trains, in order: the strategies (full batch) or the cases (E5).
+    pub fn units(&self) -> Vec<String> {
+        match self {
+            AnyExperimentRecord::FullBatch(r) => {
+                r.strategies.iter().map(|s| s.name.clone()).collect()
+            }
+            AnyExperimentRecord::E5(r) => r.cases.iter().map(|c| c.name.clone()).collect(),
+        }
+    }
+
+    /// `strategy` or `case`: what [`Self::units`] are.
+    pub fn unit_name(&self) -> &'static str {
+        match self {
+            AnyExperimentRecord::FullBatch(_) => "strategy",
+            AnyExperimentRecord::E5(_) => "case",
+        }
+    }
+
+    /// Whether the files of finished run `run_dir` (whose `run.json` is `run`) are all there
+    /// and readable: the one definition of a usable run. Full batch: `metrics.csv` has one row
+    /// per epoch for every strategy that did not fail. E5: every phase-1 model and case folder
+    /// has its record and tables (and its weights unless it failed). `Err` says what is
+    /// missing or damaged, naming the file.
+    pub fn check_run(&self, run_dir: &Path, run: &RunRecord) -> Result<(), String> {
+        match self {
+            AnyExperimentRecord::FullBatch(r) => check_metrics(run_dir, r, run),
+            AnyExperimentRecord::E5(r) => e5::check_run(run_dir, r),
+        }
+    }
+}
+
+/// Rows per strategy of a `metrics.csv` (by its `strategy` column), or why it cannot be read.
+fn metrics_rows(path: &Path) -> Result<BTreeMap<String, usize>, String> {
+    let mut r = csv::Reader::from_path(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let col = r
+        .headers()
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .iter()
+        .position(|h| h == "strategy")
+        .ok_or_else(|| format!("{}: no `strategy` column", path.display()))?;
+    let mut rows = BTreeMap::new();
+    for (i, rec) in r.records().enumerate() {
+        let rec = rec.map_err(|e| format!("{}: line {}: {e}", path.display(), i + 2))?;
+        *rows.entry(rec[col].to_string()).or_insert(0) += 1;
+    }
+    Ok(rows)
+}
+
+/// Every strategy that did not fail has one row per epoch `0..=epochs` in `metrics.csv`.
+fn check_metrics(run_dir: &Path, exp: &ExperimentRecord, run: &RunRecord) -> Result<(), String> {
+    let metrics = run_dir.join(METRICS_CSV);
+    let rows = metrics_rows(&metrics)?;
+    let Some(epochs) = exp.epochs else {
+        return Ok(());
+    };
+    for s in &exp.strategies {
+        let n = rows.get(&s.name).copied().unwrap_or(0);
+        if n < epochs + 1 && !run.failed.iter().any(|f| f.strategy == s.name) {
+            return Err(format!(
+                "{}: {n} rows for strategy `{}`, expected {} (epochs 0 to {epochs}): truncated",
+                metrics.display(),
+                s.name,
+                epochs + 1
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The contents of `run.json`. Readers accept files with only some of the fields.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
     /// Run index (readers fall back to the folder name).
     #[serde(default)]
@@ -189,6 +342,9 @@ pub struct RunRecord {
     /// Version of eqaug that wrote the run.
     #[serde(default)]
     pub eqaug_version: String,
+    /// E5: the cases of the run, in config order (each a folder of the run; see [`e5`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cases: Vec<String>,
 }
 
 impl RunRecord {

@@ -1,8 +1,14 @@
 //! The E5 config schema and the E5 report, on hand-made run folders whose numbers are known.
 
+use eqaug_harness::config::e5::{self as config, Parametrisation, PhaseSection, Support};
 use eqaug_harness::config::ConfigError;
-use eqaug_harness::e5::config::{self, Parametrisation, PhaseSection, Support};
-use eqaug_harness::e5::schema::{self, *};
+use eqaug_harness::config::{kind_of, Kind};
+use eqaug_harness::schema::e5::{self as schema, *};
+use eqaug_harness::schema::RunRecord;
+
+fn kind_of_file(f: &Path) -> Kind {
+    kind_of(&std::fs::read_to_string(f).unwrap(), f).unwrap()
+}
 use std::path::{Path, PathBuf};
 
 fn shipped() -> PathBuf {
@@ -12,7 +18,7 @@ fn shipped() -> PathBuf {
 #[test]
 fn shipped_e5_config_resolves_in_both_profiles() {
     let f = shipped();
-    assert!(config::is_e5_file(&f).unwrap());
+    assert_eq!(kind_of_file(&f), Kind::E5);
     let text = std::fs::read_to_string(&f).unwrap();
     let profiles = config::profiles_of(&text, &f).unwrap();
     assert!(profiles.contains(&"paper".into()) && profiles.contains(&"quick".into()));
@@ -31,7 +37,10 @@ fn shipped_e5_config_resolves_in_both_profiles() {
     assert!(!quick.note.is_empty());
     assert!(quick.protocol.runs < 30 && quick.phase1.epochs < 250);
     // The full-batch loader refuses it with a clear message instead of a serde error.
-    assert!(!config::is_e5_file(&shipped().with_file_name("e1.toml")).unwrap());
+    assert_eq!(
+        kind_of_file(&shipped().with_file_name("e1.toml")),
+        Kind::FullBatch
+    );
 }
 
 const BASE: &str = r#"
@@ -271,17 +280,16 @@ fn write_fixture(dir: &Path, runs: usize, per_epoch: usize) {
             )
             .unwrap();
         }
-        schema::write_json(
-            &rd.join("run.json"),
-            &RunJson {
-                run: r,
-                seed: r as u64,
-                config_key: "k".into(),
-                cases: cases.iter().map(|c| c.name.clone()).collect(),
-                wall_seconds: 1.0,
-                eqaug_version: "test".into(),
-            },
-        )
+        RunRecord {
+            run: Some(r),
+            seed: Some(r as u64),
+            config_key: Some("k".into()),
+            cases: cases.iter().map(|c| c.name.clone()).collect(),
+            wall_seconds: 1.0,
+            eqaug_version: "test".into(),
+            ..RunRecord::default()
+        }
+        .write(&rd)
         .unwrap();
     }
     // A run in progress is ignored.

@@ -1,8 +1,9 @@
 //! One tiny E5 run end to end (40 digits, channels 2-2-2, 1 + 1 epochs): metrics, checkpoints,
 //! resumption, and a report with the E5 figures and claims.
 
-use eqaug_harness::e5::{config, runner, schema};
-use eqaug_harness::runner::RunOptions;
+use eqaug_harness::config::{self, AnyExperiment};
+use eqaug_harness::runner::{self, RunOptions};
+use eqaug_harness::schema::e5 as schema;
 use std::path::Path;
 
 const TINY: &str = r#"
@@ -60,15 +61,11 @@ fn read(p: &Path) -> String {
 #[test]
 fn tiny_e5_run_writes_metrics_checkpoints_and_a_report() {
     let tmp = tempfile::tempdir().unwrap();
-    let exp = config::parse(TINY, Path::new("tiny.toml"), "quick").unwrap();
-    let opts = RunOptions {
-        out: tmp.path().join("runs"),
-        runs: None,
-        seed: None,
-        precision: None,
-        shard: None,
-    };
-    let s = runner::run_e5(&exp, &opts).unwrap();
+    let exp = config::parse_any(TINY, Path::new("tiny.toml"), "quick").unwrap();
+    assert!(matches!(&exp[..], [AnyExperiment::E5(_)]));
+    let exp = &exp[0];
+    let opts = RunOptions::new(tmp.path().join("runs"));
+    let s = runner::run(exp, &opts).unwrap();
     assert_eq!(s.finished, vec![0]);
     assert!(s.failures.is_empty(), "{:?}", s.failures);
     let run = schema::run_dir(&opts.out.join("e5-tiny"), 0);
@@ -119,7 +116,7 @@ fn tiny_e5_run_writes_metrics_checkpoints_and_a_report() {
     std::fs::remove_file(tmp_run.join("run.json")).unwrap();
     std::fs::remove_dir_all(tmp_run.join("cross")).unwrap();
     let p1 = read(&tmp_run.join("phase1-cross/phase1.json"));
-    let s = runner::run_e5(&exp, &opts).unwrap();
+    let s = runner::run(exp, &opts).unwrap();
     assert_eq!(s.finished, vec![0]);
     assert_eq!(
         read(&run.join("phase1-cross/phase1.json")),
@@ -131,7 +128,7 @@ fn tiny_e5_run_writes_metrics_checkpoints_and_a_report() {
         cross_steps,
         "phase 2 redone identically"
     );
-    let s = runner::run_e5(&exp, &opts).unwrap();
+    let s = runner::run(exp, &opts).unwrap();
     assert_eq!((s.finished.len(), s.skipped), (0, vec![0]));
 
     let out = tmp.path().join("report");

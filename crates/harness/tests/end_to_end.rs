@@ -8,13 +8,7 @@ use std::path::Path;
 const TINY: &str = include_str!("data/tiny.toml");
 
 fn opts(out: &Path) -> RunOptions {
-    RunOptions {
-        out: out.to_path_buf(),
-        runs: None,
-        seed: None,
-        precision: None,
-        shard: None,
-    }
+    RunOptions::new(out)
 }
 
 fn metrics(out: &Path, run: usize) -> String {

@@ -155,13 +155,7 @@ fn npy_runs_and_records_test_metrics() {
     )
     .unwrap();
     let out = tempfile::tempdir().unwrap();
-    let opts = eqaug_harness::runner::RunOptions {
-        out: out.path().to_path_buf(),
-        runs: None,
-        seed: None,
-        precision: None,
-        shard: None,
-    };
+    let opts = eqaug_harness::runner::RunOptions::new(out.path());
     eqaug_harness::runner::run_experiment(&exp[0], &opts).unwrap();
     let metrics =
         eqaug_harness::schema::read_metrics(&out.path().join("t/run-000/metrics.csv")).unwrap();

@@ -1,6 +1,6 @@
 //! `eqaug list`: the experiment configs and their profiles.
 
-use eqaug_harness::config;
+use eqaug_harness::config::{self, AnyExperiment};
 use std::path::PathBuf;
 
 /// Arguments of `eqaug list`.
@@ -20,39 +20,30 @@ pub fn run(args: Args) -> super::CliResult {
         .collect();
     files.sort();
     for f in files {
-        if eqaug_harness::e5::config::is_e5_file(&f)? {
-            let text = std::fs::read_to_string(&f).map_err(|e| format!("{}: {e}", f.display()))?;
-            for profile in eqaug_harness::e5::config::profiles_of(&text, &f)? {
-                let e = eqaug_harness::e5::config::load(&f, &profile)?;
-                println!(
-                    "{:<28} {:<8} {:<14} cases {:<10} runs {:>3} epochs {:>3}+{:<3} {}",
-                    f.display(),
-                    profile,
-                    e.name,
-                    e.cases.len(),
-                    e.protocol.runs,
-                    e.phase1.epochs,
-                    e.phase2.epochs,
-                    e.note
-                );
-            }
-            continue;
-        }
         for profile in config::profiles(&f)? {
-            for exp in config::load(&f, &profile)? {
-                println!(
-                    "{:<28} {:<8} {:<14} group {:<10} runs {:>3} epochs {:>3} data {:>5}  {}",
-                    f.display(),
-                    profile,
-                    exp.name,
-                    exp.group,
-                    exp.protocol.runs,
-                    exp.protocol.epochs,
-                    exp.data.count,
-                    exp.note
-                );
+            for exp in config::load_any(&f, &profile)? {
+                println!("{:<28} {:<8} {}", f.display(), profile, describe(&exp));
             }
         }
     }
     Ok(())
+}
+
+/// One line of `eqaug list` (after the file and profile).
+fn describe(exp: &AnyExperiment) -> String {
+    match exp {
+        AnyExperiment::FullBatch(e) => format!(
+            "{:<14} group {:<10} runs {:>3} epochs {:>3} data {:>5}  {}",
+            e.name, e.group, e.protocol.runs, e.protocol.epochs, e.data.count, e.note
+        ),
+        AnyExperiment::E5(e) => format!(
+            "{:<14} cases {:<10} runs {:>3} epochs {:>3}+{:<3} {}",
+            e.name,
+            e.cases.len(),
+            e.protocol.runs,
+            e.phase1.epochs,
+            e.phase2.epochs,
+            e.note
+        ),
+    }
 }

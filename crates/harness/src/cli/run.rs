@@ -1,8 +1,8 @@
-//! `eqaug run CONFIG`: trains every (run, strategy) of an experiment.
+//! `eqaug run CONFIG`: trains every run of the experiments of a config, of any kind.
 
 use eqaug_harness::config::{self, Precision};
 use eqaug_harness::memory;
-use eqaug_harness::runner::{run_experiment, RunOptions};
+use eqaug_harness::runner::{self, RunOptions};
 use std::path::PathBuf;
 
 /// Arguments of `eqaug run`.
@@ -13,8 +13,8 @@ pub struct Args {
     /// The profile to run (`quick`, `paper`, or one the file defines).
     #[arg(long, default_value = "quick")]
     pub profile: String,
-    /// Override the number of runs (at least 1).
-    #[arg(long, value_parser = super::slurm::positive)]
+    /// Override the number of runs (1 to 1 000 000).
+    #[arg(long, value_parser = super::slurm::run_count)]
     pub runs: Option<usize>,
     /// Override the base seed (run k uses seed + k).
     #[arg(long)]
@@ -72,41 +72,35 @@ fn run_options(args: &Args, shard: Option<(usize, usize)>) -> RunOptions {
     if let Some((k, n)) = shard {
         eprintln!("shard {k}/{n}");
     }
-    RunOptions {
-        out: args.out.clone(),
-        runs: args.runs,
-        seed: args.seed,
-        precision,
-        shard,
-    }
+    let mut o = RunOptions::new(args.out.clone());
+    o.runs = args.runs;
+    o.seed = args.seed;
+    o.precision = precision;
+    o.shard = shard;
+    o.max_memory = args.max_memory;
+    o
 }
 
-/// Runs `eqaug run`.
+/// Runs `eqaug run`: every experiment of the config, whatever its kind, through one runner.
 pub fn run(args: Args) -> super::CliResult {
-    if eqaug_harness::e5::config::is_e5_file(&args.config)? {
-        return run_e5(args);
-    }
-    let experiments = config::load(&args.config, &args.profile)?;
+    let experiments = config::load_any(&args.config, &args.profile)?;
     let shard = shard_of(&args)?;
-    // Estimate before anything large is allocated (the data, the orbit maps, the runs).
+    let opts = run_options(&args, shard);
+    // Every experiment of the file is checked (overrides, memory) before the first one runs.
     let limit = memory::limit(args.max_memory);
     for exp in &experiments {
-        let mut exp = exp.clone();
-        if let Some(r) = args.runs {
-            exp.protocol.runs = r;
-        }
-        memory::estimate_experiment(&exp)?.check(limit.clone())?;
+        let exp = runner::with_overrides(exp, &opts)?;
+        memory::estimate(&exp)?.check(limit.clone())?;
     }
     // Several runs at once: give each run one GEMM thread (matrixmultiply reads this once).
-    if experiments.iter().any(|e| e.protocol.parallel_runs > 1)
+    if experiments.iter().any(|e| e.parallel_runs() > 1)
         && std::env::var_os("MATMUL_NUM_THREADS").is_none()
     {
         std::env::set_var("MATMUL_NUM_THREADS", "1");
     }
-    let opts = run_options(&args, shard);
     let (mut finished, mut failed, mut skipped) = (0, 0, 0);
     for exp in &experiments {
-        let s = run_experiment(exp, &opts)?;
+        let s = runner::run(exp, &opts)?;
         let mut failed_runs: Vec<usize> = s.failures.iter().map(|(r, _)| *r).collect();
         failed_runs.dedup();
         eprintln!(
@@ -149,33 +143,3 @@ pub fn run(args: Args) -> super::CliResult {
      report leaves failed strategies out of the claims"
 )]
 pub struct RunFailed(pub usize);
-
-/// `eqaug run` of an E5 (two-phase SGD) config.
-fn run_e5(args: Args) -> super::CliResult {
-    use eqaug_harness::e5;
-    let exp = e5::config::load(&args.config, &args.profile)?;
-    let shard = shard_of(&args)?;
-    let opts = run_options(&args, shard);
-    let s = e5::runner::run_e5(&exp, &opts)?;
-    eprintln!(
-        "[{}] {} run(s) finished, {} already done, {:.1} s; results in {}",
-        s.experiment,
-        s.finished.len(),
-        s.skipped.len(),
-        s.wall_seconds,
-        args.out.join(&s.experiment).display()
-    );
-    for f in &s.failures {
-        eprintln!("[{}] {f}", s.experiment);
-    }
-    let failed = s.failures.len();
-    eprintln!(
-        "eqaug run: {} finished, {failed} failed, {} skipped",
-        s.finished.len().saturating_sub(failed),
-        s.skipped.len()
-    );
-    if failed > 0 {
-        return Err(RunFailed(failed).into());
-    }
-    Ok(())
-}

@@ -38,7 +38,7 @@ pub struct Args {
     #[arg(long, default_value = "runs")]
     pub out: PathBuf,
     /// Override the number of runs (passed to every task as `--runs`).
-    #[arg(long, value_parser = positive)]
+    #[arg(long, value_parser = run_count)]
     pub runs: Option<usize>,
     /// Write the script to this file instead of printing it.
     #[arg(long, value_name = "FILE")]
@@ -47,6 +47,15 @@ pub struct Args {
     /// honours an `EQAUG` environment variable at submission).
     #[arg(long, value_name = "PATH")]
     pub eqaug: Option<PathBuf>,
+}
+
+/// A run count argument (`--runs`): 1 to [`config::MAX_RUNS`].
+pub fn run_count(s: &str) -> Result<usize, String> {
+    let n = positive(s)?;
+    if n > config::MAX_RUNS {
+        return Err(format!("at most {} runs", config::MAX_RUNS));
+    }
+    Ok(n)
 }
 
 /// A positive integer argument.
@@ -291,10 +300,10 @@ pub fn script(args: &Args, inp: &ScriptInputs) -> String {
 
 /// Runs `eqaug slurm`.
 pub fn run(args: Args) -> super::CliResult {
-    let experiments = config::load(&args.config, &args.profile)?;
+    let experiments = config::load_any(&args.config, &args.profile)?;
     let runs = experiments
         .iter()
-        .map(|e| args.runs.unwrap_or(e.protocol.runs))
+        .map(|e| args.runs.unwrap_or(e.runs()))
         .max()
         .unwrap_or(0);
     if args.array > runs {
@@ -309,7 +318,7 @@ pub fn run(args: Args) -> super::CliResult {
     }
     let mut mem = 0u64;
     for e in &experiments {
-        let est = memory::estimate_experiment(e)?;
+        let est = memory::estimate(e)?;
         mem = mem.max(est.total());
     }
     let eqaug = match &args.eqaug {
@@ -319,11 +328,11 @@ pub fn run(args: Args) -> super::CliResult {
     let config = std::fs::canonicalize(&args.config).unwrap_or_else(|_| absolute(&args.config));
     let out = absolute(&args.out);
     let inputs = ScriptInputs {
-        experiments: experiments.iter().map(|e| e.name.clone()).collect(),
+        experiments: experiments.iter().map(|e| e.name().to_string()).collect(),
         runs,
         parallel_runs: experiments
             .iter()
-            .map(|e| e.protocol.parallel_runs)
+            .map(|e| e.parallel_runs())
             .max()
             .unwrap_or(1),
         memory: mem,

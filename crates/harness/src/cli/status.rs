@@ -7,8 +7,7 @@
 //! 3 when runs are still running or missing (and none failed).
 
 use eqaug_harness::lock;
-use serde::Deserialize;
-use std::collections::BTreeMap;
+use eqaug_harness::schema::{self, AnyExperimentRecord, RunRecord};
 use std::path::{Path, PathBuf};
 
 /// Arguments of `eqaug status`.
@@ -26,46 +25,16 @@ pub const EXIT_FAILED: i32 = 2;
 /// Exit code when runs are running or missing (none failed).
 pub const EXIT_INCOMPLETE: i32 = 3;
 
-#[derive(Debug, Deserialize)]
-struct StrategyMeta {
-    name: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct ExperimentMeta {
-    #[serde(default)]
-    experiment: Option<String>,
-    #[serde(default)]
-    profile: Option<String>,
-    #[serde(default)]
-    epochs: Option<usize>,
-    runs: usize,
-    strategies: Vec<StrategyMeta>,
-}
-
-#[derive(Debug, Deserialize)]
-struct FailureMeta {
-    strategy: String,
-    epoch: usize,
-    #[serde(default)]
-    error: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct RunMeta {
-    #[serde(default)]
-    failed: Vec<FailureMeta>,
-}
-
 /// The state of one run.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RunState {
     /// Every strategy finished.
     Finished,
-    /// Finished, but these strategies failed (strategy, epoch, error).
+    /// Finished, but these strategies (E5: phase-1 models, cases) failed (which, epoch,
+    /// error).
     Failed(Vec<(String, usize, String)>),
-    /// `run.json` or `metrics.csv` cannot be read or is incomplete: rerun it (move the
-    /// folder away).
+    /// `run.json` or another file of the run cannot be read or is incomplete: rerun it
+    /// (move the folder away).
     Corrupt(String),
     /// A live process holds the run's lock.
     Running,
@@ -83,8 +52,10 @@ pub struct ExperimentStatus {
     pub name: String,
     /// Profile, if recorded.
     pub profile: Option<String>,
-    /// Strategy names in order.
+    /// What a run trains, in order: strategy names (E5: case names).
     pub strategies: Vec<String>,
+    /// `strategy` or `case`.
+    pub unit: &'static str,
     /// State of run `r` at index `r`.
     pub runs: Vec<RunState>,
 }
@@ -173,14 +144,14 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StatusError + '_ {
 /// The experiment folders at `dir`: itself if it holds `experiment.json`, else its
 /// subfolders that do, by name.
 pub fn experiment_dirs(dir: &Path) -> Result<Vec<PathBuf>, StatusError> {
-    if dir.join("experiment.json").is_file() {
+    if dir.join(schema::EXPERIMENT_JSON).is_file() {
         return Ok(vec![dir.into()]);
     }
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
         let entry = entry.map_err(io_err(dir))?;
         let p = entry.path();
-        if p.join("experiment.json").is_file() {
+        if p.join(schema::EXPERIMENT_JSON).is_file() {
             out.push(p);
         }
     }
@@ -191,67 +162,34 @@ pub fn experiment_dirs(dir: &Path) -> Result<Vec<PathBuf>, StatusError> {
     Ok(out)
 }
 
-/// Rows per strategy in a `metrics.csv` (by its `strategy` column), or why it cannot be read.
-fn metrics_rows(path: &Path) -> Result<BTreeMap<String, usize>, String> {
-    let mut r = csv::Reader::from_path(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let col = r
-        .headers()
-        .map_err(|e| format!("{}: {e}", path.display()))?
-        .iter()
-        .position(|h| h == "strategy")
-        .ok_or_else(|| format!("{}: no `strategy` column", path.display()))?;
-    let mut rows = BTreeMap::new();
-    for (i, rec) in r.records().enumerate() {
-        let rec = rec.map_err(|e| format!("{}: line {}: {e}", path.display(), i + 2))?;
-        *rows.entry(rec[col].to_string()).or_insert(0) += 1;
-    }
-    Ok(rows)
-}
-
-/// The state of run folder `name` of experiment folder `dir`.
+/// The state of run folder `name` of experiment folder `dir`, using the one definition of a
+/// usable run ([`AnyExperimentRecord::check_run`]).
 fn run_state(
     dir: &Path,
     name: &str,
-    strategies: &[String],
-    epochs: Option<usize>,
+    record: &AnyExperimentRecord,
 ) -> Result<RunState, StatusError> {
     let run_dir = dir.join(name);
-    let run_json = run_dir.join("run.json");
+    let run_json = run_dir.join(schema::RUN_JSON);
     if run_json.is_file() {
-        let text = std::fs::read_to_string(&run_json).map_err(io_err(&run_json))?;
-        let meta: RunMeta = match serde_json::from_str(&text) {
+        let run = match RunRecord::read(&run_dir) {
             Ok(m) => m,
             Err(e) => {
                 return Ok(RunState::Corrupt(format!(
-                    "{}: cannot be read ({e})",
-                    run_json.display()
+                    "{}: cannot be read ({})",
+                    run_json.display(),
+                    std::error::Error::source(&e).map_or(e.to_string(), |s| s.to_string())
                 )))
             }
         };
-        let metrics = run_dir.join("metrics.csv");
-        let rows = match metrics_rows(&metrics) {
-            Ok(r) => r,
-            Err(e) => return Ok(RunState::Corrupt(e)),
-        };
-        // Every strategy that did not fail has one row per epoch 0..=epochs.
-        if let Some(epochs) = epochs {
-            for s in strategies {
-                let n = rows.get(s).copied().unwrap_or(0);
-                if n < epochs + 1 && !meta.failed.iter().any(|f| &f.strategy == s) {
-                    return Ok(RunState::Corrupt(format!(
-                        "{}: {n} rows for strategy `{s}`, expected {} (epochs 0 to {epochs}): \
-                         truncated",
-                        metrics.display(),
-                        epochs + 1
-                    )));
-                }
-            }
+        if let Err(why) = record.check_run(&run_dir, &run) {
+            return Ok(RunState::Corrupt(why));
         }
-        return Ok(if meta.failed.is_empty() {
+        return Ok(if run.failed.is_empty() {
             RunState::Finished
         } else {
             RunState::Failed(
-                meta.failed
+                run.failed
                     .into_iter()
                     .map(|f| (f.strategy, f.epoch, f.error))
                     .collect(),
@@ -265,27 +203,16 @@ fn run_state(
     Ok(RunState::Missing(dir.join(format!("{name}.tmp")).exists()))
 }
 
-/// Reads the state of every run of one experiment folder.
+/// Reads the state of every run of one experiment folder (of any kind).
 pub fn experiment_status(dir: &Path) -> Result<ExperimentStatus, StatusError> {
-    let path = dir.join("experiment.json");
-    let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
-    let meta: ExperimentMeta =
-        serde_json::from_str(&text).map_err(|e| StatusError::BadExperiment {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
-    let strategies: Vec<String> = meta.strategies.into_iter().map(|s| s.name).collect();
-    let runs = (0..meta.runs)
-        .map(|r| {
-            run_state(
-                dir,
-                &eqaug_harness::runner::run_dir_name(r),
-                &strategies,
-                meta.epochs,
-            )
-        })
+    let record = AnyExperimentRecord::read(dir).map_err(|e| StatusError::BadExperiment {
+        path: dir.join(schema::EXPERIMENT_JSON),
+        message: std::error::Error::source(&e).map_or(e.to_string(), |s| s.to_string()),
+    })?;
+    let runs = (0..record.runs().unwrap_or(0))
+        .map(|r| run_state(dir, &schema::run_dir_name(r), &record))
         .collect::<Result<_, _>>()?;
-    let name = meta.experiment.unwrap_or_else(|| {
+    let name = record.name().map(str::to_string).unwrap_or_else(|| {
         dir.file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default()
@@ -293,8 +220,9 @@ pub fn experiment_status(dir: &Path) -> Result<ExperimentStatus, StatusError> {
     Ok(ExperimentStatus {
         dir: dir.into(),
         name,
-        profile: meta.profile,
-        strategies,
+        profile: record.profile().map(str::to_string),
+        strategies: record.units(),
+        unit: record.unit_name(),
         runs,
     })
 }
@@ -325,9 +253,14 @@ pub fn describe(e: &ExperimentStatus) -> String {
     let which = |f: &dyn Fn(&RunState) -> bool| -> Vec<usize> {
         (0..e.runs.len()).filter(|&r| f(&e.runs[r])).collect()
     };
+    let plural = if e.unit == "case" {
+        "cases"
+    } else {
+        "strategies"
+    };
     let _ = writeln!(
         s,
-        "{} ({}{} runs, {} strategies): {}",
+        "{} ({}{} runs, {} {plural}): {}",
         e.name,
         e.profile
             .as_deref()
@@ -351,7 +284,7 @@ pub fn describe(e: &ExperimentStatus) -> String {
         .max()
         .unwrap_or(8)
         .max(8);
-    let _ = writeln!(s, "  {:<width$}  finished  failed", "strategy");
+    let _ = writeln!(s, "  {:<width$}  finished  failed", e.unit);
     for name in &e.strategies {
         let failed = e
             .runs
@@ -389,8 +322,9 @@ pub fn describe(e: &ExperimentStatus) -> String {
                 for (strategy, epoch, error) in f {
                     let _ = writeln!(
                         s,
-                        "  failed: {} strategy {strategy} at epoch {epoch}: {error}",
-                        eqaug_harness::runner::run_dir_name(r)
+                        "  failed: {} {} {strategy} at epoch {epoch}: {error}",
+                        schema::run_dir_name(r),
+                        e.unit
                     );
                 }
             }
@@ -398,8 +332,8 @@ pub fn describe(e: &ExperimentStatus) -> String {
                 let _ = writeln!(
                     s,
                     "  corrupt: {}: {why} (move {} away and rerun)",
-                    eqaug_harness::runner::run_dir_name(r),
-                    e.dir.join(eqaug_harness::runner::run_dir_name(r)).display()
+                    schema::run_dir_name(r),
+                    e.dir.join(schema::run_dir_name(r)).display()
                 );
             }
             _ => {}
@@ -471,7 +405,8 @@ mod tests {
         write(
             &dir.join("experiment.json"),
             r#"{"experiment": "e1", "profile": "quick", "epochs": 2, "runs": 7,
-                "strategies": [{"name": "nominal"}, {"name": "augmented"}]}"#,
+                "strategies": [{"name": "nominal", "kind": "nominal"},
+                               {"name": "augmented", "kind": "augmented"}]}"#,
         );
         let ok = metrics(&[("nominal", 3), ("augmented", 3)]);
         // 0: finished.

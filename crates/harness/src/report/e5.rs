@@ -1,5 +1,5 @@
 //! The report of E5 (SPEC sections 4, 5 claim 4, and 9): reads the E5 run outputs (see
-//! [`crate::e5::schema`]) and writes, in the experiment's report folder:
+//! [`crate::schema::e5`]) and writes, in the experiment's report folder:
 //!
 //! * `figure.svg`: the paper's figure, the distance to E ∩ L per phase-2 epoch (log scale),
 //!   one thin line per run and the median per case; right panel: the same distance as a
@@ -17,25 +17,18 @@ use super::figure::{
 };
 use super::table::sci;
 use super::ReportError;
+use crate::config::e5::{Parametrisation, Support};
 use crate::config::Precision;
-use crate::e5::config::{Parametrisation, Support};
-use crate::e5::schema::{
-    self, CaseJson, CaseMeta, EpochRow, ExperimentJson, Phase1Json, RunJson, StepRow,
+use crate::schema::e5::{
+    self as schema, CaseJson, CaseMeta, EpochRow, ExperimentJson, Phase1Json, StepRow,
 };
+use crate::schema::RunRecord;
 use crate::schema::SchemaError;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-
-/// Whether an experiment folder holds E5 results (`experiment.json` with `kind = "e5"`).
-pub fn is_e5_folder(folder: &Path) -> bool {
-    std::fs::read_to_string(folder.join("experiment.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .is_some_and(|v| v["kind"] == crate::e5::config::KIND)
-}
 
 fn schema_err(e: SchemaError) -> ReportError {
     ReportError::Schema(e)
@@ -75,7 +68,7 @@ pub struct Phase1Data {
 #[derive(Debug, Clone)]
 pub struct E5Run {
     /// `run.json`.
-    pub info: RunJson,
+    pub info: RunRecord,
     /// The run's folder.
     pub dir: PathBuf,
     /// Phase-2 results per case name.
@@ -182,7 +175,7 @@ pub fn load(folder: &Path) -> Result<E5Results, ReportError> {
     dirs.sort();
     let mut runs = Vec::new();
     for dir in dirs {
-        let info: RunJson = schema::read_json(&dir.join("run.json")).map_err(schema_err)?;
+        let info = RunRecord::read(&dir).map_err(schema_err)?;
         let mut cases = BTreeMap::new();
         let mut phase1 = BTreeMap::new();
         for c in &meta.cases {
@@ -341,7 +334,13 @@ fn runs_csv(res: &E5Results) -> String {
     for run in &res.runs {
         for (name, get) in &models {
             for r in get(run).unwrap_or(&[]) {
-                let _ = write!(s, "{},{name},{},{}", run.info.run, r.phase, r.epoch);
+                let _ = write!(
+                    s,
+                    "{},{name},{},{}",
+                    run.info.run.unwrap_or_default(),
+                    r.phase,
+                    r.epoch
+                );
                 for (_, f) in EPOCH_COLUMNS {
                     let _ = write!(s, ",{}", num(f(r)));
                 }
@@ -859,7 +858,7 @@ fn table_markdown(res: &E5Results, claims: &[Claim]) -> String {
                 p.info.failure.as_ref().map(|f| {
                     format!(
                         "- run {}: phase 1 ({}) failed in epoch {}: {}",
-                        r.info.run,
+                        r.info.run.unwrap_or_default(),
                         s.name(),
                         f.epoch,
                         f.error
@@ -870,7 +869,9 @@ fn table_markdown(res: &E5Results, claims: &[Claim]) -> String {
                 c.info.failure.as_ref().map(|f| {
                     format!(
                         "- run {}: `{n}` failed in phase-2 epoch {}: {}",
-                        r.info.run, f.epoch, f.error
+                        r.info.run.unwrap_or_default(),
+                        f.epoch,
+                        f.error
                     )
                 })
             });

@@ -127,7 +127,7 @@ pub fn report_into(dir: &Path, out: &Path) -> Result<ReportSummary, ReportError>
     let mut summary = ReportSummary::default();
     let mut sections = Vec::new();
     for folder in &folders {
-        if e5::is_e5_folder(folder) {
+        if let Ok(schema::AnyExperimentRecord::E5(_)) = schema::AnyExperimentRecord::read(folder) {
             let name = folder
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())

@@ -11,7 +11,8 @@
 //!     steps.csv                            StepRow per phase-2 SGD step (0 = the loaded start)
 //!     epochs.csv                           EpochRow per phase-2 epoch (0 = the loaded start)
 //!     params/                              the final weights
-//! OUT/<id>/run-000/run.json                RunJson, written last: the run is finished
+//! OUT/<id>/run-000/run.json                super::RunRecord (with `cases`), written last:
+//!                                          the run is finished
 //! ```
 //!
 //! Folders are built under a `.tmp` name and renamed into place, so a folder that exists is
@@ -21,7 +22,7 @@
 //! over the rotations of the kernel offsets followed by the mask of Omega (SPEC section 9).
 
 use super::SchemaError;
-use crate::e5::config::{Parametrisation, PhaseSection, Support};
+use crate::config::e5::{Parametrisation, PhaseSection, Support};
 use crate::io::{write_atomic, IoError};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -30,7 +31,7 @@ use std::path::{Path, PathBuf};
 pub const LAYERS: [&str; 4] = ["conv1", "conv2", "conv3", "linear"];
 
 /// `experiment.json` of an E5 experiment.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ExperimentJson {
     /// Always `"e5"`: tells the report which reader to use.
     pub kind: String,
@@ -161,23 +162,6 @@ pub struct CaseJson {
     pub failure: Option<FailureJson>,
 }
 
-/// `run.json` of an E5 run (written when every case is finished).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct RunJson {
-    /// Run index.
-    pub run: usize,
-    /// Seed.
-    pub seed: u64,
-    /// Fingerprint of the whole config (less the number of runs).
-    pub config_key: String,
-    /// The cases, in config order.
-    pub cases: Vec<String>,
-    /// Wall time of the run (phase-1 models reused from an earlier call count 0).
-    pub wall_seconds: f64,
-    /// eqaug's version.
-    pub eqaug_version: String,
-}
-
 /// One row of `epochs.csv` (both phases).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct EpochRow {
@@ -247,12 +231,85 @@ pub struct StepRow {
 
 /// The folder of run `r`.
 pub fn run_dir(exp_dir: &Path, r: usize) -> PathBuf {
-    exp_dir.join(format!("run-{r:03}"))
+    super::run_dir(exp_dir, r)
 }
 
 /// The phase-1 folder of a support in a run folder.
 pub fn phase1_dir(run_dir: &Path, support: Support) -> PathBuf {
-    run_dir.join(format!("phase1-{}", support.name()))
+    run_dir.join(phase1_name(support))
+}
+
+/// The folder name of a run's phase-1 model of `support`: `phase1-cross`.
+pub fn phase1_name(support: Support) -> String {
+    format!("phase1-{}", support.name())
+}
+
+/// A phase-1 model's record, in its folder.
+pub const PHASE1_JSON: &str = "phase1.json";
+/// A case's record, in its folder.
+pub const CASE_JSON: &str = "case.json";
+/// Per-epoch rows ([`EpochRow`]), in a phase-1 or case folder.
+pub const EPOCHS_CSV: &str = "epochs.csv";
+/// Per-step rows ([`StepRow`]), in a case folder.
+pub const STEPS_CSV: &str = "steps.csv";
+/// The trained weights (`Params::save_npy`), in a phase-1 or case folder.
+pub const PARAMS: &str = "params";
+
+/// Whether finished run `run_dir` of `exp` holds every phase-1 model and case it should,
+/// each with its record and tables, and its weights unless it failed (see
+/// [`super::AnyExperimentRecord::check_run`]).
+pub fn check_run(run_dir: &Path, exp: &ExperimentJson) -> Result<(), String> {
+    let mut supports: Vec<Support> = exp.cases.iter().map(|c| c.support).collect();
+    supports.sort();
+    supports.dedup();
+    for s in supports {
+        let dir = phase1_dir(run_dir, s);
+        let record: Phase1Json = read_json(&dir.join(PHASE1_JSON)).map_err(|e| error_chain(&e))?;
+        check_unit(&dir, record.failure.is_some(), &[EPOCHS_CSV])?;
+        if record.failure.is_some() {
+            // Its cases never ran.
+            continue;
+        }
+        for c in exp.cases.iter().filter(|c| c.support == s) {
+            let dir = case_dir(run_dir, &c.name);
+            let record: CaseJson = read_json(&dir.join(CASE_JSON)).map_err(|e| error_chain(&e))?;
+            check_unit(&dir, record.failure.is_some(), &[EPOCHS_CSV, STEPS_CSV])?;
+        }
+    }
+    Ok(())
+}
+
+/// The tables of a phase-1 or case folder parse, and its weights are there unless it failed.
+fn check_unit(dir: &Path, failed: bool, tables: &[&str]) -> Result<(), String> {
+    for t in tables {
+        let path = dir.join(t);
+        let rows = if *t == STEPS_CSV {
+            read_csv::<StepRow>(&path).map(|r| r.len())
+        } else {
+            read_csv::<EpochRow>(&path).map(|r| r.len())
+        }
+        .map_err(|e| error_chain(&e))?;
+        if rows == 0 {
+            return Err(format!("{}: no rows", path.display()));
+        }
+    }
+    let params = dir.join(PARAMS);
+    if !failed && !params.join("manifest.json").is_file() {
+        return Err(format!("{}: the weights are missing", params.display()));
+    }
+    Ok(())
+}
+
+/// An error and its causes, on one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }
 
 /// A case's folder in a run folder.

@@ -1,5 +1,5 @@
-//! The config of E5 (SPEC sections 4 and 9): a two-phase SGD experiment, selected in an
-//! experiment file by `[experiment] kind = "e5"`.
+//! The config of the two-phase SGD protocol of E5 (SPEC sections 4 and 9), selected in an
+//! experiment file by `[experiment] kind = "e5"` (see [`super::load_any`]).
 //!
 //! Parsed strictly like the full-batch configs (unknown keys rejected, ranges checked, every
 //! error naming the file, the profile and the key) and validated into an [`E5Experiment`].
@@ -38,32 +38,13 @@
 //! parametrisation = "unitary"
 //! ```
 
-use crate::config::{invalid, merge_profile, parse_as_written, read, ConfigError, Precision};
+use super::{invalid, merge_profile, parse_as_written, read, ConfigError, Precision, MAX_RUNS};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The value of `experiment.kind` that selects this schema.
 pub const KIND: &str = "e5";
-
-/// Whether config text selects the E5 schema (`[experiment] kind = "e5"`). Text that is not
-/// TOML is not E5 (the full-batch parser then reports the syntax error).
-pub fn is_e5_text(text: &str) -> bool {
-    toml::from_str::<toml::Table>(text)
-        .ok()
-        .and_then(|t| {
-            t.get("experiment")
-                .and_then(|e| e.get("kind"))
-                .and_then(|k| k.as_str().map(|k| k == KIND))
-        })
-        .unwrap_or(false)
-}
-
-/// Whether the config file selects the E5 schema.
-pub fn is_e5_file(file: &Path) -> Result<bool, ConfigError> {
-    let text = read(file)?;
-    Ok(is_e5_text(&text))
-}
 
 /// The whole E5 file, as written.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -127,7 +108,7 @@ pub struct NetworkSection {
 
 /// `[phase1]` or `[phase2]`: plain mini-batch SGD (no momentum, no weight decay), shuffled
 /// every epoch from the run's seed.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PhaseSection {
     /// Epochs (passes over the phase's training set).
@@ -370,8 +351,11 @@ fn validate(
         );
     }
     let p = &f.protocol;
-    if p.runs == 0 {
-        return bad("protocol.runs", "must be at least 1".into());
+    if p.runs == 0 || p.runs > MAX_RUNS {
+        return bad(
+            "protocol.runs",
+            format!("must be between 1 and {MAX_RUNS}, got {}", p.runs),
+        );
     }
     if p.eval_rows == 0 {
         return bad("protocol.eval_rows", "must be at least 1".into());
