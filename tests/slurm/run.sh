@@ -7,10 +7,12 @@
 #     ports 16817/16818 unless EQAUG_SLURM_PORT is set; state and logs in a temporary folder);
 #  4. writes the sbatch script with `eqaug slurm` for tests/slurm/tiny.toml (8 runs) and
 #     submits it as an array of 4 tasks into ONE output folder, then the same script with
-#     `--array=0-6:2` (a stepped array) into another; several tasks run at once;
+#     `--array=0-6:2` (a stepped array) into another; several tasks run at once; then the
+#     script of the E5 experiment tests/slurm/tiny-e5.toml (3 runs) as an array of 3 tasks
+#     into the first folder (a folder with both kinds of experiment);
 #  5. waits (bounded), checks with `eqaug status` that every run finished, builds the report,
-#     compares every run's metrics.csv byte for byte with an unsharded `eqaug run`, and
-#     submits the first script again (resume: every run is skipped);
+#     compares every run's metrics.csv (E5: every table) byte for byte with an unsharded
+#     `eqaug run`, and submits the first script again (resume: every run is skipped);
 #  6. stops the daemons it started (trap), by their process ids.
 #
 # The last line is the summary: `slurm test: PASS ...` or `slurm test: FAIL ...`.
@@ -19,9 +21,12 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 CONFIG="$ROOT/tests/slurm/tiny.toml"
+E5_CONFIG="$ROOT/tests/slurm/tiny-e5.toml"
 PROFILE=ci
 EXP=tiny
+E5_EXP=tiny-e5
 RUNS=8
+E5_RUNS=3
 PORT="${EQAUG_SLURM_PORT:-16817}"
 START=$SECONDS
 WORK=""
@@ -150,6 +155,7 @@ echo "slurm test: cluster up on $HOST ($CPUS CPUs) after $((SECONDS - START)) s"
 (
     unset "${!SLURM_@}"
     "$EQAUG" run "$CONFIG" --profile "$PROFILE" --out "$WORK/ref" 2>"$WORK/ref.log"
+    "$EQAUG" run "$E5_CONFIG" --profile "$PROFILE" --out "$WORK/ref" 2>>"$WORK/ref.log"
 ) || fail "unsharded eqaug run failed: $(tail -n 3 "$WORK/ref.log")"
 
 # 4. Job arrays into one folder each.
@@ -178,17 +184,24 @@ submit_and_wait() {
 "$EQAUG" slurm "$CONFIG" --profile "$PROFILE" --array 4 --cpus 1 --time 10:00 \
     --out "$WORK/out-stepped" --write "$WORK/job-stepped.sbatch" 2>/dev/null \
     || fail "eqaug slurm failed"
+"$EQAUG" slurm "$E5_CONFIG" --profile "$PROFILE" --array 3 --cpus 1 --time 10:00 \
+    --out "$WORK/out" --write "$WORK/job-e5.sbatch" 2>/dev/null || fail "eqaug slurm (E5) failed"
 submit_and_wait "$WORK/job.sbatch"
 FIRST_MAX=$MAXRUNNING
 submit_and_wait "$WORK/job-stepped.sbatch" --array=0-6:2
+submit_and_wait "$WORK/job-e5.sbatch"
 
 # 5. Every run finished, the report builds, the metrics are those of the unsharded run.
 for out in out out-stepped; do
     status="$("$EQAUG" status "$WORK/$out" 2>&1)" \
         || fail "eqaug status $out: exit $?: $(echo "$status" | tail -n 4)"
     last="$(echo "$status" | tail -n 1)"
-    [[ "$last" == "eqaug status: $RUNS of $RUNS runs finished, 0 running, 0 failed, 0 corrupt, 0 missing (1 experiment)" ]] \
-        || fail "$out: $last"
+    if [[ $out == out ]]; then
+        want="$((RUNS + E5_RUNS)) of $((RUNS + E5_RUNS)) runs finished, 0 running, 0 failed, 0 corrupt, 0 missing (2 experiments)"
+    else
+        want="$RUNS of $RUNS runs finished, 0 running, 0 failed, 0 corrupt, 0 missing (1 experiment)"
+    fi
+    [[ "$last" == "eqaug status: $want" ]] || fail "$out: $last"
     "$EQAUG" report "$WORK/$out" --out "$WORK/$out-report" >"$WORK/$out-report.log" 2>&1 \
         || fail "eqaug report $out failed: $(tail -n 3 "$WORK/$out-report.log")"
     [[ -s "$WORK/$out-report/report.md" || -n "$(ls "$WORK/$out-report" 2>/dev/null)" ]] \
@@ -199,6 +212,16 @@ for out in out out-stepped; do
             || fail "$out/$EXP/$run/metrics.csv differs from the unsharded run"
     done
 done
+for r in $(seq 0 $((E5_RUNS - 1))); do
+    run="$(printf 'run-%03d' "$r")"
+    for f in phase1-cross/epochs.csv phase1-skew/epochs.csv cross/steps.csv skew/steps.csv \
+        cross/epochs.csv skew/epochs.csv; do
+        cmp -s "$WORK/ref/$E5_EXP/$run/$f" "$WORK/out/$E5_EXP/$run/$f" \
+            || fail "out/$E5_EXP/$run/$f differs from the unsharded run"
+    done
+done
+grep -q "shard 3/3" "$WORK"/out/slurm-logs/eqaug-tiny-e5-*.out \
+    || fail "the E5 array did not map a task to shard 3/3"
 grep -q "shard 4/4" "$WORK"/out-stepped/slurm-logs/*.out \
     || fail "the stepped array did not map a task to shard 4/4"
 
@@ -209,4 +232,4 @@ grep -h "already done" "$WORK"/out/slurm-logs/*.out >/dev/null \
 "$EQAUG" status -q "$WORK/out" >/dev/null || fail "eqaug status after the resubmission"
 
 ((FIRST_MAX >= 2)) || fail "at most $FIRST_MAX array task ran at a time (want several at once)"
-echo "slurm test: PASS: arrays 0-3 and 0-6:2 (up to $MAXRUNNING tasks at once) each wrote $RUNS of $RUNS runs into one folder, metrics byte-identical to an unsharded run, report built, resubmission skipped every run ($((SECONDS - START)) s)"
+echo "slurm test: PASS: arrays 0-3 and 0-6:2 (up to $MAXRUNNING tasks at once) each wrote $RUNS of $RUNS runs into one folder, an E5 array of 3 wrote $E5_RUNS of $E5_RUNS runs into the first, metrics byte-identical to unsharded runs, reports built, resubmission skipped every run ($((SECONDS - START)) s)"

@@ -486,7 +486,7 @@ pub fn estimate_e5(exp: &E5Experiment) -> Result<Estimate, MemoryError> {
         Precision::F32 => 4,
         Precision::F64 => 8,
     };
-    let train_key = format!("data.train = {train}");
+    let train_key = format!("data.train = {train} / data.test = {test}");
     let rotated = calc.mul(&train_key, &[train, 5])?;
     let probe = calc.mul(&train_key, &[exp.protocol.probe_digits as u64, 4])?;
     let rows = calc.add(&train_key, calc.add(&train_key, rotated, test)?, probe)?;

@@ -306,3 +306,157 @@ fn a_diverged_run_exits_non_zero_with_a_summary() {
         assert_eq!(c["no_data"], true, "{c}");
     }
 }
+
+/// A tiny E5 (two-phase SGD) experiment: 6 runs of a 2-2-2 channel CNN on 40 digits.
+const E5_CONFIG: &str = r#"
+[experiment]
+kind = "e5"
+id = "conc-e5"
+title = "E5 concurrency"
+[data]
+train = 40
+test = 20
+[network]
+channels = [2, 2, 2]
+[phase1]
+epochs = 1
+learning_rate = 5e-2
+minibatch = 20
+[phase2]
+epochs = 1
+learning_rate = 5e-2
+minibatch = 20
+[protocol]
+runs = 6
+seed = 7
+eval_rows = 40
+probe_digits = 5
+[[cases]]
+name = "cross"
+support = "cross"
+parametrisation = "unitary"
+[[cases]]
+name = "skew"
+support = "skew"
+parametrisation = "unitary"
+[profiles.quick]
+"#;
+
+/// The results of an E5 folder that must be identical to the reference: every table and
+/// every weight file of every run (not the records, which hold wall times).
+fn e5_results(exp_dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    files(exp_dir)
+        .into_iter()
+        .filter(|p| {
+            let s = p.to_string_lossy();
+            s.starts_with("run-") && (s.ends_with(".csv") || s.ends_with(".npy"))
+        })
+        .map(|p| {
+            let bytes = std::fs::read(exp_dir.join(&p)).unwrap();
+            (p, bytes)
+        })
+        .collect()
+}
+
+const E5_DONE: &str =
+    "eqaug status: 6 of 6 runs finished, 0 running, 0 failed, 0 corrupt, 0 missing (1 experiment)";
+
+/// The same guarantees for E5 as for the full-batch protocol: three identical processes at
+/// once, and shards with one duplicated, over several rounds, finish every run with nothing
+/// missing or damaged and the numbers of an unsharded run.
+#[test]
+fn e5_duplicate_processes_and_shards_lose_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("e5.toml");
+    std::fs::write(&config, E5_CONFIG).unwrap();
+    let reference = tmp.path().join("ref");
+    wait_ok(vec![spawn(&config, &reference, &[])]);
+    let want = e5_results(&reference.join("conc-e5"));
+    // 6 runs x (2 phase-1 models: epochs + weights; 2 cases: epochs, steps + weights).
+    assert!(want.len() >= 6 * 6, "{}", want.len());
+    for round in 0..3 {
+        let out = tmp.path().join(format!("twice-{round}"));
+        let logs = wait_ok((0..3).map(|_| spawn(&config, &out, &[])).collect());
+        let trained: usize = logs
+            .iter()
+            .map(|l| l.lines().filter(|l| l.contains(" done in ")).count())
+            .sum();
+        assert_eq!(trained, 6, "each run trained once:\n{}", logs.join("\n"));
+        let shards = tmp.path().join(format!("shards-{round}"));
+        let children = ["1/3", "2/3", "3/3", "2/3"]
+            .iter()
+            .map(|s| spawn(&config, &shards, &["--shard", s]))
+            .collect();
+        wait_ok(children);
+        for out in [&out, &shards] {
+            assert_eq!(status(out), (Some(0), E5_DONE.to_string()), "round {round}");
+            assert_eq!(e5_results(&out.join("conc-e5")), want, "round {round}");
+            let left: Vec<PathBuf> = files(&out.join("conc-e5"))
+                .into_iter()
+                .filter(|p| p.to_string_lossy().contains(".tmp"))
+                .collect();
+            assert!(left.is_empty(), "temporary files left: {left:?}");
+        }
+    }
+}
+
+/// A changed E5 config is refused before anything is written, `--runs 1` does not lower the
+/// folder's run count, a damaged run is found by `status`, and a folder holding both kinds of
+/// experiment (what `cargo xtask reproduce` writes) reads as one.
+#[test]
+fn e5_changed_configs_fewer_runs_damage_and_mixed_folders() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("e5.toml");
+    std::fs::write(&config, E5_CONFIG.replace("runs = 6", "runs = 2")).unwrap();
+    let out = tmp.path().join("out");
+    wait_ok(vec![spawn(&config, &out, &[])]);
+    let exp_json = out.join("conc-e5/experiment.json");
+    let before = std::fs::read(&exp_json).unwrap();
+    let logs = wait_ok(vec![spawn(&config, &out, &["--runs", "1"])]);
+    assert!(logs[0].contains("eqaug run: 0 finished, 0 failed, 1 skipped"));
+    assert_eq!(std::fs::read(&exp_json).unwrap(), before, "run count kept");
+
+    let changed = tmp.path().join("changed.toml");
+    std::fs::write(
+        &changed,
+        E5_CONFIG
+            .replace("runs = 6", "runs = 2")
+            .replace("title = \"E5 concurrency\"", "title = \"renamed\"")
+            .replace(
+                "learning_rate = 5e-2\nminibatch = 20\n[protocol]",
+                "learning_rate = 7e-2\nminibatch = 20\n[protocol]",
+            ),
+    )
+    .unwrap();
+    let o = spawn(&changed, &out, &[]).wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("different configuration"), "{err}");
+    assert_eq!(std::fs::read(&exp_json).unwrap(), before, "nothing written");
+
+    // A full-batch experiment into the same folder: status reads both.
+    let fb = tmp.path().join("fb.toml");
+    std::fs::write(&fb, CONFIG).unwrap();
+    wait_ok(vec![spawn(&fb, &out, &["--runs", "2"])]);
+    assert_eq!(
+        status(&out),
+        (
+            Some(0),
+            "eqaug status: 4 of 4 runs finished, 0 running, 0 failed, 0 corrupt, 0 missing \
+             (2 experiments)"
+                .to_string()
+        )
+    );
+    // A case that lost its steps is a damaged run.
+    std::fs::remove_file(out.join("conc-e5/run-001/skew/steps.csv")).unwrap();
+    let (code, line) = status(&out);
+    assert_eq!(code, Some(2), "{line}");
+    assert!(line.contains("1 corrupt"), "{line}");
+    let o = Command::new(env!("CARGO_BIN_EXE_eqaug"))
+        .arg("status")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("run-001/skew/steps.csv"), "{text}");
+}

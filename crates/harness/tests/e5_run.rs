@@ -159,3 +159,57 @@ fn tiny_e5_run_writes_metrics_checkpoints_and_a_report() {
         .unwrap();
     assert!(c.pass, "{c:?}");
 }
+
+/// The error of running TINY with `from` replaced by `to` (and `max_memory`), as text with
+/// its causes.
+fn refusal(from: &str, to: &str, max_memory: Option<u64>) -> String {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = TINY.replace(from, to);
+    assert_ne!(text, TINY, "{from} is in the config");
+    let out = tmp.path().join("runs");
+    let mut opts = RunOptions::new(&out);
+    opts.max_memory = max_memory;
+    let err: Box<dyn std::error::Error> =
+        match config::parse_any(&text, Path::new("t.toml"), "quick") {
+            Err(e) => Box::new(e),
+            Ok(exp) => match runner::run(&exp[0], &opts) {
+                Err(e) => Box::new(e),
+                Ok(s) => panic!("{from} -> {to}: ran: {s:?}"),
+            },
+        };
+    // Refused before anything is written.
+    assert!(
+        !out.join("e5-tiny").exists(),
+        "{from} -> {to}: wrote a folder"
+    );
+    let mut msg = err.to_string();
+    let mut cur = err.source();
+    while let Some(c) = cur {
+        msg.push_str(": ");
+        msg.push_str(&c.to_string());
+        cur = c.source();
+    }
+    msg
+}
+
+/// Absurd E5 sizes are refused before anything is allocated or written, naming the key.
+#[test]
+fn absurd_e5_sizes_are_refused_naming_the_key() {
+    let e = refusal(
+        "channels = [2, 2, 2]",
+        "channels = [100000, 100000, 100000]",
+        None,
+    );
+    assert!(
+        e.contains("network.channels") && e.contains("memory"),
+        "{e}"
+    );
+    let e = refusal("runs = 1", "runs = 1000000000000", None);
+    assert!(e.contains("protocol.runs"), "{e}");
+    let e = refusal("train = 40", "train = 9000", None);
+    assert!(e.contains("data.train") && e.contains("9000"), "{e}");
+    let e = refusal("test = 20", "test = 1000000000000", None);
+    assert!(e.contains("data.test = 1000000000000"), "{e}");
+    let e = refusal("seed = 7", "seed = 8", Some(1024));
+    assert!(e.contains("--max-memory"), "{e}");
+}

@@ -307,7 +307,7 @@ pub fn report_into(dir: &Path, out: &Path) -> Result<ReportSummary, ReportError>
 fn runs_csv(exp: &input::Experiment) -> Result<String, ReportError> {
     let mut out = String::new();
     for run in &exp.runs {
-        let path = run.dir.join("metrics.csv");
+        let path = run.dir.join(schema::METRICS_CSV);
         let text = std::fs::read_to_string(&path).map_err(|source| ReportError::Io {
             path: path.clone(),
             source,
