@@ -408,6 +408,29 @@ pub(crate) fn merge(base: &mut toml::Table, over: &toml::Table) {
     }
 }
 
+/// The dotted key of the first non-finite float (`inf`, `nan`) in a table, if any.
+fn non_finite(t: &toml::Table, prefix: &str) -> Option<String> {
+    fn walk(v: &toml::Value, key: String) -> Option<String> {
+        match v {
+            toml::Value::Float(x) if !x.is_finite() => Some(key),
+            toml::Value::Table(t) => non_finite(t, &key),
+            toml::Value::Array(a) => a
+                .iter()
+                .enumerate()
+                .find_map(|(i, v)| walk(v, format!("{key}[{i}]"))),
+            _ => None,
+        }
+    }
+    t.iter().find_map(|(k, v)| {
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        walk(v, key)
+    })
+}
+
 /// Reads a config file (as text); a missing or unreadable file names the file.
 pub(crate) fn read(file: &Path) -> Result<String, ConfigError> {
     std::fs::read_to_string(file).map_err(|source| ConfigError::Io {
@@ -491,6 +514,14 @@ pub(crate) fn merge_profile<F: serde::de::DeserializeOwned>(
     let mut table: toml::Table = parse_as_written(text, file)?;
     table.remove("profiles");
     merge(&mut table, &over);
+    if let Some(key) = non_finite(&table, "") {
+        return Err(invalid(
+            file,
+            &ptag,
+            &key,
+            "must be a finite number (inf and nan are not values of any key)",
+        ));
+    }
     let resolved_toml = toml::to_string(&table).unwrap_or_default();
     let merged: F = toml::Value::Table(table)
         .try_into()
@@ -922,12 +953,41 @@ fn check_experiment(e: &ExperimentSection) -> Check {
     if e.groups.is_empty() {
         return fail("experiment.groups", "give at least one group");
     }
-    let id_ok = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
-    if e.id.is_empty() || !e.id.chars().all(id_ok) {
-        return fail("experiment.id", "use letters, digits, - and _ only");
+    check_name("experiment.id", &e.id)?;
+    if e.groups.len() > 1 {
+        // Each group names a folder `<id>-<group>`.
+        for (i, g) in e.groups.iter().enumerate() {
+            check_name(&format!("experiment.groups[{i}]"), g)?;
+        }
     }
     Ok(())
 }
+
+/// The one rule for names that become folder or file names (experiment ids, strategy and
+/// case names, the groups of a multi-group file): 1 to [`NAME_MAX`] characters, ASCII letters,
+/// digits, `-`, `_` and `.`, starting with a letter or a digit (so never `..`, a hidden
+/// file, a path or an empty name).
+pub fn check_name(key: &str, name: &str) -> Result<(), (String, String)> {
+    let ok = !name.is_empty()
+        && name.len() <= NAME_MAX
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if ok {
+        return Ok(());
+    }
+    Err((
+        key.into(),
+        format!(
+            "{name:?} cannot be a folder name: use 1 to {NAME_MAX} ASCII letters, digits, `-`, \
+             `_` and `.`, starting with a letter or digit"
+        ),
+    ))
+}
+
+/// The longest name [`check_name`] accepts.
+pub const NAME_MAX: usize = 64;
 
 /// `[[strategies]]`: names unique, groups known, passes positive.
 fn check_strategies(f: &ExperimentFile) -> Check {
@@ -936,6 +996,7 @@ fn check_strategies(f: &ExperimentFile) -> Check {
     }
     let mut names = std::collections::HashSet::new();
     for (i, s) in f.strategies.iter().enumerate() {
+        check_name(&format!("strategies[{i}].name"), &s.name)?;
         if !names.insert(s.name.as_str()) {
             return fail(
                 &format!("strategies[{i}].name"),

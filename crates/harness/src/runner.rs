@@ -211,6 +211,9 @@ pub struct RunSummary {
     pub running_elsewhere: Vec<usize>,
     /// Strategies (E5: phase-1 models and cases) that diverged, per run.
     pub failures: Vec<(usize, Failure)>,
+    /// Skipped runs (finished earlier) that have a failed strategy: resuming does not make
+    /// them count (move them away to redo them).
+    pub failed_before: Vec<usize>,
     /// Wall time of this call in seconds.
     pub wall_seconds: f64,
 }
@@ -340,9 +343,11 @@ pub fn run(exp: &AnyExperiment, opts: &RunOptions) -> Result<RunSummary, RunErro
     std::fs::create_dir_all(&dir).map_err(IoError::at(&dir))?;
     let key = any_config_key(&exp);
     {
+        // The check and the write under one lock: two configs started at once into one
+        // folder cannot both pass (the second sees the first's fingerprint).
         let _guard = experiment_lock(&dir)?;
         check_folder(&key, &trainer.record(0.0), &dir)?;
-        update_experiment_json(trainer.as_ref(), exp.runs(), &dir)?;
+        update_experiment_json(trainer.as_ref(), &key, exp.runs(), &dir)?;
     }
     let todo: Vec<usize> = shard_runs(exp.runs(), opts.shard);
     let pending = todo
@@ -377,6 +382,7 @@ pub fn run(exp: &AnyExperiment, opts: &RunOptions) -> Result<RunSummary, RunErro
         skipped: Vec::new(),
         running_elsewhere: Vec::new(),
         failures: Vec::new(),
+        failed_before: Vec::new(),
         wall_seconds: 0.0,
     };
     let mut first_err = None;
@@ -386,7 +392,12 @@ pub fn run(exp: &AnyExperiment, opts: &RunOptions) -> Result<RunSummary, RunErro
                 summary.finished.push(run);
                 summary.failures.extend(f.into_iter().map(|f| (run, f)));
             }
-            Ok((run, Outcome::AlreadyDone)) => summary.skipped.push(run),
+            Ok((run, Outcome::AlreadyDone(f))) => {
+                if !f.is_empty() {
+                    summary.failed_before.push(run);
+                }
+                summary.skipped.push(run)
+            }
             Ok((run, Outcome::RunningElsewhere)) => summary.running_elsewhere.push(run),
             Err(e) => {
                 first_err.get_or_insert(e);
@@ -409,7 +420,7 @@ pub fn run(exp: &AnyExperiment, opts: &RunOptions) -> Result<RunSummary, RunErro
     }
     {
         let _guard = experiment_lock(&dir)?;
-        update_experiment_json(trainer.as_ref(), exp.runs(), &dir)?;
+        update_experiment_json(trainer.as_ref(), &key, exp.runs(), &dir)?;
     }
     if let Some(e) = first_err {
         return Err(e);
@@ -453,6 +464,18 @@ fn finished_runs(dir: &Path) -> Result<Vec<usize>, RunError> {
     Ok(finished)
 }
 
+/// The failures a finished run recorded.
+fn failures_of(r: &RunRecord) -> Vec<Failure> {
+    r.failed
+        .iter()
+        .map(|f| Failure {
+            strategy: f.strategy.clone(),
+            epoch: f.epoch,
+            error: f.error.clone(),
+        })
+        .collect()
+}
+
 /// Reads finished run `r`'s record and checks that it was made with config `key`.
 fn read_finished(dir: &Path, r: usize, key: &str) -> Result<RunRecord, RunError> {
     let run_dir = schema::run_dir(dir, r);
@@ -484,6 +507,12 @@ fn check_folder(key: &str, new: &AnyExperimentRecord, dir: &Path) -> Result<(), 
     if path.is_file() {
         // Unreadable: it is derived from the config and rewritten below.
         if let Ok(old) = AnyExperimentRecord::read(dir) {
+            if old.config_key().is_some_and(|k| k != key) {
+                return Err(RunError::ConfigChanged {
+                    path,
+                    dir: dir.into(),
+                });
+            }
             if let Some((k, o, n)) = record_difference(&old, new) {
                 return Err(RunError::ExperimentChanged {
                     path,
@@ -519,7 +548,7 @@ fn record_difference(
         return None;
     };
     for (k, nv) in &n {
-        if ["runs", "wall_seconds", "config_file"].contains(&k.as_str()) {
+        if ["runs", "wall_seconds", "config_file", "config_key"].contains(&k.as_str()) {
             continue;
         }
         match o.get(k) {
@@ -535,7 +564,12 @@ fn record_difference(
 /// Writes `experiment.json` (the experiment lock held): the run count is the largest ever
 /// requested for this folder (`--runs 2` on a 4-run folder keeps 4) and the wall time is
 /// summed over every finished run on disk.
-fn update_experiment_json(trainer: &dyn Trainer, runs: usize, dir: &Path) -> Result<(), RunError> {
+fn update_experiment_json(
+    trainer: &dyn Trainer,
+    key: &str,
+    runs: usize,
+    dir: &Path,
+) -> Result<(), RunError> {
     let old = AnyExperimentRecord::read(dir).ok();
     let runs = old.as_ref().and_then(|r| r.runs()).unwrap_or(0).max(runs);
     let wall: f64 = finished_runs(dir)?
@@ -546,6 +580,7 @@ fn update_experiment_json(trainer: &dyn Trainer, runs: usize, dir: &Path) -> Res
         .sum();
     let mut record = trainer.record(wall);
     record.set_runs(runs);
+    record.set_config_key(key);
     if old.as_ref() == Some(&record) {
         return Ok(());
     }
@@ -556,8 +591,9 @@ fn update_experiment_json(trainer: &dyn Trainer, runs: usize, dir: &Path) -> Res
 enum Outcome {
     /// Trained now, with these strategy failures.
     Finished(Vec<Failure>),
-    /// Already finished (by another process, since this one started).
-    AlreadyDone,
+    /// Already finished (earlier, or by another process since this one started), with the
+    /// failures it recorded.
+    AlreadyDone(Vec<Failure>),
     /// Another process holds its lock.
     RunningElsewhere,
 }
@@ -593,16 +629,16 @@ impl RunCtx<'_> {
         let name = run_dir_name(run);
         let final_dir = schema::run_dir(self.dir, run);
         if final_dir.join(schema::RUN_JSON).exists() {
-            read_finished(self.dir, run, self.key)?;
-            return Ok((run, Outcome::AlreadyDone));
+            let done = read_finished(self.dir, run, self.key)?;
+            return Ok((run, Outcome::AlreadyDone(failures_of(&done))));
         }
         let Some(_lock) = lock_run(self.dir, &name)? else {
             return Ok((run, Outcome::RunningElsewhere));
         };
         // Finished by another process between the check above and the lock.
         if final_dir.join(schema::RUN_JSON).exists() {
-            read_finished(self.dir, run, self.key)?;
-            return Ok((run, Outcome::AlreadyDone));
+            let done = read_finished(self.dir, run, self.key)?;
+            return Ok((run, Outcome::AlreadyDone(failures_of(&done))));
         }
         let start = Instant::now();
         let seed = self.exp.seed().wrapping_add(run as u64);

@@ -136,6 +136,10 @@ pub struct ExperimentRecord {
     /// The config file the experiment came from.
     #[serde(default)]
     pub config_file: Option<String>,
+    /// Fingerprint of the config every run of the folder is made with (see
+    /// `runner::any_config_key`); absent in folders written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_key: Option<String>,
 }
 
 impl ExperimentRecord {
@@ -223,6 +227,22 @@ impl AnyExperimentRecord {
         match self {
             AnyExperimentRecord::FullBatch(r) => r.runs = Some(runs),
             AnyExperimentRecord::E5(r) => r.runs = runs,
+        }
+    }
+
+    /// The fingerprint of the folder's config, if recorded.
+    pub fn config_key(&self) -> Option<&str> {
+        match self {
+            AnyExperimentRecord::FullBatch(r) => r.config_key.as_deref(),
+            AnyExperimentRecord::E5(r) => r.config_key.as_deref(),
+        }
+    }
+
+    /// Sets the fingerprint of the folder's config.
+    pub fn set_config_key(&mut self, key: &str) {
+        match self {
+            AnyExperimentRecord::FullBatch(r) => r.config_key = Some(key.into()),
+            AnyExperimentRecord::E5(r) => r.config_key = Some(key.into()),
         }
     }
 
@@ -336,8 +356,9 @@ pub struct RunRecord {
     /// Epochs whose parameters were saved (see [`checkpoint_dir`]).
     #[serde(default)]
     pub checkpoints: Vec<usize>,
-    /// Per strategy: max and mean of |Phi(g x) - g Phi(x)| on the held-out samples at the end.
-    #[serde(default)]
+    /// Per strategy: max and mean of |Phi(g x) - g Phi(x)| on the held-out samples at the end
+    /// (a non-finite value, written as JSON `null`, reads back as NaN).
+    #[serde(default, deserialize_with = "pairs_with_nan")]
     pub equivariance_error: BTreeMap<String, [f64; 2]>,
     /// Version of eqaug that wrote the run.
     #[serde(default)]
@@ -357,6 +378,22 @@ impl RunRecord {
     pub fn write(&self, run_dir: &Path) -> Result<(), SchemaError> {
         write_json(&run_dir.join(RUN_JSON), self)
     }
+}
+
+/// Reads `{"name": [a, b]}` where JSON `null` (what serde_json writes for a non-finite
+/// float) stands for NaN: a record eqaug writes is always one it can read.
+fn pairs_with_nan<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, [f64; 2]>, D::Error> {
+    let m: BTreeMap<String, [Option<f64>; 2]> = Deserialize::deserialize(d)?;
+    Ok(m.into_iter()
+        .map(|(k, [a, b])| (k, [a.unwrap_or(f64::NAN), b.unwrap_or(f64::NAN)]))
+        .collect())
+}
+
+/// Reads a number where JSON `null` (a non-finite float as serde_json writes it) is NaN.
+pub(crate) fn f64_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// A failure recorded in `run.json` (eqaug-dynamics' [`Failure`]; `error` may be missing in

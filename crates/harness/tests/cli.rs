@@ -305,3 +305,166 @@ fn a_network_that_does_not_fit_the_data_writes_nothing() {
     assert_clean_error(&o);
     assert!(!out.exists(), "nothing written: {}", stderr(&o));
 }
+
+/// Names that become folders follow one rule: a strategy named like a path, or empty, is
+/// refused naming the key, and nothing is written (anywhere).
+#[test]
+fn names_that_are_paths_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("a/b/out");
+    for (from, to, key) in [
+        (
+            "name = \"nominal\"",
+            "name = \"../../../ESCAPED\"",
+            "strategies[0].name",
+        ),
+        ("name = \"nominal\"", "name = \"\"", "strategies[0].name"),
+        ("id = \"tiny\"", "id = \"..\"", "experiment.id"),
+        ("id = \"tiny\"", "id = \".hidden\"", "experiment.id"),
+    ] {
+        let cfg = write_config(dir.path(), &TINY.replace(from, to));
+        let o = eqaug(&["run", &cfg, "--out", &out.display().to_string()]);
+        assert_clean_error(&o);
+        assert!(stderr(&o).contains(key), "{to}: {}", stderr(&o));
+    }
+    assert!(!dir.path().join("a").exists());
+    assert!(!dir.path().join("ESCAPED").exists());
+}
+
+/// `inf` and `nan` are refused at validation, naming the key (not by every run failing).
+#[test]
+fn non_finite_values_are_refused_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    for v in ["inf", "nan", "-inf"] {
+        let text = TINY.replace("seed = 1\n", &format!("seed = 1\ninput_offset = {v}\n"));
+        let cfg = write_config(dir.path(), &text);
+        let o = eqaug(&[
+            "run",
+            &cfg,
+            "--out",
+            &dir.path().join("o").display().to_string(),
+        ]);
+        assert_clean_error(&o);
+        assert!(stderr(&o).contains("data.input_offset"), "{}", stderr(&o));
+    }
+}
+
+/// Resubmitting over runs whose strategy failed says so and exits non-zero.
+#[test]
+fn resuming_over_failed_runs_is_not_success() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &TINY.replace("learning_rate = 0.05", "learning_rate = 1e300"),
+    );
+    let out = dir.path().join("out").display().to_string();
+    let first = eqaug(&["run", &cfg, "--out", &out]);
+    assert_eq!(first.status.code(), Some(1), "{}", stderr(&first));
+    let again = eqaug(&["run", &cfg, "--out", &out]);
+    assert_eq!(again.status.code(), Some(1), "{}", stderr(&again));
+    assert!(
+        stderr(&again)
+            .contains("eqaug run: 0 finished, 0 failed, 3 skipped (3 of them failed earlier)"),
+        "{}",
+        stderr(&again)
+    );
+}
+
+/// Two configs into one folder at once: whatever the interleaving, the folder never holds
+/// runs of both (one process is refused, before it writes a run).
+#[test]
+fn two_configs_racing_into_one_folder_never_mix() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &TINY.replace("runs = 3", "runs = 6"));
+    for round in 0..3 {
+        let out = dir.path().join(format!("out-{round}"));
+        let spawn = |seed: &str| {
+            Command::new(env!("CARGO_BIN_EXE_eqaug"))
+                .args([
+                    "run",
+                    &cfg,
+                    "--seed",
+                    seed,
+                    "--out",
+                    &out.display().to_string(),
+                ])
+                .env_remove("SLURM_ARRAY_TASK_ID")
+                .env_remove("SLURM_ARRAY_TASK_COUNT")
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let (a, b) = (spawn("1"), spawn("2"));
+        let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+        assert!(
+            a.status.success() != b.status.success(),
+            "exactly one is refused:\n{}\n{}",
+            stderr(&a),
+            stderr(&b)
+        );
+        let keys: std::collections::BTreeSet<String> = (0..6)
+            .filter_map(|r| {
+                let p = out.join(format!("tiny/run-{r:03}/run.json"));
+                let v: serde_json::Value = serde_json::from_slice(&std::fs::read(p).ok()?).ok()?;
+                Some(v["config_key"].as_str()?.to_string())
+            })
+            .collect();
+        assert_eq!(keys.len(), 1, "round {round}: runs of one config only");
+    }
+}
+
+/// `eqaug slurm` refuses arguments that would inject lines into its script.
+#[test]
+fn slurm_refuses_control_characters_in_its_arguments() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), TINY);
+    for flag in ["--account", "--partition", "--time", "--mem"] {
+        let o = eqaug(&[
+            "slurm",
+            &cfg,
+            "--profile",
+            "quick",
+            "--array",
+            "2",
+            flag,
+            "x\necho INJECTED",
+        ]);
+        assert_clean_error(&o);
+        assert!(stderr(&o).contains(flag), "{}", stderr(&o));
+        assert!(!stdout(&o).contains("INJECTED"), "{}", stdout(&o));
+    }
+}
+
+/// `--runs` and `runs` beyond the limit are refused (they used to abort on the allocation).
+#[test]
+fn absurd_run_counts_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), TINY);
+    let out = dir.path().join("o").display().to_string();
+    let o = eqaug(&["run", &cfg, "--runs", "1000000000000", "--out", &out]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "clap's usage error: {}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("--runs"), "{}", stderr(&o));
+    let cfg = write_config(
+        dir.path(),
+        &TINY.replace("runs = 3", "runs = 1000000000000"),
+    );
+    let o = eqaug(&["run", &cfg, "--out", &out]);
+    assert_clean_error(&o);
+    assert!(stderr(&o).contains("protocol.runs"), "{}", stderr(&o));
+    // A record claiming 10^12 runs: status refuses it instead of hanging.
+    let exp = dir.path().join("st/e");
+    std::fs::create_dir_all(&exp).unwrap();
+    std::fs::write(
+        exp.join("experiment.json"),
+        r#"{"experiment": "e", "runs": 1000000000000, "strategies": []}"#,
+    )
+    .unwrap();
+    let o = eqaug(&["status", &dir.path().join("st").display().to_string()]);
+    assert_clean_error(&o);
+    assert!(stderr(&o).contains("runs"), "{}", stderr(&o));
+}

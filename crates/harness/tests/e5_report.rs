@@ -208,6 +208,7 @@ fn write_fixture(dir: &Path, runs: usize, per_epoch: usize) {
             probe_digits: 5,
             wall_seconds: 1.0,
             config_file: "x.toml".into(),
+            config_key: None,
         },
     )
     .unwrap();

@@ -70,7 +70,7 @@ fn bad_regularisers_are_rejected_naming_the_key() {
         (
             "kind = \"nominal\"\nregulariser = { gamma = nan }",
             "strategies[0].regulariser.gamma",
-            "NaN",
+            "finite",
         ),
         (
             "kind = \"nominal\"\nregulariser = { gama = 1.0 }",

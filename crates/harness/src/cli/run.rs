@@ -98,7 +98,7 @@ pub fn run(args: Args) -> super::CliResult {
     {
         std::env::set_var("MATMUL_NUM_THREADS", "1");
     }
-    let (mut finished, mut failed, mut skipped) = (0, 0, 0);
+    let (mut finished, mut failed, mut skipped, mut failed_before) = (0, 0, 0, 0);
     for exp in &experiments {
         let s = runner::run(exp, &opts)?;
         let mut failed_runs: Vec<usize> = s.failures.iter().map(|(r, _)| *r).collect();
@@ -124,14 +124,33 @@ pub fn run(args: Args) -> super::CliResult {
                 f.error
             );
         }
+        if !s.failed_before.is_empty() {
+            eprintln!(
+                "[{}] {} finished run(s) had a failed strategy before: {} (`eqaug status` lists \
+                 them; move them away to redo them)",
+                s.experiment,
+                s.failed_before.len(),
+                s.failed_before
+                    .iter()
+                    .map(|&r| eqaug_harness::schema::run_dir_name(r))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        failed_before += s.failed_before.len();
         finished += s.finished.len() - failed_runs.len();
         failed += failed_runs.len();
         skipped += s.skipped.len() + s.running_elsewhere.len();
     }
     // The line scripts test (also the exit code: non-zero when a run failed).
-    eprintln!("eqaug run: {finished} finished, {failed} failed, {skipped} skipped");
-    if failed > 0 {
-        return Err(RunFailed(failed).into());
+    let earlier = if failed_before > 0 {
+        format!(" ({failed_before} of them failed earlier)")
+    } else {
+        String::new()
+    };
+    eprintln!("eqaug run: {finished} finished, {failed} failed, {skipped} skipped{earlier}");
+    if failed + failed_before > 0 {
+        return Err(RunFailed(failed + failed_before).into());
     }
     Ok(())
 }

@@ -298,8 +298,35 @@ pub fn script(args: &Args, inp: &ScriptInputs) -> String {
     s
 }
 
+/// Refuses arguments that would break the script: a control character (a newline ends an
+/// `#SBATCH` line and starts a command of its own) in anything written into it.
+pub fn check_script_args(args: &Args) -> Result<(), SlurmError> {
+    let texts: [(&str, Option<String>); 7] = [
+        ("--profile", Some(args.profile.clone())),
+        ("--time", args.time.clone()),
+        ("--mem", args.mem.clone()),
+        ("--partition", args.partition.clone()),
+        ("--account", args.account.clone()),
+        ("--out", Some(args.out.display().to_string())),
+        ("CONFIG", Some(args.config.display().to_string())),
+    ];
+    let eqaug = args.eqaug.as_ref().map(|p| p.display().to_string());
+    for (flag, value) in texts.iter().chain(std::iter::once(&("--eqaug", eqaug))) {
+        if let Some(v) = value {
+            if v.chars().any(char::is_control) {
+                return Err(SlurmError::Args(format!(
+                    "{flag} {v:?} contains a control character (a newline would end the \
+                     #SBATCH line and run as a command of its own)"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Runs `eqaug slurm`.
 pub fn run(args: Args) -> super::CliResult {
+    check_script_args(&args)?;
     let experiments = config::load_any(&args.config, &args.profile)?;
     let runs = experiments
         .iter()

@@ -38,7 +38,9 @@
 //! parametrisation = "unitary"
 //! ```
 
-use super::{invalid, merge_profile, parse_as_written, read, ConfigError, Precision, MAX_RUNS};
+use super::{
+    check_name, invalid, merge_profile, parse_as_written, read, ConfigError, Precision, MAX_RUNS,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -324,13 +326,8 @@ fn validate(
             ),
         );
     }
-    let id = &f.experiment.id;
-    if id.is_empty()
-        || !id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
-        return bad("experiment.id", "use letters, digits, - and _ only".into());
+    if let Err((key, reason)) = check_name("experiment.id", &f.experiment.id) {
+        return bad(&key, reason);
     }
     let c = &f.network.channels;
     if c.len() != 3 || c.contains(&0) {
@@ -396,16 +393,8 @@ fn validate(
     }
     let mut names = std::collections::HashSet::new();
     for (i, case) in f.cases.iter().enumerate() {
-        let ok = !case.name.is_empty()
-            && case
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-        if !ok {
-            return bad(
-                &format!("cases[{i}].name"),
-                format!("{:?}: use letters, digits, - and _ only", case.name),
-            );
+        if let Err((key, reason)) = check_name(&format!("cases[{i}].name"), &case.name) {
+            return bad(&key, reason);
         }
         if case.name.starts_with("phase1") {
             return bad(

@@ -294,6 +294,7 @@ impl<T: Real> Trainer for E5Trainer<T> {
             probe_digits: exp.protocol.probe_digits,
             wall_seconds,
             config_file: exp.file.display().to_string(),
+            config_key: None,
         })
     }
 

@@ -249,6 +249,7 @@ pub fn experiment_record(exp: &Experiment, wall_seconds: f64) -> ExperimentRecor
             .collect(),
         wall_seconds: Some(wall_seconds),
         config_file: Some(exp.file.display().to_string()),
+        config_key: None,
     }
 }
 

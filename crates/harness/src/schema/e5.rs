@@ -67,6 +67,10 @@ pub struct ExperimentJson {
     pub wall_seconds: f64,
     /// The config file.
     pub config_file: String,
+    /// Fingerprint of the config every run of the folder is made with; absent in folders
+    /// written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_key: Option<String>,
 }
 
 /// One case in `experiment.json`.
@@ -115,11 +119,13 @@ pub struct Phase1Json {
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
 pub struct StepProbe {
     /// Distance to E ∩ L after the step.
+    #[serde(deserialize_with = "super::f64_or_nan")]
     pub dist_to_e: f64,
     /// Distance moved by the step (kernel space).
+    #[serde(deserialize_with = "super::f64_or_nan")]
     pub dist_moved: f64,
     /// Norm of the parameters after the step (kernel space): the scale of their round-off.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::f64_or_nan")]
     pub norm_after: f64,
 }
 
@@ -129,6 +135,7 @@ pub struct ProbeJson {
     /// Digits used.
     pub digits: usize,
     /// Distance to E ∩ L at the loaded start (before any step).
+    #[serde(deserialize_with = "super::f64_or_nan")]
     pub start_dist_to_e: f64,
     /// One step on the digits and their four rotations (closed under C_4).
     pub closed: StepProbe,
@@ -153,6 +160,7 @@ pub struct CaseJson {
     pub parameters: usize,
     /// Largest residual of loading the equivariant weights (Frobenius, per convolution: the
     /// least-squares residual in f64 and the kernel mismatch in the training precision).
+    #[serde(deserialize_with = "super::f64_or_nan")]
     pub load_residual: f64,
     /// The one-step probe, if made.
     pub probe: Option<ProbeJson>,
