@@ -67,6 +67,7 @@ fn epochs(c: &mut Criterion, p: &Paper, samples: usize, label: &str) {
         minibatch: p.minibatch,
         chunk_rows: p.chunk,
         reference_task: ReferenceTask::Classification,
+        divergence: Default::default(),
     };
     let a0 = p.net.init_params(&mut ChaCha8Rng::seed_from_u64(0));
     let mut run = EpochRunner {

@@ -13,6 +13,16 @@ pub enum TrainError {
         /// `loss` or `weights`.
         what: &'static str,
     },
+    /// The loss or the weights grew beyond [`crate::Divergence`]'s bounds.
+    #[error("strategy `{strategy}` diverged at epoch {epoch}: {why}")]
+    Diverged {
+        /// Strategy name.
+        strategy: String,
+        /// The epoch at which it was detected.
+        epoch: usize,
+        /// What grew, and by how much.
+        why: String,
+    },
     /// The protocol or strategy is not usable as given.
     #[error("invalid training set-up: {0}")]
     Invalid(String),

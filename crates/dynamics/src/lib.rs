@@ -34,7 +34,7 @@ pub use error::TrainError;
 pub use hash::fnv1a64;
 pub use heldout::{score, HeldOut, TestMetrics};
 pub use metrics::{equivariance_error, EpochMetrics, EquivarianceError};
-pub use strategy::{Protocol, Regulariser, Sampling, StrategyKind, StrategySpec};
+pub use strategy::{Divergence, Protocol, Regulariser, Sampling, StrategyKind, StrategySpec};
 pub use train::{
     strategy_rng, train, train_with_held_out, Failure, RunOutcome, TrainData, Trainer,
 };

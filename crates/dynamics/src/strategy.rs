@@ -193,6 +193,72 @@ impl StrategySpec {
     }
 }
 
+/// When a strategy counts as diverged, beyond a non-finite loss or weight.
+///
+/// Full-batch gradient descent with a step below `2 / L` (L the Lipschitz constant of the
+/// gradient) never increases the risk (the descent lemma), and the augmented strategies add a
+/// bounded per-epoch noise to that; every run of the shipped configs keeps its loss at or below
+/// its starting value and its weights within a few per cent of `||A0||`. A loss that climbs two
+/// orders of magnitude above its start (or sits at a loss's clamp, e.g. the binary
+/// cross-entropy's 100 against a start near 0.7) or weights that grow by orders of magnitude
+/// mean a step far beyond the stable range: the strategy's numbers describe the overflow, not
+/// the dynamics, and must not count.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct Divergence {
+    /// Diverged when the loss exceeds this multiple of its value at epoch 0 (default 100).
+    pub loss_factor: f64,
+    /// Diverged when `||A||` exceeds this multiple of `||A0||` (default 1e4).
+    pub weight_factor: f64,
+}
+
+impl Default for Divergence {
+    fn default() -> Self {
+        Divergence {
+            loss_factor: 100.0,
+            weight_factor: 1e4,
+        }
+    }
+}
+
+impl Divergence {
+    /// With both factors given.
+    pub fn new(loss_factor: f64, weight_factor: f64) -> Self {
+        Divergence {
+            loss_factor,
+            weight_factor,
+        }
+    }
+
+    /// Why `loss` (at a later epoch) has diverged from `loss0` (at epoch 0), if it has.
+    pub fn loss(&self, loss0: f64, loss: f64) -> Option<String> {
+        if !loss.is_finite() {
+            return Some("the loss is not finite".into());
+        }
+        (loss0.is_finite() && loss > self.loss_factor * loss0.abs().max(f64::MIN_POSITIVE)).then(
+            || {
+                format!(
+                    "the loss {loss:.4e} is more than {} times its start {loss0:.4e}",
+                    self.loss_factor
+                )
+            },
+        )
+    }
+
+    /// Why weights of norm `norm` have diverged from a start of norm `norm0`, if they have.
+    pub fn weights(&self, norm0: f64, norm: f64) -> Option<String> {
+        if !norm.is_finite() {
+            return Some("the weights are not finite".into());
+        }
+        (norm > self.weight_factor * norm0.max(f64::MIN_POSITIVE)).then(|| {
+            format!(
+                "||A|| = {norm:.4e} is more than {} times ||A0|| = {norm0:.4e}",
+                self.weight_factor
+            )
+        })
+    }
+}
+
 /// The full-batch protocol of SPEC section 3.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Protocol {
@@ -207,6 +273,8 @@ pub struct Protocol {
     pub chunk_rows: usize,
     /// Which distribution `Sampling::Reference` reproduces.
     pub reference_task: ReferenceTask,
+    /// When a strategy counts as diverged.
+    pub divergence: Divergence,
 }
 
 impl Protocol {
@@ -228,5 +296,25 @@ impl Protocol {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Divergence;
+
+    #[test]
+    fn divergence_rules() {
+        let d = Divergence::default();
+        // The binary cross-entropy's clamp (100) against a start near ln 2.
+        assert!(d.loss(0.693, 100.0).is_some());
+        assert!(
+            d.loss(0.693, 0.70).is_none(),
+            "a small rise is not a divergence"
+        );
+        assert!(d.loss(0.693, f64::NAN).is_some());
+        assert!(d.weights(3.0, 3.0e3).is_none());
+        assert!(d.weights(3.0, 8e31).is_some());
+        assert!(d.weights(3.0, f64::INFINITY).is_some());
     }
 }

@@ -329,8 +329,8 @@ pub fn train<T: Real>(
 /// `A_e` (computed in the pass of step `e + 1`, or by a final loss-only pass), and the distances
 /// of `A_e` from `A0` and to E. `on_epoch` sees every row with the parameters it describes (for
 /// checkpoints and progress). Strategies run one after the other, sharing one gradient store.
-/// A non-finite loss or weight stops that strategy (recorded in [`RunOutcome::failures`]);
-/// the others go on.
+/// A non-finite loss or weight, or a loss or weights grown beyond `protocol.divergence`,
+/// stops that strategy (recorded in [`RunOutcome::failures`]); the others go on.
 pub fn train_with_held_out<T: Real>(
     net: &Network<T>,
     group: Arc<Group>,
@@ -350,9 +350,12 @@ pub fn train_with_held_out<T: Real>(
     let mut metrics = Vec::new();
     let mut failures = Vec::new();
     let lr = T::from_f64_lossy(protocol.learning_rate);
+    let norm0 = a0.norm().to_f64_exact();
+    let div = protocol.divergence;
     for strategy in strategies {
         let mut rng = strategy_rng(seed, &strategy.name);
         let mut params = a0.clone();
+        let mut loss0 = f64::NAN;
         for epoch in 0..=protocol.epochs {
             let loss = if epoch < protocol.epochs {
                 trainer.gradient(&params, strategy, &mut rng)?
@@ -370,10 +373,20 @@ pub fn train_with_held_out<T: Real>(
                 failures.push(failure(strategy, epoch, "loss"));
                 break;
             }
+            if epoch == 0 {
+                loss0 = loss;
+            } else if let Some(why) = div.loss(loss0, loss) {
+                failures.push(diverged(strategy, epoch, why));
+                break;
+            }
             if epoch < protocol.epochs {
                 params.axpy(-lr, trainer.grads());
                 if !params.is_finite() {
                     failures.push(failure(strategy, epoch + 1, "weights"));
+                    break;
+                }
+                if let Some(why) = div.weights(norm0, params.norm().to_f64_exact()) {
+                    failures.push(diverged(strategy, epoch + 1, why));
                     break;
                 }
             }
@@ -384,6 +397,19 @@ pub fn train_with_held_out<T: Real>(
         metrics,
         failures,
     })
+}
+
+fn diverged(strategy: &StrategySpec, epoch: usize, why: String) -> Failure {
+    let err = TrainError::Diverged {
+        strategy: strategy.name.clone(),
+        epoch,
+        why,
+    };
+    Failure {
+        strategy: strategy.name.clone(),
+        epoch,
+        error: err.to_string(),
+    }
 }
 
 fn failure(strategy: &StrategySpec, epoch: usize, what: &'static str) -> Failure {

@@ -79,6 +79,7 @@ pub fn run() -> Result<WorkedExample, TrainError> {
         minibatch: 2,
         chunk_rows: 2,
         reference_task: ReferenceTask::Classification,
+        divergence: Default::default(),
     };
     let mut trainer = Trainer::new(&net, group, &data, protocol)?;
     let aug = StrategySpec::augmented(1, Sampling::Exact);

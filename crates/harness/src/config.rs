@@ -287,6 +287,20 @@ pub struct ProtocolSection {
     /// `run.json` (0 = off).
     #[serde(default)]
     pub held_out: usize,
+    /// A strategy whose loss exceeds this multiple of its starting loss has diverged: it is
+    /// failed and stays out of every claim (see `eqaug_dynamics::Divergence`; default 100).
+    #[serde(default = "default_loss_factor")]
+    pub divergence_loss_factor: f64,
+    /// A strategy whose `||A||` exceeds this multiple of `||A0||` has diverged (default 1e4).
+    #[serde(default = "default_weight_factor")]
+    pub divergence_weight_factor: f64,
+}
+
+fn default_loss_factor() -> f64 {
+    eqaug_dynamics::Divergence::default().loss_factor
+}
+fn default_weight_factor() -> f64 {
+    eqaug_dynamics::Divergence::default().weight_factor
 }
 
 fn default_chunk() -> usize {
@@ -384,6 +398,10 @@ impl Experiment {
             minibatch: self.protocol.minibatch,
             chunk_rows: self.protocol.chunk_rows,
             reference_task: self.protocol.reference_task,
+            divergence: eqaug_dynamics::Divergence::new(
+                self.protocol.divergence_loss_factor,
+                self.protocol.divergence_weight_factor,
+            ),
         }
     }
 
@@ -861,6 +879,17 @@ fn check_protocol(p: &ProtocolSection) -> Check {
     ] {
         if v == 0 {
             return fail(key, "must be at least 1");
+        }
+    }
+    for (key, v) in [
+        ("protocol.divergence_loss_factor", p.divergence_loss_factor),
+        (
+            "protocol.divergence_weight_factor",
+            p.divergence_weight_factor,
+        ),
+    ] {
+        if !(v.is_finite() && v > 1.0) {
+            return fail(key, format!("must be a finite number above 1, got {v}"));
         }
     }
     if p.runs > MAX_RUNS {

@@ -468,3 +468,40 @@ fn absurd_run_counts_are_refused() {
     assert_clean_error(&o);
     assert!(stderr(&o).contains("runs"), "{}", stderr(&o));
 }
+
+/// A run whose weights blow up but stay finite (lr 1e30 in f64, lr 1e10 in f32) is failed,
+/// stays out of the claims, and its records read back (an equivariance error of `null`).
+#[test]
+fn a_finite_divergence_is_a_failure() {
+    for (lr, precision, epochs) in [("1e30", "f64", 3), ("1e10", "f32", 3), ("1e30", "f64", 1)] {
+        let dir = tempfile::tempdir().unwrap();
+        let text = TINY
+            .replace("learning_rate = 0.05", &format!("learning_rate = {lr}"))
+            .replace("epochs = 2", &format!("epochs = {epochs}\nheld_out = 8"))
+            .replace(
+                "runs = 3",
+                &format!("runs = 2\nprecision = \"{precision}\""),
+            );
+        let cfg = write_config(dir.path(), &text);
+        let out = dir.path().join("out").display().to_string();
+        let o = eqaug(&["run", &cfg, "--out", &out]);
+        assert_eq!(o.status.code(), Some(1), "lr {lr}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("eqaug run: 0 finished, 2 failed"),
+            "lr {lr}: {}",
+            stderr(&o)
+        );
+        let o = eqaug(&["report", &out]);
+        assert!(o.status.success(), "lr {lr}: {}", stderr(&o));
+        let claims: Vec<serde_json::Value> =
+            serde_json::from_slice(&std::fs::read(Path::new(&out).join("claims.json")).unwrap())
+                .unwrap();
+        for c in &claims {
+            if c["id"] == "eqv-in-E" || c["id"].as_str().is_some_and(|i| i.starts_with("nominal")) {
+                assert_eq!(c["pass"], false, "lr {lr}: {c}");
+            }
+        }
+        let o = eqaug(&["status", &out]);
+        assert_eq!(o.status.code(), Some(2), "lr {lr}: {}", stdout(&o));
+    }
+}

@@ -22,5 +22,6 @@ pub fn protocol(epochs: usize, lr: f64, minibatch: usize) -> Protocol {
         minibatch,
         chunk_rows: 4 * minibatch,
         reference_task: ReferenceTask::Classification,
+        divergence: Default::default(),
     }
 }
