@@ -103,12 +103,9 @@ pub fn analyse(
     let n_el = elements.len();
     let group_elements = if exact { elements.clone() } else { Vec::new() };
     let mut aug = configured_risk(net, data, opts, Some(elements))?;
-    let (mut perp_block, vmin) = if exact && dim_perp <= opts.perp_dense_limit {
-        dense_block(&mut aug, &a, &perp_basis(a.layout()), sp.residual)?
-    } else {
-        let sub = Subspace::Orthogonal;
-        block_spectrum(&mut aug, &a, sub, opts, &mut rng, sp.residual)?
-    };
+    let dense_perp = exact && dim_perp <= opts.perp_dense_limit;
+    let (mut perp_block, vmin) =
+        perp_spectrum(&mut aug, &a, dense_perp, opts, &mut rng, sp.residual)?;
     // 4. The noise level, from both blocks' scale.
     let scale = e_block
         .max
@@ -212,6 +209,24 @@ fn e_spectrum(
     } else {
         block_spectrum(nominal, a, Subspace::Equivariant, opts, rng, noise)?.0
     })
+}
+
+/// The spectrum of `H_perp` on E-perp and the unit vector of its lowest value: dense in the
+/// Helmert basis when `dense` (an exact average and `dim E-perp` within
+/// [`StabilityOptions::perp_dense_limit`]), Lanczos otherwise.
+fn perp_spectrum(
+    aug: &mut Risk<'_>,
+    a: &Params<f64>,
+    dense: bool,
+    opts: &StabilityOptions,
+    rng: &mut ChaCha8Rng,
+    noise: f64,
+) -> Result<(BlockSpectrum, Vec<f64>), StabilityError> {
+    if dense {
+        dense_block(aug, a, &perp_basis(a.layout()), noise)
+    } else {
+        block_spectrum(aug, a, Subspace::Orthogonal, opts, rng, noise)
+    }
 }
 
 /// What step 5 of [`analyse`] measured beyond the two spectra.

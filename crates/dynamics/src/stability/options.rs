@@ -5,7 +5,7 @@
 use super::error::StabilityError;
 use serde::{Deserialize, Serialize};
 
-/// Options of [`find_stationary_point`].
+/// Options of [`super::find_stationary_point`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct StationaryOptions {
@@ -45,7 +45,7 @@ impl Default for StationaryOptions {
 /// [`StabilityOptions::refine_steps`]).
 pub const DEFAULT_LANCZOS_STEPS: usize = 20;
 
-/// Options of [`analyse`].
+/// Options of [`super::analyse`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct StabilityOptions {
@@ -66,10 +66,10 @@ pub struct StabilityOptions {
     pub sample_elements: usize,
     /// Relative step of the central-difference HVPs.
     pub hvp_step: f64,
-    /// Ridge `mu / 2 ||A||^2` added to every risk of the analysis ([`Risk::set_weight_decay`]).
+    /// Ridge `mu / 2 ||A||^2` added to every risk of the analysis ([`super::Risk::set_weight_decay`]).
     pub weight_decay: f64,
     /// K, samples of the per-sample-draw Rayleigh test at an exactly averaged point
-    /// ([`per_sample_rayleigh`]; 0: none).
+    /// ([`super::per_sample_rayleigh`]; 0: none).
     pub per_sample_samples: usize,
     /// With an exact group average and `dim E-perp` at most this, `H_perp` is the dense one
     /// (every eigenvalue, from `dim E-perp` HVPs) instead of Lanczos (0: never).
@@ -83,7 +83,7 @@ pub struct StabilityOptions {
     /// Seed of the random starts and samples.
     pub seed: u64,
     /// K, the held-out samples of the Rayleigh test of an estimated `H_perp`
-    /// ([`HeldOutRayleigh`]; 0: none).
+    /// ([`super::HeldOutRayleigh`]; 0: none).
     pub rayleigh_samples: usize,
     /// Config key named when the Lanczos basis does not fit in memory.
     pub memory_key: String,

@@ -81,7 +81,7 @@ pub struct BlockSpectrum {
     pub negative: usize,
     /// Ritz values below `-noise` (same run): the negatives that are not convergence noise.
     pub negative_beyond_noise: usize,
-    /// The noise level used (see [`analyse`]).
+    /// The noise level used (see [`super::analyse`]).
     pub noise: f64,
     /// Lanczos steps per run.
     pub steps: usize,

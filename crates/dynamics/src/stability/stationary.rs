@@ -81,78 +81,26 @@ pub fn find_stationary_point(
     let mut g_new = a.zeros_like();
     while !converged && it < opts.max_iterations {
         it += 1;
-        // Two-loop recursion.
-        let mut d = g.clone();
-        let mut alphas = Vec::with_capacity(s_hist.len());
-        for (s, y) in s_hist.iter().zip(&y_hist).rev() {
-            let rho = 1.0 / y.dot(s);
-            let al = rho * s.dot(&d);
-            d.axpy(-al, y);
-            alphas.push((al, rho));
-        }
-        let gamma = match (s_hist.last(), y_hist.last()) {
-            (Some(s), Some(y)) => s.dot(y) / y.dot(y),
-            _ => 1.0 / g.norm().max(1e-300),
-        };
-        d.scale(gamma);
-        for ((s, y), (al, rho)) in s_hist.iter().zip(&y_hist).zip(alphas.into_iter().rev()) {
-            let be = rho * y.dot(&d);
-            d.axpy(al - be, s);
-        }
-        d.scale(-1.0);
-        project_onto(&mut d, Subspace::Equivariant);
-        let mut slope = g.dot(&d);
-        if slope >= 0.0 {
-            // Not a descent direction: restart from steepest descent.
-            s_hist.clear();
-            y_hist.clear();
-            d = g.clone();
-            d.scale(-1.0 / g.norm().max(1e-300));
-            slope = g.dot(&d);
-        }
+        let (d, slope) = lbfgs_direction(&g, &mut s_hist, &mut y_hist);
         // Cap the step length (relative to the start, not to the current point, so that scale
         // invariant directions before a normalisation cannot grow geometrically): a long step
         // can land on a saturated plateau (tanh, sigmoid) whose gradient underflows, a
         // spurious "stationary point".
         let max_step = opts.max_step * a0_norm;
-        let mut t = (max_step / d.norm().max(f64::MIN_POSITIVE)).min(1.0);
-        let mut accepted = None;
-        for _ in 0..50 {
-            let mut trial = a.clone();
-            trial.axpy(t, &d);
-            match risk.loss_and_gradient(&trial, &mut g_new) {
-                Ok(ft) => {
-                    project_onto(&mut g_new, Subspace::Equivariant);
-                    let armijo = ft <= f + 1e-4 * t * slope;
-                    // At the round-off floor of f, accept a step that lowers the gradient.
-                    let flat =
-                        (ft - f).abs() <= 1e-13 * f.abs().max(1e-300) && g_new.norm() < g.norm();
-                    if armijo || flat {
-                        accepted = Some((trial, ft));
-                        break;
-                    }
-                }
-                Err(StabilityError::Invalid(_)) => {} // non-finite: shrink
-                Err(e) => return Err(e),
-            }
-            t *= 0.5;
-        }
+        let t = (max_step / d.norm().max(f64::MIN_POSITIVE)).min(1.0);
+        let accepted = line_search(risk, &a, &d, (f, slope), &g, t, &mut g_new)?;
         let Some((trial, ft)) = accepted else {
             reason = "line search failed (round-off floor reached)".into();
             break;
         };
-        let mut s = trial.clone();
-        s.axpy(-1.0, &a);
-        let mut y = g_new.clone();
-        y.axpy(-1.0, &g);
-        if s.dot(&y) > 1e-12 * s.norm() * y.norm() {
-            s_hist.push(s);
-            y_hist.push(y);
-            if s_hist.len() > opts.memory {
-                s_hist.remove(0);
-                y_hist.remove(0);
-            }
-        }
+        remember(
+            &trial,
+            &a,
+            &g_new,
+            &g,
+            (&mut s_hist, &mut y_hist),
+            opts.memory,
+        );
         a = trial;
         f = ft;
         g.copy_from(&g_new);
@@ -163,17 +111,7 @@ pub fn find_stationary_point(
     }
     let (mut newton_iterations, mut newton_hvps) = (0, 0);
     if !converged && opts.newton_iterations > 0 {
-        let basis = e_basis(a.layout());
-        let tr = if basis.len() <= opts.dense_limit {
-            check_dense_memory(
-                basis.len(),
-                "stability.dense_limit",
-                "the dense Hessian on E",
-            )?;
-            dense_newton(risk, &mut a, &mut f, &mut g, target, a0_norm, opts, &basis)?
-        } else {
-            trust_region_newton(risk, &mut a, &mut f, &mut g, target, a0_norm, opts)?
-        };
+        let tr = newton_stage(risk, &mut a, &mut f, &mut g, target, a0_norm, opts)?;
         newton_iterations = tr.iterations;
         newton_hvps = tr.hvps;
         converged = tr.converged;
@@ -192,6 +130,131 @@ pub fn find_stationary_point(
         converged,
         stop_reason: reason,
     })
+}
+
+/// The Newton stage after L-BFGS: [`dense_newton`] when `dim E` is at most
+/// [`StationaryOptions::dense_limit`] (the dense Hessian's memory checked first),
+/// [`trust_region_newton`] otherwise. Updates `a`, `f`, `g`.
+fn newton_stage(
+    risk: &mut Risk<'_>,
+    a: &mut Params<f64>,
+    f: &mut f64,
+    g: &mut Params<f64>,
+    target: f64,
+    scale: f64,
+    opts: &StationaryOptions,
+) -> Result<TrustRegionOutcome, StabilityError> {
+    let basis = e_basis(a.layout());
+    if basis.len() <= opts.dense_limit {
+        check_dense_memory(
+            basis.len(),
+            "stability.dense_limit",
+            "the dense Hessian on E",
+        )?;
+        dense_newton(risk, a, f, g, target, scale, opts, &basis)
+    } else {
+        trust_region_newton(risk, a, f, g, target, scale, opts)
+    }
+}
+
+/// The L-BFGS direction at gradient `g` from the pairs `(s, y)` (two-loop recursion), projected
+/// onto E, with its slope `g.d`; not a descent direction: the pairs are dropped and steepest
+/// descent (unit length) returned instead.
+fn lbfgs_direction(
+    g: &Params<f64>,
+    s_hist: &mut Vec<Params<f64>>,
+    y_hist: &mut Vec<Params<f64>>,
+) -> (Params<f64>, f64) {
+    let mut d = g.clone();
+    let mut alphas = Vec::with_capacity(s_hist.len());
+    for (s, y) in s_hist.iter().zip(y_hist.iter()).rev() {
+        let rho = 1.0 / y.dot(s);
+        let al = rho * s.dot(&d);
+        d.axpy(-al, y);
+        alphas.push((al, rho));
+    }
+    let gamma = match (s_hist.last(), y_hist.last()) {
+        (Some(s), Some(y)) => s.dot(y) / y.dot(y),
+        _ => 1.0 / g.norm().max(1e-300),
+    };
+    d.scale(gamma);
+    for ((s, y), (al, rho)) in s_hist
+        .iter()
+        .zip(y_hist.iter())
+        .zip(alphas.into_iter().rev())
+    {
+        let be = rho * y.dot(&d);
+        d.axpy(al - be, s);
+    }
+    d.scale(-1.0);
+    project_onto(&mut d, Subspace::Equivariant);
+    let mut slope = g.dot(&d);
+    if slope >= 0.0 {
+        // Not a descent direction: restart from steepest descent.
+        s_hist.clear();
+        y_hist.clear();
+        d = g.clone();
+        d.scale(-1.0 / g.norm().max(1e-300));
+        slope = g.dot(&d);
+    }
+    (d, slope)
+}
+
+/// Armijo backtracking along `d` from `a` (risk and slope `(f, slope)`, projected gradient
+/// `g`), from step `t`, halving up to 50 times; a non-finite risk shrinks the step. At the
+/// round-off floor of `f` a step that lowers the gradient is accepted. Returns the accepted
+/// point and its risk (its projected gradient in `g_new`), or `None`.
+fn line_search(
+    risk: &mut Risk<'_>,
+    a: &Params<f64>,
+    d: &Params<f64>,
+    (f, slope): (f64, f64),
+    g: &Params<f64>,
+    mut t: f64,
+    g_new: &mut Params<f64>,
+) -> Result<Option<(Params<f64>, f64)>, StabilityError> {
+    for _ in 0..50 {
+        let mut trial = a.clone();
+        trial.axpy(t, d);
+        match risk.loss_and_gradient(&trial, g_new) {
+            Ok(ft) => {
+                project_onto(g_new, Subspace::Equivariant);
+                let armijo = ft <= f + 1e-4 * t * slope;
+                let flat = (ft - f).abs() <= 1e-13 * f.abs().max(1e-300) && g_new.norm() < g.norm();
+                if armijo || flat {
+                    return Ok(Some((trial, ft)));
+                }
+            }
+            Err(StabilityError::Invalid(_)) => {} // non-finite: shrink
+            Err(e) => return Err(e),
+        }
+        t *= 0.5;
+    }
+    Ok(None)
+}
+
+/// Keeps the pair `(s, y) = (trial - a, g_new - g)` when its curvature `s.y` is positive
+/// (relative to the norms), dropping the oldest pair beyond `memory`.
+fn remember(
+    trial: &Params<f64>,
+    a: &Params<f64>,
+    g_new: &Params<f64>,
+    g: &Params<f64>,
+    (s_hist, y_hist): (&mut Vec<Params<f64>>, &mut Vec<Params<f64>>),
+    memory: usize,
+) {
+    let mut s = trial.clone();
+    s.axpy(-1.0, a);
+    let mut y = g_new.clone();
+    y.axpy(-1.0, g);
+    if s.dot(&y) > 1e-12 * s.norm() * y.norm() {
+        s_hist.push(s);
+        y_hist.push(y);
+        if s_hist.len() > memory {
+            s_hist.remove(0);
+            y_hist.remove(0);
+        }
+    }
 }
 
 /// Trust-region Newton with the whole Hessian on E ([`StationaryOptions::dense_limit`]): the

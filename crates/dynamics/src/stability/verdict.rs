@@ -85,7 +85,7 @@ impl Verdict {
     }
 }
 
-/// Everything [`analyse`] measured at one stationary point.
+/// Everything [`super::analyse`] measured at one stationary point.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StabilityReport {
     /// Parameters of the network.
@@ -134,7 +134,7 @@ pub struct StabilityReport {
     pub held_out_rayleigh: Option<HeldOutRayleigh>,
     /// Per-sample draws at `A*` (exact only, with `per_sample_samples`): `v^T H_k v` of the
     /// lowest eigenvector `v` of `H_perp` under K independent per-sample assignments
-    /// ([`per_sample_rayleigh`]); compare with [`StabilityReport::perp_block`]'s `min`, which
+    /// ([`super::per_sample_rayleigh`]); compare with [`StabilityReport::perp_block`]'s `min`, which
     /// is `v^T H_perp v` under the per-batch (exact) average.
     #[serde(default)]
     pub per_sample_rayleigh: Option<HeldOutRayleigh>,
