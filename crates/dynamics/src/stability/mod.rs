@@ -28,6 +28,22 @@
 //! 4. [`measure_escape`]: exact-average augmented gradient descent from `A* + delta v`; the
 //!    measured per-step factor of `||A_Eperp||` against the linearised prediction
 //!    `1 - eta lambda` (SPEC section 10).
+//!
+//! The modules, each importing only those listed before it (no cycles):
+//!
+//! * `error`: [`StabilityError`]; `random`: Gaussian vectors of the random starts;
+//! * `options`: [`StabilityOptions`], [`StationaryOptions`], their defaults (the single source
+//!   of them; the harness's `[stability]` section takes its defaults from here) and their
+//!   validation ([`StabilityOptions::validate`]);
+//! * `risk`: [`Risk`] (values, gradients, HVPs through [`crate::hessian::hvp`]), the data
+//!   transformation and [`augmentation_elements`];
+//! * `basis`: orthonormal bases of E and E-perp from the orbits; `dense`: dense Hessians in
+//!   such a basis;
+//! * `trust_region`: Steihaug-Toint CG, trust-region Newton, the exact trust-region step and
+//!   the ratio test; `stationary`: [`find_stationary_point`] (L-BFGS, then Newton);
+//! * `spectra`: [`BlockSpectrum`] (Lanczos or dense) and the Rayleigh tests;
+//! * `escape`: [`measure_escape`]; `verdict`: [`Verdict`] and [`StabilityReport`];
+//! * this module: [`analyse`], the orchestration of the steps above.
 
 mod basis;
 mod dense;
@@ -42,7 +58,6 @@ mod trust_region;
 mod verdict;
 
 pub use error::StabilityError;
-use escape::escapes;
 pub use escape::{measure_escape, Escape};
 pub use options::{
     StabilityOptions, StationaryOptions, DEFAULT_LANCZOS_STEPS, MAX_ITERATIONS, MAX_SAMPLES,
@@ -66,6 +81,7 @@ use rand_chacha::ChaCha8Rng;
 
 use basis::{e_basis, perp_basis};
 use dense::check_dense_memory;
+use escape::escapes;
 use random::gaussian;
 use risk::configured_risk;
 use spectra::{block_spectrum, dense_block, sampling_error};
