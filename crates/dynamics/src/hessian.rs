@@ -1,5 +1,6 @@
-//! Hessian-vector products of the training risks and Lanczos estimates of their extreme
-//! eigenvalues on E and on its orthogonal complement (SPEC sections 1 and 8, Proposition 2).
+//! Gradients and the Hessian-vector product of the training risks, and the subspaces E and
+//! E-perp with their projections (SPEC sections 1 and 8, Proposition 2). Eigenvalues on a
+//! subspace: [`crate::lanczos::lanczos_on_block`].
 
 use crate::{StrategySpec, TrainError, Trainer};
 use eqaug_groups::Real;
@@ -20,25 +21,49 @@ pub fn gradient<T: Real>(
     Ok(trainer.grads().clone())
 }
 
-/// `H v` by central differences of gradients: `(grad(A + eps v) - grad(A - eps v)) / (2 eps)`.
-/// Use f64; the error is `O(eps^2)` plus round-off `O(u / eps)`, so `eps` around 1e-5 relative
-/// to the scale of `A` is a good choice.
-pub fn hvp<T: Real>(
-    trainer: &mut Trainer<'_, T>,
-    params: &Params<T>,
-    v: &Params<T>,
-    strategy: &StrategySpec,
-    eps: f64,
-) -> Result<Params<T>, TrainError> {
-    let e = T::from_f64_lossy(eps);
-    let mut a = params.clone();
-    a.axpy(e, v);
-    let mut hv = gradient(trainer, &a, strategy)?;
-    a.axpy(-(e + e), v);
-    let gm = gradient(trainer, &a, strategy)?;
-    hv.axpy(-T::one(), &gm);
-    hv.scale(T::from_f64_lossy(0.5 / eps));
-    Ok(hv)
+/// The Hessian-vector product of the crate (the one HVP: [`crate::stability::Risk::hvp`], the
+/// regularised risk's and the worked example's go through it): central differences of the
+/// exact gradient, `H v ~ (grad(a + h v) - grad(a - h v)) / (2 h)` with
+/// `h = step * max(1, ||a||) / ||v||`, into `out`. `p` and `gm` are scratch parameters of
+/// `a`'s layout; `gradient(x, g)` writes the gradient at `x` into `g` (its value is unused).
+/// The error is `O(h^2 |D^3 R|) + O(u |grad R| / h)`: a relative `step` around 1e-6 in f64
+/// (see [`crate::stability`]). `v = 0` gives 0.
+pub fn hvp<E>(
+    a: &Params<f64>,
+    v: &Params<f64>,
+    step: f64,
+    out: &mut Params<f64>,
+    p: &mut Params<f64>,
+    gm: &mut Params<f64>,
+    mut gradient: impl FnMut(&Params<f64>, &mut Params<f64>) -> Result<f64, E>,
+) -> Result<(), E> {
+    let nv = v.norm();
+    if nv == 0.0 {
+        out.fill_zero();
+        return Ok(());
+    }
+    let h = step * a.norm().max(1.0) / nv;
+    // Fused passes (this is all the HVP adds to its two gradients; on small data sets the
+    // vector work is a visible part of a gradient's cost).
+    let shifted = |p: &mut Params<f64>, h: f64| {
+        for ((p, a), v) in p
+            .as_mut_slice()
+            .iter_mut()
+            .zip(a.as_slice())
+            .zip(v.as_slice())
+        {
+            *p = a + h * v;
+        }
+    };
+    shifted(p, h);
+    gradient(p, out)?;
+    shifted(p, -h);
+    gradient(p, gm)?;
+    let c = 0.5 / h;
+    for (o, g) in out.as_mut_slice().iter_mut().zip(gm.as_slice()) {
+        *o = (*o - g) * c;
+    }
+    Ok(())
 }
 
 /// The subspaces of the layer space that Proposition 2 separates.
@@ -66,50 +91,4 @@ pub fn project_onto<T: Real>(v: &mut Params<T>, subspace: Subspace) {
             }
         }
     }
-}
-
-/// Smallest and largest eigenvalue of a symmetric operator restricted to a subspace, by
-/// Lanczos with full reorthogonalisation (`steps` iterations, at most the subspace's
-/// dimension). `op` is typically `|v| hvp(trainer, a_star, v, strategy, eps)`.
-pub fn extreme_eigenvalues<T: Real>(
-    mut op: impl FnMut(&Params<T>) -> Result<Params<T>, TrainError>,
-    start: &Params<T>,
-    subspace: Subspace,
-    steps: usize,
-) -> Result<(f64, f64), TrainError> {
-    let mut q = start.clone();
-    project_onto(&mut q, subspace);
-    let nq = q.norm().to_f64_exact();
-    if nq == 0.0 {
-        return Err(TrainError::Invalid(
-            "Lanczos start vector is zero in the subspace".into(),
-        ));
-    }
-    q.scale(T::from_f64_lossy(1.0 / nq));
-    let mut basis: Vec<Params<T>> = vec![q];
-    let (mut alpha, mut beta) = (Vec::new(), Vec::new());
-    for k in 0..steps {
-        let mut w = op(&basis[k])?;
-        project_onto(&mut w, subspace);
-        let a = w.dot(&basis[k]).to_f64_exact();
-        alpha.push(a);
-        // Full reorthogonalisation (twice is enough).
-        for _ in 0..2 {
-            for b in &basis {
-                let c = w.dot(b);
-                w.axpy(-c, b);
-            }
-        }
-        let bnorm = w.norm().to_f64_exact();
-        if k + 1 == steps || bnorm < 1e-12 * (1.0 + a.abs()) {
-            break;
-        }
-        beta.push(bnorm);
-        w.scale(T::from_f64_lossy(1.0 / bnorm));
-        basis.push(w);
-    }
-    let (ev, _) = crate::lanczos::tridiagonal_eigen(&alpha, &beta);
-    let min = ev.iter().cloned().fold(f64::INFINITY, f64::min);
-    let max = ev.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    Ok((min, max))
 }

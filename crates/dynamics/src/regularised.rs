@@ -67,7 +67,7 @@ impl<'a, 'r> RegularisedRisk<'a, 'r> {
     ) -> Result<(), StabilityError> {
         let (mut p, mut gm) = (a.clone(), a.zeros_like());
         let step = self.hvp_step;
-        crate::stability::central_difference_hvp(a, v, step, out, &mut p, &mut gm, |x, g| {
+        crate::hessian::hvp(a, v, step, out, &mut p, &mut gm, |x, g| {
             self.loss_and_gradient(x, g)
         })
     }

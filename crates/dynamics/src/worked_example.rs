@@ -92,7 +92,19 @@ pub fn run() -> Result<WorkedExample, TrainError> {
     for j in 0..2 {
         let mut e = [0.0; 2];
         e[j] = 1.0;
-        let col = hessian::hvp(&mut trainer, &zero, &params_at(&net, e), &aug, 1e-5)?;
+        let (mut col, mut p, mut gm) = (zero.zeros_like(), zero.zeros_like(), zero.zeros_like());
+        hessian::hvp(
+            &zero,
+            &params_at(&net, e),
+            1e-5,
+            &mut col,
+            &mut p,
+            &mut gm,
+            |x, g| {
+                g.copy_from(&hessian::gradient(&mut trainer, x, &aug)?);
+                Ok::<f64, TrainError>(0.0)
+            },
+        )?;
         for i in 0..2 {
             hessian_aug[i][j] = 0.5 * col.as_slice()[i];
         }

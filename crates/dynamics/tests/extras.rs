@@ -292,13 +292,7 @@ fn penalty_shifts_every_e_perp_eigenvalue_by_exactly_gamma() {
     // below that.
     let steps = 20;
     let mut extremes = |s: &StrategySpec, sub: Subspace| {
-        hessian::extreme_eigenvalues(
-            |v| hessian::hvp(&mut t, &a_star, v, s, 1e-5),
-            &start,
-            sub,
-            steps,
-        )
-        .unwrap()
+        common::extreme_eigenvalues(&mut t, &a_star, s, &start, sub, steps)
     };
     let (lo, hi) = extremes(&aug, Subspace::Orthogonal);
     let (lo_r, hi_r) = extremes(&reg, Subspace::Orthogonal);

@@ -332,10 +332,20 @@ fn augmented_hessian_is_block_diagonal_at_equivariant_points() {
     assert!(leak.norm() / hv.norm() > 1e-3);
 }
 
+/// Small Lanczos runs; the stationary-point search, refinement and enumeration limit of the
+/// library's defaults before the harness's became them (L-BFGS only, 500 iterations; no
+/// refinement; groups of up to 100 000 elements enumerated).
 fn quick_options() -> StabilityOptions {
     StabilityOptions {
+        stationary: stability::StationaryOptions {
+            max_iterations: 500,
+            newton_iterations: 0,
+            ..Default::default()
+        },
         lanczos_steps: 20,
         lanczos_runs: 2,
+        refine_steps: 0,
+        enumeration_limit: 100_000,
         escape_steps: 30,
         ..StabilityOptions::default()
     }

@@ -257,25 +257,15 @@ fn lanczos_finds_the_negative_curvature_off_e() {
     start.as_mut_slice().copy_from_slice(&[0.3, 0.7]);
     let aug = StrategySpec::augmented(1, Sampling::Exact);
     // The network's MSE is twice the example's risk: eigenvalues (ln 2 - 1)/2 and 1/2.
-    let (lo, hi) = hessian::extreme_eigenvalues(
-        |v| hessian::hvp(&mut t, &zero, v, &aug, 1e-5),
-        &start,
-        Subspace::Orthogonal,
-        4,
-    )
-    .unwrap();
+    let (lo, hi) =
+        common::extreme_eigenvalues(&mut t, &zero, &aug, &start, Subspace::Orthogonal, 4);
     let expect = (std::f64::consts::LN_2 - 1.0) / 2.0;
     assert!(
         (lo - expect).abs() < 1e-6 && (hi - expect).abs() < 1e-6,
         "{lo} {hi}"
     );
-    let (lo, _) = hessian::extreme_eigenvalues(
-        |v| hessian::hvp(&mut t, &zero, v, &aug, 1e-5),
-        &start,
-        Subspace::Equivariant,
-        4,
-    )
-    .unwrap();
+    let (lo, _) =
+        common::extreme_eigenvalues(&mut t, &zero, &aug, &start, Subspace::Equivariant, 4);
     assert!((lo - 0.5).abs() < 1e-6, "{lo}");
 }
 

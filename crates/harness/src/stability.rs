@@ -9,6 +9,9 @@
 //! ([`crate::report::stability`]).
 
 use crate::config::Experiment;
+use crate::memory::{self, Estimate, MemoryError, Part};
+use eqaug_dynamics::hessian::Subspace;
+use eqaug_dynamics::lanczos::subspace_dim;
 use eqaug_dynamics::stability::{self, StabilityOptions, StabilityReport, StationaryOptions};
 use eqaug_nn::Network;
 use rand::SeedableRng;
@@ -19,143 +22,93 @@ use std::time::Instant;
 /// `[stability]`: options of the stability analysis (profiles may override them with
 /// `stability = { ... }`). Sizes of the network and data come from the usual sections, so the
 /// `stability` profile shrinks them there.
+///
+/// Every key left out takes the library's default ([`StabilityOptions::default`] and
+/// [`StationaryOptions::default`], through [`StabilitySection::default`]): the config and the
+/// library give the same analysis. The keys keep the names configs already use; where the
+/// library's field is named differently it is said below.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct StabilitySection {
-    /// Independent runs (initialisations `protocol.seed + k`), each analysed.
-    #[serde(default = "one")]
+    /// Independent runs (initialisations `protocol.seed + k`), each analysed (default 1).
     pub runs: usize,
-    /// Budget of L-BFGS iterations towards the stationary point in E.
-    #[serde(default = "default_iterations")]
+    /// Budget of L-BFGS iterations towards the stationary point in E (library:
+    /// `stationary.max_iterations`).
     pub iterations: usize,
     /// Budget of trust-region Newton iterations (Steihaug CG on E) after the L-BFGS stage.
-    #[serde(default = "default_newton")]
     pub newton_iterations: usize,
     /// Conjugate-gradient steps (Hessian-vector products) per Newton iteration at most.
-    #[serde(default = "default_cg_steps")]
     pub cg_steps: usize,
     /// The Newton stage builds the whole Hessian on E when `dim E` is at most this (exact
     /// trust-region steps); above it, truncated conjugate gradients.
-    #[serde(default = "default_dense_limit")]
     pub dense_limit: usize,
     /// Ridge `mu / 2 ||A||^2` added to the risk (0: none). Needed where the data are
     /// separable (cross-entropy on few samples): there the risk has no finite minimiser.
     /// Both Hessian blocks shift by exactly `mu`.
-    #[serde(default)]
     pub weight_decay: f64,
     /// With an exactly averaged group and `dim E-perp` at most this, H_perp is computed densely
     /// (all its eigenvalues, from dim E-perp HVPs) instead of by Lanczos; 0 (default): never.
-    #[serde(default)]
     pub perp_dense_limit: usize,
     /// K, samples of the per-sample-draw test at an exactly averaged stationary point: the
     /// lowest eigenvector v of H_perp, and v^T H_k v under K random assignments of a group
     /// element to every sample (batch norm then mixes transformations in its statistics);
     /// 0 (default): none.
-    #[serde(default)]
     pub per_sample_samples: usize,
     /// Stop when `||Pi_E grad R||` falls below this fraction of its starting value.
-    #[serde(default = "default_rtol")]
     pub rtol: f64,
-    /// Lanczos steps per run (memory: steps x parameters x 8 bytes).
-    #[serde(default = "default_steps")]
+    /// Lanczos steps per run (memory: steps x parameters x 8 bytes per run).
     pub lanczos_steps: usize,
     /// Lanczos runs (random starts) per block; all of them feed the SLQ density.
-    #[serde(default = "default_lanczos_runs")]
     pub lanczos_runs: usize,
     /// Steps of one more Lanczos run per block restarted from the Ritz vector of the lowest
     /// value, to refine the lowest eigenpair (0: none; default: half of `lanczos_steps`).
-    #[serde(default)]
     pub refine_steps: Option<usize>,
-    /// Groups with at most this many elements are averaged exactly; larger ones over a sample.
-    #[serde(default = "default_exact_limit")]
+    /// Groups with at most this many elements are averaged exactly; larger ones over a sample
+    /// (library: `enumeration_limit`).
     pub exact_limit: usize,
     /// M: group elements per sample when the group is larger than `exact_limit` (two
     /// independent samples measure the sampling error).
-    #[serde(default = "default_sample")]
     pub sample_elements: usize,
     /// K: further independent samples of M elements under which the lowest Ritz vector of an
     /// estimated H_perp is evaluated (the held-out Rayleigh test; 0: none, else at least 2).
-    #[serde(default = "default_rayleigh")]
     pub rayleigh_samples: usize,
     /// Steps of each escape run (0 = none).
-    #[serde(default = "default_escape_steps")]
     pub escape_steps: usize,
     /// `delta / max(1, ||A*||)` of the escape runs.
-    #[serde(default = "default_delta")]
     pub escape_delta: f64,
-    /// Learning rate of the escape runs (default `1 / max |lambda|`).
-    #[serde(default)]
+    /// Learning rate of the escape runs (default `1 / max |lambda|`; library: `escape_eta`).
     pub escape_learning_rate: Option<f64>,
     /// Relative step of the central-difference Hessian-vector products.
-    #[serde(default = "default_hvp_step")]
     pub hvp_step: f64,
 }
 
-fn one() -> usize {
-    1
-}
-fn default_iterations() -> usize {
-    300
-}
-fn default_newton() -> usize {
-    50
-}
-fn default_cg_steps() -> usize {
-    100
-}
-fn default_dense_limit() -> usize {
-    500
-}
-fn default_rtol() -> f64 {
-    1e-6
-}
-fn default_steps() -> usize {
-    20
-}
-fn default_lanczos_runs() -> usize {
-    2
-}
-fn default_exact_limit() -> usize {
-    1000
-}
-fn default_sample() -> usize {
-    16
-}
-fn default_rayleigh() -> usize {
-    16
-}
-fn default_escape_steps() -> usize {
-    20
-}
-fn default_delta() -> f64 {
-    1e-4
-}
-fn default_hvp_step() -> f64 {
-    1e-6
-}
-
 impl Default for StabilitySection {
+    /// The library's defaults ([`StabilityOptions::default`]); `refine_steps` is left unset,
+    /// i.e. half of `lanczos_steps` (the library's default is half of its default
+    /// `lanczos_steps`, the same number).
     fn default() -> Self {
+        let o = StabilityOptions::default();
+        let s = &o.stationary;
         StabilitySection {
             runs: 1,
-            iterations: default_iterations(),
-            newton_iterations: default_newton(),
-            cg_steps: default_cg_steps(),
-            dense_limit: default_dense_limit(),
-            weight_decay: 0.0,
-            perp_dense_limit: 0,
-            per_sample_samples: 0,
-            rtol: default_rtol(),
-            lanczos_steps: default_steps(),
-            lanczos_runs: default_lanczos_runs(),
+            iterations: s.max_iterations,
+            newton_iterations: s.newton_iterations,
+            cg_steps: s.cg_steps,
+            dense_limit: s.dense_limit,
+            weight_decay: o.weight_decay,
+            perp_dense_limit: o.perp_dense_limit,
+            per_sample_samples: o.per_sample_samples,
+            rtol: s.rtol,
+            lanczos_steps: o.lanczos_steps,
+            lanczos_runs: o.lanczos_runs,
             refine_steps: None,
-            exact_limit: default_exact_limit(),
-            sample_elements: default_sample(),
-            rayleigh_samples: default_rayleigh(),
-            escape_steps: default_escape_steps(),
-            escape_delta: default_delta(),
-            escape_learning_rate: None,
-            hvp_step: default_hvp_step(),
+            exact_limit: o.enumeration_limit,
+            sample_elements: o.sample_elements,
+            rayleigh_samples: o.rayleigh_samples,
+            escape_steps: o.escape_steps,
+            escape_delta: o.escape_delta,
+            escape_learning_rate: o.escape_eta,
+            hvp_step: o.hvp_step,
         }
     }
 }
@@ -164,6 +117,45 @@ impl StabilitySection {
     /// Checks ranges; `Err((key, reason))` names the key under `stability.`.
     pub fn validate(&self) -> Result<(), (String, String)> {
         let bad = |k: &str, r: String| Err((format!("stability.{k}"), r));
+        // Upper bounds first: an absurd budget would otherwise hang the analysis.
+        let bounds: [(&str, usize, usize); 11] = [
+            ("runs", self.runs, stability::MAX_SAMPLES),
+            ("iterations", self.iterations, stability::MAX_ITERATIONS),
+            (
+                "newton_iterations",
+                self.newton_iterations,
+                stability::MAX_ITERATIONS,
+            ),
+            ("escape_steps", self.escape_steps, stability::MAX_ITERATIONS),
+            ("cg_steps", self.cg_steps, stability::MAX_STEPS),
+            ("lanczos_steps", self.lanczos_steps, stability::MAX_STEPS),
+            (
+                "refine_steps",
+                self.refine_steps.unwrap_or(0),
+                stability::MAX_STEPS,
+            ),
+            ("lanczos_runs", self.lanczos_runs, stability::MAX_SAMPLES),
+            (
+                "sample_elements",
+                self.sample_elements,
+                stability::MAX_SAMPLES,
+            ),
+            (
+                "rayleigh_samples",
+                self.rayleigh_samples,
+                stability::MAX_SAMPLES,
+            ),
+            (
+                "per_sample_samples",
+                self.per_sample_samples,
+                stability::MAX_SAMPLES,
+            ),
+        ];
+        for (key, value, max) in bounds {
+            if value > max {
+                return bad(key, format!("must be at most {max}, got {value}"));
+            }
+        }
         if self.runs == 0 {
             return bad("runs", "must be at least 1".into());
         }
@@ -230,11 +222,10 @@ impl StabilitySection {
             stationary: StationaryOptions {
                 rtol: self.rtol,
                 max_iterations: self.iterations,
-                memory: 10,
-                max_step: 0.1,
                 newton_iterations: self.newton_iterations,
                 cg_steps: self.cg_steps,
                 dense_limit: self.dense_limit,
+                ..StationaryOptions::default()
             },
             lanczos_steps: self.lanczos_steps,
             lanczos_runs: self.lanczos_runs,
@@ -276,6 +267,15 @@ pub enum StabilityRunError {
         experiment: String,
         /// What failed.
         message: String,
+    },
+    /// The analysis would not fit in memory (refused before allocating it).
+    #[error("{experiment}: {source}")]
+    Memory {
+        /// The experiment.
+        experiment: String,
+        /// The estimate against the limit.
+        #[source]
+        source: MemoryError,
     },
     /// Writing the output failed.
     #[error("{}: {source}", path.display())]
@@ -343,12 +343,36 @@ fn setup_err(exp: &Experiment, message: impl ToString) -> StabilityRunError {
 }
 
 /// Analyses one experiment (every run of `[stability]`) and writes
-/// `out/<experiment>/stability.json`.
+/// `out/<experiment>/stability.json`, within the memory available now
+/// ([`run_stability_within`] with [`memory::limit`]`(None)`).
 pub fn run_stability(exp: &Experiment, out: &Path) -> Result<StabilityOutput, StabilityRunError> {
+    run_stability_within(exp, out, memory::limit(None))
+}
+
+/// [`run_stability`] with a memory `limit` (bytes and where it comes from, as from
+/// [`memory::limit`]; `None`: no check): the experiment's estimate
+/// ([`memory::estimate_experiment`]) is checked before the data and network are built, and
+/// the analysis' ([`estimate_stability`]) before it allocates anything large, so that a huge
+/// size is refused with the key responsible instead of aborting on a failed allocation.
+pub fn run_stability_within(
+    exp: &Experiment,
+    out: &Path,
+    limit: Option<(u64, String)>,
+) -> Result<StabilityOutput, StabilityRunError> {
     let t0 = Instant::now();
     let opts = exp.stability.clone().unwrap_or_default();
+    let memory_err = |source| StabilityRunError::Memory {
+        experiment: exp.name.clone(),
+        source,
+    };
+    memory::estimate_experiment(exp)
+        .and_then(|e| e.check(limit.clone()))
+        .map_err(memory_err)?;
     let setup = crate::setup::RunSetup::new(exp).map_err(|e| setup_err(exp, e))?;
     let (group, data, net) = (&setup.group, &setup.data64, &setup.net64);
+    estimate_stability(exp, net, data.len())
+        .and_then(|e| e.check(limit))
+        .map_err(memory_err)?;
     let analysis_err = |source| StabilityRunError::Analysis {
         experiment: exp.name.clone(),
         source,
@@ -416,6 +440,136 @@ pub fn run_stability(exp: &Experiment, out: &Path) -> Result<StabilityOutput, St
     };
     write_output(&output, &out.join(&exp.name))?;
     Ok(output)
+}
+
+/// Rows per work item of the analysis' risks (`CHUNK_ROWS` of
+/// [`eqaug_dynamics::stability::Risk`]: whole mini-batches, several group elements stacked up
+/// to this many rows).
+const RISK_CHUNK_ROWS: u128 = 512;
+/// Work blocks of a risk, each with its own workspace, gradient and transformed batch.
+const RISK_BLOCKS: u128 = 4;
+/// Parameter-sized vectors the analysis holds besides the Lanczos bases (point, gradients,
+/// HVP scratch, L-BFGS memory of 10 pairs, trial points, Ritz vectors, escape iterates).
+const ANALYSIS_VECTORS: u128 = 40;
+/// `n x n` f64 matrices of a dense eigenproblem (as the library's memory check counts them).
+const DENSE_MATRICES: u128 = 5;
+
+/// The estimate of `eqaug stability` for one experiment: [`memory::estimate_experiment`]
+/// (data, network, orbit maps, one chunk's activations) and the parts of the analysis at the
+/// built network `net` on `samples` data rows:
+///
+/// * the Lanczos bases: per block, `lanczos_runs` runs of `lanczos_steps` vectors (at most the
+///   parameter count) kept together, and the refinement run of `refine_steps` vectors, plus
+///   the analysis' other parameter-sized vectors;
+/// * the dense blocks: five `dim x dim` f64 matrices for the Hessian on E when `dim E` is at
+///   most `dense_limit`, and for `H_perp` when `dim E-perp` is at most `perp_dense_limit` and
+///   the group is averaged exactly;
+/// * the augmented risk: its group elements (every one up to `exact_limit`, else a sample of
+///   `sample_elements`), its work units, and its four work blocks (workspace, gradient and
+///   transformed batch of up to 512 rows each).
+pub fn estimate_stability(
+    exp: &Experiment,
+    net: &Network<f64>,
+    samples: usize,
+) -> Result<Estimate, MemoryError> {
+    let mut estimate = memory::estimate_experiment(exp)?;
+    estimate.what = format!("stability analysis of {}", estimate.what);
+    let o = exp.stability.clone().unwrap_or_default();
+    let sat = |x: u128| u64::try_from(x).unwrap_or(u64::MAX);
+    let p = net.num_params() as u128;
+    let refine = o.refine_steps.unwrap_or(o.lanczos_steps / 2) as u128;
+    let per_block = (o.lanczos_runs as u128)
+        .saturating_mul((o.lanczos_steps as u128).min(p))
+        .saturating_add(refine.min(p));
+    estimate.parts.push(Part {
+        key: format!(
+            "stability.lanczos_steps = {}, stability.lanczos_runs = {}, \
+             stability.refine_steps = {refine} ({p} parameters)",
+            o.lanczos_steps, o.lanczos_runs
+        ),
+        what: "the Lanczos bases of one block".into(),
+        reduce: "`stability.lanczos_steps`, `stability.lanczos_runs` or \
+                 `stability.refine_steps`"
+            .into(),
+        bytes: sat(per_block
+            .saturating_add(ANALYSIS_VECTORS)
+            .saturating_mul(p * 8)),
+    });
+    let dense = |n: usize| sat(DENSE_MATRICES * 8 * (n as u128) * (n as u128));
+    let dim_e = subspace_dim(net.layout(), Subspace::Equivariant);
+    if dim_e <= o.dense_limit {
+        estimate.parts.push(Part {
+            key: format!(
+                "stability.dense_limit = {} (dim E = {dim_e})",
+                o.dense_limit
+            ),
+            what: "the dense Hessian on E".into(),
+            reduce: "`stability.dense_limit`".into(),
+            bytes: dense(dim_e),
+        });
+    }
+    let group = net.group();
+    let exact = group.order() <= o.exact_limit as u128;
+    let dim_perp = subspace_dim(net.layout(), Subspace::Orthogonal);
+    if exact && dim_perp <= o.perp_dense_limit {
+        estimate.parts.push(Part {
+            key: format!(
+                "stability.perp_dense_limit = {} (dim E-perp = {dim_perp})",
+                o.perp_dense_limit
+            ),
+            what: "the dense H_perp".into(),
+            reduce: "`stability.perp_dense_limit`".into(),
+            bytes: dense(dim_perp),
+        });
+    }
+    // The elements (kept twice: the risk's list and a copy for the per-sample test), and the
+    // risk's work units (one per element and chunk of rows).
+    let (elements, key) = if exact {
+        (
+            group.order(),
+            format!(
+                "stability.exact_limit = {} (group order {})",
+                o.exact_limit,
+                group.order()
+            ),
+        )
+    } else {
+        (
+            o.sample_elements as u128,
+            format!("stability.sample_elements = {}", o.sample_elements),
+        )
+    };
+    let n = samples.max(1) as u128;
+    let mb = exp.protocol.minibatch.max(1) as u128;
+    let rows = ((RISK_CHUNK_ROWS / mb).max(1) * mb).min(n.div_ceil(mb) * mb);
+    let units = elements.saturating_mul(n.div_ceil(rows));
+    estimate.parts.push(Part {
+        key,
+        what: format!("the augmented risk's {elements} group elements and {units} work units"),
+        reduce: "`stability.exact_limit` or `stability.sample_elements`".into(),
+        bytes: sat(elements
+            .saturating_mul(2 * 8 * group.degree() as u128)
+            .saturating_add(units.saturating_mul(32))),
+    });
+    let item_rows = rows.max(RISK_CHUNK_ROWS);
+    let widths = net.sequential().widths();
+    let max_width = widths.iter().copied().max().unwrap_or(0) as u128;
+    let per_row = 2 * widths.iter().map(|&w| w as u128).sum::<u128>()
+        + 2 * max_width
+        + (net.sequential().input_width() + net.sequential().output_width()) as u128;
+    estimate.parts.push(Part {
+        key: format!(
+            "protocol.minibatch = {} and the network's widths (network.channels / \
+             network.layers)",
+            exp.protocol.minibatch
+        ),
+        what: format!("the risks' {RISK_BLOCKS} work blocks of {item_rows} rows"),
+        reduce: "the channel counts (`network.channels` or `network.layers`)".into(),
+        bytes: sat(RISK_BLOCKS
+            .saturating_mul(item_rows.saturating_mul(per_row).saturating_add(p))
+            .saturating_mul(8)),
+    });
+    Ok(estimate)
 }
 
 fn activations(spec: &eqaug_nn::NetworkSpec) -> Vec<String> {

@@ -3,6 +3,7 @@
 //! measured escape). `CONFIG = worked-example` runs the worked example of SPEC section 1
 //! through the same analysis (a self-test).
 
+use eqaug_harness::memory;
 use std::path::PathBuf;
 
 /// Arguments of `eqaug stability`.
@@ -16,6 +17,10 @@ pub struct Args {
     /// Output root: OUT/<experiment>/stability.json.
     #[arg(long, default_value = "runs/stability")]
     pub out: PathBuf,
+    /// Refuse to start when the estimated memory exceeds this (e.g. `8G`, `512M`); default:
+    /// the memory available now (MemAvailable in /proc/meminfo).
+    #[arg(long, value_name = "SIZE", value_parser = memory::parse_size)]
+    pub max_memory: Option<u64>,
 }
 
 /// Runs `eqaug stability`.
@@ -34,8 +39,14 @@ pub fn run(args: Args) -> super::CliResult {
         return Ok(());
     }
     let experiments = eqaug_harness::config::load(&args.config, &args.profile)?;
+    // Estimate every experiment before anything large is allocated (the analysis checks its
+    // own parts again once the network is built).
+    let limit = memory::limit(args.max_memory);
     for exp in &experiments {
-        let o = eqaug_harness::stability::run_stability(exp, &args.out)?;
+        memory::estimate_experiment(exp)?.check(limit.clone())?;
+    }
+    for exp in &experiments {
+        let o = eqaug_harness::stability::run_stability_within(exp, &args.out, limit.clone())?;
         eprintln!(
             "[{}] {} run(s) analysed in {:.1} s; {}",
             o.experiment,

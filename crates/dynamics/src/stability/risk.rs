@@ -1,0 +1,424 @@
+//! The deterministic full-batch risks of the analysis ([`Risk`]: nominal, exactly or sampled
+//! augmented, per-sample draws), the data transformation by a group element, the choice of the
+//! augmentation's elements, and the Hessian-vector product (central differences of the exact
+//! gradient, [`crate::hessian::hvp`]).
+
+use super::error::StabilityError;
+use super::options::StabilityOptions;
+use crate::TrainData;
+use eqaug_groups::{act_on_sample, Group, Perm, Points};
+use eqaug_nn::{Network, Params, Workspace};
+use ndarray::{s, Array2};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use std::ops::Range;
+use std::sync::Arc;
+
+/// Rows per chunk pushed through the network at once (rounded to whole mini-batches).
+const CHUNK_ROWS: usize = 512;
+
+/// Work is split into at most this many blocks, reduced in a fixed order (deterministic
+/// whatever the number of threads).
+const MAX_BLOCKS: usize = 4;
+
+#[derive(Debug)]
+pub(super) struct Block {
+    items: Range<usize>,
+    ws: Workspace<f64>,
+    grads: Params<f64>,
+    xbuf: Array2<f64>,
+    ybuf: Array2<f64>,
+}
+
+/// A deterministic full-batch risk in f64: the nominal risk `R` (no elements), or the
+/// augmented risk averaged over a fixed list of group elements (every element for the exact
+/// `R_aug`), each mini-batch transformed by each element as in the exact mode of the training
+/// protocol. Provides values, gradients and Hessian-vector products.
+#[derive(Debug)]
+pub struct Risk<'a> {
+    net: &'a Network<f64>,
+    data: &'a TrainData<f64>,
+    minibatch: usize,
+    elements: Vec<Perm>,
+    /// Per work item, its units `(element index, row range)`: one unit, or (augmented risk,
+    /// whole mini-batches) several elements' rows stacked into one pass of up to `CHUNK_ROWS`
+    /// rows, so that small data sets still give the GEMMs many rows.
+    items: Vec<Vec<(usize, Range<usize>)>>,
+    blocks: Vec<Block>,
+    hvp_step: f64,
+    weight_decay: f64,
+    /// Per-sample draws ([`Risk::new_per_sample`]): per column, the element index of every
+    /// data row; the units' first index is then the column.
+    per_row: Option<Vec<Vec<usize>>>,
+    gradients: usize,
+    /// Scratch parameters of the HVP (point, second gradient), allocated on first use.
+    scratch: Option<(Params<f64>, Params<f64>)>,
+}
+
+impl<'a> Risk<'a> {
+    /// The risk of `net` on `data` with normalisation statistics per `minibatch` rows;
+    /// `elements = None` for the nominal risk, `Some(list)` for the average over the listed
+    /// group elements (acting on inputs, and on targets when `data.target_rep` is set).
+    pub fn new(
+        net: &'a Network<f64>,
+        data: &'a TrainData<f64>,
+        minibatch: usize,
+        elements: Option<Vec<Perm>>,
+    ) -> Result<Self, StabilityError> {
+        if minibatch == 0 {
+            return Err(StabilityError::Invalid(
+                "the mini-batch size must be at least 1".into(),
+            ));
+        }
+        if data.is_empty() {
+            return Err(StabilityError::Invalid("the data set is empty".into()));
+        }
+        if let Some(m) = data.mismatch(net) {
+            return Err(StabilityError::Invalid(m));
+        }
+        let augmented = elements.is_some();
+        let elements = elements.unwrap_or_else(|| vec![Perm::identity(net.group().degree())]);
+        if elements.is_empty() {
+            return Err(StabilityError::Invalid(
+                "the augmented risk needs at least one group element".into(),
+            ));
+        }
+        let n = data.len();
+        let rows =
+            ((CHUNK_ROWS / minibatch).max(1) * minibatch).min(n.div_ceil(minibatch) * minibatch);
+        let mut units = Vec::new();
+        for e in 0..elements.len() {
+            for start in (0..n).step_by(rows) {
+                units.push((e, start..(start + rows).min(n)));
+            }
+        }
+        // Stacking keeps every mini-batch (the normalisation statistics) intact only when
+        // each unit is made of whole mini-batches.
+        let stack = augmented && n % minibatch == 0;
+        let mut items: Vec<Vec<(usize, Range<usize>)>> = Vec::new();
+        let mut used = 0;
+        for u in units {
+            let len = u.1.len();
+            match items.last_mut() {
+                Some(last) if stack && used + len <= CHUNK_ROWS => {
+                    last.push(u);
+                    used += len;
+                }
+                _ => {
+                    items.push(vec![u]);
+                    used = len;
+                }
+            }
+        }
+        let item_rows = items
+            .iter()
+            .map(|it| it.iter().map(|u| u.1.len()).sum::<usize>())
+            .max()
+            .unwrap_or(0);
+        let nb = items.len().min(MAX_BLOCKS);
+        let per = items.len().div_ceil(nb);
+        let blocks = (0..nb)
+            .map(|b| Block {
+                items: b * per..((b + 1) * per).min(items.len()),
+                ws: net.workspace(item_rows),
+                grads: net.zeros(),
+                xbuf: Array2::zeros((if augmented { item_rows } else { 0 }, data.x.ncols())),
+                ybuf: Array2::zeros((if augmented { item_rows } else { 0 }, data.targets.ncols())),
+            })
+            .filter(|b| !b.items.is_empty())
+            .collect();
+        Ok(Risk {
+            net,
+            data,
+            minibatch,
+            elements: if augmented { elements } else { Vec::new() },
+            items,
+            blocks,
+            hvp_step: 1e-6,
+            weight_decay: 0.0,
+            per_row: None,
+            gradients: 0,
+            scratch: None,
+        })
+    }
+
+    /// The risk under per-sample draws: the mean over the columns of `assignments` of the
+    /// risk of the data with row `i` transformed by `elements[assignments[k][i]]` (column
+    /// `k`), normalisation statistics per `minibatch` rows as in [`Risk::new`]. With batch
+    /// norm the rows of a mini-batch then carry different transformations, so its statistics
+    /// mix them; with independent uniform columns it is an unbiased sample of the expected
+    /// per-sample-augmented risk (and of its gradient and Hessian).
+    pub fn new_per_sample(
+        net: &'a Network<f64>,
+        data: &'a TrainData<f64>,
+        minibatch: usize,
+        elements: Vec<Perm>,
+        assignments: Vec<Vec<usize>>,
+    ) -> Result<Self, StabilityError> {
+        if assignments.is_empty() {
+            return Err(StabilityError::Invalid(
+                "per-sample draws need at least one assignment".into(),
+            ));
+        }
+        for (k, col) in assignments.iter().enumerate() {
+            if col.len() != data.len() || col.iter().any(|&e| e >= elements.len()) {
+                return Err(StabilityError::Invalid(format!(
+                    "assignment {k}: needs one element index below {} per data row ({} rows), got {} entries",
+                    elements.len(),
+                    data.len(),
+                    col.len()
+                )));
+            }
+        }
+        let columns = vec![Perm::identity(net.group().degree()); assignments.len()];
+        let mut r = Risk::new(net, data, minibatch, Some(columns))?;
+        r.elements = elements;
+        r.per_row = Some(assignments);
+        Ok(r)
+    }
+
+    /// Number of group elements averaged over (1 for the nominal risk; the number of
+    /// assignments under per-sample draws).
+    pub fn num_elements(&self) -> usize {
+        match &self.per_row {
+            Some(cols) => cols.len(),
+            None => self.elements.len().max(1),
+        }
+    }
+
+    /// The network.
+    pub fn network(&self) -> &'a Network<f64> {
+        self.net
+    }
+
+    /// Sets the relative step of the central differences (default 1e-6; see the module docs).
+    pub fn set_hvp_step(&mut self, step: f64) {
+        self.hvp_step = step;
+    }
+
+    /// Adds the ridge `mu / 2 ||A||^2` to the risk (default 0). The norm is invariant under the
+    /// group action (orthogonal representations), so E stays invariant and Proposition 3 still
+    /// applies; both Hessian blocks shift by exactly `mu`. It makes the minimum finite where the
+    /// data are separable (cross-entropy on few samples), where otherwise the infimum is only
+    /// approached as `||A|| -> infinity` and every "stationary point" is a saturated one.
+    pub fn set_weight_decay(&mut self, mu: f64) {
+        self.weight_decay = mu;
+    }
+
+    /// The ridge coefficient `mu` (see [`Risk::set_weight_decay`]).
+    pub fn weight_decay(&self) -> f64 {
+        self.weight_decay
+    }
+
+    /// Gradients computed so far (each HVP costs two).
+    pub fn gradient_count(&self) -> usize {
+        self.gradients
+    }
+
+    /// The risk at `a` (mean loss over samples and elements, plus the ridge if any).
+    pub fn loss(&mut self, a: &Params<f64>) -> Result<f64, StabilityError> {
+        let l = self.run(a, false)?;
+        Ok(l + self.ridge(a))
+    }
+
+    fn ridge(&self, a: &Params<f64>) -> f64 {
+        if self.weight_decay == 0.0 {
+            0.0
+        } else {
+            0.5 * self.weight_decay * a.dot(a)
+        }
+    }
+
+    /// The risk at `a`, and its gradient written into `grad`.
+    pub fn loss_and_gradient(
+        &mut self,
+        a: &Params<f64>,
+        grad: &mut Params<f64>,
+    ) -> Result<f64, StabilityError> {
+        let l = self.run(a, true)?;
+        // One fused pass: grad = c sum_b grads_b + mu a (blocks summed in a fixed order).
+        let c = 1.0 / (self.data.len() * self.num_elements()) as f64;
+        let mu = self.weight_decay;
+        let out = grad.as_mut_slice();
+        let (first, rest) = self.blocks.split_first().expect("at least one block");
+        out.copy_from_slice(first.grads.as_slice());
+        for b in rest {
+            for (o, x) in out.iter_mut().zip(b.grads.as_slice()) {
+                *o += x;
+            }
+        }
+        for (o, x) in out.iter_mut().zip(a.as_slice()) {
+            *o = c * *o + mu * x;
+        }
+        self.gradients += 1;
+        Ok(l + self.ridge(a))
+    }
+
+    /// `H v` at `a` by central differences of the gradient ([`crate::hessian::hvp`], step
+    /// [`Risk::set_hvp_step`]), into `out`.
+    pub fn hvp(
+        &mut self,
+        a: &Params<f64>,
+        v: &Params<f64>,
+        out: &mut Params<f64>,
+    ) -> Result<(), StabilityError> {
+        let (mut p, mut gm) = self
+            .scratch
+            .take()
+            .unwrap_or_else(|| (a.zeros_like(), a.zeros_like()));
+        let step = self.hvp_step;
+        let r = crate::hessian::hvp(a, v, step, out, &mut p, &mut gm, |x, g| {
+            self.loss_and_gradient(x, g)
+        });
+        self.scratch = Some((p, gm));
+        r
+    }
+
+    fn run(&mut self, a: &Params<f64>, with_grad: bool) -> Result<f64, StabilityError> {
+        if !Arc::ptr_eq(a.layout(), self.net.layout()) && !a.layout().compatible(self.net.layout())
+        {
+            return Err(StabilityError::Invalid(
+                "parameters do not belong to the network".into(),
+            ));
+        }
+        let (net, data, mb) = (self.net, self.data, self.minibatch);
+        let (items, elements, per_row) = (&self.items, &self.elements, &self.per_row);
+        let sums: Vec<f64> = self
+            .blocks
+            .par_iter_mut()
+            .map(|b| {
+                if with_grad {
+                    b.grads.fill_zero();
+                }
+                let mut total = 0.0;
+                for units in &items[b.items.clone()] {
+                    let l = if elements.is_empty() {
+                        let rows = &units[0].1;
+                        let x = data.x.slice(s![rows.start..rows.end, ..]);
+                        let t = data.targets.slice(s![rows.start..rows.end, ..]);
+                        if with_grad {
+                            net.loss_and_grad(a, x, t, mb, &mut b.grads, &mut b.ws)
+                        } else {
+                            net.loss(a, x, t, mb, &mut b.ws)
+                        }
+                    } else {
+                        let mut r0 = 0;
+                        for (e, rows) in units {
+                            match per_row {
+                                None => transform(
+                                    data,
+                                    &elements[*e],
+                                    rows,
+                                    r0,
+                                    &mut b.xbuf,
+                                    &mut b.ybuf,
+                                ),
+                                Some(cols) => {
+                                    for (k, i) in rows.clone().enumerate() {
+                                        let g = &elements[cols[*e][i]];
+                                        transform(
+                                            data,
+                                            g,
+                                            &(i..i + 1),
+                                            r0 + k,
+                                            &mut b.xbuf,
+                                            &mut b.ybuf,
+                                        );
+                                    }
+                                }
+                            }
+                            r0 += rows.len();
+                        }
+                        let xb = b.xbuf.slice(s![..r0, ..]);
+                        let tb = b.ybuf.slice(s![..r0, ..]);
+                        if with_grad {
+                            net.loss_and_grad(a, xb, tb, mb, &mut b.grads, &mut b.ws)
+                        } else {
+                            net.loss(a, xb, tb, mb, &mut b.ws)
+                        }
+                    };
+                    total += l;
+                }
+                total
+            })
+            .collect();
+        let loss = sums.iter().sum::<f64>() / (data.len() * self.num_elements()) as f64;
+        if !loss.is_finite() {
+            return Err(StabilityError::Invalid(format!(
+                "the risk is not finite ({loss})"
+            )));
+        }
+        Ok(loss)
+    }
+}
+
+/// A [`Risk`] with the analysis' HVP step and ridge (`opts.hvp_step`, `opts.weight_decay`)
+/// and normalisation statistics per `opts.minibatch` rows.
+pub(super) fn configured_risk<'a>(
+    net: &'a Network<f64>,
+    data: &'a TrainData<f64>,
+    opts: &StabilityOptions,
+    elements: Option<Vec<Perm>>,
+) -> Result<Risk<'a>, StabilityError> {
+    let mut r = Risk::new(net, data, opts.minibatch, elements)?;
+    r.set_hvp_step(opts.hvp_step);
+    r.set_weight_decay(opts.weight_decay);
+    Ok(r)
+}
+
+/// Writes the rows `rows` of the data, transformed by `g`, into the buffers from row `r0` on:
+/// inputs moved when they live on the base points, targets moved when they do and copied
+/// otherwise.
+pub(super) fn transform(
+    data: &TrainData<f64>,
+    g: &Perm,
+    rows: &Range<usize>,
+    r0: usize,
+    xbuf: &mut Array2<f64>,
+    ybuf: &mut Array2<f64>,
+) {
+    let move_x = data.input_rep.points == Points::Base;
+    let move_t = matches!(data.target_rep, Some(r) if r.points == Points::Base);
+    for (k, i) in rows.clone().enumerate() {
+        let r = r0 + k;
+        let xs = data.x.row(i);
+        let xs = xs.as_slice().expect("standard layout");
+        let xo = xbuf.row_mut(r).into_slice().expect("standard layout");
+        if move_x {
+            act_on_sample(g, xs, xo);
+        } else {
+            xo.copy_from_slice(xs);
+        }
+        let ts = data.targets.row(i);
+        let ts = ts.as_slice().expect("standard layout");
+        let to = ybuf.row_mut(r).into_slice().expect("standard layout");
+        if move_t {
+            act_on_sample(g, ts, to);
+        } else {
+            to.copy_from_slice(ts);
+        }
+    }
+}
+
+/// The group elements of the augmented risk: all of them when the group has at most
+/// `enumeration_limit` elements (exact), otherwise `sample` uniform draws from `rng` (an
+/// estimate). Returns the elements and whether they are the whole group.
+pub fn augmentation_elements(
+    group: &Group,
+    enumeration_limit: usize,
+    sample: usize,
+    rng: &mut ChaCha8Rng,
+) -> Result<(Vec<Perm>, bool), StabilityError> {
+    if group.order() <= enumeration_limit as u128 {
+        Ok((group.elements(enumeration_limit)?, true))
+    } else if sample == 0 {
+        Err(StabilityError::Invalid(format!(
+            "the group {} has {} elements (more than the enumeration limit {enumeration_limit}) \
+             and the sample size is 0",
+            group.name(),
+            group.order()
+        )))
+    } else {
+        Ok(((0..sample).map(|_| group.sample(rng)).collect(), false))
+    }
+}
