@@ -16,11 +16,11 @@ use super::schema::{
 use crate::config::Precision;
 use crate::runner::{fnv_hex as fnv, shard_runs, RunOptions};
 use crate::schema::SchemaError;
-use eqaug_data::e5 as data5;
+use eqaug_data::mnist_rotations as data5;
 use eqaug_dynamics::sgd::{self, ClassData, SgdConfig, SgdModel, StepRecord};
 use eqaug_dynamics::strategy_rng;
 use eqaug_groups::Real;
-use eqaug_nn::e5::{E5Network, E5Spec};
+use eqaug_nn::support_cnn::{SupportCnn, SupportCnnSpec};
 use eqaug_nn::{Params, Sequential};
 use rand::seq::SliceRandom;
 use std::cell::RefCell;
@@ -279,10 +279,10 @@ fn nn_support(s: Support) -> eqaug_nn::conv::Support {
     }
 }
 
-fn spec(exp: &E5Experiment, s: Support, p: eqaug_nn::conv::Parametrisation) -> E5Spec {
-    E5Spec {
+fn spec(exp: &E5Experiment, s: Support, p: eqaug_nn::conv::Parametrisation) -> SupportCnnSpec {
+    SupportCnnSpec {
         channels: exp.channels,
-        ..E5Spec::paper(nn_support(s), p)
+        ..SupportCnnSpec::paper(nn_support(s), p)
     }
 }
 
@@ -307,7 +307,7 @@ fn total(v: &[f64]) -> f64 {
 }
 
 /// Distance in kernel space between two parameter vectors of `net`.
-fn kernel_distance<T: Real>(net: &E5Network<T>, a: &Params<T>, b: &Params<T>) -> f64 {
+fn kernel_distance<T: Real>(net: &SupportCnn<T>, a: &Params<T>, b: &Params<T>) -> f64 {
     let mut d = a.clone();
     d.axpy(-T::one(), b);
     total(&net.kernel_space_norms(&d))
@@ -363,7 +363,7 @@ fn log(line: &str) {
 }
 
 /// A trained phase-1 model and its parameters.
-type Trained<T> = (E5Network<T>, Params<T>);
+type Trained<T> = (SupportCnn<T>, Params<T>);
 
 /// One run: phase-1 models, then the cases; returns the divergences.
 fn one_run<T: Real>(
@@ -443,7 +443,7 @@ fn phase1_model<T: Real>(
         what: format!("equivariant, {}", support.name()),
         source,
     };
-    let net = E5Network::<T>::new(&s, &mut strategy_rng(seed, "e5-basis")).map_err(net_err)?;
+    let net = SupportCnn::<T>::new(&s, &mut strategy_rng(seed, "e5-basis")).map_err(net_err)?;
     let key = phase1_key(exp, seed, support);
     let dir = schema::phase1_dir(run_tmp, support);
     if let Ok(j) = schema::read_json::<Phase1Json>(&dir.join("phase1.json")) {
@@ -511,7 +511,7 @@ fn phase1_model<T: Real>(
 /// the step's kick off E ∩ L (`||Pi_perp(A_k - A_{k-1})||`) and the distance from the phase-2
 /// start: the SGD loop measures distances right after each step, with the new parameters.
 struct Recorder<'a, T: Real> {
-    net: &'a E5Network<T>,
+    net: &'a SupportCnn<T>,
     start: Params<T>,
     prev: RefCell<Params<T>>,
     /// (kick, distance from start) of the last measurement.
@@ -545,7 +545,7 @@ impl<T: Real> SgdModel<T> for Recorder<'_, T> {
 /// One SGD step of `net` from `start` on all of `batch`: the distance to E ∩ L after it and
 /// the distance moved.
 fn probe_step<T: Real>(
-    net: &E5Network<T>,
+    net: &SupportCnn<T>,
     start: &Params<T>,
     batch: &ClassData<T>,
     lr: f64,
@@ -594,7 +594,7 @@ fn phase2_case<T: Real>(
     run: usize,
     seed: u64,
     case: &CaseSection,
-    eq_net: &E5Network<T>,
+    eq_net: &SupportCnn<T>,
     eq_params: &Params<T>,
     data: &Data<T>,
 ) -> Result<Option<String>, E5RunError> {
@@ -618,7 +618,7 @@ fn phase2_case<T: Real>(
         what: case.name.clone(),
         source,
     };
-    let net = E5Network::<T>::new(
+    let net = SupportCnn::<T>::new(
         &spec(exp, case.support, p),
         &mut strategy_rng(seed, &format!("e5-basis-{}", case.name)),
     )
