@@ -29,6 +29,19 @@ use std::path::{Path, PathBuf};
 /// The names of the four layers whose distances are recorded, in order.
 pub const LAYERS: [&str; 4] = ["conv1", "conv2", "conv3", "linear"];
 
+/// `experiment.json` of an E5 experiment ([`ExperimentJson`]).
+pub const EXPERIMENT_JSON: &str = "experiment.json";
+/// `run.json` of a finished E5 run ([`RunJson`]).
+pub const RUN_JSON: &str = "run.json";
+/// `phase1.json` of a phase-1 model ([`Phase1Json`]).
+pub const PHASE1_JSON: &str = "phase1.json";
+/// `case.json` of a phase-2 case ([`CaseJson`]).
+pub const CASE_JSON: &str = "case.json";
+/// `epochs.csv` of a phase-1 model or a phase-2 case ([`EpochRow`]).
+pub const EPOCHS_CSV: &str = "epochs.csv";
+/// `steps.csv` of a phase-2 case ([`StepRow`]).
+pub const STEPS_CSV: &str = "steps.csv";
+
 /// `experiment.json` of an E5 experiment.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ExperimentJson {
