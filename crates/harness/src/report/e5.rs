@@ -12,11 +12,11 @@
 
 use super::aggregate::{quantile, Quartiles};
 use super::claims::{ratio, Bound, Claim};
+use super::error::ReportError;
 use super::figure::{
     de, draw_line, layout, panel_builder, Dash, DrawResult, FigureError, StrategyCurves,
 };
 use super::table::sci;
-use super::ReportError;
 use crate::config::Precision;
 use crate::e5::config::{Parametrisation, Support};
 use crate::e5::schema::{

@@ -13,6 +13,7 @@ pub mod ablation;
 pub mod aggregate;
 pub mod claims;
 pub mod e5;
+mod error;
 pub mod figure;
 pub mod input;
 pub mod regularised;
@@ -20,53 +21,12 @@ pub mod stability;
 pub mod table;
 
 pub use claims::{Bound, Claim, CLAIMS};
+use error::write_file;
+pub use error::ReportError;
 
-use crate::io::{write_atomic, IoError};
 use crate::schema::{self, SchemaError};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-
-/// Errors of the report, each naming the file involved.
-#[derive(Debug, thiserror::Error)]
-pub enum ReportError {
-    /// A file or folder could not be read or written.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// The file or folder.
-        path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
-    },
-    /// A results file (JSON, CSV) is malformed or invalid.
-    #[error(transparent)]
-    Schema(#[from] SchemaError),
-    /// `DIR` holds no experiment folder.
-    #[error(
-        "{}: no experiment found (expected sub-folders holding an experiment.json)",
-        dir.display()
-    )]
-    NoExperiments {
-        /// The folder given to `report`.
-        dir: PathBuf,
-    },
-    /// A figure could not be drawn.
-    #[error("{}: cannot draw the figure: {message}", path.display())]
-    Figure {
-        /// The figure file.
-        path: PathBuf,
-        /// plotters' error.
-        message: String,
-    },
-}
-
-impl From<IoError> for ReportError {
-    fn from(e: IoError) -> Self {
-        ReportError::Io {
-            path: e.path,
-            source: e.source,
-        }
-    }
-}
 
 /// What `report` did.
 #[derive(Debug, Clone, Default)]
@@ -85,13 +45,6 @@ pub struct ReportSummary {
     pub run_failures: Vec<String>,
     /// Every file written.
     pub files_written: Vec<PathBuf>,
-}
-
-/// Writes a file atomically, recording it in `written`.
-fn write_file(path: &Path, contents: &str, written: &mut Vec<PathBuf>) -> Result<(), ReportError> {
-    write_atomic(path, contents.as_bytes())?;
-    written.push(path.to_path_buf());
-    Ok(())
 }
 
 /// The report's part of one experiment, for `report.md`.

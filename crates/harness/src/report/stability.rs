@@ -6,7 +6,7 @@
 //! [`crate::stability::StabilityOutput`]); output: `stability.md` and `stability.svg`.
 
 use super::claims::{Bound, Claim};
-use super::ReportError;
+use super::error::{write_file, ReportError};
 use crate::stability::{RunStability, StabilityOutput, STABILITY_JSON};
 use eqaug_dynamics::stability::{StabilityReport, Verdict};
 use plotters::prelude::*;
@@ -769,8 +769,8 @@ pub fn write(
     })?;
     let fig_path = out.join(STABILITY_SVG);
     let svg = figure(&outputs).map_err(|e| e.at(fig_path.clone()))?;
-    super::write_file(&fig_path, &svg, written)?;
-    super::write_file(
+    write_file(&fig_path, &svg, written)?;
+    write_file(
         &out.join(STABILITY_MD),
         &markdown(&outputs, Some(STABILITY_SVG)),
         written,
