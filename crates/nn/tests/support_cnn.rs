@@ -1,6 +1,6 @@
-//! The CNNs with kernels on a support (E5's networks): gradients by central differences (f64) for every parametrisation,
-//! rot90 invariance of the equivariant model (f32 and f64), and exact weight loading into
-//! the models on Omega.
+//! The CNNs with kernels on a support (E5's networks): gradients by central differences (f64)
+//! for every parametrisation, rot90 invariance of the equivariant model (f32 and f64), and
+//! exact weight loading into the models on Omega.
 
 mod common;
 
@@ -158,4 +158,14 @@ fn loading_into_the_model_on_omega_keeps_the_function() {
         SupportCnn::<f64>::new(&small(Support::Skew, Parametrisation::Unitary), &mut r).unwrap();
     let pa = a.init_params(&mut r);
     assert!(b.load_from_equivariant(&a, &pa).is_err());
+}
+
+#[test]
+fn the_non_unitary_parametrisation_is_named_as_in_the_configs() {
+    let json = serde_json::to_string(&Parametrisation::NonUnitary).unwrap();
+    assert_eq!(json, "\"nonunitary\"");
+    for name in ["\"nonunitary\"", "\"non_unitary\""] {
+        let p: Parametrisation = serde_json::from_str(name).unwrap();
+        assert_eq!(p, Parametrisation::NonUnitary);
+    }
 }
