@@ -18,7 +18,7 @@ use criterion::{BenchmarkId, Criterion, Throughput};
 use eqaug::nn::conv::{
     conv2d_backward, conv2d_forward, ConvScratch, ConvShape, Parametrisation, Support,
 };
-use eqaug::nn::e5::{E5Network, E5Spec};
+use eqaug::nn::support_cnn::{SupportCnn, SupportCnnSpec};
 use ndarray::linalg::general_mat_mul;
 use ndarray::{Array2, ShapeBuilder};
 use rand::{Rng, SeedableRng};
@@ -48,8 +48,8 @@ pub fn bench(c: &mut Criterion) {
         ("equivariant", Parametrisation::Equivariant),
         ("unitary", Parametrisation::Unitary),
     ] {
-        let net =
-            E5Network::<f32>::new(&E5Spec::paper(Support::Cross, param), &mut rng).expect("e5");
+        let net = SupportCnn::<f32>::new(&SupportCnnSpec::paper(Support::Cross, param), &mut rng)
+            .expect("e5");
         let seq = net.sequential();
         let params = net.init_params(&mut rng);
         let mut grads = net.zeros();

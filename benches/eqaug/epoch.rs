@@ -162,7 +162,7 @@ pub fn bench(c: &mut Criterion) {
     }
     let e1 = paper("e1");
     overhead("e1", "perm", &e1.net);
-    epochs(c, &e1, 1000, "e1_paper");
+    epochs(c, &e1, 1000, "invariant_binary_classifier_paper");
     let e2 = paper("e2");
     overhead("e2", "trans2d", &e2.net);
     epochs(c, &e2, 1000, "e2_paper_1000");
@@ -170,7 +170,7 @@ pub fn bench(c: &mut Criterion) {
     overhead("e3", "rot", &paper("e3").net);
     for g in ["rot", "trans2d", "trans1d", "rototrans"] {
         let net = Network::<f32>::new(
-            &NetworkSpec::e2_paper(),
+            &NetworkSpec::invariant_classifier_paper(),
             Group::builtin(g, 14).expect("group"),
             Rep::base(1),
             Loss::CrossEntropyOnProbabilities,

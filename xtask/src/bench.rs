@@ -275,7 +275,18 @@ fn hours(s: f64) -> String {
 
 fn render(records: &[Value], memory: &[(&str, String, u64)], before: &str, after: &str) -> String {
     let mut o = String::new();
-    let w = &mut o;
+    render_passes(&mut o, records, before, after);
+    render_epochs(&mut o, records);
+    let nominal = paper_nominal_epochs(records);
+    render_overhead(&mut o, records, nominal);
+    render_memory(&mut o, records, memory);
+    render_projection(&mut o, records, nominal);
+    o.push_str(&crate::bench_e5::section(records));
+    o
+}
+
+/// The title, the machine, and the table of training passes per sample.
+fn render_passes(w: &mut String, records: &[Value], before: &str, after: &str) {
     let ceiling = find(records, "gemm", |_| true)
         .first()
         .map_or(f64::NAN, |r| f(r, "gflops"));
@@ -326,6 +337,10 @@ fn render(records: &[Value], memory: &[(&str, String, u64)], before: &str, after
             pct
         );
     }
+}
+
+/// The table of one epoch per strategy.
+fn render_epochs(w: &mut String, records: &[Value]) {
     let _ = writeln!(
         w,
         "\n## One epoch per strategy\n\nAn epoch as `train` runs it: the full-batch gradient \
@@ -356,11 +371,20 @@ fn render(records: &[Value], memory: &[(&str, String, u64)], before: &str, after
             }
         );
     }
+}
+
+/// The nominal epoch in seconds of the paper-size E1, E2 (and E4) and E3 networks.
+fn paper_nominal_epochs(records: &[Value]) -> (f64, f64, f64) {
     // Paper-size nominal epochs: E1 measured; E2 and E4 = 10 x the E2 epoch on 1000 samples;
     // E3 = 3000 x the measured ms per sample-pass (chunk 500).
     let e1 = epoch_secs(records, "e1", "nominal");
     let e2 = 10.0 * epoch_secs(records, "e2", "nominal");
     let e3 = 3000.0 * pass_ms(records, "e3", 500) / 1e3;
+    (e1, e2, e3)
+}
+
+/// The per-epoch bookkeeping against the paper-size nominal epochs `(e1, e2, e3)`.
+fn render_overhead(w: &mut String, records: &[Value], (e1, e2, e3): (f64, f64, f64)) {
     let nominal_of = |exp: &str| match exp {
         "e1" => e1,
         "e3" => e3,
@@ -393,6 +417,10 @@ fn render(records: &[Value], memory: &[(&str, String, u64)], before: &str, after
             100.0 * (m + p) / nominal_of(exp)
         );
     }
+}
+
+/// The peak memory of the paper-size runs, if they were measured.
+fn render_memory(w: &mut String, records: &[Value], memory: &[(&str, String, u64)]) {
     if !memory.is_empty() {
         let floor = |exp: &str| {
             find(records, "pass", |r| {
@@ -434,6 +462,10 @@ fn render(records: &[Value], memory: &[(&str, String, u64)], before: &str, after
             );
         }
     }
+}
+
+/// The projected wall time of the paper profile from the nominal epochs `(e1, e2, e3)`.
+fn render_projection(w: &mut String, records: &[Value], (e1, e2, e3): (f64, f64, f64)) {
     // Projected wall time of the paper profile: 30 runs x per strategy (50 epochs + the final
     // loss-only pass, about a third of an epoch); strategies per experiment as in
     // experiments/*.toml (E3's augmented-exact runs |C4| = 4 passes, its f64 twin is
@@ -475,8 +507,6 @@ fn render(records: &[Value], memory: &[(&str, String, u64)], before: &str, after
         let _ = writeln!(w, "| {exp} | {strategies} | {} |", hours(secs));
     }
     let _ = writeln!(w, "| all | | {} |", hours(sum));
-    o.push_str(&crate::bench_e5::section(records));
-    o
 }
 
 /// One row of the stability step: experiment, wall time of `eqaug stability` for it, the

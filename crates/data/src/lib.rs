@@ -5,7 +5,7 @@
 //! - [`sbm`]: two-block stochastic block model graphs, labelled by connectivity (E1);
 //! - [`mnist`]: an IDX reader/writer, the shipped 10 000-digit MNIST subset, the
 //!   28 x 28 -> 14 x 14 antialiased resize (E2, E4) and standardisation (E5);
-//! - [`e5`]: 28 x 28 standardised MNIST with a fixed train/test split and the C_4 orbit of
+//! - [`mnist_rotations`]: 28 x 28 standardised MNIST with a fixed train/test split and the C_4 orbit of
 //!   the training set (E5);
 //! - [`shapes`]: synthetic triangle/pentagon segmentation images (E3);
 //! - [`batching`]: mini-batches and chunks of mini-batches as row ranges;
@@ -20,11 +20,11 @@
 
 pub mod batching;
 mod dataset;
-pub mod e5;
 mod error;
 pub mod export;
 pub mod idx;
 pub mod mnist;
+pub mod mnist_rotations;
 pub mod npy;
 pub mod sbm;
 pub mod shapes;

@@ -3,14 +3,14 @@
 //!
 //! # API summary (for the E5 runner)
 //!
-//! * Networks: [`eqaug_nn::e5::E5Network`] built from an [`eqaug_nn::e5::E5Spec`]
-//!   (`E5Spec::paper(Support::Cross | Skew, Parametrisation::Equivariant | Unitary |
-//!   NonUnitary)`; `E5Network::<f32>::new(&spec, &mut rng)`, the rng drawn only for the
+//! * Networks: [`eqaug_nn::support_cnn::SupportCnn`] built from an [`eqaug_nn::support_cnn::SupportCnnSpec`]
+//!   (`SupportCnnSpec::paper(Support::Cross | Skew, Parametrisation::Equivariant | Unitary |
+//!   NonUnitary)`; `SupportCnn::<f32>::new(&spec, &mut rng)`, the rng drawn only for the
 //!   non-unitary bases), `init_params(&mut rng)`, and for phase 2
 //!   `net_on_omega.load_from_equivariant(&eq_net, &eq_params) -> (Params, LoadReport)`
 //!   (unitary: exact copy; non-unitary: f64 least squares, residuals in the report).
 //! * Data: [`ClassData`] (`x: N x 784` standardised rows, labels, classes), e.g. from
-//!   `eqaug_data::e5::load(..)` (train/test) and `eqaug_data::e5::with_rotations(&train)`
+//!   `eqaug_data::mnist_rotations::load(..)` (train/test) and `eqaug_data::mnist_rotations::with_rotations(&train)`
 //!   (phase 2's C_4 orbit), converted with [`ClassData::new`].
 //! * Protocol: [`SgdConfig`] (`learning_rate`, `batch_size`, `epochs`,
 //!   `record_step_distances`, `eval_chunk`); [`sgd`]`(model, &mut params, &train,
@@ -36,12 +36,12 @@
 //!   [`eqaug_nn::Params`]), e.g. phase 1's final parameters, so phase 2 can be rerun alone
 //!   (the equivariant network itself is rebuilt from its spec: it draws nothing). The
 //!   non-unitary basis is part of the phase-2 model: rebuild it from the same seeded RNG
-//!   (it is the first thing `E5Network::new` draws), or keep `conv.basis().matrix()`.
+//!   (it is the first thing `SupportCnn::new` draws), or keep `conv.basis().matrix()`.
 //! * Deterministic: the shuffles come from the given RNG only; the gradient of a mini-batch
 //!   is one call of the layer executor, whose reductions have a fixed order.
 
 use eqaug_groups::Real;
-use eqaug_nn::e5::{E5Network, E5_LAYERS};
+use eqaug_nn::support_cnn::{SupportCnn, SUPPORT_CNN_LAYERS};
 use eqaug_nn::{Params, Sequential};
 use ndarray::{Array2, ArrayView2};
 use rand::seq::SliceRandom;
@@ -64,21 +64,21 @@ pub trait SgdModel<T: Real> {
     fn kernel_space_norms(&self, grads: &Params<T>) -> Vec<f64>;
 }
 
-impl<T: Real> SgdModel<T> for E5Network<T> {
+impl<T: Real> SgdModel<T> for SupportCnn<T> {
     fn sequential(&self) -> &Sequential<T> {
-        E5Network::sequential(self)
+        SupportCnn::sequential(self)
     }
     fn layer_names(&self) -> Vec<String> {
-        E5_LAYERS.iter().map(|s| s.to_string()).collect()
+        SUPPORT_CNN_LAYERS.iter().map(|s| s.to_string()).collect()
     }
     fn constrain_gradient(&self, grads: &mut Params<T>) {
-        E5Network::constrain_gradient(self, grads)
+        SupportCnn::constrain_gradient(self, grads)
     }
     fn distances_to_e(&self, params: &Params<T>) -> Vec<f64> {
-        E5Network::distances_to_e(self, params)
+        SupportCnn::distances_to_e(self, params)
     }
     fn kernel_space_norms(&self, grads: &Params<T>) -> Vec<f64> {
-        E5Network::kernel_space_norms(self, grads)
+        SupportCnn::kernel_space_norms(self, grads)
     }
 }
 

@@ -3,11 +3,11 @@
 //! compatible unitary model (cross) in E ∩ L to round-off, while skew and cross-nonunitary
 //! leave it; on a batch not closed under C_4 even cross leaves it.
 
-use eqaug_data::e5::{self, Standardisation};
+use eqaug_data::mnist_rotations::{self, Standardisation};
 use eqaug_data::{Dataset, Targets};
 use eqaug_dynamics::sgd::{sgd, ClassData, EpochRecord, SgdConfig, StepRecord};
 use eqaug_nn::conv::{Parametrisation, Support};
-use eqaug_nn::e5::{E5Network, E5Spec};
+use eqaug_nn::support_cnn::{SupportCnn, SupportCnnSpec};
 use eqaug_nn::Params;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -21,15 +21,15 @@ fn class_data<T: eqaug_nn::Real>(d: &Dataset) -> ClassData<T> {
 
 /// Reduced channels (8, 16, 16) on the real 28 x 28 digits: the split does not depend on the
 /// sizes, and the test stays fast.
-fn spec(support: Support, param: Parametrisation) -> E5Spec {
-    E5Spec {
+fn spec(support: Support, param: Parametrisation) -> SupportCnnSpec {
+    SupportCnnSpec {
         channels: [8, 16, 16],
-        ..E5Spec::paper(support, param)
+        ..SupportCnnSpec::paper(support, param)
     }
 }
 
 fn run<T: eqaug_nn::Real>(
-    net: &E5Network<T>,
+    net: &SupportCnn<T>,
     p: &mut Params<T>,
     train: &ClassData<T>,
     test: Option<&ClassData<T>>,
@@ -58,11 +58,11 @@ fn run<T: eqaug_nn::Real>(
 
 #[test]
 fn sgd_is_deterministic_and_learns() {
-    let d = e5::load(None, Some(200), Some(100), Standardisation::Fixed).unwrap();
+    let d = mnist_rotations::load(None, Some(200), Some(100), Standardisation::Fixed).unwrap();
     let (train, test) = (class_data::<f32>(&d.train), class_data::<f32>(&d.test));
     let mut r = ChaCha8Rng::seed_from_u64(1);
-    let net =
-        E5Network::<f32>::new(&spec(Support::Cross, Parametrisation::Equivariant), &mut r).unwrap();
+    let net = SupportCnn::<f32>::new(&spec(Support::Cross, Parametrisation::Equivariant), &mut r)
+        .unwrap();
     let p0 = net.init_params(&mut r);
     let cfg = SgdConfig {
         learning_rate: 2e-3,
@@ -100,11 +100,11 @@ fn sgd_is_deterministic_and_learns() {
 /// network's layer norm acts per image.
 #[test]
 fn chunked_steps_equal_whole_minibatch_steps() {
-    let d = e5::load(None, Some(80), Some(20), Standardisation::Fixed).unwrap();
+    let d = mnist_rotations::load(None, Some(80), Some(20), Standardisation::Fixed).unwrap();
     let (train, test) = (class_data::<f64>(&d.train), class_data::<f64>(&d.test));
     let mut r = ChaCha8Rng::seed_from_u64(4);
     let net =
-        E5Network::<f64>::new(&spec(Support::Cross, Parametrisation::Unitary), &mut r).unwrap();
+        SupportCnn::<f64>::new(&spec(Support::Cross, Parametrisation::Unitary), &mut r).unwrap();
     let p0 = net.init_params(&mut r);
     let whole = SgdConfig {
         learning_rate: 5e-3,
@@ -157,11 +157,11 @@ fn chunked_steps_equal_whole_minibatch_steps() {
 
 #[test]
 fn divergence_is_reported_with_its_step() {
-    let d = e5::load(None, Some(40), Some(10), Standardisation::Fixed).unwrap();
+    let d = mnist_rotations::load(None, Some(40), Some(10), Standardisation::Fixed).unwrap();
     let train = class_data::<f32>(&d.train);
     let mut r = ChaCha8Rng::seed_from_u64(2);
     let net =
-        E5Network::<f32>::new(&spec(Support::Skew, Parametrisation::Unitary), &mut r).unwrap();
+        SupportCnn::<f32>::new(&spec(Support::Skew, Parametrisation::Unitary), &mut r).unwrap();
     let mut p = net.init_params(&mut r);
     let cfg = SgdConfig {
         learning_rate: 1e30,
@@ -183,10 +183,10 @@ fn divergence_is_reported_with_its_step() {
 /// after the step and the kernel-space distance moved, summed over the layers.
 fn one_step(support: Support, param: Parametrisation, batch: &ClassData<f64>) -> (f64, f64) {
     let mut r = ChaCha8Rng::seed_from_u64(5);
-    let eq = E5Network::<f64>::new(&spec(support.clone(), Parametrisation::Equivariant), &mut r)
+    let eq = SupportCnn::<f64>::new(&spec(support.clone(), Parametrisation::Equivariant), &mut r)
         .unwrap();
     let peq = eq.init_params(&mut r);
-    let net = E5Network::<f64>::new(&spec(support, param), &mut r).unwrap();
+    let net = SupportCnn::<f64>::new(&spec(support, param), &mut r).unwrap();
     let (mut p, _) = net.load_from_equivariant(&eq, &peq).unwrap();
     let k0 = net.kernels(&p);
     let w0 = p.tensor(3).data.to_vec();
@@ -225,9 +225,9 @@ fn one_step(support: Support, param: Parametrisation, batch: &ClassData<f64>) ->
 
 #[test]
 fn one_step_from_equivariant_weights_splits_as_spec_section_9() {
-    let d = e5::load(None, Some(25), Some(1), Standardisation::Fixed).unwrap();
+    let d = mnist_rotations::load(None, Some(25), Some(1), Standardisation::Fixed).unwrap();
     let open = class_data::<f64>(&d.train);
-    let closed = class_data::<f64>(&e5::with_rotations(&d.train).unwrap());
+    let closed = class_data::<f64>(&mnist_rotations::with_rotations(&d.train).unwrap());
     let cases = [
         (
             "cross, closed",

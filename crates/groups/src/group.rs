@@ -2,7 +2,7 @@
 
 use crate::orbit::OrbitMap;
 use crate::perm::Perm;
-use crate::projector::Points;
+use crate::points::Points;
 use crate::{GroupError, PermError};
 use rand::seq::SliceRandom;
 use rand::Rng;
@@ -395,7 +395,14 @@ impl Group {
         let mut cache = self.orbit_maps.lock().unwrap_or_else(|e| e.into_inner());
         cache
             .entry((out, inp))
-            .or_insert_with(|| Arc::new(OrbitMap::new(self, out, inp)))
+            .or_insert_with(|| {
+                Arc::new(OrbitMap::from_generators(
+                    self.generators(),
+                    self.degree(),
+                    out,
+                    inp,
+                ))
+            })
             .clone()
     }
 

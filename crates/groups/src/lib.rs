@@ -31,6 +31,7 @@ mod error;
 mod group;
 mod orbit;
 mod perm;
+mod points;
 mod projector;
 mod real;
 
@@ -38,5 +39,6 @@ pub use error::{GroupError, PermError};
 pub use group::{Group, GroupSpec, ReferenceTask, DEFAULT_ENUMERATION_LIMIT};
 pub use orbit::OrbitMap;
 pub use perm::{act_on_sample, act_on_sample_inverse, Perm};
-pub use projector::{reynolds_average, Points, Projector, Rep};
+pub use points::Points;
+pub use projector::{reynolds_average, Projector, Rep};
 pub use real::Real;

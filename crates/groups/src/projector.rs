@@ -3,26 +3,13 @@
 use crate::group::Group;
 use crate::orbit::OrbitMap;
 use crate::perm::Perm;
+use crate::points::Points;
 use crate::{GroupError, Real};
 use rayon::prelude::*;
 use std::sync::Arc;
 
 /// Output channels projected together (see `Projector::orbit_sums`).
 const LANES: usize = 4;
-
-/// The G-set of a representation: the group's base points, or a single (fixed) point.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(
-    feature = "serde",
-    derive(serde::Serialize, serde::Deserialize),
-    serde(rename_all = "snake_case")
-)]
-pub enum Points {
-    /// The base points (pixels, adjacency entries, coordinates).
-    Base,
-    /// One point: the trivial representation.
-    Trivial,
-}
 
 /// A permutation representation: `channels` copies of R^{points}.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -1098,11 +1098,18 @@ fn network_spec(n: &NetworkSection, size: usize) -> Result<NetworkSpec, (String,
             }
             let norm = n.normalisation;
             let mut spec = match preset {
-                Preset::E1 => NetworkSpec::e1(size, c[0], c[1], c[2], norm),
-                Preset::E2 => {
-                    NetworkSpec::e2_with(size, c[0], 10, norm, n.loss, Default::default())
+                Preset::E1 => {
+                    NetworkSpec::invariant_binary_classifier(size, c[0], c[1], c[2], norm)
                 }
-                Preset::E3 => NetworkSpec::e3(size, [c[0], c[1], c[2]], norm),
+                Preset::E2 => NetworkSpec::invariant_classifier_with(
+                    size,
+                    c[0],
+                    10,
+                    norm,
+                    n.loss,
+                    Default::default(),
+                ),
+                Preset::E3 => NetworkSpec::equivariant_segmenter(size, [c[0], c[1], c[2]], norm),
             };
             match (n.activation, n.sharpness) {
                 (Activation::LeakyRelu, Some(_)) => {

@@ -469,7 +469,7 @@ pub fn estimate_e5(exp: &E5Experiment) -> Result<Estimate, MemoryError> {
     let what = format!("experiment `{}` (profile {})", exp.name, exp.profile);
     let calc = Calc { what: &what };
     let official = exp.data.mnist_dir.is_some();
-    let shipped_train = eqaug_data::e5::SHIPPED_TRAIN as u64;
+    let shipped_train = eqaug_data::mnist_rotations::SHIPPED_TRAIN as u64;
     let train = exp
         .data
         .train

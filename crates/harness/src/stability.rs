@@ -301,6 +301,9 @@ pub struct RunStability {
     pub wall_seconds: f64,
 }
 
+/// The file of one experiment's analysis ([`StabilityOutput`]), in its folder.
+pub const STABILITY_JSON: &str = "stability.json";
+
 /// `stability.json`: one experiment's analysis.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct StabilityOutput {
@@ -630,7 +633,7 @@ pub fn write_output(output: &StabilityOutput, dir: &Path) -> Result<(), Stabilit
         move |source| StabilityRunError::Io { path, source }
     };
     std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let path = dir.join("stability.json");
+    let path = dir.join(STABILITY_JSON);
     let tmp = dir.join("stability.json.tmp");
     let text = serde_json::to_string_pretty(output).expect("serialises");
     std::fs::write(&tmp, text + "\n").map_err(io(&tmp))?;

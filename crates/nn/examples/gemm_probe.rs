@@ -30,7 +30,7 @@ fn main() {
     let mut dw = Array2::<f32>::zeros((n, n));
     let fl = 2.0 * (r * n * n) as f64;
     let net = Network::<f32>::new(
-        &NetworkSpec::e2_paper(),
+        &NetworkSpec::invariant_classifier_paper(),
         Group::builtin("trans2d", 14).unwrap(),
         Rep::base(1),
         Loss::CrossEntropyOnProbabilities,

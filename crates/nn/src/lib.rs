@@ -31,7 +31,7 @@
 //!
 //! // E2 at a reduced size: 2-D translations of a 5 x 5 grid, 4 channels, 3 classes.
 //! let group = Group::builtin("trans2d", 5).unwrap();
-//! let spec = NetworkSpec::e2(5, 4, 3, Normalisation::Batch);
+//! let spec = NetworkSpec::invariant_classifier(5, 4, 3, Normalisation::Batch);
 //! let net = Network::<f32>::new(&spec, group, Rep::base(1), Loss::CrossEntropyOnProbabilities)
 //!     .unwrap();
 //! let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
@@ -78,7 +78,6 @@
 #![warn(missing_docs)]
 
 pub mod conv;
-pub mod e5;
 mod error;
 pub mod layers;
 mod loss;
@@ -86,6 +85,7 @@ mod network;
 mod params;
 mod sequential;
 mod spec;
+pub mod support_cnn;
 mod transform;
 
 pub use eqaug_groups::{Group, Perm, Points, Projector, Real, Rep};

@@ -254,12 +254,18 @@ impl NetworkSpec {
     /// positions), LeakyReLU, normalisation over the `c2` features, dense -> `head` (scale
     /// `10/c2`), LeakyReLU, dense -> 1 (scale `10/head`), sigmoid. Paper: `n = 10, c1 = 32,
     /// c2 = 64, head = 32`; use with [`Loss::Bce`] and the group `perm`.
-    pub fn e1(n: usize, c1: usize, c2: usize, head: usize, norm: Normalisation) -> Self {
-        Self::e1_with(n, c1, c2, head, norm, Activation::default())
+    pub fn invariant_binary_classifier(
+        n: usize,
+        c1: usize,
+        c2: usize,
+        head: usize,
+        norm: Normalisation,
+    ) -> Self {
+        Self::invariant_binary_classifier_with(n, c1, c2, head, norm, Activation::default())
     }
 
-    /// [`NetworkSpec::e1`] with `act` in place of every LeakyReLU.
-    pub fn e1_with(
+    /// [`NetworkSpec::invariant_binary_classifier`] with `act` in place of every LeakyReLU.
+    pub fn invariant_binary_classifier_with(
         n: usize,
         c1: usize,
         c2: usize,
@@ -302,8 +308,8 @@ impl NetworkSpec {
     }
 
     /// The paper-size E1 network with batch norm.
-    pub fn e1_paper() -> Self {
-        Self::e1(10, 32, 64, 32, Normalisation::Batch)
+    pub fn invariant_binary_classifier_paper() -> Self {
+        Self::invariant_binary_classifier(10, 32, 64, 32, Normalisation::Batch)
     }
 
     /// E2 / E4 (SPEC section 4) on `n x n` images, as the authors trained it: group layer
@@ -311,9 +317,9 @@ impl NetworkSpec {
     /// invariant layer -> `c` (std `1/sqrt c`, constant over positions); tanh; normalisation
     /// over the `c` features; dense -> `classes` (scale `n/c`); softmax. Paper: `n = 14,
     /// c = 32, classes = 10`; use with [`Loss::CrossEntropyOnProbabilities`] (the double
-    /// softmax). [`NetworkSpec::e2_with`] follows another loss.
-    pub fn e2(n: usize, c: usize, classes: usize, norm: Normalisation) -> Self {
-        Self::e2_with(
+    /// softmax). [`NetworkSpec::invariant_classifier_with`] follows another loss.
+    pub fn invariant_classifier(n: usize, c: usize, classes: usize, norm: Normalisation) -> Self {
+        Self::invariant_classifier_with(
             n,
             c,
             classes,
@@ -323,11 +329,11 @@ impl NetworkSpec {
         )
     }
 
-    /// [`NetworkSpec::e2`] for `loss`, with `act` in place of every LeakyReLU: the final
+    /// [`NetworkSpec::invariant_classifier`] for `loss`, with `act` in place of every LeakyReLU: the final
     /// softmax layer is there unless the loss is [`Loss::CrossEntropyLogits`] (then the
     /// network outputs logits and the loss is plain cross-entropy; with the softmax it would
     /// be the double softmax, which [`crate::Network::new`] rejects).
-    pub fn e2_with(
+    pub fn invariant_classifier_with(
         n: usize,
         c: usize,
         classes: usize,
@@ -372,20 +378,25 @@ impl NetworkSpec {
     }
 
     /// The paper-size E2 network with batch norm.
-    pub fn e2_paper() -> Self {
-        Self::e2(14, 32, 10, Normalisation::Batch)
+    pub fn invariant_classifier_paper() -> Self {
+        Self::invariant_classifier(14, 32, 10, Normalisation::Batch)
     }
 
     /// E3 (SPEC section 4) on `n x n` images: group layers `1 -> c[0] -> c[1] -> c[2] -> 2`
     /// (std `1/(n sqrt c_in)`), LeakyReLU after each, normalisation over the 2 output channels
     /// (per channel over mini-batch x positions), sigmoid. Paper: `n = 14, c = [32, 32, 16]`;
     /// use with [`Loss::SegmentationBce`] and the group `rot`.
-    pub fn e3(n: usize, c: [usize; 3], norm: Normalisation) -> Self {
-        Self::e3_with(n, c, norm, Activation::default())
+    pub fn equivariant_segmenter(n: usize, c: [usize; 3], norm: Normalisation) -> Self {
+        Self::equivariant_segmenter_with(n, c, norm, Activation::default())
     }
 
-    /// [`NetworkSpec::e3`] with `act` in place of every LeakyReLU.
-    pub fn e3_with(n: usize, c: [usize; 3], norm: Normalisation, act: Activation) -> Self {
+    /// [`NetworkSpec::equivariant_segmenter`] with `act` in place of every LeakyReLU.
+    pub fn equivariant_segmenter_with(
+        n: usize,
+        c: [usize; 3],
+        norm: Normalisation,
+        act: Activation,
+    ) -> Self {
         let nf = n as f64;
         let mut layers = Vec::new();
         let mut c_in = 1usize;
@@ -405,7 +416,7 @@ impl NetworkSpec {
     }
 
     /// The paper-size E3 network with batch norm.
-    pub fn e3_paper() -> Self {
-        Self::e3(14, [32, 32, 16], Normalisation::Batch)
+    pub fn equivariant_segmenter_paper() -> Self {
+        Self::equivariant_segmenter(14, [32, 32, 16], Normalisation::Batch)
     }
 }

@@ -67,21 +67,21 @@ fn chunk_vs_minibatches(spec: NetworkSpec, group: &str, n: usize, loss: Loss, se
 #[test]
 fn chunk_of_500_equals_20_chunks_of_25() {
     chunk_vs_minibatches(
-        NetworkSpec::e2(5, 4, 10, Normalisation::Batch),
+        NetworkSpec::invariant_classifier(5, 4, 10, Normalisation::Batch),
         "trans2d",
         5,
         Loss::CrossEntropyOnProbabilities,
         1,
     );
     chunk_vs_minibatches(
-        NetworkSpec::e1(5, 4, 6, 4, Normalisation::Batch),
+        NetworkSpec::invariant_binary_classifier(5, 4, 6, 4, Normalisation::Batch),
         "perm",
         5,
         Loss::Bce,
         2,
     );
     chunk_vs_minibatches(
-        NetworkSpec::e3(4, [3, 3, 2], Normalisation::Batch),
+        NetworkSpec::equivariant_segmenter(4, [3, 3, 2], Normalisation::Batch),
         "rot",
         4,
         Loss::SegmentationBce,
@@ -93,7 +93,14 @@ fn chunk_of_500_equals_20_chunks_of_25() {
 fn gradients_accumulate_and_views_work() {
     // the E2 preset for plain cross-entropy (no final softmax: logits)
     let loss = Loss::CrossEntropyLogits;
-    let spec = NetworkSpec::e2_with(4, 3, 5, Normalisation::Batch, loss, Activation::default());
+    let spec = NetworkSpec::invariant_classifier_with(
+        4,
+        3,
+        5,
+        Normalisation::Batch,
+        loss,
+        Activation::default(),
+    );
     let net = Network::<f64>::new(
         &spec,
         Group::builtin("trans2d", 4).unwrap(),

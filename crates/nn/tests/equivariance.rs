@@ -24,20 +24,20 @@ fn cases() -> Vec<Case> {
         spec,
         loss,
     };
-    let e2 = |n, norm| NetworkSpec::e2(n, 3, 4, norm);
+    let e2 = |n, norm| NetworkSpec::invariant_classifier(n, 3, 4, norm);
     vec![
         mk(
             "E1 perm",
             "perm",
             5,
-            NetworkSpec::e1(5, 3, 4, 3, Normalisation::Batch),
+            NetworkSpec::invariant_binary_classifier(5, 3, 4, 3, Normalisation::Batch),
             Loss::Bce,
         ),
         mk(
             "E1 perm LN",
             "perm",
             5,
-            NetworkSpec::e1(5, 3, 4, 3, Normalisation::Layer),
+            NetworkSpec::invariant_binary_classifier(5, 3, 4, 3, Normalisation::Layer),
             Loss::Bce,
         ),
         mk(
@@ -72,14 +72,14 @@ fn cases() -> Vec<Case> {
             "E3 rot",
             "rot",
             6,
-            NetworkSpec::e3(6, [3, 3, 2], Normalisation::Batch),
+            NetworkSpec::equivariant_segmenter(6, [3, 3, 2], Normalisation::Batch),
             Loss::SegmentationBce,
         ),
         mk(
             "E3 rot LN",
             "rot",
             6,
-            NetworkSpec::e3(6, [3, 3, 2], Normalisation::Layer),
+            NetworkSpec::equivariant_segmenter(6, [3, 3, 2], Normalisation::Layer),
             Loss::SegmentationBce,
         ),
     ]

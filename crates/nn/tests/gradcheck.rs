@@ -204,7 +204,7 @@ fn whole_e1_network() {
         .enumerate()
     {
         check_group_net(
-            NetworkSpec::e1(5, 3, 4, 3, norm),
+            NetworkSpec::invariant_binary_classifier(5, 3, 4, 3, norm),
             "perm",
             5,
             Rep::base(1),
@@ -221,7 +221,7 @@ fn whole_e2_network() {
         .enumerate()
     {
         check_group_net(
-            NetworkSpec::e2(4, 3, 4, norm),
+            NetworkSpec::invariant_classifier(4, 3, 4, norm),
             "trans2d",
             4,
             Rep::base(1),
@@ -238,7 +238,7 @@ fn whole_e3_network() {
         .enumerate()
     {
         check_group_net(
-            NetworkSpec::e3(4, [3, 3, 2], norm),
+            NetworkSpec::equivariant_segmenter(4, [3, 3, 2], norm),
             "rot",
             4,
             Rep::base(1),

@@ -10,7 +10,7 @@ use eqaug_nn::{
 
 fn e2_net<T: eqaug_nn::Real>() -> Network<T> {
     Network::new(
-        &NetworkSpec::e2(4, 3, 5, Normalisation::Batch),
+        &NetworkSpec::invariant_classifier(4, 3, 5, Normalisation::Batch),
         Group::builtin("trans2d", 4).unwrap(),
         Rep::base(1),
         Loss::CrossEntropyOnProbabilities,
@@ -54,7 +54,7 @@ fn save_load_round_trip() {
 
     // a different network refuses the files
     let other = Network::<f64>::new(
-        &NetworkSpec::e2(4, 2, 5, Normalisation::Batch),
+        &NetworkSpec::invariant_classifier(4, 2, 5, Normalisation::Batch),
         Group::builtin("trans2d", 4).unwrap(),
         Rep::base(1),
         Loss::CrossEntropyOnProbabilities,
@@ -106,7 +106,7 @@ fn parameter_metrics() {
 
 #[test]
 fn spec_serde_round_trip_and_errors() {
-    let spec = NetworkSpec::e1_paper();
+    let spec = NetworkSpec::invariant_binary_classifier_paper();
     let json = serde_json::to_string(&spec).unwrap();
     assert!(json.contains(r#""type":"group""#) && json.contains(r#""points":"trivial""#));
     let back: NetworkSpec = serde_json::from_str(&json).unwrap();
@@ -180,7 +180,7 @@ fn construction_errors_name_the_layer() {
         Err(NnError::Loss { .. })
     ));
     let net = Network::<f32>::new(
-        &NetworkSpec::e3_paper(),
+        &NetworkSpec::equivariant_segmenter_paper(),
         Group::builtin("rot", 14).unwrap(),
         Rep::base(1),
         Loss::SegmentationBce,

@@ -63,7 +63,7 @@ fn swap_mse<T: Real>(spec: &NetworkSpec) -> Result<Network<T>, NnError> {
 fn preset_follows_the_loss_and_matches_a_hand_computation() {
     let (n, c, classes) = (4, 3, 5);
     let act = Activation::default();
-    let logits_spec = NetworkSpec::e2_with(
+    let logits_spec = NetworkSpec::invariant_classifier_with(
         n,
         c,
         classes,
@@ -71,7 +71,7 @@ fn preset_follows_the_loss_and_matches_a_hand_computation() {
         Loss::CrossEntropyLogits,
         act,
     );
-    let probs_spec = NetworkSpec::e2_with(
+    let probs_spec = NetworkSpec::invariant_classifier_with(
         n,
         c,
         classes,
@@ -81,7 +81,7 @@ fn preset_follows_the_loss_and_matches_a_hand_computation() {
     );
     assert_eq!(
         probs_spec,
-        NetworkSpec::e2(n, c, classes, Normalisation::Batch)
+        NetworkSpec::invariant_classifier(n, c, classes, Normalisation::Batch)
     );
     assert_eq!(probs_spec.layers.last(), Some(&LayerSpec::Softmax));
     assert!(!logits_spec.layers.contains(&LayerSpec::Softmax));
@@ -146,7 +146,7 @@ fn preset_follows_the_loss_and_matches_a_hand_computation() {
 fn losses_that_do_not_fit_the_last_layer_are_rejected() {
     let group = Group::builtin("trans2d", 4).unwrap();
     let double = Network::<f32>::new(
-        &NetworkSpec::e2(4, 3, 5, Normalisation::Batch),
+        &NetworkSpec::invariant_classifier(4, 3, 5, Normalisation::Batch),
         group.clone(),
         Rep::base(1),
         Loss::CrossEntropyLogits,
@@ -158,7 +158,7 @@ fn losses_that_do_not_fit_the_last_layer_are_rejected() {
         msg.contains("cross_entropy_logits") && msg.contains("softmax") && msg.contains("layer 8"),
         "{msg}"
     );
-    let logits = NetworkSpec::e2_with(
+    let logits = NetworkSpec::invariant_classifier_with(
         4,
         3,
         5,
@@ -301,13 +301,20 @@ fn presets_take_the_activation() {
     assert_eq!(default, Activation::LeakyRelu { slope: 0.01 });
     for (with_default, plain, with_smooth, kinks) in [
         (
-            NetworkSpec::e1_with(5, 3, 4, 3, Normalisation::Batch, default),
-            NetworkSpec::e1(5, 3, 4, 3, Normalisation::Batch),
-            NetworkSpec::e1_with(5, 3, 4, 3, Normalisation::Batch, smooth),
+            NetworkSpec::invariant_binary_classifier_with(
+                5,
+                3,
+                4,
+                3,
+                Normalisation::Batch,
+                default,
+            ),
+            NetworkSpec::invariant_binary_classifier(5, 3, 4, 3, Normalisation::Batch),
+            NetworkSpec::invariant_binary_classifier_with(5, 3, 4, 3, Normalisation::Batch, smooth),
             3,
         ),
         (
-            NetworkSpec::e2_with(
+            NetworkSpec::invariant_classifier_with(
                 4,
                 3,
                 5,
@@ -315,8 +322,8 @@ fn presets_take_the_activation() {
                 Loss::CrossEntropyOnProbabilities,
                 default,
             ),
-            NetworkSpec::e2(4, 3, 5, Normalisation::Layer),
-            NetworkSpec::e2_with(
+            NetworkSpec::invariant_classifier(4, 3, 5, Normalisation::Layer),
+            NetworkSpec::invariant_classifier_with(
                 4,
                 3,
                 5,
@@ -327,9 +334,9 @@ fn presets_take_the_activation() {
             2,
         ),
         (
-            NetworkSpec::e3_with(4, [3, 3, 2], Normalisation::Batch, default),
-            NetworkSpec::e3(4, [3, 3, 2], Normalisation::Batch),
-            NetworkSpec::e3_with(4, [3, 3, 2], Normalisation::Batch, smooth),
+            NetworkSpec::equivariant_segmenter_with(4, [3, 3, 2], Normalisation::Batch, default),
+            NetworkSpec::equivariant_segmenter(4, [3, 3, 2], Normalisation::Batch),
+            NetworkSpec::equivariant_segmenter_with(4, [3, 3, 2], Normalisation::Batch, smooth),
             4,
         ),
     ] {
@@ -348,7 +355,8 @@ fn presets_take_the_activation() {
     assert_eq!(a, smooth);
     assert!(serde_json::from_str::<Activation>(r#"{"type": "leaky_relu", "sharp": 1}"#).is_err());
     // a whole smooth E1 network has exact gradients
-    let spec = NetworkSpec::e1_with(5, 3, 4, 3, Normalisation::Batch, smooth);
+    let spec =
+        NetworkSpec::invariant_binary_classifier_with(5, 3, 4, 3, Normalisation::Batch, smooth);
     let net = Network::<f64>::new(
         &spec,
         Group::builtin("perm", 5).unwrap(),
@@ -406,7 +414,7 @@ fn min_abs_preactivation_against_a_hand_forward_pass() {
     assert_eq!(m, per[0].1.min(per[1].1));
     assert!(m > 0.0 && m < 1.0);
     // no kinks: +inf; the E1 preset has three LeakyReLUs
-    let smooth = NetworkSpec::e1_with(
+    let smooth = NetworkSpec::invariant_binary_classifier_with(
         5,
         3,
         4,
@@ -427,7 +435,7 @@ fn min_abs_preactivation_against_a_hand_forward_pass() {
         f64::INFINITY
     );
     let net = Network::<f32>::new(
-        &NetworkSpec::e1(5, 3, 4, 3, Normalisation::Batch),
+        &NetworkSpec::invariant_binary_classifier(5, 3, 4, 3, Normalisation::Batch),
         g,
         Rep::base(1),
         Loss::Bce,
@@ -614,7 +622,7 @@ fn a_network_built_from_layers_directly() {
 #[test]
 fn the_network_is_its_sequence() {
     // re-wrapping a network's layers in a Sequential gives bit-identical results
-    let spec = NetworkSpec::e2(4, 3, 5, Normalisation::Batch);
+    let spec = NetworkSpec::invariant_classifier(4, 3, 5, Normalisation::Batch);
     let loss = Loss::CrossEntropyOnProbabilities;
     let net = Network::<f32>::new(
         &spec,

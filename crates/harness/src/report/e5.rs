@@ -12,11 +12,11 @@
 
 use super::aggregate::{quantile, Quartiles};
 use super::claims::{ratio, Bound, Claim};
+use super::error::ReportError;
 use super::figure::{
     de, draw_line, layout, panel_builder, Dash, DrawResult, FigureError, StrategyCurves,
 };
 use super::table::sci;
-use super::ReportError;
 use crate::config::e5::{Parametrisation, Support};
 use crate::config::Precision;
 use crate::schema::e5::{
@@ -29,6 +29,17 @@ use plotters::prelude::*;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+
+/// Every run's epochs, one table (written by the report).
+pub const RUNS_CSV: &str = "runs.csv";
+/// Medians and quartiles per case and epoch (written by the report).
+pub const SUMMARY_CSV: &str = "summary.csv";
+/// The tables of the report.
+pub const TABLE_MD: &str = "table.md";
+/// The distance to E ∩ L per phase-2 epoch (the paper's figure).
+pub const FIGURE_SVG: &str = "figure.svg";
+/// The distance to E ∩ L per SGD step of the first augmented epoch.
+pub const STEPS_SVG: &str = "steps.svg";
 
 fn schema_err(e: SchemaError) -> ReportError {
     ReportError::Schema(e)
@@ -125,9 +136,9 @@ impl E5Results {
 }
 
 fn read_case(dir: &Path) -> Result<CaseData, ReportError> {
-    let info: CaseJson = schema::read_json(&dir.join("case.json")).map_err(schema_err)?;
-    let epochs = read_optional(&dir.join("epochs.csv"))?;
-    let steps: Vec<StepRow> = read_optional(&dir.join("steps.csv"))?;
+    let info: CaseJson = schema::read_json(&dir.join(schema::CASE_JSON)).map_err(schema_err)?;
+    let epochs = read_optional(&dir.join(schema::EPOCHS_CSV))?;
+    let steps: Vec<StepRow> = read_optional(&dir.join(schema::STEPS_CSV))?;
     let first_epoch_steps = steps.iter().take_while(|s| s.epoch <= 1).cloned().collect();
     let (mut sum_kick_sq, mut sum_kick) = (0.0, 0.0);
     for s in steps.iter().filter(|s| s.step > 0) {
@@ -158,7 +169,7 @@ fn read_optional<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, 
 /// Reads an E5 experiment folder: `experiment.json` and every finished run.
 pub fn load(folder: &Path) -> Result<E5Results, ReportError> {
     let meta: ExperimentJson =
-        schema::read_json(&folder.join("experiment.json")).map_err(schema_err)?;
+        schema::read_json(&folder.join(schema::EXPERIMENT_JSON)).map_err(schema_err)?;
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(folder)
         .map_err(|source| ReportError::Io {
             path: folder.into(),
@@ -169,7 +180,7 @@ pub fn load(folder: &Path) -> Result<E5Results, ReportError> {
             p.file_name()
                 .and_then(|n| n.to_str())
                 .is_some_and(|n| n.starts_with("run-") && !n.contains(".tmp"))
-                && p.join("run.json").is_file()
+                && p.join(schema::RUN_JSON).is_file()
         })
         .collect();
     dirs.sort();
@@ -180,14 +191,14 @@ pub fn load(folder: &Path) -> Result<E5Results, ReportError> {
         let mut phase1 = BTreeMap::new();
         for c in &meta.cases {
             let cdir = schema::case_dir(&dir, &c.name);
-            if cdir.join("case.json").is_file() {
+            if cdir.join(schema::CASE_JSON).is_file() {
                 cases.insert(c.name.clone(), read_case(&cdir)?);
             }
             let pdir = schema::phase1_dir(&dir, c.support);
-            if !phase1.contains_key(&c.support) && pdir.join("phase1.json").is_file() {
+            if !phase1.contains_key(&c.support) && pdir.join(schema::PHASE1_JSON).is_file() {
                 let info: Phase1Json =
-                    schema::read_json(&pdir.join("phase1.json")).map_err(schema_err)?;
-                let epochs = read_optional(&pdir.join("epochs.csv"))?;
+                    schema::read_json(&pdir.join(schema::PHASE1_JSON)).map_err(schema_err)?;
+                let epochs = read_optional(&pdir.join(schema::EPOCHS_CSV))?;
                 phase1.insert(c.support, Phase1Data { info, epochs });
             }
         }
@@ -251,16 +262,16 @@ pub fn report(
         written.push(path);
         Ok(())
     };
-    write("runs.csv", &runs_csv(&res))?;
-    write("summary.csv", &summary_csv(&res))?;
-    write("table.md", &table_markdown(&res, &claims))?;
-    rep.files.push(("table".into(), "table.md".into()));
-    rep.files.push(("summary CSV".into(), "summary.csv".into()));
+    write(RUNS_CSV, &runs_csv(&res))?;
+    write(SUMMARY_CSV, &summary_csv(&res))?;
+    write(TABLE_MD, &table_markdown(&res, &claims))?;
+    rep.files.push(("table".into(), TABLE_MD.into()));
+    rep.files.push(("summary CSV".into(), SUMMARY_CSV.into()));
     rep.files
-        .push(("every run's epochs".into(), "runs.csv".into()));
+        .push(("every run's epochs".into(), RUNS_CSV.into()));
     for (name, svg) in [
-        ("figure.svg", epoch_figure(&res)),
-        ("steps.svg", steps_figure(&res)),
+        (FIGURE_SVG, epoch_figure(&res)),
+        (STEPS_SVG, steps_figure(&res)),
     ] {
         let svg = svg.map_err(|e| e.at(out.join(name)))?;
         write(name, &svg)?;
@@ -613,8 +624,21 @@ fn table_epochs(last: usize) -> Vec<usize> {
 }
 
 fn table_markdown(res: &E5Results, claims: &[Claim]) -> String {
-    let m = &res.meta;
     let mut o = String::new();
+    write_table_intro(&mut o, res);
+    write_cross_probe(&mut o, res);
+    write_probe_table(&mut o, res);
+    write_phase2_per_epoch(&mut o, res);
+    write_layer_distances(&mut o, res);
+    write_phase1_models(&mut o, res);
+    write_claims(&mut o, claims);
+    write_failures(&mut o, res);
+    o
+}
+
+/// `table.md`: the title, the profile and protocol, the cases.
+fn write_table_intro(o: &mut String, res: &E5Results) {
+    let m = &res.meta;
     let _ = writeln!(o, "# {}: {}\n", res.id, m.title);
     let _ = writeln!(
         o,
@@ -658,8 +682,10 @@ fn table_markdown(res: &E5Results, claims: &[Claim]) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     );
+}
 
-    // Shuffled mini-batches and the cross model.
+/// `table.md`: how shuffled mini-batches move the cross model (the one-step probe).
+fn write_cross_probe(o: &mut String, res: &E5Results) {
     if let Some(cross) = res.find_case(Support::Cross, Parametrisation::Unitary) {
         let probes = res.probes(&cross.name);
         let _ = writeln!(o, "## How shuffled mini-batches move the cross model\n");
@@ -693,6 +719,11 @@ fn table_markdown(res: &E5Results, claims: &[Claim]) -> String {
             );
         }
     }
+}
+
+/// `table.md`: one SGD step from the loaded start, closed vs shuffled batch, all cases.
+fn write_probe_table(o: &mut String, res: &E5Results) {
+    let m = &res.meta;
     let _ = writeln!(o, "## One SGD step from the loaded start (all cases)\n");
     let _ = writeln!(
         o,
@@ -716,8 +747,11 @@ fn table_markdown(res: &E5Results, claims: &[Claim]) -> String {
         );
     }
     o.push('\n');
+}
 
-    // Phase 2 per epoch.
+/// `table.md`: the phase-2 quantities at the epochs of [`table_epochs`].
+fn write_phase2_per_epoch(o: &mut String, res: &E5Results) {
+    let m = &res.meta;
     let last = m.phase2.epochs;
     type Q = (&'static str, fn(&EpochRow) -> f64, bool);
     let quantities: [Q; 7] = [
@@ -770,8 +804,11 @@ fn table_markdown(res: &E5Results, claims: &[Claim]) -> String {
         }
         o.push('\n');
     }
+}
 
-    // Per layer after phase 2.
+/// `table.md`: the distance to E ∩ L per layer after phase 2.
+fn write_layer_distances(o: &mut String, res: &E5Results) {
+    let m = &res.meta;
     let _ = writeln!(o, "## Distance to E ∩ L per layer after phase 2\n");
     let _ = writeln!(
         o,
@@ -800,8 +837,11 @@ fn table_markdown(res: &E5Results, claims: &[Claim]) -> String {
         let _ = writeln!(o, "| {} | {} |", c.name, cells.join(" | "));
     }
     o.push('\n');
+}
 
-    // Phase 1.
+/// `table.md`: the phase-1 (equivariant) models at their last epoch.
+fn write_phase1_models(o: &mut String, res: &E5Results) {
+    let m = &res.meta;
     let _ = writeln!(
         o,
         "## Phase 1: the equivariant models at their last epoch\n"
@@ -833,7 +873,10 @@ fn table_markdown(res: &E5Results, claims: &[Claim]) -> String {
         );
     }
     o.push('\n');
+}
 
+/// `table.md`: the claims, if any.
+fn write_claims(o: &mut String, claims: &[Claim]) {
     if !claims.is_empty() {
         let _ = writeln!(o, "## Claims (SPEC claim 4)\n");
         for c in claims {
@@ -849,7 +892,10 @@ fn table_markdown(res: &E5Results, claims: &[Claim]) -> String {
         }
         o.push('\n');
     }
+}
 
+/// `table.md`: the runs that failed, if any.
+fn write_failures(o: &mut String, res: &E5Results) {
     let failures: Vec<String> = res
         .runs
         .iter()
@@ -881,7 +927,6 @@ fn table_markdown(res: &E5Results, claims: &[Claim]) -> String {
     if !failures.is_empty() {
         let _ = writeln!(o, "## Failed runs\n\n{}\n", failures.join("\n"));
     }
-    o
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1124,7 +1169,7 @@ fn title(res: &E5Results, what: &str) -> String {
 pub fn epoch_figure(res: &E5Results) -> Result<String, FigureError> {
     distance_figure(
         res,
-        "figure.svg",
+        FIGURE_SVG,
         "distance to E ∩ L during augmented training (phase 2)",
         "phase-2 epoch",
         |c| {
@@ -1140,7 +1185,7 @@ pub fn epoch_figure(res: &E5Results) -> Result<String, FigureError> {
 pub fn steps_figure(res: &E5Results) -> Result<String, FigureError> {
     distance_figure(
         res,
-        "steps.svg",
+        STEPS_SVG,
         "distance to E ∩ L per SGD step, first augmented epoch",
         "phase-2 step",
         |c| {

@@ -116,8 +116,8 @@ impl FigureError {
     }
 
     /// The report's error for this figure written to `path`.
-    pub(crate) fn at(self, path: std::path::PathBuf) -> super::ReportError {
-        super::ReportError::Figure {
+    pub(crate) fn at(self, path: std::path::PathBuf) -> super::error::ReportError {
+        super::error::ReportError::Figure {
             path,
             message: self.message,
         }

@@ -4,7 +4,7 @@
 //! Only finished runs exist as `run-*` directories; names ending in `.tmp` are runs in progress
 //! and are skipped. Unknown JSON keys and extra CSV columns (per-layer distances) are accepted.
 
-use super::ReportError;
+use super::error::ReportError;
 use crate::config::Precision;
 use crate::schema::{self, ExperimentRecord, RunRecord, SchemaError};
 use eqaug_dynamics::{Sampling, StrategyKind};

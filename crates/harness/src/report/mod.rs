@@ -13,6 +13,7 @@ pub mod ablation;
 pub mod aggregate;
 pub mod claims;
 pub mod e5;
+mod error;
 pub mod figure;
 pub mod input;
 pub mod regularised;
@@ -20,53 +21,12 @@ pub mod stability;
 pub mod table;
 
 pub use claims::{Bound, Claim, CLAIMS};
+use error::write_file;
+pub use error::ReportError;
 
-use crate::io::{write_atomic, IoError};
 use crate::schema::{self, SchemaError};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-
-/// Errors of the report, each naming the file involved.
-#[derive(Debug, thiserror::Error)]
-pub enum ReportError {
-    /// A file or folder could not be read or written.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// The file or folder.
-        path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
-    },
-    /// A results file (JSON, CSV) is malformed or invalid.
-    #[error(transparent)]
-    Schema(#[from] SchemaError),
-    /// `DIR` holds no experiment folder.
-    #[error(
-        "{}: no experiment found (expected sub-folders holding an experiment.json)",
-        dir.display()
-    )]
-    NoExperiments {
-        /// The folder given to `report`.
-        dir: PathBuf,
-    },
-    /// A figure could not be drawn.
-    #[error("{}: cannot draw the figure: {message}", path.display())]
-    Figure {
-        /// The figure file.
-        path: PathBuf,
-        /// plotters' error.
-        message: String,
-    },
-}
-
-impl From<IoError> for ReportError {
-    fn from(e: IoError) -> Self {
-        ReportError::Io {
-            path: e.path,
-            source: e.source,
-        }
-    }
-}
 
 /// What `report` did.
 #[derive(Debug, Clone, Default)]
@@ -85,13 +45,6 @@ pub struct ReportSummary {
     pub run_failures: Vec<String>,
     /// Every file written.
     pub files_written: Vec<PathBuf>,
-}
-
-/// Writes a file atomically, recording it in `written`.
-fn write_file(path: &Path, contents: &str, written: &mut Vec<PathBuf>) -> Result<(), ReportError> {
-    write_atomic(path, contents.as_bytes())?;
-    written.push(path.to_path_buf());
-    Ok(())
 }
 
 /// The report's part of one experiment, for `report.md`.
@@ -127,105 +80,160 @@ pub fn report_into(dir: &Path, out: &Path) -> Result<ReportSummary, ReportError>
     let mut summary = ReportSummary::default();
     let mut sections = Vec::new();
     for folder in &folders {
-        if let Ok(schema::AnyExperimentRecord::E5(_)) = schema::AnyExperimentRecord::read(folder) {
-            let name = folder
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let r = e5::report(folder, &out.join(&name), &mut summary.files_written)?;
-            summary.experiments.push(r.id.clone());
-            summary.claims.extend(r.claims);
-            sections.push(ExperimentReport {
-                id: r.id,
-                folder: name,
-                title: Some(r.title),
-                runs: r.runs,
-                files: r.files,
-                figures: r.figures,
-            });
-            continue;
-        }
-        let exp = input::load_experiment(folder)?;
-        for run in &exp.runs {
-            for f in &run.failed {
-                summary.run_failures.push(format!(
-                    "{} {}: strategy `{}` failed at epoch {}: {}",
-                    exp.id,
-                    schema::run_dir_name(run.index),
-                    f.strategy,
-                    f.epoch,
-                    f.error
-                ));
-            }
-        }
-        let mut section = ExperimentReport {
-            id: exp.id.clone(),
-            folder: folder
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            title: exp.meta.title.clone(),
-            runs: exp.runs.len(),
-            files: Vec::new(),
-            figures: Vec::new(),
+        let section = if let Ok(schema::AnyExperimentRecord::E5(_)) = schema::AnyExperimentRecord::read(folder) {
+            e5_experiment(folder, out, &mut summary)?
+        } else {
+            full_batch_experiment(folder, out, &mut summary)?
         };
-        summary.experiments.push(exp.id.clone());
-        let folder = &out.join(&section.folder);
-        std::fs::create_dir_all(folder).map_err(|source| ReportError::Io {
-            path: folder.clone(),
-            source,
-        })?;
-        if !exp.runs.is_empty() {
-            let rows = aggregate::summarise(&exp);
-            let written = &mut summary.files_written;
-            write_file(&folder.join("runs.csv"), &runs_csv(&exp)?, written)?;
-            section
-                .files
-                .push(("every run's metrics".into(), "runs.csv".into()));
-            write_file(
-                &folder.join("summary.csv"),
-                &aggregate::summary_csv(&rows),
-                written,
-            )?;
-            write_file(
-                &folder.join("table.md"),
-                &table::table_markdown(&exp, &rows),
-                written,
-            )?;
-            section.files.push(("table".into(), "table.md".into()));
-            section
-                .files
-                .push(("summary CSV".into(), "summary.csv".into()));
-
-            let path = folder.join("figure.svg");
-            let svg = figure::main_figure(&exp, &rows).map_err(|e| e.at(path.clone()))?;
-            write_file(&path, &svg, written)?;
-            section.figures.push("figure.svg".into());
-
-            let path = folder.join("reference.svg");
-            let svg = figure::reference_figure(&exp, &rows).map_err(|e| e.at(path.clone()))?;
-            if let Some(svg) = svg {
-                write_file(&path, &svg, written)?;
-                section.figures.push("reference.svg".into());
-            }
-            let path = folder.join("equivariance.svg");
-            let svg = figure::equivariance_figure(&exp).map_err(|e| e.at(path.clone()))?;
-            if let Some(svg) = svg {
-                write_file(&path, &svg, written)?;
-                section.figures.push("equivariance.svg".into());
-            }
-            summary.claims.extend(claims::check(&exp));
-            if let Some(reg) = regularised::summarise(&exp) {
-                let path = folder.join("regularised.svg");
-                let svg = regularised::figure(&exp, &reg).map_err(|e| e.at(path.clone()))?;
-                write_file(&path, &svg, written)?;
-                section.figures.push("regularised.svg".into());
-                summary.claims.extend(regularised::claims(&exp, &reg));
-            }
-        }
         sections.push(section);
     }
+    let ablation_paragraph = ablation_report(&folders, out, &mut summary)?;
+    merge_worked_example(dir, out, &mut summary)?;
+    let stability_found = stability_report(dir, out, &mut summary)?;
+    summary.claims_passed = summary.claims.iter().filter(|c| c.pass).count();
+    summary.claims_no_data = summary.claims.iter().filter(|c| c.no_data).count();
+    summary.claims_failed = summary.claims.len() - summary.claims_passed - summary.claims_no_data;
 
+    write_claims_and_report(
+        out,
+        &sections,
+        ablation_paragraph,
+        stability_found,
+        &mut summary,
+    )?;
+    Ok(summary)
+}
+
+/// The report of one E5 experiment folder (written by [`e5::report`]).
+fn e5_experiment(
+    folder: &Path,
+    out: &Path,
+    summary: &mut ReportSummary,
+) -> Result<ExperimentReport, ReportError> {
+    let name = folder
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let r = e5::report(folder, &out.join(&name), &mut summary.files_written)?;
+    summary.experiments.push(r.id.clone());
+    summary.claims.extend(r.claims);
+    Ok(ExperimentReport {
+        id: r.id,
+        folder: name,
+        title: Some(r.title),
+        runs: r.runs,
+        files: r.files,
+        figures: r.figures,
+    })
+}
+
+/// The report of one full-batch experiment folder (E1-E4, the ablations): its strategy
+/// failures, and the files of [`full_batch_files`] when it holds runs.
+fn full_batch_experiment(
+    folder: &Path,
+    out: &Path,
+    summary: &mut ReportSummary,
+) -> Result<ExperimentReport, ReportError> {
+    let exp = input::load_experiment(folder)?;
+    for run in &exp.runs {
+        for f in &run.failed {
+            summary.run_failures.push(format!(
+                "{} {}: strategy `{}` failed at epoch {}: {}",
+                exp.id,
+                schema::run_dir_name(run.index),
+                f.strategy,
+                f.epoch,
+                f.error
+            ));
+        }
+    }
+    let mut section = ExperimentReport {
+        id: exp.id.clone(),
+        folder: folder
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        title: exp.meta.title.clone(),
+        runs: exp.runs.len(),
+        files: Vec::new(),
+        figures: Vec::new(),
+    };
+    summary.experiments.push(exp.id.clone());
+    let folder = &out.join(&section.folder);
+    std::fs::create_dir_all(folder).map_err(|source| ReportError::Io {
+        path: folder.clone(),
+        source,
+    })?;
+    if !exp.runs.is_empty() {
+        full_batch_files(&exp, folder, &mut section, summary)?;
+    }
+    Ok(section)
+}
+
+/// The files of a full-batch experiment with runs, in its report `folder`: `runs.csv`,
+/// `summary.csv`, `table.md`, the figures, and its claims.
+fn full_batch_files(
+    exp: &input::Experiment,
+    folder: &Path,
+    section: &mut ExperimentReport,
+    summary: &mut ReportSummary,
+) -> Result<(), ReportError> {
+    let rows = aggregate::summarise(exp);
+    let written = &mut summary.files_written;
+    write_file(&folder.join("runs.csv"), &runs_csv(exp)?, written)?;
+    section
+        .files
+        .push(("every run's metrics".into(), "runs.csv".into()));
+    write_file(
+        &folder.join("summary.csv"),
+        &aggregate::summary_csv(&rows),
+        written,
+    )?;
+    write_file(
+        &folder.join("table.md"),
+        &table::table_markdown(exp, &rows),
+        written,
+    )?;
+    section.files.push(("table".into(), "table.md".into()));
+    section
+        .files
+        .push(("summary CSV".into(), "summary.csv".into()));
+
+    let path = folder.join("figure.svg");
+    let svg = figure::main_figure(exp, &rows).map_err(|e| e.at(path.clone()))?;
+    write_file(&path, &svg, written)?;
+    section.figures.push("figure.svg".into());
+
+    let path = folder.join("reference.svg");
+    let svg = figure::reference_figure(exp, &rows).map_err(|e| e.at(path.clone()))?;
+    if let Some(svg) = svg {
+        write_file(&path, &svg, written)?;
+        section.figures.push("reference.svg".into());
+    }
+    let path = folder.join("equivariance.svg");
+    let svg = figure::equivariance_figure(exp).map_err(|e| e.at(path.clone()))?;
+    if let Some(svg) = svg {
+        write_file(&path, &svg, written)?;
+        section.figures.push("equivariance.svg".into());
+    }
+    summary.claims.extend(claims::check(exp));
+    if let Some(reg) = regularised::summarise(exp) {
+        let path = folder.join("regularised.svg");
+        let svg = regularised::figure(exp, &reg).map_err(|e| e.at(path.clone()))?;
+        write_file(&path, &svg, written)?;
+        section.figures.push("regularised.svg".into());
+        summary.claims.extend(regularised::claims(exp, &reg));
+    }
+    Ok(())
+}
+
+/// The norm ablation over the experiment folders named as its members (`ablation-norm.md`
+/// and its claims); returns the paragraph for `report.md`.
+fn ablation_report(
+    folders: &[PathBuf],
+    out: &Path,
+    summary: &mut ReportSummary,
+) -> Result<Option<String>, ReportError> {
     let ablation: Vec<input::Experiment> = folders
         .iter()
         .filter(|f| {
@@ -246,7 +254,15 @@ pub fn report_into(dir: &Path, out: &Path) -> Result<ReportSummary, ReportError>
     }
     let ablation_paragraph = ablation::ablation_summary(&ablation, &ablation_claims);
     summary.claims.extend(ablation_claims);
+    Ok(ablation_paragraph)
+}
 
+/// Merges the claims of `worked_example.json` (in `out`, else in `dir`), if there is one.
+fn merge_worked_example(
+    dir: &Path,
+    out: &Path,
+    summary: &mut ReportSummary,
+) -> Result<(), ReportError> {
     let worked = [out, dir]
         .iter()
         .map(|d| d.join("worked_example.json"))
@@ -256,6 +272,16 @@ pub fn report_into(dir: &Path, out: &Path) -> Result<ReportSummary, ReportError>
         let extra: Vec<Claim> = schema::read_json(&worked)?;
         summary.claims.extend(extra);
     }
+    Ok(())
+}
+
+/// The stability section of `eqaug stability`'s analyses under `dir/stability`; whether
+/// there is one to link from `report.md`.
+fn stability_report(
+    dir: &Path,
+    out: &Path,
+    summary: &mut ReportSummary,
+) -> Result<bool, ReportError> {
     // The stability analyses of `eqaug stability` (SPEC section 10), when DIR/stability holds any.
     let stability_dir = dir.join("stability");
     let mut stability_found = false;
@@ -268,10 +294,17 @@ pub fn report_into(dir: &Path, out: &Path) -> Result<ReportSummary, ReportError>
         stability_found = !c.is_empty() || out.join("stability/stability.md").is_file();
         summary.claims.extend(c);
     }
-    summary.claims_passed = summary.claims.iter().filter(|c| c.pass).count();
-    summary.claims_no_data = summary.claims.iter().filter(|c| c.no_data).count();
-    summary.claims_failed = summary.claims.len() - summary.claims_passed - summary.claims_no_data;
+    Ok(stability_found)
+}
 
+/// Writes `claims.json`, `claims.md` and `report.md`.
+fn write_claims_and_report(
+    out: &Path,
+    sections: &[ExperimentReport],
+    ablation_paragraph: Option<String>,
+    stability_found: bool,
+    summary: &mut ReportSummary,
+) -> Result<(), ReportError> {
     let json =
         serde_json::to_string_pretty(&summary.claims).map_err(|source| SchemaError::Json {
             path: out.join("claims.json"),
@@ -287,20 +320,20 @@ pub fn report_into(dir: &Path, out: &Path) -> Result<ReportSummary, ReportError>
         &claims::claims_markdown(&summary.claims),
         &mut summary.files_written,
     )?;
-    let mut md = report_markdown(&sections, &summary);
+    let mut md = report_markdown(sections, summary);
     if let Some(p) = ablation_paragraph {
         md.push_str(&p);
     }
     if stability_found {
         md.push_str(
             "## Stability of the stationary points (SPEC section 10)\n\n\
-             Hessian spectra on E and E-perp at stationary points in E, and predicted against \
-             measured escape: [stability/stability.md](stability/stability.md).\n\n\
-             ![stability densities](stability/stability.svg)\n",
+                 Hessian spectra on E and E-perp at stationary points in E, and predicted against \
+                 measured escape: [stability/stability.md](stability/stability.md).\n\n\
+                 ![stability densities](stability/stability.svg)\n",
         );
     }
     write_file(&out.join("report.md"), &md, &mut summary.files_written)?;
-    Ok(summary)
+    Ok(())
 }
 
 /// Every run's `metrics.csv` in one table, with the run index as the first column.

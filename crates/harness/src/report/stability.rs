@@ -6,12 +6,17 @@
 //! [`crate::stability::StabilityOutput`]); output: `stability.md` and `stability.svg`.
 
 use super::claims::{Bound, Claim};
-use super::ReportError;
-use crate::stability::StabilityOutput;
+use super::error::{write_file, ReportError};
+use crate::stability::{RunStability, StabilityOutput, STABILITY_JSON};
 use eqaug_dynamics::stability::{StabilityReport, Verdict};
 use plotters::prelude::*;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+
+/// The report's table, escapes and findings.
+pub const STABILITY_MD: &str = "stability.md";
+/// The report's spectral densities.
+pub const STABILITY_SVG: &str = "stability.svg";
 
 /// Reads every `dir/*/stability.json`, in folder order.
 pub fn load(dir: &Path) -> Result<Vec<StabilityOutput>, ReportError> {
@@ -21,12 +26,12 @@ pub fn load(dir: &Path) -> Result<Vec<StabilityOutput>, ReportError> {
             source,
         })?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.join("stability.json").is_file())
+        .filter(|p| p.join(STABILITY_JSON).is_file())
         .collect();
     folders.sort();
     folders
         .iter()
-        .map(|f| crate::schema::read_json(&f.join("stability.json")).map_err(ReportError::from))
+        .map(|f| crate::schema::read_json(&f.join(STABILITY_JSON)).map_err(ReportError::from))
         .collect()
 }
 
@@ -59,10 +64,27 @@ fn verdict(r: &StabilityReport) -> &'static str {
 /// random direction inside its bracket, the vanishing off-diagonal block, and the worked
 /// example's eigenvalues.
 pub fn claims(outputs: &[StabilityOutput]) -> Vec<Claim> {
+    let mut out = normalisation_claims(outputs);
+    for o in outputs {
+        let exp = o.experiment.as_str();
+        if exp == "worked-example" {
+            out.extend(worked_example_claims(o));
+        }
+        for run in &o.runs {
+            out.extend(run_claims(exp, run));
+        }
+    }
+    out
+}
+
+/// A measured claim without a note.
+fn claim(id: &str, exp: &str, statement: String, measured: f64, bound: Bound) -> Claim {
+    Claim::measured(id, exp, statement, measured, bound, None)
+}
+
+/// The claims of the normalisation ablations (issue 15).
+fn normalisation_claims(outputs: &[StabilityOutput]) -> Vec<Claim> {
     let mut out = Vec::new();
-    let claim = |id: &str, exp: &str, statement: String, measured: f64, bound: Bound| {
-        Claim::measured(id, exp, statement, measured, bound, None)
-    };
     // Issue 15: with batch norm and with layer norm alike, the stationary points reached
     // include saddles of R_aug; the bound asks for a negative eigenvalue ten times beyond the
     // verdict's noise level, so that it is not a matter of the stationarity tolerance.
@@ -127,78 +149,87 @@ pub fn claims(outputs: &[StabilityOutput]) -> Vec<Claim> {
             }
         }
     }
-    for o in outputs {
-        let exp = o.experiment.as_str();
-        if exp == "worked-example" {
-            if let Some(run) = o.runs.first() {
-                let r = &run.report;
-                let perp = (std::f64::consts::LN_2 - 1.0) / 2.0;
-                out.push(claim(
-                    "stability-worked-example-e",
-                    exp,
-                    "eqaug stability on the worked example: lambda on E is 1/2 (twice SPEC's 1/4: the network's loss is the MSE)".into(),
-                    r.e_block.min,
-                    Bound::Near(0.5, 1e-6),
-                ));
-                out.push(claim(
-                    "stability-worked-example-perp",
-                    exp,
-                    "eqaug stability on the worked example: lambda on E-perp is (ln 2 - 1)/2 (twice SPEC's)".into(),
-                    r.perp_block.min,
-                    Bound::Near(perp, 1e-6),
-                ));
-            }
+    out
+}
+
+/// The worked example's eigenvalues on E and E-perp (its first run).
+fn worked_example_claims(o: &StabilityOutput) -> Vec<Claim> {
+    let mut out = Vec::new();
+    let exp = o.experiment.as_str();
+
+    if let Some(run) = o.runs.first() {
+        let r = &run.report;
+        let perp = (std::f64::consts::LN_2 - 1.0) / 2.0;
+        out.push(claim(
+            "stability-worked-example-e",
+            exp,
+            "eqaug stability on the worked example: lambda on E is 1/2 (twice SPEC's 1/4: the network's loss is the MSE)".into(),
+            r.e_block.min,
+            Bound::Near(0.5, 1e-6),
+        ));
+        out.push(claim(
+            "stability-worked-example-perp",
+            exp,
+            "eqaug stability on the worked example: lambda on E-perp is (ln 2 - 1)/2 (twice SPEC's)".into(),
+            r.perp_block.min,
+            Bound::Near(perp, 1e-6),
+        ));
+    }
+    out
+}
+
+/// The claims of one analysed run of experiment `exp`: the vanishing off-diagonal block and,
+/// where the prediction is testable, the escape rates.
+fn run_claims(exp: &str, run: &RunStability) -> Vec<Claim> {
+    let mut out = Vec::new();
+
+    let r = &run.report;
+    if let Some(od) = r.off_diagonal {
+        out.push(claim(
+            "stability-block-diagonal",
+            exp,
+            format!(
+                "run {}: at A* the E -> E-perp block of Hess R_aug vanishes (||Pi_perp H v|| / ||H v||, v random in E; SPEC 10(d)); central differences limit it to about 1e-9",
+                run.run
+            ),
+            od,
+            Bound::AtMost(1e-6),
+        ));
+    }
+    // The linearised prediction holds at a stationary point along an eigenvector: test
+    // it only where the search converged and the Ritz pair is accurate (no data is not
+    // a pass; the measured numbers stay in the tables).
+    if !prediction_testable(r) {
+        return out;
+    }
+    if let Some(e) = &r.escape_min {
+        if let (Some(err), Some(p)) = (e.rate_relative_error, e.predicted_factor) {
+            out.push(claim(
+                "stability-escape-rate",
+                exp,
+                format!(
+                    "run {}: exact-average augmented GD from A* + delta v (v the Ritz vector of lambda_min(H_perp) = {}, eta {}): per-step factor of ||A_Eperp|| {} against predicted 1 - eta lambda = {}; relative error of the rate (factor - 1)",
+                    run.run, sci(r.perp_block.min), sci(e.eta), e.measured_factor, p
+                ),
+                err,
+                Bound::AtMost(0.05),
+            ));
         }
-        for run in &o.runs {
-            let r = &run.report;
-            if let Some(od) = r.off_diagonal {
-                out.push(claim(
-                    "stability-block-diagonal",
-                    exp,
-                    format!(
-                        "run {}: at A* the E -> E-perp block of Hess R_aug vanishes (||Pi_perp H v|| / ||H v||, v random in E; SPEC 10(d)); central differences limit it to about 1e-9",
-                        run.run
-                    ),
-                    od,
-                    Bound::AtMost(1e-6),
-                ));
-            }
-            // The linearised prediction holds at a stationary point along an eigenvector: test
-            // it only where the search converged and the Ritz pair is accurate (no data is not
-            // a pass; the measured numbers stay in the tables).
-            if !prediction_testable(r) {
-                continue;
-            }
-            if let Some(e) = &r.escape_min {
-                if let (Some(err), Some(p)) = (e.rate_relative_error, e.predicted_factor) {
-                    out.push(claim(
-                        "stability-escape-rate",
-                        exp,
-                        format!(
-                            "run {}: exact-average augmented GD from A* + delta v (v the Ritz vector of lambda_min(H_perp) = {}, eta {}): per-step factor of ||A_Eperp|| {} against predicted 1 - eta lambda = {}; relative error of the rate (factor - 1)",
-                            run.run, sci(r.perp_block.min), sci(e.eta), e.measured_factor, p
-                        ),
-                        err,
-                        Bound::AtMost(0.05),
-                    ));
-                }
-            }
-            if let Some(e) = &r.escape_random {
-                if let Some((lo, hi)) = e.predicted_range {
-                    // The same 5% tolerance on rates (factor - 1) as the Ritz-direction claim.
-                    let tol = 0.05 * (lo - 1.0).abs().max((hi - 1.0).abs());
-                    out.push(claim(
-                        "stability-escape-random",
-                        exp,
-                        format!(
-                            "run {}: from a random E-perp direction the per-step factor lies between the predictions 1 - eta lambda of lambda_max and lambda_min of H_perp (widened by 5% of the largest rate)",
-                            run.run
-                        ),
-                        e.measured_factor,
-                        Bound::Within(lo - tol, hi + tol),
-                    ));
-                }
-            }
+    }
+    if let Some(e) = &r.escape_random {
+        if let Some((lo, hi)) = e.predicted_range {
+            // The same 5% tolerance on rates (factor - 1) as the Ritz-direction claim.
+            let tol = 0.05 * (lo - 1.0).abs().max((hi - 1.0).abs());
+            out.push(claim(
+                "stability-escape-random",
+                exp,
+                format!(
+                    "run {}: from a random E-perp direction the per-step factor lies between the predictions 1 - eta lambda of lambda_max and lambda_min of H_perp (widened by 5% of the largest rate)",
+                    run.run
+                ),
+                e.measured_factor,
+                Bound::Within(lo - tol, hi + tol),
+            ));
         }
     }
     out
@@ -346,6 +377,27 @@ pub fn prediction_testable(r: &StabilityReport) -> bool {
 pub fn markdown(outputs: &[StabilityOutput], figure: Option<&str>) -> String {
     let mut s = String::from("# Stability of the stationary points in E (SPEC section 10)\n\n");
     let _ = writeln!(s, "{}\n", paragraph(outputs));
+    write_method(&mut s);
+    write_spectra_table(&mut s, outputs);
+    write_escapes(&mut s, outputs);
+    if let Some(n) = normalisation_markdown(outputs) {
+        s.push_str(&n);
+    }
+    write_cost_table(&mut s, outputs);
+    if let Some(f) = figure {
+        let _ = writeln!(
+            s,
+            "\n## Spectral densities\n\nStochastic Lanczos quadrature (every Lanczos run a start; \
+             Gaussian smoothing of width 1% of max|lambda|; a block computed densely contributes every \
+             eigenvalue with equal weight), eigenvalues divided by max|lambda| of the experiment: \
+             Hess R_eqv on E (green), H_perp on E-perp (blue).\n\n![stability densities]({f})"
+        );
+    }
+    s
+}
+
+/// `stability.md`: how the analysis was made and how to read the table.
+fn write_method(s: &mut String) {
     let _ = writeln!(
         s,
         "Written by `eqaug stability CONFIG` (f64; central-difference Hessian-vector products, \
@@ -375,6 +427,10 @@ pub fn markdown(outputs: &[StabilityOutput], figure: Option<&str>) -> String {
          Hessian of the regularised augmented risk, whose negative eigenvalues must exceed mu in \
          size before the unregularised H_perp has them.\n"
     );
+}
+
+/// `stability.md`: the table of residuals, kinks and extreme eigenvalues per run.
+fn write_spectra_table(s: &mut String, outputs: &[StabilityOutput]) {
     let _ = writeln!(
         s,
         "| experiment | run | group (H_perp) | residual (rel.) | kink | lambda_min / lambda_max on E | lambda_min / lambda_max of H_perp | negatives E; E-perp | verdict | time |\n|---|---:|---|---|---|---|---|---|---|---:|"
@@ -434,6 +490,10 @@ pub fn markdown(outputs: &[StabilityOutput], figure: Option<&str>) -> String {
             );
         }
     }
+}
+
+/// `stability.md`: predicted against measured escape.
+fn write_escapes(s: &mut String, outputs: &[StabilityOutput]) {
     let _ = writeln!(
         s,
         "\n## Predicted against measured escape\n\n\
@@ -481,9 +541,10 @@ pub fn markdown(outputs: &[StabilityOutput], figure: Option<&str>) -> String {
             }
         }
     }
-    if let Some(n) = normalisation_markdown(outputs) {
-        s.push_str(&n);
-    }
+}
+
+/// `stability.md`: the configuration and cost of every run.
+fn write_cost_table(s: &mut String, outputs: &[StabilityOutput]) {
     let _ = writeln!(s, "\n## Configuration and cost\n");
     let _ = writeln!(
         s,
@@ -518,16 +579,6 @@ pub fn markdown(outputs: &[StabilityOutput], figure: Option<&str>) -> String {
             );
         }
     }
-    if let Some(f) = figure {
-        let _ = writeln!(
-            s,
-            "\n## Spectral densities\n\nStochastic Lanczos quadrature (every Lanczos run a start; \
-             Gaussian smoothing of width 1% of max|lambda|; a block computed densely contributes every \
-             eigenvalue with equal weight), eigenvalues divided by max|lambda| of the experiment: \
-             Hess R_eqv on E (green), H_perp on E-perp (blue).\n\n![stability densities]({f})"
-        );
-    }
-    s
 }
 
 /// The paragraph that states what was found, with the numbers.
@@ -617,7 +668,7 @@ fn de<E: std::fmt::Display>(e: E) -> String {
 /// The SLQ densities, one panel per analysed experiment (first run), eigenvalues scaled by
 /// the experiment's max |lambda|, log-scaled density.
 pub fn figure(outputs: &[StabilityOutput]) -> Result<String, super::figure::FigureError> {
-    figure_svg(outputs).map_err(|m| super::figure::FigureError::new("stability.svg", m))
+    figure_svg(outputs).map_err(|m| super::figure::FigureError::new(STABILITY_SVG, m))
 }
 
 fn figure_svg(outputs: &[StabilityOutput]) -> Result<String, String> {
@@ -716,12 +767,12 @@ pub fn write(
         path: out.to_path_buf(),
         source,
     })?;
-    let fig_path = out.join("stability.svg");
+    let fig_path = out.join(STABILITY_SVG);
     let svg = figure(&outputs).map_err(|e| e.at(fig_path.clone()))?;
-    super::write_file(&fig_path, &svg, written)?;
-    super::write_file(
-        &out.join("stability.md"),
-        &markdown(&outputs, Some("stability.svg")),
+    write_file(&fig_path, &svg, written)?;
+    write_file(
+        &out.join(STABILITY_MD),
+        &markdown(&outputs, Some(STABILITY_SVG)),
         written,
     )?;
     Ok(claims(&outputs))

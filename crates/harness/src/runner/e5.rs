@@ -18,11 +18,11 @@ use crate::schema::e5::{
     ProbeJson, StepProbe, StepRow,
 };
 use crate::schema::{AnyExperimentRecord, RunRecord};
-use eqaug_data::e5 as data5;
+use eqaug_data::mnist_rotations as data5;
 use eqaug_dynamics::sgd::{self, ClassData, SgdConfig, SgdModel, StepRecord};
 use eqaug_dynamics::{strategy_rng, Failure};
 use eqaug_groups::Real;
-use eqaug_nn::e5::{E5Network, E5Spec};
+use eqaug_nn::support_cnn::{SupportCnn, SupportCnnSpec};
 use eqaug_nn::{Params, Sequential};
 use rand::seq::SliceRandom;
 use std::cell::RefCell;
@@ -156,10 +156,10 @@ fn nn_support(s: Support) -> eqaug_nn::conv::Support {
     }
 }
 
-fn spec(exp: &E5Experiment, s: Support, p: eqaug_nn::conv::Parametrisation) -> E5Spec {
-    E5Spec {
+fn spec(exp: &E5Experiment, s: Support, p: eqaug_nn::conv::Parametrisation) -> SupportCnnSpec {
+    SupportCnnSpec {
         channels: exp.channels,
-        ..E5Spec::paper(nn_support(s), p)
+        ..SupportCnnSpec::paper(nn_support(s), p)
     }
 }
 
@@ -184,7 +184,7 @@ fn total(v: &[f64]) -> f64 {
 }
 
 /// Distance in kernel space between two parameter vectors of `net`.
-fn kernel_distance<T: Real>(net: &E5Network<T>, a: &Params<T>, b: &Params<T>) -> f64 {
+fn kernel_distance<T: Real>(net: &SupportCnn<T>, a: &Params<T>, b: &Params<T>) -> f64 {
     let mut d = a.clone();
     d.axpy(-T::one(), b);
     total(&net.kernel_space_norms(&d))
@@ -242,7 +242,7 @@ fn rename(from: &Path, to: &Path) -> Result<(), RunError> {
 }
 
 /// A trained phase-1 model and its parameters.
-type Trained<T> = (E5Network<T>, Params<T>);
+type Trained<T> = (SupportCnn<T>, Params<T>);
 
 /// An E5 experiment's trainer: the digits, loaded once in the training precision.
 struct E5Trainer<T> {
@@ -402,7 +402,7 @@ impl<T: Real> E5Trainer<T> {
         let (exp, data) = (&self.exp, &self.data);
         let unit = schema::phase1_name(support);
         let s = spec(exp, support, eqaug_nn::conv::Parametrisation::Equivariant);
-        let net = E5Network::<T>::new(&s, &mut strategy_rng(seed, "e5-basis"))
+        let net = SupportCnn::<T>::new(&s, &mut strategy_rng(seed, "e5-basis"))
             .map_err(self.net_err(format!("equivariant, {}", support.name())))?;
         let key = phase1_key(exp, seed, support);
         let dir = schema::phase1_dir(run_tmp, support);
@@ -490,7 +490,7 @@ impl<T: Real> E5Trainer<T> {
 /// the step's kick off E ∩ L (`||Pi_perp(A_k - A_{k-1})||`) and the distance from the phase-2
 /// start: the SGD loop measures distances right after each step, with the new parameters.
 struct Recorder<'a, T: Real> {
-    net: &'a E5Network<T>,
+    net: &'a SupportCnn<T>,
     start: Params<T>,
     prev: RefCell<Params<T>>,
     /// (kick, distance from start) of the last measurement.
@@ -524,7 +524,7 @@ impl<T: Real> SgdModel<T> for Recorder<'_, T> {
 /// One SGD step of `net` from `start` on all of `batch`: the distance to E ∩ L after it and
 /// the distance moved.
 fn probe_step<T: Real>(
-    net: &E5Network<T>,
+    net: &SupportCnn<T>,
     start: &Params<T>,
     batch: &ClassData<T>,
     lr: f64,
@@ -574,7 +574,7 @@ impl<T: Real> E5Trainer<T> {
         run: usize,
         seed: u64,
         case: &CaseSection,
-        eq_net: &E5Network<T>,
+        eq_net: &SupportCnn<T>,
         eq_params: &Params<T>,
         progress: &Progress,
     ) -> Result<Option<FailureJson>, RunError> {
@@ -595,7 +595,7 @@ impl<T: Real> E5Trainer<T> {
             Parametrisation::Unitary => eqaug_nn::conv::Parametrisation::Unitary,
             Parametrisation::Nonunitary => eqaug_nn::conv::Parametrisation::NonUnitary,
         };
-        let net = E5Network::<T>::new(
+        let net = SupportCnn::<T>::new(
             &spec(exp, case.support, p),
             &mut strategy_rng(seed, &format!("e5-basis-{}", case.name)),
         )
@@ -703,7 +703,7 @@ impl<T: Real> E5Trainer<T> {
     /// of the same size; `None` without probe digits.
     fn probe(
         &self,
-        net: &E5Network<T>,
+        net: &SupportCnn<T>,
         start: &Params<T>,
         seed: u64,
     ) -> Result<Option<ProbeJson>, eqaug_dynamics::TrainError> {

@@ -30,6 +30,10 @@ use std::path::{Path, PathBuf};
 /// The names of the four layers whose distances are recorded, in order.
 pub const LAYERS: [&str; 4] = ["conv1", "conv2", "conv3", "linear"];
 
+/// `experiment.json` ([`ExperimentJson`]) and `run.json` (`super::RunRecord`): the names
+/// every kind shares.
+pub use super::{EXPERIMENT_JSON, RUN_JSON};
+
 /// `experiment.json` of an E5 experiment.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ExperimentJson {

@@ -18,10 +18,12 @@
 //! (balanced: the blocks of a chunk differ by at most one image), so the scratch memory stays
 //! bounded whatever the chunk size and a block's im2col stays in cache, while each GEMM
 //! still has thousands of rows. One input channel (the first layer) takes a direct path
-//! (see `super::single`). The hand-written loops here (col2im) are compiled for AVX2 when
-//! the CPU has it (see `super::simd`); the copies are `memcpy`s.
+//! (see `super::single`). The hand-written loops (col2im, in `super::col2im`) are compiled
+//! for AVX2 when the CPU has it (see `super::simd`); the copies are `memcpy`s.
 
-use super::simd::{dispatch, Isa};
+use super::col2im::col2im_t;
+use super::shape::ConvShape;
+use super::simd::Isa;
 use super::single;
 use eqaug_groups::Real;
 use ndarray::linalg::general_mat_mul;
@@ -35,40 +37,9 @@ use rayon::prelude::*;
 /// entries the 32 -> 64 layer ran 5% and the 64 -> 64 layer 17% slower).
 pub(crate) const BLOCK_ELEMENTS: usize = 1 << 20;
 
-/// The shape of a 3 x 3 convolution layer on `h x w` maps: `c_in` channels in, `c_out` out.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct ConvShape {
-    /// Input channels.
-    pub c_in: usize,
-    /// Output channels.
-    pub c_out: usize,
-    /// Map height.
-    pub h: usize,
-    /// Map width.
-    pub w: usize,
-}
-
-impl ConvShape {
-    /// Width of an input row: `c_in * h * w`.
-    pub fn input_width(&self) -> usize {
-        self.c_in * self.h * self.w
-    }
-    /// Width of an output row: `c_out * h * w`.
-    pub fn output_width(&self) -> usize {
-        self.c_out * self.h * self.w
-    }
-    /// Entries of the kernel tensor `[c_out, c_in, 9]`.
-    pub fn kernel_len(&self) -> usize {
-        self.c_out * self.c_in * 9
-    }
-    /// Floating-point operations (2 x multiply-adds) of one sample's forward pass.
-    pub fn flops_per_sample(&self) -> usize {
-        2 * self.c_out * self.c_in * 9 * self.h * self.w
-    }
-    /// Images per im2col block (at least 1).
-    fn block(&self) -> usize {
-        (BLOCK_ELEMENTS / (self.h * self.w * self.c_in * 9).max(1)).max(1)
-    }
+/// Images per im2col block of a layer (at least 1).
+fn images_per_block(s: &ConvShape) -> usize {
+    (BLOCK_ELEMENTS / (s.h * s.w * s.c_in * 9).max(1)).max(1)
 }
 
 /// Reusable buffers of [`conv2d_forward`] / [`conv2d_backward`] (grown on demand; one per
@@ -135,7 +106,8 @@ fn buffers<'b, T: Real>(
     buf: &'b mut Vec<T>,
     max_block: Option<usize>,
 ) -> (usize, &'b mut [T], &'b mut [T]) {
-    let cap = max_block.map_or(s.block(), |m| s.block().min(m));
+    let block = images_per_block(s);
+    let cap = max_block.map_or(block, |m| block.min(m));
     let r1 = r.max(1);
     let block = r1.div_ceil(r1.div_ceil(cap));
     let hw = s.h * s.w;
@@ -257,80 +229,6 @@ fn im2col_rows<T: Real>(s: &ConvShape, x: &[T], col: &mut [T], nb: usize) {
                 }
             },
         );
-}
-
-/// The adjoint of [`im2col_t`]: `dx = col2im(dcolt)` (overwrites `dx` of `nb` images), in
-/// parallel over the images (each image's sums in the same fixed order).
-fn col2im_t<T: Real>(isa: Isa, s: &ConvShape, dcolt: &[T], dx: &mut [T], nb: usize) {
-    let m = nb * s.h * s.w;
-    dx[..nb * s.input_width()]
-        .par_chunks_mut(s.input_width())
-        .enumerate()
-        .for_each(|(n, dxn)| col2im_image(isa, s, dcolt, m, n, dxn));
-}
-
-dispatch! {
-    /// Image `n` of [`col2im_t`] (`dcolt` has rows of `m` entries): per channel, the centre
-    /// offset (which covers every position) is copied, then the other eight are added, each as
-    /// one contiguous add over the rows it reaches; the entries that add would wrongly reach
-    /// across a row end (the wrapped column) are saved before and restored after, so every
-    /// entry receives exactly its own terms, in the offset order.
-    /// (Adds only: compiled with AVX2 when the CPU has it, the sums are the same.)
-    fn col2im_image => col2im_image_kernel(s: &ConvShape, dcolt: &[T], m: usize, n: usize, dxn: &mut [T])
-}
-
-#[inline(always)]
-fn col2im_image_kernel<T: Real, const FMA: bool>(
-    s: &ConvShape,
-    dcolt: &[T],
-    m: usize,
-    n: usize,
-    dxn: &mut [T],
-) {
-    let (h, w) = (s.h, s.w);
-    let hw = h * w;
-    let mut saved = vec![T::zero(); h];
-    for (ci, dxc) in dxn.chunks_exact_mut(hw).enumerate() {
-        dxc.copy_from_slice(&dcolt[(ci * 9 + 4) * m + n * hw..][..hw]);
-        for o in (0..9).filter(|&o| o != 4) {
-            let (dr, dc) = (o / 3, o % 3);
-            let src = &dcolt[(ci * 9 + o) * m + n * hw..][..hw];
-            // source rows lo..hi reach the map (target row pr + dr - 1)
-            let lo = usize::from(dr == 0);
-            let hi = (h - usize::from(dr == 2)).max(lo);
-            let rows = hi - lo;
-            if rows == 0 {
-                continue;
-            }
-            let len = rows * w;
-            let (bs, bd) = (lo * w, (lo + dr - 1) * w);
-            match dc {
-                1 => add_into(&mut dxc[bd..bd + len], &src[bs..bs + len]),
-                0 => {
-                    // dx[bd + t - 1] += src[bs + t], t = 1..len; t = k w (column 0) must not
-                    // reach the last column of the row above
-                    let wrapped = |k: usize| bd + k * w - 1;
-                    (1..rows).for_each(|k| saved[k] = dxc[wrapped(k)]);
-                    add_into(&mut dxc[bd..bd + len - 1], &src[bs + 1..bs + len]);
-                    (1..rows).for_each(|k| dxc[wrapped(k)] = saved[k]);
-                }
-                _ => {
-                    // dx[bd + t + 1] += src[bs + t], t = 0..len - 1; t = k w - 1 (the last
-                    // column) must not reach the first column of the row below
-                    let wrapped = |k: usize| bd + k * w;
-                    (1..rows).for_each(|k| saved[k] = dxc[wrapped(k)]);
-                    add_into(&mut dxc[bd + 1..bd + len], &src[bs..bs + len - 1]);
-                    (1..rows).for_each(|k| dxc[wrapped(k)] = saved[k]);
-                }
-            }
-        }
-    }
-}
-
-/// `dst += src` entrywise.
-#[inline(always)]
-fn add_into<T: Real>(dst: &mut [T], src: &[T]) {
-    dst.iter_mut().zip(src).for_each(|(a, &b)| *a += b);
 }
 
 /// Forward pass on `r` rows: `y = conv(x, kernel)`.

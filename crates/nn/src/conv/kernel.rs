@@ -121,6 +121,8 @@ pub enum Parametrisation {
     Unitary,
     /// `B_i = sum_j C_ij e_{omega_j}`, `C` standard Gaussian, each `B_i` normalised to unit
     /// norm (the authors' `cross_non_orthogonal`): a basis of L_Omega that is not orthogonal.
+    /// Serialised as `"nonunitary"` (as in the experiment configs); `"non_unitary"` is also read.
+    #[serde(rename = "nonunitary", alias = "non_unitary")]
     NonUnitary,
     /// The orthonormal orbit basis of E restricted to the orbits inside Omega (centre: 1;
     /// sides: 1/2 on each of the four; corners: 1/2 on each), in the order centre, sides,

@@ -4,9 +4,10 @@
 use eqaug_groups::Real;
 use rand::{Rng, RngCore};
 
-use super::im2col::{backward_in, forward_in, ConvShape, Opts};
+use super::im2col::{backward_in, forward_in, Opts};
 use super::kernel::{KernelBasis, KernelProjector, Parametrisation};
 use super::pool::{avg_pool2_backward, avg_pool2_forward};
+use super::shape::ConvShape;
 use crate::layers::{grow, Backward, Forward, GradIn, Layer, ParamEntry};
 use crate::params::TensorKind;
 use crate::NnError;

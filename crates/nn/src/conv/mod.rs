@@ -12,18 +12,21 @@
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+mod col2im;
 mod im2col;
 mod kernel;
 mod layers;
 mod pool;
+mod shape;
 mod simd;
 mod single;
 
-pub use im2col::{conv2d_backward, conv2d_forward, conv2d_reference, ConvScratch, ConvShape};
+pub use im2col::{conv2d_backward, conv2d_forward, conv2d_reference, ConvScratch};
 pub use kernel::{
     describe_kernel_gset, kernel_group, KernelBasis, KernelError, KernelGSet, KernelProjector,
     Parametrisation, Support, KERNEL_OFFSETS,
 };
 pub use layers::{AvgPool2, Conv3x3};
 pub use pool::{avg_pool2_backward, avg_pool2_forward};
+pub use shape::ConvShape;
 pub use simd::simd_kernels_available;

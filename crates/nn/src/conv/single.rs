@@ -22,7 +22,8 @@
 
 #[cfg(target_arch = "x86_64")]
 use super::avx2;
-use super::im2col::{col2im_image, ConvShape};
+use super::col2im::col2im_image;
+use super::shape::ConvShape;
 use super::simd::{dispatch, madd, Isa};
 use eqaug_groups::Real;
 use rayon::prelude::*;

@@ -1,7 +1,7 @@
-//! E5 data: the fixed split of the shipped digits, standardisation, and the C_4 orbit.
+//! The standardised MNIST split of E5: the fixed split of the shipped digits, standardisation, and the C_4 orbit.
 
-use eqaug_data::e5::{self, Standardisation, SHIPPED_TRAIN};
 use eqaug_data::mnist::{self, MNIST_MEAN, MNIST_STD};
+use eqaug_data::mnist_rotations::{self, Standardisation, SHIPPED_TRAIN};
 use eqaug_data::Targets;
 
 fn labels(t: &Targets) -> &[usize] {
@@ -14,7 +14,7 @@ fn labels(t: &Targets) -> &[usize] {
 #[test]
 fn shipped_split_and_fixed_standardisation() {
     let all = mnist::load_shipped().unwrap();
-    let d = e5::load(None, None, None, Standardisation::Fixed).unwrap();
+    let d = mnist_rotations::load(None, None, None, Standardisation::Fixed).unwrap();
     assert_eq!(d.train.len(), SHIPPED_TRAIN);
     assert_eq!(d.test.len(), all.len() - SHIPPED_TRAIN);
     assert_eq!(d.train.features(), 784);
@@ -33,7 +33,8 @@ fn shipped_split_and_fixed_standardisation() {
     );
     assert!(d.source.contains("first 8000"), "{}", d.source);
     // counts
-    let small = e5::load(None, Some(30), Some(20), Standardisation::TrainingSet).unwrap();
+    let small =
+        mnist_rotations::load(None, Some(30), Some(20), Standardisation::TrainingSet).unwrap();
     assert_eq!((small.train.len(), small.test.len()), (30, 20));
     let n = small.train.x.len() as f64;
     let mean = small.train.x.sum() / n;
@@ -45,13 +46,13 @@ fn shipped_split_and_fixed_standardisation() {
         .sum::<f64>()
         / n;
     assert!(mean.abs() < 1e-12 && (var - 1.0).abs() < 1e-12);
-    assert!(e5::load(None, Some(0), None, Standardisation::Fixed).is_err());
+    assert!(mnist_rotations::load(None, Some(0), None, Standardisation::Fixed).is_err());
 }
 
 #[test]
 fn the_c4_orbit_holds_all_four_rotations() {
-    let d = e5::load(None, Some(5), Some(1), Standardisation::Fixed).unwrap();
-    let aug = e5::with_rotations(&d.train).unwrap();
+    let d = mnist_rotations::load(None, Some(5), Some(1), Standardisation::Fixed).unwrap();
+    let aug = mnist_rotations::with_rotations(&d.train).unwrap();
     assert_eq!(aug.len(), 20);
     assert_eq!(labels(&aug.targets)[..5], labels(&aug.targets)[15..]);
     let n = 28;

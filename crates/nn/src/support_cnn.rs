@@ -1,6 +1,6 @@
-//! The networks of experiment E5 (SPEC sections 4 and 9): a small CNN on 28 x 28 images whose
-//! 3 x 3 kernels live on a support Omega, in an equivariant and a non-equivariant version,
-//! built as a [`Sequential`] of layers.
+//! A small CNN on 28 x 28 images whose 3 x 3 kernels live on a support Omega, in an
+//! equivariant and a non-equivariant version, built as a [`Sequential`] of layers: the
+//! networks of experiment E5 (SPEC sections 4 and 9).
 //!
 //! ```text
 //! conv 3x3 (1 -> c1) -> avg-pool 2 -> tanh -> layer norm of each 14 x 14 map
@@ -34,12 +34,12 @@ use crate::transform::Deviation;
 use crate::{act_on_rows, Loss, NnError, NormOver, Params, Sequential, Workspace};
 
 /// The names of the layers whose distance to `E ∩ L` is recorded, in order.
-pub const E5_LAYERS: [&str; 4] = ["conv1", "conv2", "conv3", "linear"];
+pub const SUPPORT_CNN_LAYERS: [&str; 4] = ["conv1", "conv2", "conv3", "linear"];
 
-/// What an E5 network is: its kernel support, parametrisation, sizes.
+/// What a [`SupportCnn`] is: its kernel support, parametrisation, sizes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct E5Spec {
+pub struct SupportCnnSpec {
     /// The kernel support Omega.
     pub support: Support,
     /// The parametrisation ([`Parametrisation::Equivariant`] = the phase-1 model).
@@ -52,10 +52,10 @@ pub struct E5Spec {
     pub classes: usize,
 }
 
-impl E5Spec {
+impl SupportCnnSpec {
     /// The paper's sizes (channels 32, 64, 64 on 28 x 28 images, 10 classes).
     pub fn paper(support: Support, parametrisation: Parametrisation) -> Self {
-        E5Spec {
+        SupportCnnSpec {
             support,
             parametrisation,
             channels: [32, 64, 64],
@@ -65,7 +65,7 @@ impl E5Spec {
     }
     /// The same network with another parametrisation.
     pub fn with_parametrisation(&self, parametrisation: Parametrisation) -> Self {
-        E5Spec {
+        SupportCnnSpec {
             parametrisation,
             ..self.clone()
         }
@@ -91,11 +91,12 @@ pub struct LoadReport {
     pub kernel_mismatch: Vec<f64>,
 }
 
-/// An E5 network: the [`Sequential`] of its layers plus what the E5 metrics need (the
-/// convolutions with their bases and kernel projectors, the final layer's rot90 projector).
+/// A CNN with kernels on a support: the [`Sequential`] of its layers plus what the metrics
+/// of experiment E5 need (the convolutions with their bases and kernel projectors, the final
+/// layer's rot90 projector).
 #[derive(Clone)]
-pub struct E5Network<T> {
-    spec: E5Spec,
+pub struct SupportCnn<T> {
+    spec: SupportCnnSpec,
     seq: Sequential<T>,
     convs: Vec<Arc<Conv3x3>>,
     /// Tensor index of each convolution's coefficients and of the linear weight.
@@ -104,22 +105,22 @@ pub struct E5Network<T> {
     image_group: Arc<Group>,
 }
 
-impl<T: Real> std::fmt::Debug for E5Network<T> {
+impl<T: Real> std::fmt::Debug for SupportCnn<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("E5Network")
+        f.debug_struct("SupportCnn")
             .field("spec", &self.spec)
             .field("params", &self.seq.num_params())
             .finish()
     }
 }
 
-impl<T: Real> E5Network<T> {
+impl<T: Real> SupportCnn<T> {
     /// Builds the network of `spec`; `rng` is drawn from only for the non-unitary bases
     /// (one `k x k` Gaussian matrix per convolution, conv1 first).
-    pub fn new(spec: &E5Spec, rng: &mut impl Rng) -> Result<Self, NnError> {
+    pub fn new(spec: &SupportCnnSpec, rng: &mut impl Rng) -> Result<Self, NnError> {
         let invalid = |message: String| NnError::InvalidSpec {
             layer: 0,
-            kind: "e5",
+            kind: "support_cnn",
             message,
         };
         let n = spec.side;
@@ -193,7 +194,7 @@ impl<T: Real> E5Network<T> {
         let seq = Sequential::new(layers, Loss::Mse, 1)?;
         let tensors = [0, 1, 2, 3];
         debug_assert_eq!(seq.layout().tensors().len(), 4);
-        Ok(E5Network {
+        Ok(SupportCnn {
             spec: spec.clone(),
             seq,
             convs,
@@ -204,7 +205,7 @@ impl<T: Real> E5Network<T> {
     }
 
     /// The spec.
-    pub fn spec(&self) -> &E5Spec {
+    pub fn spec(&self) -> &SupportCnnSpec {
         &self.spec
     }
     /// The layer sequence (forward, loss, gradients, workspace, parameter layout).
@@ -246,7 +247,7 @@ impl<T: Real> E5Network<T> {
         self.seq.zeros()
     }
 
-    /// `dim(E ∩ L)` of every layer ([`E5_LAYERS`] order): for a convolution
+    /// `dim(E ∩ L)` of every layer ([`SUPPORT_CNN_LAYERS`] order): for a convolution
     /// `c_out c_in` x the rot90 orbits of kernel offsets inside Omega (cross 2, skew 1), for
     /// the final layer the number of rot90-invariant weights.
     pub fn dims_of_e(&self) -> Vec<usize> {
@@ -264,7 +265,7 @@ impl<T: Real> E5Network<T> {
             .collect()
     }
 
-    /// The distance of every layer to `E ∩ L` ([`E5_LAYERS`] order): each convolution's
+    /// The distance of every layer to `E ∩ L` ([`SUPPORT_CNN_LAYERS`] order): each convolution's
     /// `||K - Pi(K)||_F` in kernel space, the final layer's `||W - Pi_E W||_F` (distance to
     /// its rot90-invariant part).
     pub fn distances_to_e(&self, params: &Params<T>) -> Vec<f64> {
@@ -281,7 +282,7 @@ impl<T: Real> E5Network<T> {
         d
     }
 
-    /// The kernel-space norm of a parameter-space vector per layer ([`E5_LAYERS`] order):
+    /// The kernel-space norm of a parameter-space vector per layer ([`SUPPORT_CNN_LAYERS`] order):
     /// for a convolution `||g_theta B||_F` (the kernel change per unit learning rate of a
     /// step along `g`), for the final layer `||g_W||_F`. For unitary bases it equals the
     /// parameter norm.
@@ -326,7 +327,7 @@ impl<T: Real> E5Network<T> {
     /// equivariant.
     pub fn load_from_equivariant(
         &self,
-        eq: &E5Network<T>,
+        eq: &SupportCnn<T>,
         eq_params: &Params<T>,
     ) -> Result<(Params<T>, LoadReport), NnError> {
         let same = eq.spec.support == self.spec.support
@@ -336,7 +337,7 @@ impl<T: Real> E5Network<T> {
         if !eq.spec.is_equivariant() || self.spec.is_equivariant() || !same {
             return Err(NnError::InvalidSpec {
                 layer: 0,
-                kind: "e5",
+                kind: "support_cnn",
                 message: format!(
                     "weights load from an equivariant network into a non-equivariant one with \
                      the same support and sizes, not from {:?} into {:?}",

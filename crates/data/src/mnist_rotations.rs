@@ -1,4 +1,4 @@
-//! The data of experiment E5 (SPEC sections 4 and 9): 28 x 28 MNIST, standardised, split
+//! 28 x 28 MNIST (the data of experiment E5, SPEC sections 4 and 9): standardised, split
 //! into a training and a test set, and the training set's full C_4 orbit (all four rotations
 //! by 90 degrees) for the augmented phase.
 //!
@@ -37,10 +37,10 @@ pub enum Standardisation {
     TrainingSet,
 }
 
-/// The E5 data: standardised training and test sets (`rows x 784`, row-major pixels,
+/// MNIST split and standardised: standardised training and test sets (`rows x 784`, row-major pixels,
 /// one channel), and how they were made.
 #[derive(Clone, Debug, PartialEq)]
-pub struct E5Data {
+pub struct MnistSplit {
     /// The training set.
     pub train: Dataset,
     /// The test set.
@@ -53,7 +53,7 @@ pub struct E5Data {
     pub source: String,
 }
 
-/// Loads the E5 data: from `mnist_dir` (the official `train-*` and `t10k-*` IDX files) or the
+/// Loads the standardised MNIST split: from `mnist_dir` (the official `train-*` and `t10k-*` IDX files) or the
 /// shipped digits (first 8 000 train, last 2 000 test); keeps the first `train_count` /
 /// `test_count` of each (all when `None`); standardises as asked.
 pub fn load(
@@ -61,7 +61,7 @@ pub fn load(
     train_count: Option<usize>,
     test_count: Option<usize>,
     standardisation: Standardisation,
-) -> Result<E5Data, DataError> {
+) -> Result<MnistSplit, DataError> {
     let (train, test, source) = match mnist_dir {
         Some(dir) => {
             let train = mnist::load_idx_split(dir, "train-")?;
@@ -115,20 +115,20 @@ pub fn split(m: &Mnist, at: usize) -> Result<(Mnist, Mnist), DataError> {
     Ok((part(0..at), part(at..m.len())))
 }
 
-/// Builds [`E5Data`] from loaded training and test digits (28 x 28).
+/// Builds [`MnistSplit`] from loaded training and test digits (28 x 28).
 pub fn from_mnist(
     train: &Mnist,
     test: &Mnist,
     train_count: Option<usize>,
     test_count: Option<usize>,
     standardisation: Standardisation,
-) -> Result<E5Data, DataError> {
+) -> Result<MnistSplit, DataError> {
     for m in [train, test] {
         if m.rows != SIDE || m.cols != SIDE {
             return Err(DataError::InvalidParameter {
                 name: "images",
                 reason: format!(
-                    "E5 needs 28 x 28 images, {} holds {} x {}",
+                    "the MNIST split needs 28 x 28 images, {} holds {} x {}",
                     m.source.display(),
                     m.rows,
                     m.cols
@@ -165,7 +165,7 @@ pub fn from_mnist(
         d.x.mapv_inplace(|v| (v - mean) / std);
         d.name = "mnist28-standardised".into();
     }
-    Ok(E5Data {
+    Ok(MnistSplit {
         train: tr,
         test: te,
         mean,

@@ -1,19 +1,19 @@
-//! The E5 networks: gradients by central differences (f64) for every parametrisation,
-//! rot90 invariance of the equivariant model (f32 and f64), and exact weight loading into
-//! the models on Omega.
+//! The CNNs with kernels on a support (E5's networks): gradients by central differences (f64)
+//! for every parametrisation, rot90 invariance of the equivariant model (f32 and f64), and
+//! exact weight loading into the models on Omega.
 
 mod common;
 
 use common::{grad_check, perturb, rng, targets};
 use eqaug_nn::conv::{Parametrisation, Support};
-use eqaug_nn::e5::{E5Network, E5Spec};
+use eqaug_nn::support_cnn::{SupportCnn, SupportCnnSpec};
 use eqaug_nn::{Loss, Params};
 use ndarray::Array2;
 use rand::Rng;
 use rand_distr::StandardNormal;
 
-fn small(support: Support, param: Parametrisation) -> E5Spec {
-    E5Spec {
+fn small(support: Support, param: Parametrisation) -> SupportCnnSpec {
+    SupportCnnSpec {
         support,
         parametrisation: param,
         channels: [2, 3, 2],
@@ -36,7 +36,7 @@ fn gradients_match_central_differences() {
             Parametrisation::NonUnitary,
         ] {
             let spec = small(support.clone(), param);
-            let net = E5Network::<f64>::new(&spec, &mut r).unwrap();
+            let net = SupportCnn::<f64>::new(&spec, &mut r).unwrap();
             let mut p = net.init_params(&mut r);
             // move every weight (also the final layer off E) so no term vanishes by symmetry
             perturb(&mut p, &mut r, 0.3);
@@ -56,9 +56,9 @@ fn gradients_match_central_differences() {
 fn the_equivariant_model_is_rotation_invariant() {
     let mut r = rng(12);
     for support in [Support::Cross, Support::Skew] {
-        let spec = E5Spec::paper(support.clone(), Parametrisation::Equivariant);
+        let spec = SupportCnnSpec::paper(support.clone(), Parametrisation::Equivariant);
         let x = images(&mut r, 3, 28);
-        let n64 = E5Network::<f64>::new(&spec, &mut r).unwrap();
+        let n64 = SupportCnn::<f64>::new(&spec, &mut r).unwrap();
         // dim(E ∩ L): 2 (cross) or 1 (skew) per channel pair; the final layer has one weight
         // per rot90 orbit of the 7 x 7 map ((49 - 1) / 4 + 1 = 13) per class and channel
         let per_pair = if support == Support::Cross { 2 } else { 1 };
@@ -80,7 +80,7 @@ fn the_equivariant_model_is_rotation_invariant() {
         );
         let mut ws = n64.sequential().workspace(3);
         let e64 = n64.rotation_invariance_error(&p64, x.view(), &mut ws);
-        let n32 = E5Network::<f32>::new(&spec, &mut r).unwrap();
+        let n32 = SupportCnn::<f32>::new(&spec, &mut r).unwrap();
         let p32: Params<f32> = p64.cast();
         let mut ws = n32.sequential().workspace(3);
         let e32 = n32.rotation_invariance_error(&p32, x.mapv(|v| v as f32).view(), &mut ws);
@@ -89,7 +89,7 @@ fn the_equivariant_model_is_rotation_invariant() {
         assert!(e32 < 1e-5, "{support}: f32 {e32:e}");
         // the same kernels on Omega, moved off E ∩ L, are not invariant: the check can fail
         let on_omega = spec.with_parametrisation(Parametrisation::Unitary);
-        let net = E5Network::<f64>::new(&on_omega, &mut r).unwrap();
+        let net = SupportCnn::<f64>::new(&on_omega, &mut r).unwrap();
         let p = net.init_params(&mut r);
         let mut ws = net.sequential().workspace(3);
         let e = net.rotation_invariance_error(&p, x.view(), &mut ws);
@@ -104,8 +104,8 @@ fn the_equivariant_model_is_rotation_invariant() {
 fn loading_into_the_model_on_omega_keeps_the_function() {
     let mut r = rng(13);
     for support in [Support::Cross, Support::Skew] {
-        let eq_spec = E5Spec::paper(support.clone(), Parametrisation::Equivariant);
-        let eq = E5Network::<f32>::new(&eq_spec, &mut r).unwrap();
+        let eq_spec = SupportCnnSpec::paper(support.clone(), Parametrisation::Equivariant);
+        let eq = SupportCnn::<f32>::new(&eq_spec, &mut r).unwrap();
         let peq = eq.init_params(&mut r);
         let x = images(&mut r, 4, 28).mapv(|v| v as f32);
         let mut ws = eq.sequential().workspace(4);
@@ -115,7 +115,7 @@ fn loading_into_the_model_on_omega_keeps_the_function() {
             .to_owned();
         let scale = want.iter().fold(0.0f32, |a, v| a.max(v.abs())) as f64;
         for param in [Parametrisation::Unitary, Parametrisation::NonUnitary] {
-            let net = E5Network::<f32>::new(&eq_spec.with_parametrisation(param), &mut r).unwrap();
+            let net = SupportCnn::<f32>::new(&eq_spec.with_parametrisation(param), &mut r).unwrap();
             let (p, report) = net.load_from_equivariant(&eq, &peq).unwrap();
             let mut ws = net.sequential().workspace(4);
             let got = net
@@ -152,9 +152,20 @@ fn loading_into_the_model_on_omega_keeps_the_function() {
         }
     }
     // loading is only from equivariant into non-equivariant with the same support
-    let a = E5Network::<f64>::new(&small(Support::Cross, Parametrisation::Equivariant), &mut r)
+    let a = SupportCnn::<f64>::new(&small(Support::Cross, Parametrisation::Equivariant), &mut r)
         .unwrap();
-    let b = E5Network::<f64>::new(&small(Support::Skew, Parametrisation::Unitary), &mut r).unwrap();
+    let b =
+        SupportCnn::<f64>::new(&small(Support::Skew, Parametrisation::Unitary), &mut r).unwrap();
     let pa = a.init_params(&mut r);
     assert!(b.load_from_equivariant(&a, &pa).is_err());
+}
+
+#[test]
+fn the_non_unitary_parametrisation_is_named_as_in_the_configs() {
+    let json = serde_json::to_string(&Parametrisation::NonUnitary).unwrap();
+    assert_eq!(json, "\"nonunitary\"");
+    for name in ["\"nonunitary\"", "\"non_unitary\""] {
+        let p: Parametrisation = serde_json::from_str(name).unwrap();
+        assert_eq!(p, Parametrisation::NonUnitary);
+    }
 }

@@ -1,10 +1,10 @@
-//! Profiling probe: the E5 network (paper size, f32) per sample-pass and each of its
+//! Profiling probe: the support CNN of E5 (paper size, f32) per sample-pass and each of its
 //! convolutions alone, against a 2048^3 f32 GEMM timed in the same run. Usage:
-//! `cargo run --release -p eqaug-nn --example e5_probe [chunk]` (default 100 rows).
+//! `cargo run --release -p eqaug-nn --example support_cnn_probe [chunk]` (default 100 rows).
 use eqaug_nn::conv::{
     conv2d_backward, conv2d_forward, ConvScratch, ConvShape, Parametrisation, Support,
 };
-use eqaug_nn::e5::{E5Network, E5Spec};
+use eqaug_nn::support_cnn::{SupportCnn, SupportCnnSpec};
 use ndarray::linalg::general_mat_mul;
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
@@ -35,7 +35,8 @@ fn main() {
         .map(|s| s.parse().unwrap())
         .unwrap_or(100);
     for param in [Parametrisation::Equivariant, Parametrisation::Unitary] {
-        let net = E5Network::<f32>::new(&E5Spec::paper(Support::Cross, param), &mut rng).unwrap();
+        let net = SupportCnn::<f32>::new(&SupportCnnSpec::paper(Support::Cross, param), &mut rng)
+            .unwrap();
         let seq = net.sequential();
         let p = net.init_params(&mut rng);
         let mut g = net.zeros();
