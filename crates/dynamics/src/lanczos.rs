@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use eqaug_nn::{Layout, Params};
 
+use crate::error::StabilityError;
 use crate::hessian::{project_onto, Subspace};
-use crate::stability::StabilityError;
 
 /// The outcome of one Lanczos run: the tridiagonal matrix, its eigen-decomposition (Ritz
 /// values and vectors in the Krylov basis) and the basis itself.

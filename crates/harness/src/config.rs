@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub mod e5;
+pub mod stability;
 
 /// A config problem, with the file and the key at fault.
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +86,7 @@ pub struct ExperimentFile {
     pub strategies: Vec<StrategySection>,
     /// `[stability]`: options of `eqaug stability` (see [`crate::stability`]).
     #[serde(default)]
-    pub stability: Option<crate::stability::StabilitySection>,
+    pub stability: Option<stability::StabilitySection>,
     /// `[profiles.NAME]`: partial copies of the sections above, merged over them, plus `note`.
     #[serde(default)]
     pub profiles: BTreeMap<String, toml::Table>,
@@ -370,7 +371,7 @@ pub struct Experiment {
     /// The strategies with their precisions.
     pub strategies: Vec<(StrategySpec, Precision)>,
     /// `[stability]`, when given.
-    pub stability: Option<crate::stability::StabilitySection>,
+    pub stability: Option<stability::StabilitySection>,
     /// The config file it came from.
     pub file: PathBuf,
     /// The merged config as TOML (recorded with every run).

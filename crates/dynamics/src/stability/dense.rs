@@ -2,8 +2,8 @@
 //! asymmetry the central differences leave, and the memory check of a dense eigenproblem.
 
 use super::basis::{BasisVector, SparseVector};
-use super::error::StabilityError;
 use super::risk::Risk;
+use crate::error::StabilityError;
 use crate::lanczos;
 use eqaug_nn::Params;
 

@@ -1,11 +1,11 @@
 //! Measured escapes from a stationary point under exact-average augmented gradient descent
 //! ([`measure_escape`], [`Escape`]).
 
-use super::error::StabilityError;
 use super::options::StabilityOptions;
 use super::random::gaussian;
 use super::risk::Risk;
 use super::spectra::BlockSpectrum;
+use crate::error::StabilityError;
 use crate::hessian::{project_onto, Subspace};
 use eqaug_nn::Params;
 use rand_chacha::ChaCha8Rng;

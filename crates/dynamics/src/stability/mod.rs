@@ -31,7 +31,7 @@
 //!
 //! The modules, each importing only those listed before it (no cycles):
 //!
-//! * `error`: [`StabilityError`]; `random`: Gaussian vectors of the random starts;
+//! * [`StabilityError`] (defined in the crate's error module, shared with [`crate::lanczos`]); `random`: Gaussian vectors of the random starts;
 //! * `options`: [`StabilityOptions`], [`StationaryOptions`], their defaults (the single source
 //!   of them; the harness's `[stability]` section takes its defaults from here) and their
 //!   validation ([`StabilityOptions::validate`]);
@@ -47,7 +47,6 @@
 
 mod basis;
 mod dense;
-mod error;
 mod escape;
 mod options;
 mod random;
@@ -57,7 +56,7 @@ mod stationary;
 mod trust_region;
 mod verdict;
 
-pub use error::StabilityError;
+pub use crate::error::StabilityError;
 pub use escape::{measure_escape, Escape};
 pub use options::{
     StabilityOptions, StationaryOptions, DEFAULT_LANCZOS_STEPS, MAX_ITERATIONS, MAX_SAMPLES,

@@ -2,7 +2,7 @@
 //! ([`StationaryOptions`]): their defaults (the single source of them: the harness's
 //! `[stability]` section takes its defaults from here) and their validation.
 
-use super::error::StabilityError;
+use crate::error::StabilityError;
 use serde::{Deserialize, Serialize};
 
 /// Options of [`super::find_stationary_point`].

@@ -3,8 +3,8 @@
 //! augmentation's elements, and the Hessian-vector product (central differences of the exact
 //! gradient, [`crate::hessian::hvp`]).
 
-use super::error::StabilityError;
 use super::options::StabilityOptions;
+use crate::error::StabilityError;
 use crate::TrainData;
 use eqaug_groups::{act_on_sample, Group, Perm, Points};
 use eqaug_nn::{Network, Params, Workspace};

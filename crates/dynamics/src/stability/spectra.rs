@@ -5,10 +5,10 @@
 
 use super::basis::SparseVector;
 use super::dense::dense_hessian_in;
-use super::error::StabilityError;
 use super::options::StabilityOptions;
 use super::random::gaussian;
 use super::risk::Risk;
+use crate::error::StabilityError;
 use crate::hessian::{project_onto, Subspace};
 use crate::lanczos::{self, LanczosRun, SpectralDensity};
 use crate::TrainData;

@@ -4,12 +4,12 @@
 
 use super::basis::{coordinates, e_basis, BasisVector};
 use super::dense::{check_dense_memory, dense_hessian_on_e};
-use super::error::StabilityError;
 use super::options::StationaryOptions;
 use super::risk::Risk;
 use super::trust_region::{
     evaluate_trial, ratio, trust_region_newton, trust_region_step, TrustRegionOutcome,
 };
+use crate::error::StabilityError;
 use crate::hessian::{project_onto, Subspace};
 use crate::TrainData;
 use eqaug_nn::{Network, Params};

@@ -2,9 +2,9 @@
 //! ([`steihaug_cg`], [`trust_region_newton`]), the exact step in eigen-coordinates
 //! ([`trust_region_step`]) and the ratio test ([`ratio`]).
 
-use super::error::StabilityError;
 use super::options::StationaryOptions;
 use super::risk::Risk;
+use crate::error::StabilityError;
 use crate::hessian::{project_onto, Subspace};
 use eqaug_nn::Params;
 

@@ -80,7 +80,9 @@ pub fn report_into(dir: &Path, out: &Path) -> Result<ReportSummary, ReportError>
     let mut summary = ReportSummary::default();
     let mut sections = Vec::new();
     for folder in &folders {
-        let section = if let Ok(schema::AnyExperimentRecord::E5(_)) = schema::AnyExperimentRecord::read(folder) {
+        let section = if let Ok(schema::AnyExperimentRecord::E5(_)) =
+            schema::AnyExperimentRecord::read(folder)
+        {
             e5_experiment(folder, out, &mut summary)?
         } else {
             full_batch_experiment(folder, out, &mut summary)?
