@@ -183,7 +183,7 @@ fn write_fixture(dir: &Path, runs: usize, per_epoch: usize) {
         CaseMeta {
             name: "cross-nonunitary".into(),
             support: Support::Cross,
-            parametrisation: Parametrisation::Nonunitary,
+            parametrisation: Parametrisation::NonUnitary,
         },
     ];
     let exp = dir.join("e5");
@@ -216,14 +216,14 @@ fn write_fixture(dir: &Path, runs: usize, per_epoch: usize) {
     for r in 0..runs {
         let rd = schema::run_dir(&exp, r);
         for s in [Support::Cross, Support::Skew] {
-            let p = schema::phase1_dir(&rd, s);
+            let p = schema::phase1_dir(&rd, &s);
             std::fs::create_dir_all(&p).unwrap();
             schema::write_json(
                 &p.join("phase1.json"),
                 &Phase1Json {
                     key: "k".into(),
                     seed: r as u64,
-                    support: s,
+                    support: s.clone(),
                     dim_per_channel_pair: if s == Support::Cross { 2 } else { 1 },
                     parameters: 10,
                     wall_seconds: 0.1,
@@ -257,7 +257,7 @@ fn write_fixture(dir: &Path, runs: usize, per_epoch: usize) {
                     key: "k".into(),
                     case: c.name.clone(),
                     seed: r as u64,
-                    support: c.support,
+                    support: c.support.clone(),
                     parametrisation: c.parametrisation,
                     parameters: 20,
                     load_residual: 0.0,

@@ -210,6 +210,14 @@ fn absurd_e5_sizes_are_refused_naming_the_key() {
     assert!(e.contains("data.train") && e.contains("9000"), "{e}");
     let e = refusal("test = 20", "test = 1000000000000", None);
     assert!(e.contains("data.test = 1000000000000"), "{e}");
+    let e = refusal("support = \"skew\"", "support = \"full\"", None);
+    assert!(e.contains("cases[1].support"), "{e}");
+    let e = refusal(
+        "parametrisation = \"nonunitary\"",
+        "parametrisation = \"equivariant\"",
+        None,
+    );
+    assert!(e.contains("cases[2].parametrisation"), "{e}");
     let e = refusal("seed = 7", "seed = 8", Some(1024));
     assert!(e.contains("--max-memory"), "{e}");
 }

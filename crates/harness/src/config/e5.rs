@@ -160,54 +160,10 @@ fn default_probe() -> usize {
     25
 }
 
-/// A kernel support Omega of the 3 x 3 convolutions (SPEC section 9).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Support {
-    /// Centre and the four sides: rotation invariant, so compatible.
-    Cross,
-    /// The four sides and the corner (0, 0): not compatible.
-    Skew,
-}
-
-impl Support {
-    /// `cross` or `skew`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Support::Cross => "cross",
-            Support::Skew => "skew",
-        }
-    }
-
-    /// The support's offsets `(row, col)` in the 3 x 3 kernel.
-    pub fn offsets(self) -> [(usize, usize); 5] {
-        match self {
-            Support::Cross => [(0, 1), (1, 0), (1, 1), (1, 2), (2, 1)],
-            Support::Skew => [(0, 0), (0, 1), (1, 0), (1, 2), (2, 1)],
-        }
-    }
-}
-
-/// The basis through which a phase-2 kernel is parametrised on its support.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Parametrisation {
-    /// One weight per support offset (an orthonormal basis).
-    Unitary,
-    /// A random basis of unit-norm combinations of the support offsets, drawn from the run's
-    /// seed (the authors' "cross_non_orthogonal").
-    Nonunitary,
-}
-
-impl Parametrisation {
-    /// `unitary` or `nonunitary`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Parametrisation::Unitary => "unitary",
-            Parametrisation::Nonunitary => "nonunitary",
-        }
-    }
-}
+/// The kernel support Omega and the parametrisation of a case: eqaug-nn's types (defined
+/// once). A case takes the supports `cross` and `skew` and the parametrisations `unitary` and
+/// `nonunitary` (checked at validation).
+pub use eqaug_nn::conv::{Parametrisation, Support};
 
 /// `[[cases]]`: one phase-2 model.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -255,7 +211,7 @@ impl E5Experiment {
     /// Cases with the same support share the run's phase-1 model (E ∩ L_Omega depends only on
     /// Omega), so `cross` and `cross-nonunitary` start phase 2 from the same weights.
     pub fn supports(&self) -> Vec<Support> {
-        let mut s: Vec<Support> = self.cases.iter().map(|c| c.support).collect();
+        let mut s: Vec<Support> = self.cases.iter().map(|c| c.support.clone()).collect();
         s.sort();
         s.dedup();
         s
@@ -395,6 +351,19 @@ fn validate(
     for (i, case) in f.cases.iter().enumerate() {
         if let Err((key, reason)) = check_name(&format!("cases[{i}].name"), &case.name) {
             return bad(&key, reason);
+        }
+        if !matches!(case.support, Support::Cross | Support::Skew) {
+            return bad(
+                &format!("cases[{i}].support"),
+                format!("{}: a case takes \"cross\" or \"skew\"", case.support),
+            );
+        }
+        if case.parametrisation == Parametrisation::Equivariant {
+            return bad(
+                &format!("cases[{i}].parametrisation"),
+                "a case takes \"unitary\" or \"nonunitary\" (the equivariant model is phase 1)"
+                    .into(),
+            );
         }
         if case.name.starts_with("phase1") {
             return bad(

@@ -194,12 +194,12 @@ pub fn load(folder: &Path) -> Result<E5Results, ReportError> {
             if cdir.join(schema::CASE_JSON).is_file() {
                 cases.insert(c.name.clone(), read_case(&cdir)?);
             }
-            let pdir = schema::phase1_dir(&dir, c.support);
+            let pdir = schema::phase1_dir(&dir, &c.support);
             if !phase1.contains_key(&c.support) && pdir.join(schema::PHASE1_JSON).is_file() {
                 let info: Phase1Json =
                     schema::read_json(&pdir.join(schema::PHASE1_JSON)).map_err(schema_err)?;
                 let epochs = read_optional(&pdir.join(schema::EPOCHS_CSV))?;
-                phase1.insert(c.support, Phase1Data { info, epochs });
+                phase1.insert(c.support.clone(), Phase1Data { info, epochs });
             }
         }
         runs.push(E5Run {
@@ -314,12 +314,12 @@ type Model<'a> = (String, Box<dyn Fn(&E5Run) -> Option<&[EpochRow]> + 'a>);
 
 fn models(res: &E5Results) -> Vec<Model<'_>> {
     let mut out: Vec<Model<'_>> = Vec::new();
-    let mut supports: Vec<Support> = res.meta.cases.iter().map(|c| c.support).collect();
+    let mut supports: Vec<Support> = res.meta.cases.iter().map(|c| c.support.clone()).collect();
     supports.sort();
     supports.dedup();
     for s in supports {
         out.push((
-            format!("phase1-{}", s.name()),
+            format!("phase1-{s}"),
             Box::new(move |r: &E5Run| r.phase1.get(&s).map(|p| p.epochs.as_slice())),
         ));
     }
@@ -509,7 +509,7 @@ pub fn check_claims(res: &E5Results) -> Vec<Claim> {
             "not compatible: Pi_E does not map L_skew into itself",
         ),
         (
-            res.find_case(Support::Cross, Parametrisation::Nonunitary),
+            res.find_case(Support::Cross, Parametrisation::NonUnitary),
             "nonunitary-leaves-E",
             "compatible but not unitary: the basis on Omega is not orthonormal",
         ),
@@ -676,7 +676,7 @@ fn write_table_intro(o: &mut String, res: &E5Results) {
             .map(|c| format!(
                 "`{}` (support {}, {})",
                 c.name,
-                c.support.name(),
+                c.support.to_string(),
                 c.parametrisation.name()
             ))
             .collect::<Vec<_>>()
@@ -850,7 +850,7 @@ fn write_phase1_models(o: &mut String, res: &E5Results) {
         o,
         "| model | dim(E ∩ L_Omega) per channel pair | parameters | train loss | train accuracy | test loss | test accuracy | distance to E ∩ L |\n|---|---|---|---|---|---|---|---|"
     );
-    let mut supports: Vec<Support> = m.cases.iter().map(|c| c.support).collect();
+    let mut supports: Vec<Support> = m.cases.iter().map(|c| c.support.clone()).collect();
     supports.sort();
     supports.dedup();
     for s in supports {
@@ -862,7 +862,7 @@ fn write_phase1_models(o: &mut String, res: &E5Results) {
         let _ = writeln!(
             o,
             "| phase1-{} | {} | {} | {} | {} | {} | {} | {} |",
-            s.name(),
+            s,
             first.info.dim_per_channel_pair,
             first.info.parameters,
             cell(&g(|r| r.train_loss)),
@@ -905,7 +905,7 @@ fn write_failures(o: &mut String, res: &E5Results) {
                     format!(
                         "- run {}: phase 1 ({}) failed in epoch {}: {}",
                         r.info.run.unwrap_or_default(),
-                        s.name(),
+                        s,
                         f.epoch,
                         f.error
                     )
@@ -944,10 +944,10 @@ const COLORS: [RGBColor; 6] = [
 /// Style of a case: cross (the compatible unitary case) green solid, skew red dotted,
 /// non-unitary blue dashed; others in further colours.
 fn style(i: usize, c: &CaseMeta) -> (RGBColor, Dash) {
-    match (c.support, c.parametrisation) {
+    match (&c.support, c.parametrisation) {
         (Support::Cross, Parametrisation::Unitary) => (COLORS[0], Dash::Solid),
         (Support::Skew, Parametrisation::Unitary) => (COLORS[1], Dash::Dotted),
-        (Support::Cross, Parametrisation::Nonunitary) => (COLORS[2], Dash::Dashed),
+        (Support::Cross, Parametrisation::NonUnitary) => (COLORS[2], Dash::Dashed),
         _ => (COLORS[3 + i % 3], Dash::Dashed),
     }
 }
@@ -1007,11 +1007,11 @@ fn case_curves(
                     c.name,
                     match c.support {
                         Support::Cross => "compatible",
-                        Support::Skew => "not compatible",
+                        _ => "not compatible",
                     },
                     match c.parametrisation {
-                        Parametrisation::Unitary => "unitary",
-                        Parametrisation::Nonunitary => "not unitary",
+                        Parametrisation::NonUnitary => "not unitary",
+                        _ => "unitary",
                     }
                 ),
                 color,

@@ -9,7 +9,7 @@
 //! Every folder is written under a `.tmp` name first and renamed.
 
 use super::{RunError, TrainedRun, Trainer};
-use crate::config::e5::{CaseSection, E5Experiment, Parametrisation, Support, KIND};
+use crate::config::e5::{CaseSection, E5Experiment, Support, KIND};
 use crate::config::Precision;
 use crate::io::IoError;
 use crate::progress::Progress;
@@ -32,7 +32,7 @@ use std::time::Instant;
 use super::fnv_hex as fnv;
 
 /// Fingerprint of a phase-1 model: data, channels, phase 1, precision, chunk, seed, support.
-fn phase1_key(exp: &E5Experiment, seed: u64, support: Support) -> String {
+fn phase1_key(exp: &E5Experiment, seed: u64, support: &Support) -> String {
     fnv(&format!(
         "{:?}|{:?}|{:?}|{}|chunk {}|{seed}|{}",
         exp.data,
@@ -40,7 +40,7 @@ fn phase1_key(exp: &E5Experiment, seed: u64, support: Support) -> String {
         exp.phase1,
         exp.protocol.precision.name(),
         exp.protocol.chunk_rows,
-        support.name()
+        support.to_string()
     ))
 }
 
@@ -48,11 +48,11 @@ fn phase1_key(exp: &E5Experiment, seed: u64, support: Support) -> String {
 fn case_key(exp: &E5Experiment, seed: u64, case: &CaseSection) -> String {
     fnv(&format!(
         "{}|{:?}|{}|{}|{}|{}",
-        phase1_key(exp, seed, case.support),
+        phase1_key(exp, seed, &case.support),
         exp.phase2,
         exp.protocol.probe_digits,
         case.name,
-        case.support.name(),
+        case.support.to_string(),
         case.parametrisation.name()
     ))
 }
@@ -149,17 +149,10 @@ fn load_data<T: Real>(exp: &E5Experiment) -> Result<Data<T>, RunError> {
     })
 }
 
-fn nn_support(s: Support) -> eqaug_nn::conv::Support {
-    match s {
-        Support::Cross => eqaug_nn::conv::Support::Cross,
-        Support::Skew => eqaug_nn::conv::Support::Skew,
-    }
-}
-
-fn spec(exp: &E5Experiment, s: Support, p: eqaug_nn::conv::Parametrisation) -> SupportCnnSpec {
+fn spec(exp: &E5Experiment, s: &Support, p: eqaug_nn::conv::Parametrisation) -> SupportCnnSpec {
     SupportCnnSpec {
         channels: exp.channels,
-        ..SupportCnnSpec::paper(nn_support(s), p)
+        ..SupportCnnSpec::paper(s.clone(), p)
     }
 }
 
@@ -284,7 +277,7 @@ impl<T: Real> Trainer for E5Trainer<T> {
                 .iter()
                 .map(|c| CaseMeta {
                     name: c.name.clone(),
-                    support: c.support,
+                    support: c.support.clone(),
                     parametrisation: c.parametrisation,
                 })
                 .collect(),
@@ -318,9 +311,9 @@ impl<T: Real> Trainer for E5Trainer<T> {
         let mut failures = Vec::new();
         let mut phase1: Vec<(Support, Option<Trained<T>>)> = Vec::new();
         for s in exp.supports() {
-            let p = self.phase1_model(tmp, run, seed, s, progress)?;
+            let p = self.phase1_model(tmp, run, seed, &s, progress)?;
             if let Err(f) = &p {
-                failures.push(failure(schema::phase1_name(s), f));
+                failures.push(failure(schema::phase1_name(&s), f));
             }
             phase1.push((s, p.ok()));
         }
@@ -396,14 +389,14 @@ impl<T: Real> E5Trainer<T> {
         run_tmp: &Path,
         run: usize,
         seed: u64,
-        support: Support,
+        support: &Support,
         progress: &Progress,
     ) -> Result<Result<Trained<T>, FailureJson>, RunError> {
         let (exp, data) = (&self.exp, &self.data);
         let unit = schema::phase1_name(support);
         let s = spec(exp, support, eqaug_nn::conv::Parametrisation::Equivariant);
         let net = SupportCnn::<T>::new(&s, &mut strategy_rng(seed, "e5-basis"))
-            .map_err(self.net_err(format!("equivariant, {}", support.name())))?;
+            .map_err(self.net_err(format!("equivariant, {}", support.to_string())))?;
         let key = phase1_key(exp, seed, support);
         let dir = schema::phase1_dir(run_tmp, support);
         if let Ok(j) = schema::read_json::<Phase1Json>(&dir.join(schema::PHASE1_JSON)) {
@@ -414,7 +407,7 @@ impl<T: Real> E5Trainer<T> {
                 let p = net
                     .zeros()
                     .load_npy(&dir.join(schema::PARAMS))
-                    .map_err(self.net_err(format!("equivariant, {}", support.name())))?;
+                    .map_err(self.net_err(format!("equivariant, {}", support.to_string())))?;
                 progress.println(&format!(
                     "[{}] {}: reusing {unit}",
                     exp.name,
@@ -430,7 +423,7 @@ impl<T: Real> E5Trainer<T> {
         let t0 = Instant::now();
         let mut params = net.init_params(&mut strategy_rng(
             seed,
-            &format!("e5-init-{}", support.name()),
+            &format!("e5-init-{}", support.to_string()),
         ));
         let start = params.clone();
         let mut rows = Vec::new();
@@ -442,7 +435,7 @@ impl<T: Real> E5Trainer<T> {
             &data.train,
             Some(&data.test),
             &cfg,
-            &mut strategy_rng(seed, &format!("e5-phase1-{}", support.name())),
+            &mut strategy_rng(seed, &format!("e5-phase1-{}", support.to_string())),
             &mut |_| {},
             &mut |rec, p| {
                 progress.epoch(
@@ -461,17 +454,18 @@ impl<T: Real> E5Trainer<T> {
             &outcome,
             &params,
             &tmp,
-            self.net_err(format!("equivariant, {}", support.name())),
+            self.net_err(format!("equivariant, {}", support.to_string())),
         )?;
         schema::write_json(
             &tmp.join(schema::PHASE1_JSON),
             &Phase1Json {
                 key,
                 seed,
-                support,
+                support: support.clone(),
+                // dim(E ∩ L_Omega) per channel pair: the rot90 orbits inside Omega.
                 dim_per_channel_pair: match support {
                     Support::Cross => 2,
-                    Support::Skew => 1,
+                    _ => 1,
                 },
                 parameters: params.len(),
                 wall_seconds: t0.elapsed().as_secs_f64(),
@@ -591,12 +585,9 @@ impl<T: Real> E5Trainer<T> {
         clear(&tmp)?;
         std::fs::create_dir_all(&tmp).map_err(IoError::at(&tmp))?;
         let t0 = Instant::now();
-        let p = match case.parametrisation {
-            Parametrisation::Unitary => eqaug_nn::conv::Parametrisation::Unitary,
-            Parametrisation::Nonunitary => eqaug_nn::conv::Parametrisation::NonUnitary,
-        };
+        let p = case.parametrisation;
         let net = SupportCnn::<T>::new(
-            &spec(exp, case.support, p),
+            &spec(exp, &case.support, p),
             &mut strategy_rng(seed, &format!("e5-basis-{}", case.name)),
         )
         .map_err(self.net_err(case.name.clone()))?;
@@ -685,7 +676,7 @@ impl<T: Real> E5Trainer<T> {
                 key,
                 case: case.name.clone(),
                 seed,
-                support: case.support,
+                support: case.support.clone(),
                 parametrisation: case.parametrisation,
                 parameters: params.len(),
                 load_residual,

@@ -247,13 +247,13 @@ pub fn run_dir(exp_dir: &Path, r: usize) -> PathBuf {
 }
 
 /// The phase-1 folder of a support in a run folder.
-pub fn phase1_dir(run_dir: &Path, support: Support) -> PathBuf {
+pub fn phase1_dir(run_dir: &Path, support: &Support) -> PathBuf {
     run_dir.join(phase1_name(support))
 }
 
 /// The folder name of a run's phase-1 model of `support`: `phase1-cross`.
-pub fn phase1_name(support: Support) -> String {
-    format!("phase1-{}", support.name())
+pub fn phase1_name(support: &Support) -> String {
+    format!("phase1-{support}")
 }
 
 /// A phase-1 model's record, in its folder.
@@ -271,7 +271,7 @@ pub const PARAMS: &str = "params";
 /// each with its record and tables, and its weights unless it failed (see
 /// [`super::AnyExperimentRecord::check_run`]).
 pub fn check_run(run_dir: &Path, exp: &ExperimentJson) -> Result<(), String> {
-    let mut supports: Vec<Support> = exp.cases.iter().map(|c| c.support).collect();
+    let mut supports: Vec<&Support> = exp.cases.iter().map(|c| &c.support).collect();
     supports.sort();
     supports.dedup();
     for s in supports {
@@ -282,7 +282,7 @@ pub fn check_run(run_dir: &Path, exp: &ExperimentJson) -> Result<(), String> {
             // Its cases never ran.
             continue;
         }
-        for c in exp.cases.iter().filter(|c| c.support == s) {
+        for c in exp.cases.iter().filter(|c| &c.support == s) {
             let dir = case_dir(run_dir, &c.name);
             let record: CaseJson = read_json(&dir.join(CASE_JSON)).map_err(|e| error_chain(&e))?;
             check_unit(&dir, record.failure.is_some(), &[EPOCHS_CSV, STEPS_CSV])?;

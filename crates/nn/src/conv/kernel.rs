@@ -49,7 +49,7 @@ pub enum KernelError {
 }
 
 /// A support Omega: the set of kernel offsets `(row, col)` (each in 0..3) a kernel may use.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Support {
     /// `{(0,1), (1,0), (1,1), (1,2), (2,1)}`: centre and sides; rotation invariant, so
@@ -128,6 +128,17 @@ pub enum Parametrisation {
     /// sides: 1/2 on each of the four; corners: 1/2 on each), in the order centre, sides,
     /// corners: a basis of `E ∩ L_Omega`.
     Equivariant,
+}
+
+impl Parametrisation {
+    /// `unitary`, `nonunitary` or `equivariant` (as in configs and records).
+    pub fn name(self) -> &'static str {
+        match self {
+            Parametrisation::Unitary => "unitary",
+            Parametrisation::NonUnitary => "nonunitary",
+            Parametrisation::Equivariant => "equivariant",
+        }
+    }
 }
 
 /// C_4 acting on the 9 kernel offsets (rot90 of the 3 x 3 grid).
