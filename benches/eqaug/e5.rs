@@ -1,4 +1,4 @@
-//! E5 (the CNN of SPEC section 9) in f32 at paper size: forward + backward of the whole
+//! E5 (the CNN of docs/science.md §9) in f32 at paper size: forward + backward of the whole
 //! network per sample in chunks of 50 rows (the E5 runner's `protocol.chunk_rows`: each SGD
 //! mini-batch of 100 in two passes), for the equivariant and the
 //! unitary cross model, and each convolution alone (conv2 and conv3: im2col + GEMM forward,

@@ -609,22 +609,23 @@ fn render_stability(rows: &[StabilityRow]) -> String {
 mod tests {
     use super::replace_section;
 
-    const NEW: &str = "\n## E5: the CNN (SPEC section 9)\n\nnew table\n";
+    const NEW: &str = "\n## E5: the CNN (docs/science.md §9)\n\nnew table\n";
 
     #[test]
     fn the_e5_section_is_replaced_in_place() {
-        let doc = "# Performance\n\n## A\n\na\n\n## E5: the CNN (SPEC section 9)\n\nold table\n\n\
+        let doc =
+            "# Performance\n\n## A\n\na\n\n## E5: the CNN (docs/science.md §9)\n\nold table\n\n\
                    ## Stability analysis (x)\n\ns\n";
         assert_eq!(
             replace_section(doc, "## E5: the CNN", NEW),
-            "# Performance\n\n## A\n\na\n\n## E5: the CNN (SPEC section 9)\n\nnew table\n\n\
+            "# Performance\n\n## A\n\na\n\n## E5: the CNN (docs/science.md §9)\n\nnew table\n\n\
              ## Stability analysis (x)\n\ns\n"
         );
         // At the end of the file.
         let doc = "# P\n\n## A\n\na\n\n## E5: the CNN (old)\n\nold\n| x |\n";
         assert_eq!(
             replace_section(doc, "## E5: the CNN", NEW),
-            "# P\n\n## A\n\na\n\n## E5: the CNN (SPEC section 9)\n\nnew table\n"
+            "# P\n\n## A\n\na\n\n## E5: the CNN (docs/science.md §9)\n\nnew table\n"
         );
     }
 
@@ -633,13 +634,13 @@ mod tests {
         let doc = "# P\n\n## A\n\na\n\n## Stability analysis\n\ns\n";
         assert_eq!(
             replace_section(doc, "## E5: the CNN", NEW),
-            "# P\n\n## A\n\na\n\n## E5: the CNN (SPEC section 9)\n\nnew table\n\n\
+            "# P\n\n## A\n\na\n\n## E5: the CNN (docs/science.md §9)\n\nnew table\n\n\
              ## Stability analysis\n\ns\n"
         );
         let doc = "# P\n\n## A\n\na\n";
         assert_eq!(
             replace_section(doc, "## E5: the CNN", NEW),
-            "# P\n\n## A\n\na\n\n## E5: the CNN (SPEC section 9)\n\nnew table\n"
+            "# P\n\n## A\n\na\n\n## E5: the CNN (docs/science.md §9)\n\nnew table\n"
         );
         // A heading that only appears inside a line is not a section.
         let doc = "# P\n\nsee ## E5: the CNN below\n";

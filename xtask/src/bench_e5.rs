@@ -29,7 +29,7 @@ pub fn section(records: &[Value]) -> String {
     let mut w = String::new();
     let _ = writeln!(
         w,
-        "\n## E5: the CNN (SPEC section 9)\n\nf32, paper sizes (channels 32-64-64, 28 x 28, \
+        "\n## E5: the CNN (docs/science.md §9)\n\nf32, paper sizes (channels 32-64-64, 28 x 28, \
          kernel support cross), chunks of 50 images as the runner uses (`protocol.chunk_rows`: \
          each SGD mini-batch of 100 in two forward and backward passes, gradients summed). \
          GFLOP/s = FLOPs per sample-pass / time, counting 2 x the multiply-adds of all 9 \

@@ -10,7 +10,7 @@ use std::time::Instant;
 /// Arguments of `cargo xtask reproduce`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Profile of every experiment: quick (about 10 minutes on 2 cores) or paper.
+    /// Profile of every experiment: quick (about 12 minutes on 2 cores) or paper.
     #[arg(long, default_value = "quick")]
     pub profile: String,
     /// Only these experiments (config file stems, comma-separated), e.g. e1,e3.
@@ -90,7 +90,7 @@ pub fn run(args: Args) -> Result<(), String> {
             .args(["worked-example", "--out"])
             .arg(out.join("worked_example.json")),
     )?;
-    // The stability step (SPEC section 10): every config with a `stability` profile, and the
+    // The stability step (docs/science.md §10): every config with a `stability` profile, and the
     // worked example as a self-test; the report picks up runs/<profile>/stability/.
     let t0 = Instant::now();
     let stability_out = runs.join("stability");
@@ -266,7 +266,7 @@ fn write_readme(
     let _ = writeln!(
         s,
         "Start with [report.md](report.md) (every figure inline) and [claims.md](claims.md) \
-         (each claim of SPEC section 5 as a measured number against a bound; \
+         (each claim of docs/science.md §5 as a measured number against a bound; \
          [claims.json](claims.json) for machines).\n"
     );
     let _ = writeln!(s, "## Wall time\n");
@@ -313,7 +313,7 @@ fn write_readme(
     if out.join("stability/stability.md").is_file() {
         let _ = writeln!(
             s,
-            "- **stability** (SPEC section 10): [table, escapes and findings](stability/stability.md), \
+            "- **stability** (docs/science.md §10): [table, escapes and findings](stability/stability.md), \
              [spectral densities](stability/stability.svg)"
         );
     }
@@ -326,7 +326,7 @@ fn write_readme(
          dashed, nominal red dotted. The right panel zooms on the augmented curve. Equivariant \
          training stays on the x axis (in E); augmented training leaves E far more slowly than \
          nominal training at the same distance from the start.\n\n\
-         E5 (the CNN, SPEC section 9) has its own figures: the distance to E ∩ L of the model \
+         E5 (the CNN, docs/science.md §9) has its own figures: the distance to E ∩ L of the model \
          on the kernel support Omega during augmented training (phase 2), per epoch \
          (`figure.svg`) and per SGD step of the first epoch (`steps.svg`), log scale, for the \
          cases cross (compatible, unitary: green solid), skew (not compatible: red dotted) and \

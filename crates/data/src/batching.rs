@@ -1,4 +1,4 @@
-//! Mini-batches and chunks of mini-batches as row ranges (SPEC section 3).
+//! Mini-batches and chunks of mini-batches as row ranges (docs/science.md §3).
 //!
 //! The protocol visits the data in mini-batches, in order; the last mini-batch may be
 //! shorter when the batch size does not divide the number of rows. A *chunk* is a group

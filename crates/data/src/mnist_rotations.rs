@@ -1,4 +1,4 @@
-//! 28 x 28 MNIST (the data of experiment E5, SPEC sections 4 and 9): standardised, split
+//! 28 x 28 MNIST (the data of experiment E5, docs/science.md §4 and §9): standardised, split
 //! into a training and a test set, and the training set's full C_4 orbit (all four rotations
 //! by 90 degrees) for the augmented phase.
 //!

@@ -1,4 +1,4 @@
-//! Two-block stochastic block model graphs labelled by connectivity (SPEC E1).
+//! Two-block stochastic block model graphs labelled by connectivity (docs/science.md §4, E1).
 //!
 //! Each graph has two clusters of `nodes_per_cluster` nodes. Every unordered pair of
 //! distinct nodes is joined independently, with probability `p_intra` inside a cluster and

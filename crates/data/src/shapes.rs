@@ -1,9 +1,9 @@
-//! Synthetic segmentation images: one triangle or regular pentagon per image (SPEC E3).
+//! Synthetic segmentation images: one triangle or regular pentagon per image (docs/science.md §4, E3).
 //!
 //! Each image shows one filled shape, a triangle or a regular pentagon with probability
 //! 1/2 each, circumradius uniform in `[0.7, 0.8)`, centre uniform in `[-0.5, 0.5)^2`,
 //! orientation uniform in `[0, 2 pi)`, drawn dark (0.43) on white (1.0), in the
-//! coordinates of SPEC E3 where the shapes live in `[-1, 1]^2`. The image is rasterised
+//! coordinates of docs/science.md §4, E3 where the shapes live in `[-1, 1]^2`. The image is rasterised
 //! with antialiasing on a `size x size` grid: each pixel's value is
 //! `shape * coverage + background * (1 - coverage)`, where `coverage` is the fraction of the
 //! pixel covered by the shape, estimated by supersampling on a regular
@@ -11,7 +11,7 @@
 //! image (largest y), column 0 the left (smallest x).
 //!
 //! The targets are two binary masks (channel 0 triangle, channel 1 pentagon); the absent
-//! shape's mask is all zeros (the authors' shipped data had all ones there: SPEC 7).
+//! shape's mask is all zeros (the authors' shipped data had all ones there: docs/science.md §7).
 //! A pixel belongs to the mask iff the shape covers at least `mask_coverage` of it
 //! (default 0.5, about the "pixel centre inside the shape" rule).
 //!
@@ -26,7 +26,7 @@
 //! `view = 1.25` by default (the shape drawn in `[-1, 1]^2` occupies the central 80 % of
 //! the image, as if the canvas had a margin). This gives mean areas of about 22.7
 //! (triangles) and 41.8 (pentagons) with the default threshold; the tests measure them.
-//! Set `view = 1.0` for the literal reading of SPEC E3.
+//! Set `view = 1.0` for the literal reading of docs/science.md §4, E3.
 
 use crate::{DataError, Dataset, Targets};
 use ndarray::Array2;

@@ -110,9 +110,10 @@ fn statistics_over_10000_graphs() {
     // Binomial standard error sqrt(p(1-p)/N) is about 0.005; allow 4.5 standard errors.
     let se = (exact * (1.0 - exact) / 10_000.0).sqrt();
     eprintln!("SBM: connected fraction {connected:.4} (exact {exact:.4}, s.e. {se:.4})");
-    // SPEC E1 says "about 47%"; the stated model gives 0.4197 exactly (this recursion,
-    // checked by enumeration above and by an independent Monte Carlo of 10^5 graphs in
-    // Python: 0.4202). The generator must match the model, so we test against 0.4197.
+    // The paper says "about 47%" (docs/science.md, Known departures); the stated model gives
+    // 0.4197 exactly (this recursion, checked by enumeration above and by an independent
+    // Monte Carlo of 10^5 graphs in Python: 0.4202). The generator must match the model, so
+    // we test against 0.4197.
     approx::assert_abs_diff_eq!(exact, 0.4197, epsilon = 5e-4);
     assert!(
         (connected - exact).abs() < 4.5 * se,

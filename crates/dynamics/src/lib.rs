@@ -7,10 +7,10 @@
 //!   transformed data, for [`StrategyKind::Equivariant`] projected onto E. Chunks of many
 //!   mini-batches go through the network together (the weights do not change within an epoch);
 //!   normalisation statistics stay per mini-batch.
-//! * [`stability`] (with [`lanczos`] and [`hessian`]): the stability analysis of SPEC
-//!   section 10 at equivariant stationary points (Hessian spectra on E and E-perp, escapes).
+//! * [`stability`] (with [`lanczos`] and [`hessian`]): the stability analysis of
+//!   docs/science.md §10 at equivariant stationary points (Hessian spectra on E and E-perp, escapes).
 //! * [`train`] runs every strategy from one shared `A0` for a number of epochs, recording the
-//!   metrics of SPEC section 3 ([`EpochMetrics`]) after every step, and stops a strategy that
+//!   metrics of docs/science.md §3 ([`EpochMetrics`]) after every step, and stops a strategy that
 //!   produces a non-finite loss or weight without losing what was recorded.
 //! * [`sgd`]: the plain mini-batch SGD protocol of E5 (two phases: equivariant model, then the
 //!   model on a kernel support on the C_4 orbit of the data), with per-step and per-epoch

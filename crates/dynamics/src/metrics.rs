@@ -1,4 +1,4 @@
-//! The metrics of SPEC section 3 and the empirical equivariance error of a network.
+//! The metrics of docs/science.md §3 and the empirical equivariance error of a network.
 
 use eqaug_groups::Real;
 use eqaug_nn::{act_on_rows, Network, Params};

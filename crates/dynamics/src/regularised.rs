@@ -1,4 +1,4 @@
-//! The regularised risk `R + gamma/2 ||A_Eperp||^2` (arXiv 2502.06547; SPEC section 10) for
+//! The regularised risk `R + gamma/2 ||A_Eperp||^2` (arXiv 2502.06547; docs/science.md §10) for
 //! the stability tools: values, gradients that include the penalty, and Hessian-vector
 //! products by central differences of those gradients.
 //!
@@ -109,7 +109,7 @@ impl ShiftCheck {
     }
 }
 
-/// Checks SPEC section 10's "the penalty adds exactly gamma on E-perp and nothing on E" on a
+/// Checks docs/science.md §10's "the penalty adds exactly gamma on E-perp and nothing on E" on a
 /// small fixed problem in f64: C_4 on a 4 x 4 grid, a smooth (tanh) invariant classifier with
 /// layers 1 -> 2 channels -> 3 invariant -> dense 3 -> softmax, 8 random samples (seed 11),
 /// `A*` its initialisation (in E, seed 12), exact `R_aug`; 15 Lanczos steps (full

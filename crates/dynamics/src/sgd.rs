@@ -1,4 +1,4 @@
-//! Plain mini-batch SGD, the protocol of experiment E5 (SPEC sections 4 and 9), beside the
+//! Plain mini-batch SGD, the protocol of experiment E5 (docs/science.md §4 and §9), beside the
 //! full-batch protocol of E1-E4 ([`crate::train`]).
 //!
 //! # API summary (for the E5 runner)

@@ -4,7 +4,7 @@ use eqaug_groups::{Real, ReferenceTask};
 use eqaug_nn::{Params, TensorKind};
 use serde::{Deserialize, Serialize};
 
-/// The three ways of training of the paper (SPEC section 1).
+/// The three ways of training of the paper (docs/science.md §1.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StrategyKind {
@@ -29,12 +29,12 @@ pub enum Sampling {
     /// transformed by it (Corollary 1); only for enumerable groups.
     Exact,
     /// One element per mini-batch from the non-uniform distributions of the authors' code
-    /// (SPEC section 7), to measure their effect.
+    /// (docs/science.md §7), to measure their effect.
     Reference,
 }
 
 /// The penalty `gamma/2 ||A_Eperp||^2` (summed over the group layers) of regularised training
-/// (Nordenfors and Flinth, arXiv 2502.06547; SPEC section 10), added to the risk of a nominal
+/// (Nordenfors and Flinth, arXiv 2502.06547; docs/science.md §10), added to the risk of a nominal
 /// or augmented strategy. Its gradient `gamma (A - Pi_E A)` on the group layers is exact and
 /// costs one projection; on E-perp it adds exactly `gamma` to every Hessian eigenvalue, on E
 /// nothing.
@@ -259,7 +259,7 @@ impl Divergence {
     }
 }
 
-/// The full-batch protocol of SPEC section 3.
+/// The full-batch protocol of docs/science.md §3.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Protocol {
     /// Number of epochs (= gradient steps).

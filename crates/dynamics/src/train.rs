@@ -1,4 +1,4 @@
-//! The full-batch protocol: one gradient step per epoch and strategy (SPEC section 3).
+//! The full-batch protocol: one gradient step per epoch and strategy (docs/science.md §3).
 
 use crate::metrics::EpochMetrics;
 use crate::{HeldOut, Protocol, Sampling, StrategyKind, StrategySpec, TrainError};
@@ -303,7 +303,7 @@ pub fn strategy_rng(seed: u64, name: &str) -> ChaCha8Rng {
 }
 
 /// Trains every strategy from the same `a0` (which should lie in E) for `protocol.epochs`
-/// epochs and records the metrics of SPEC section 3 at epochs `0..=epochs`; as
+/// epochs and records the metrics of docs/science.md §3 at epochs `0..=epochs`; as
 /// [`train_with_held_out`] without a held-out split.
 pub fn train<T: Real>(
     net: &Network<T>,
@@ -321,7 +321,7 @@ pub fn train<T: Real>(
 }
 
 /// Trains every strategy from the same `a0` (which should lie in E) for `protocol.epochs`
-/// epochs and records the metrics of SPEC section 3 at epochs `0..=epochs`, with the
+/// epochs and records the metrics of docs/science.md §3 at epochs `0..=epochs`, with the
 /// regulariser's penalty, and, given a `held_out` split, the test loss and accuracy (or mean
 /// IoU) of every row (one evaluation per row; no effect on training or on the random draws).
 ///

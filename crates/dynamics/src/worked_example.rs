@@ -1,4 +1,4 @@
-//! The worked instability example of SPEC section 1, computed with the same machinery as the
+//! The worked instability example of docs/science.md §1.4, computed with the same machinery as the
 //! experiments: G = Z_2 swapping the two coordinates of R^2, `Phi_a(x) = softplus(a . x)`, data
 //! `{((1,1), ln 2), ((1,-1), 2)}`, loss `1/2 (Phi - y)^2` averaged over the two points.
 //!

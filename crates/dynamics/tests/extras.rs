@@ -273,7 +273,7 @@ fn regulariser_is_validated() {
 #[test]
 fn penalty_shifts_every_e_perp_eigenvalue_by_exactly_gamma() {
     // Hess (R_aug + gamma/2 ||A_Eperp||^2) = Hess R_aug + gamma P_perp: on E-perp the extreme
-    // eigenvalues move by gamma, on E they stay (SPEC section 10), measured with the HVPs
+    // eigenvalues move by gamma, on E they stay (docs/science.md §10), measured with the HVPs
     // (central differences of the regularised gradient) and Lanczos, in f64.
     let c = classifier_case(Group::builtin("rot", 4).unwrap(), 8, 11);
     let a_star = c.net.init_params(&mut ChaCha8Rng::seed_from_u64(12)); // in E

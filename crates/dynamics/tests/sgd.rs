@@ -1,4 +1,4 @@
-//! The SGD protocol of E5: determinism, divergence detection, and SPEC section 9's one-step
+//! The SGD protocol of E5: determinism, divergence detection, and docs/science.md §9's one-step
 //! split (f64): from equivariant weights, one step on a batch closed under C_4 keeps the
 //! compatible unitary model (cross) in E ∩ L to round-off, while skew and cross-nonunitary
 //! leave it; on a batch not closed under C_4 even cross leaves it.
@@ -267,7 +267,7 @@ fn one_step_from_equivariant_weights_splits_as_spec_section_9() {
     // Bounds from the measured values (see the report): cross on the closed batch stays at
     // f64 round-off (measured ratio 2.6e-15), the others leave by a fraction of the
     // step of order 0.1 (measured 0.18 skew, 0.66 non-unitary, 0.11 cross on the open batch;
-    // SPEC section 9, paper sizes and other weights: 0.22 and 0.38).
+    // docs/science.md §9, paper sizes and other weights: 0.22 and 0.38).
     assert!(
         ratio[0] < 1e-12,
         "cross left E ∩ L on a C_4-closed batch: {:e}",

@@ -1,7 +1,7 @@
 //! The stability analysis against independent oracles: HVPs against a dense Hessian built
 //! column by column (Richardson-extrapolated central differences of the gradient, and second
 //! differences of the loss alone) for every layer kind and loss; the E / E-perp block structure
-//! of `Hess R_aug` at equivariant points (Proposition 2, SPEC 10(d)); predicted against
+//! of `Hess R_aug` at equivariant points (Proposition 2, docs/science.md §10(d)); predicted against
 //! measured escape on the worked example and on a tiny network.
 
 use eqaug_dynamics::hessian::{project_onto, Subspace};

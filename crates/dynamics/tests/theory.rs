@@ -1,4 +1,4 @@
-//! The paper's theory checked numerically (SPEC section 1): Proposition 1, Corollary 1, the
+//! The paper's theory checked numerically (docs/science.md §1.3): Proposition 1, Corollary 1, the
 //! worked example, and the determinism and robustness of the protocol.
 
 mod common;

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 /// Default maximum number of elements that [`Group::elements`] will list.
 pub const DEFAULT_ENUMERATION_LIMIT: usize = 1 << 20;
 
-/// The built-in groups and user-defined groups (SPEC section 2).
+/// The built-in groups and user-defined groups (docs/science.md §2).
 ///
 /// Grid groups act on the `n*n` pixels of an `n x n` grid indexed `s = n*row + col`; `Perm`
 /// acts on the `n*n` entries of an adjacency matrix of an `n`-node graph.
@@ -49,7 +49,7 @@ pub enum GroupSpec {
         /// Grid side.
         n: usize,
     },
-    /// Z_2 exchanging two coordinates (the worked example of SPEC section 1).
+    /// Z_2 exchanging two coordinates (the worked example of docs/science.md §1.4).
     Swap,
     /// The trivial group on `points` points.
     Trivial {
@@ -68,7 +68,7 @@ pub enum GroupSpec {
     },
 }
 
-/// Which non-uniform distribution of the authors' code to reproduce (SPEC section 7).
+/// Which non-uniform distribution of the authors' code to reproduce (docs/science.md §7).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(
     feature = "serde",
@@ -307,8 +307,8 @@ impl Group {
         }
     }
 
-    /// One element drawn from the non-uniform distributions of the authors' code (SPEC
-    /// section 7), to measure their effect: rotations by the task's distribution (never 270
+    /// One element drawn from the non-uniform distributions of the authors' code
+    /// (docs/science.md §7), to measure their effect: rotations by the task's distribution (never 270
     /// degrees), shifts from `0..=n` (so shift 0 is twice as likely). Groups without such a
     /// defect (perm, swap, trivial, user) sample uniformly.
     pub fn sample_reference<R: Rng + ?Sized>(&self, rng: &mut R, task: ReferenceTask) -> Perm {

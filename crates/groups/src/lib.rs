@@ -1,7 +1,7 @@
 //! # eqaug-groups
 //!
 //! Finite groups acting on finite index sets by permutations, and the orthogonal projection
-//! onto equivariant linear layers as an orbit mean (SPEC section 1, DESIGN section 2).
+//! onto equivariant linear layers as an orbit mean (docs/science.md §1.1).
 //!
 //! A layer between two permutation representations is a block matrix
 //! `W[(c_out, s_out), (c_in, s_in)]` (row-major, channel-major features). It is equivariant iff

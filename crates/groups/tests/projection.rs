@@ -1,5 +1,5 @@
 //! Pi_E against independent oracles: idempotence and self-adjointness, the brute-force Reynolds
-//! average, invariance under the group, dimensions (SPEC section 2, Burnside, matrix rank).
+//! average, invariance under the group, dimensions (docs/science.md §2, Burnside, matrix rank).
 
 use approx::assert_abs_diff_eq;
 use eqaug_groups::{

@@ -19,7 +19,7 @@ enum Command {
     Run(cli::run::Args),
     /// List the experiment configs and their profiles.
     List(cli::list::Args),
-    /// The worked instability example of SPEC section 1, as claims (JSON).
+    /// The worked instability example of docs/science.md §1.4, as claims (JSON).
     WorkedExample(cli::worked_example::Args),
     /// Describe a group: its order and the dimension of the equivariant layer spaces.
     Inspect(cli::inspect::Args),

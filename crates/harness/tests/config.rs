@@ -61,7 +61,7 @@ fn every_shipped_config_is_valid_in_every_profile() {
                 );
                 assert!(net.is_ok(), "{} {p}: {:?}", f.display(), net.err());
                 if p == "paper" {
-                    // The paper profile keeps the paper's protocol (SPEC section 4).
+                    // The paper profile keeps the paper's protocol (docs/science.md §4).
                     assert_eq!(e.protocol.runs, 30);
                     assert_eq!(e.protocol.epochs, 50);
                     assert!(e

@@ -1,4 +1,4 @@
-//! `eqaug-nn`: the networks of experiments E1-E4 (SPEC sections 3-4) with hand-written,
+//! `eqaug-nn`: the networks of experiments E1-E4 (docs/science.md §3-§4) with hand-written,
 //! exact gradients, generic over `f32` and `f64`.
 //!
 //! * A network is described declaratively by a [`NetworkSpec`] (serde, so a TOML config can

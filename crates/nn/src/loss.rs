@@ -1,4 +1,4 @@
-//! The loss kernels (sums over a chunk; SPEC sections 3-4).
+//! The loss kernels (sums over a chunk; docs/science.md §3-§4).
 
 use eqaug_groups::Real;
 

@@ -516,7 +516,7 @@ impl<T: Real> Params<T> {
     }
     /// Applies Pi_E (the orbit-mean projection) to every group layer; dense and norm
     /// parameters are untouched. On a gradient store this is the equivariant strategy's step
-    /// direction (SPEC section 1).
+    /// direction (docs/science.md §1.2).
     pub fn project_group_layers(&mut self) {
         let layout = self.layout.clone();
         for t in layout.tensors() {

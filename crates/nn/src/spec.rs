@@ -1,4 +1,4 @@
-//! Declarative network descriptions (serde), and the networks of SPEC section 4.
+//! Declarative network descriptions (serde), and the networks of docs/science.md §4.
 
 use eqaug_groups::Points;
 use serde::{Deserialize, Serialize};
@@ -59,7 +59,7 @@ pub enum LayerSpec {
     /// A group linear layer from the current representation to `channels` copies of the base
     /// points (`points = "base"`) or of the one-point set (`"trivial"`). Weight shape
     /// `(c_out * s_out) x (c_in * s_in)`, no bias. Initialised i.i.d. `N(0, init_std^2)` and
-    /// then projected onto E (SPEC section 3).
+    /// then projected onto E (docs/science.md §3).
     Group {
         /// Output channels.
         channels: usize,
@@ -169,7 +169,7 @@ impl LayerSpec {
     }
 }
 
-/// Loss functions; each is a mean over a mini-batch (SPEC sections 3-4).
+/// Loss functions; each is a mean over a mini-batch (docs/science.md §3-§4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Loss {
@@ -249,7 +249,7 @@ fn norm_layer(norm: Normalisation, over: NormOver) -> LayerSpec {
 }
 
 impl NetworkSpec {
-    /// E1 (SPEC section 4) on graphs with `n` nodes: group layer 1 -> `c1` (std
+    /// E1 (docs/science.md §4) on graphs with `n` nodes: group layer 1 -> `c1` (std
     /// `1/(n sqrt c1)`), LeakyReLU(0.01), invariant layer -> `c2` (std `1/sqrt c2`, constant over
     /// positions), LeakyReLU, normalisation over the `c2` features, dense -> `head` (scale
     /// `10/c2`), LeakyReLU, dense -> 1 (scale `10/head`), sigmoid. Paper: `n = 10, c1 = 32,
@@ -312,7 +312,7 @@ impl NetworkSpec {
         Self::invariant_binary_classifier(10, 32, 64, 32, Normalisation::Batch)
     }
 
-    /// E2 / E4 (SPEC section 4) on `n x n` images, as the authors trained it: group layer
+    /// E2 / E4 (docs/science.md §4) on `n x n` images, as the authors trained it: group layer
     /// 1 -> `c` (std `1/n`), LeakyReLU; group layer `c -> c` (std `1/(n sqrt c)`), LeakyReLU;
     /// invariant layer -> `c` (std `1/sqrt c`, constant over positions); tanh; normalisation
     /// over the `c` features; dense -> `classes` (scale `n/c`); softmax. Paper: `n = 14,
@@ -382,7 +382,7 @@ impl NetworkSpec {
         Self::invariant_classifier(14, 32, 10, Normalisation::Batch)
     }
 
-    /// E3 (SPEC section 4) on `n x n` images: group layers `1 -> c[0] -> c[1] -> c[2] -> 2`
+    /// E3 (docs/science.md §4) on `n x n` images: group layers `1 -> c[0] -> c[1] -> c[2] -> 2`
     /// (std `1/(n sqrt c_in)`), LeakyReLU after each, normalisation over the 2 output channels
     /// (per channel over mini-batch x positions), sigmoid. Paper: `n = 14, c = [32, 32, 16]`;
     /// use with [`Loss::SegmentationBce`] and the group `rot`.

@@ -1,6 +1,6 @@
 //! A small CNN on 28 x 28 images whose 3 x 3 kernels live on a support Omega, in an
 //! equivariant and a non-equivariant version, built as a [`Sequential`] of layers: the
-//! networks of experiment E5 (SPEC sections 4 and 9).
+//! networks of experiment E5 (docs/science.md §4 and §9).
 //!
 //! ```text
 //! conv 3x3 (1 -> c1) -> avg-pool 2 -> tanh -> layer norm of each 14 x 14 map
@@ -320,7 +320,7 @@ impl<T: Real> SupportCnn<T> {
     }
 
     /// Parameters for this (non-equivariant) network that compute the same function as the
-    /// equivariant network `eq` at `eq_params` (SPEC section 9): unitary bases copy the
+    /// equivariant network `eq` at `eq_params` (docs/science.md §9): unitary bases copy the
     /// support entries of each kernel, non-unitary bases solve the least-squares system in
     /// f64 ([`KernelBasis::coefficients_from_kernel`]); the final layer is copied as a dense
     /// weight. Errors if the networks do not share support and sizes, or `eq` is not

@@ -1,4 +1,4 @@
-//! The worked instability example of SPEC section 1 built from eqaug-nn layers: G = Z_2
+//! The worked instability example of docs/science.md §1.4 built from eqaug-nn layers: G = Z_2
 //! swapping two coordinates, Phi_a(x) = softplus(a_1 x_1 + a_2 x_2) (an invariant group layer
 //! 1 x 2 followed by softplus), data {((1,1), ln 2), ((1,-1), 2)}, R = 1/2 mean (Phi - y)^2.
 

@@ -139,7 +139,7 @@ pub struct StabilityReport {
     #[serde(default)]
     pub per_sample_rayleigh: Option<HeldOutRayleigh>,
     /// `||Pi_perp Hess R_aug v|| / ||Hess R_aug v||` for a random `v` in E (exact only):
-    /// the off-diagonal block, zero at an equivariant point (SPEC 10(d)).
+    /// the off-diagonal block, zero at an equivariant point (docs/science.md §10(d)).
     pub off_diagonal: Option<f64>,
     /// Escape along the Ritz vector of `lambda_min(H_perp)` (exact only).
     pub escape_min: Option<Escape>,

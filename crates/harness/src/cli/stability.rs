@@ -1,6 +1,6 @@
-//! `eqaug stability CONFIG [--profile P] [--out DIR]`: the stability analysis of SPEC
-//! section 10 (Hessian spectra on E and E-perp at a stationary point in E, predicted against
-//! measured escape). `CONFIG = worked-example` runs the worked example of SPEC section 1
+//! `eqaug stability CONFIG [--profile P] [--out DIR]`: the stability analysis of
+//! docs/science.md §10 (Hessian spectra on E and E-perp at a stationary point in E, predicted against
+//! measured escape). `CONFIG = worked-example` runs the worked example of docs/science.md §1.4
 //! through the same analysis (a self-test).
 
 use eqaug_harness::memory;
@@ -29,7 +29,7 @@ pub fn run(args: Args) -> super::CliResult {
         let o = eqaug_harness::stability::run_worked_example(&args.out)?;
         let r = &o.runs[0].report;
         eprintln!(
-            "[worked-example] E {:.6}, E-perp {:.6} (expected 0.5 and {:.6}: twice SPEC's, the loss is the MSE), {:?}; {}",
+            "[worked-example] E {:.6}, E-perp {:.6} (expected 0.5 and {:.6}: twice those of docs/science.md §1.4, the loss is the MSE), {:?}; {}",
             r.e_block.min,
             r.perp_block.min,
             (std::f64::consts::LN_2 - 1.0) / 2.0,

@@ -1,4 +1,4 @@
-//! `eqaug worked-example`: the instability example of SPEC section 1, as claims.
+//! `eqaug worked-example`: the instability example of docs/science.md §1.4, as claims.
 
 use std::path::PathBuf;
 
@@ -14,7 +14,7 @@ pub struct Args {
 pub fn run(args: Args) -> super::CliResult {
     let w = eqaug_dynamics::worked_example::run()?;
     let mut claims = eqaug_harness::worked_example_claims(&w);
-    // The regulariser's exact +gamma shift on E-perp (SPEC section 10), a claim of the same kind.
+    // The regulariser's exact +gamma shift on E-perp (docs/science.md §10), a claim of the same kind.
     let shift = eqaug_dynamics::regularised::eigenvalue_shift_check(0.5)?;
     claims.extend(eqaug_harness::report::regularised::shift_claims(&shift));
     let text = serde_json::to_string_pretty(&claims)?;

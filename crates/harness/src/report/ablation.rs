@@ -256,7 +256,7 @@ pub const NORM_ABLATION_CLAIMS: &[ClaimDef<NormAblation>] = &[
                     x 2 sampling modes. Theory: E is invariant in expectation for both draws \
                     (with batch norm by the batch-level argument: the joint law of the draws is \
                     invariant under one global element), so augmented training leaves E only \
-                    by sampling noise; the bound is SPEC 5.2's.",
+                    by sampling noise; the bound is claim 2's (docs/science.md §5).",
         bound: |_| Bound::AtMost(0.5),
         measure: |ab| Some(sampled_below_nominal(ab)),
     },

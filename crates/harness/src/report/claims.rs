@@ -1,4 +1,4 @@
-//! The claims of SPEC section 5, each a measured number checked against an explicit bound.
+//! The claims of docs/science.md §5, each a measured number checked against an explicit bound.
 //!
 //! All claim definitions live in [`CLAIMS`] (on an experiment's runs) and
 //! [`WORKED_EXAMPLE_CLAIMS`] (on the worked example): adding a claim is adding one entry there.
@@ -174,13 +174,13 @@ fn round_off_bound(precision: Precision) -> Bound {
     }
 }
 
-/// Every claim the report checks (SPEC section 5, claims 1 to 3; claims 4 and 5 come from
+/// Every claim the report checks (docs/science.md §5, claims 1 to 3; claims 4 and 5 come from
 /// E5 and the worked example, measured elsewhere and merged from `worked_example.json`).
 pub const CLAIMS: &[ClaimDef] = &[
     ClaimDef {
         id: "eqv-in-E",
         statement: "Equivariant training stays in E to round-off: ||A_Eperp|| / ||A - A0|| of \
-                    the equivariant strategy at the last epoch (median over runs; SPEC 5.1).",
+                    the equivariant strategy at the last epoch (median over runs; docs/science.md §5, claim 1).",
         bound: |exp| {
             round_off_bound(
                 exp.main_strategy(Equivariant)
@@ -195,7 +195,7 @@ pub const CLAIMS: &[ClaimDef] = &[
                     training at a similar distance from the start: ||A_Eperp|| of augmented / \
                     ||A_Eperp|| of nominal, both read off their curves (linear interpolation \
                     over epochs) at the same distance from the start, the smaller of the two \
-                    final ||A - A0|| (per run, median over runs; SPEC 5.2).",
+                    final ||A - A0|| (per run, median over runs; docs/science.md §5, claim 2).",
         bound: |_| Bound::AtMost(0.5),
         measure: |exp| {
             let aug = exp.main_strategy(Augmented)?;
@@ -208,7 +208,7 @@ pub const CLAIMS: &[ClaimDef] = &[
         statement: "Augmented training with one group element drawn per sample (not per \
                     mini-batch) also drifts off E far less than nominal training: as \
                     `aug-drift-below-nominal`, for the per-sample strategy (per run, median over \
-                    runs; same bound as SPEC 5.2: the batch-level argument keeps E invariant in \
+                    runs; same bound as claim 2 of docs/science.md §5: the batch-level argument keeps E invariant in \
                     expectation for per-sample draws too).",
         bound: |_| Bound::AtMost(0.5),
         measure: |exp| {
@@ -228,7 +228,7 @@ pub const CLAIMS: &[ClaimDef] = &[
                     (Corollary 1): ||A_Eperp|| / ||A - A0|| of the exact-average strategy in \
                     f32 at the last epoch (median over runs). Its residual is the f32 round-off \
                     of the gradient, an average of |G| passes whose terms cancel, so the bound is \
-                    looser than for the projected equivariant step (SPEC 5.2).",
+                    looser than for the projected equivariant step (docs/science.md §5, claim 2).",
         bound: |_| Bound::AtMost(1e-3),
         measure: |exp| Some(relative_distance_to_e(exp, exp.exact_in(Precision::F32)?)),
     },
@@ -236,7 +236,7 @@ pub const CLAIMS: &[ClaimDef] = &[
         id: "exact-aug-in-E-f64",
         statement: "In f64 the exact-average residual falls to f64 round-off: \
                     ||A_Eperp|| / ||A - A0|| of the exact-average strategy in f64 at the last \
-                    epoch (median over runs; SPEC 5.2).",
+                    epoch (median over runs; docs/science.md §5, claim 2).",
         bound: |_| round_off_bound(Precision::F64),
         measure: |exp| Some(relative_distance_to_e(exp, exp.exact_in(Precision::F64)?)),
     },
@@ -244,7 +244,7 @@ pub const CLAIMS: &[ClaimDef] = &[
         id: "loss-eqv-aug-agree",
         statement: "The augmented and equivariant loss curves agree closely, the nominal one \
                     differs: max over epochs of |loss_aug - loss_eqv| / max over epochs of \
-                    |loss_nom - loss_eqv| (per run, median over runs; SPEC 5.3).",
+                    |loss_nom - loss_eqv| (per run, median over runs; docs/science.md §5, claim 3).",
         bound: |_| Bound::AtMost(0.5),
         measure: |exp| {
             let aug = exp.main_strategy(Augmented)?;
@@ -291,7 +291,7 @@ pub(crate) fn summarise_runs(values: Vec<f64>, total: usize, what: &str) -> Meas
     } else {
         Measurement {
             value: claim_median(&values),
-            note: format!("median over {used} of {total} runs {what}"),
+            note: format!("median over {used} of {} {what}", super::runs_text(total)),
         }
     }
 }
@@ -419,11 +419,11 @@ pub fn check(exp: &Experiment) -> Vec<Claim> {
 fn worked(value: f64) -> Option<Measurement> {
     Some(Measurement {
         value,
-        note: "computed by `eqaug worked-example` (SPEC section 1)".into(),
+        note: "computed by `eqaug worked-example` (docs/science.md §1.4)".into(),
     })
 }
 
-/// The claims of the worked example of SPEC section 1 (claim 5), measured by
+/// The claims of the worked example of docs/science.md §1.4 (claim 5), measured by
 /// [`eqaug_dynamics::worked_example::run`] and checked as experiment `worked-example`.
 pub const WORKED_EXAMPLE_CLAIMS: &[ClaimDef<WorkedExample>] = &[
     ClaimDef {

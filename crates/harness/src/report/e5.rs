@@ -1,4 +1,4 @@
-//! The report of E5 (SPEC sections 4, 5 claim 4, and 9): reads the E5 run outputs (see
+//! The report of E5 (docs/science.md §4, §5 (claim 4) and §9): reads the E5 run outputs (see
 //! [`crate::schema::e5`]) and writes, in the experiment's report folder:
 //!
 //! * `figure.svg`: the paper's figure, the distance to E ∩ L per phase-2 epoch (log scale),
@@ -8,7 +8,7 @@
 //! * `table.md`: medians and quartiles per case at chosen epochs, the phase-1 models, the
 //!   one-step probe (closed vs shuffled batch), the per-layer distances;
 //! * `runs.csv` (every epoch row of every run and model) and `summary.csv` (quartiles);
-//! * the claims of SPEC claim 4, returned to the caller for `claims.json` / `claims.md`.
+//! * the checks of claim 4 (docs/science.md §5), returned to the caller for `claims.json` / `claims.md`.
 
 use super::aggregate::{quantile, Quartiles};
 use super::claims::{ratio, Bound, Claim};
@@ -229,7 +229,7 @@ pub struct E5Report {
     pub files: Vec<(String, String)>,
     /// The figures.
     pub figures: Vec<String>,
-    /// The claims of SPEC claim 4.
+    /// The checks of claim 4 (docs/science.md §5).
     pub claims: Vec<Claim>,
 }
 
@@ -416,7 +416,7 @@ fn med(v: &[f64]) -> f64 {
 }
 
 // ---------------------------------------------------------------------------------------
-// Claims (SPEC section 5, claim 4)
+// Claims (docs/science.md §5, claim 4)
 
 /// The unit round-off u of a precision: |fl(x) - x| <= u |x|.
 fn unit_round_off(p: Precision) -> f64 {
@@ -436,7 +436,7 @@ const ROUND_OFF_UNITS: f64 = 2.0;
 /// most 1/9).
 const RANDOM_WALK_FACTOR: f64 = 3.0;
 
-/// How much farther from E ∩ L than cross the other cases must end (SPEC claim 4, issue 13).
+/// How much farther from E ∩ L than cross the other cases must end (docs/science.md §5, claim 4, issue 13).
 const LEAVE_FACTOR: f64 = 10.0;
 
 fn claim(
@@ -450,7 +450,7 @@ fn claim(
     Claim::measured(id, exp, statement, measured, bound, Some(note))
 }
 
-/// The claims of SPEC claim 4 that the cases present allow.
+/// The checks of claim 4 (docs/science.md §5) that the cases present allow.
 pub fn check_claims(res: &E5Results) -> Vec<Claim> {
     let mut out = Vec::new();
     let id = &res.id;
@@ -498,7 +498,11 @@ pub fn check_claims(res: &E5Results) -> Vec<Claim> {
         ),
         med(&per_run),
         Bound::AtMost(RANDOM_WALK_FACTOR),
-        format!("median over {} of {total} runs", per_run.len()),
+        format!(
+            "median over {} of {}",
+            per_run.len(),
+            super::runs_text(total)
+        ),
     ));
 
     // 2. and 3. Skew and non-unitary leave E: at least 10 x farther than cross.
@@ -532,9 +536,10 @@ pub fn check_claims(res: &E5Results) -> Vec<Claim> {
             ratio(m, cross_med),
             Bound::AtLeast(LEAVE_FACTOR),
             format!(
-                "medians over {} and {} of {total} runs",
+                "medians over {} and {} of {}",
                 runs.len(),
-                cross_runs.len()
+                cross_runs.len(),
+                super::runs_text(total)
             ),
         ));
     }
@@ -577,7 +582,11 @@ pub fn check_claims(res: &E5Results) -> Vec<Claim> {
             ),
             med(&closed),
             Bound::AtMost(ROUND_OFF_UNITS),
-            format!("median over {} of {total} runs", probes.len()),
+            format!(
+                "median over {} of {}",
+                probes.len(),
+                super::runs_text(total)
+            ),
         ));
     }
     out
@@ -878,7 +887,7 @@ fn write_phase1_models(o: &mut String, res: &E5Results) {
 /// `table.md`: the claims, if any.
 fn write_claims(o: &mut String, claims: &[Claim]) {
     if !claims.is_empty() {
-        let _ = writeln!(o, "## Claims (SPEC claim 4)\n");
+        let _ = writeln!(o, "## Claims (docs/science.md §5, claim 4)\n");
         for c in claims {
             let _ = writeln!(
                 o,
@@ -1156,10 +1165,10 @@ fn two_panels(
 
 fn title(res: &E5Results, what: &str) -> String {
     format!(
-        "{}: {what}  (profile {}, {} runs)",
+        "{}: {what}  (profile {}, {})",
         res.id,
         res.meta.profile,
-        res.runs.len()
+        super::runs_text(res.runs.len())
     )
 }
 

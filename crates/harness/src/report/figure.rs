@@ -1,4 +1,4 @@
-//! SVG figures like the paper's (SPEC section 3): ||A_Eperp|| (y) against ||A - A0|| (x), one
+//! SVG figures like the paper's (docs/science.md §3): ||A_Eperp|| (y) against ||A - A0|| (x), one
 //! thin translucent line per run and a thick median line per strategy, in two panels.
 //!
 //! Drawn with plotters' SVG backend into a string (no fonts needed: text is `<text>`).
@@ -397,7 +397,7 @@ fn figure_title(exp: &Experiment) -> String {
 pub const FIGURE_SIZE: (u32, u32) = (1400, 620);
 
 /// The main figure: left panel all three strategies, right panel the same curves with the
-/// y-range zoomed to 1.5 x the maximum of the augmented median (SPEC section 3).
+/// y-range zoomed to 1.5 x the maximum of the augmented median (docs/science.md §3).
 pub fn main_figure(exp: &Experiment, summary: &[SummaryRow]) -> Result<String, FigureError> {
     main_svg(exp, summary).map_err(|m| FigureError::new("figure.svg", m))
 }
@@ -431,7 +431,7 @@ fn main_svg(exp: &Experiment, summary: &[SummaryRow]) -> DrawResult<String> {
     Ok(svg)
 }
 
-/// The sampling comparison (SPEC section 7): uniform augmented (left) against the authors'
+/// The sampling comparison (docs/science.md §7): uniform augmented (left) against the authors'
 /// non-uniform `reference` sampling (right), on the same axes. `None` without a reference
 /// strategy.
 pub fn reference_figure(

@@ -28,6 +28,15 @@ use crate::schema::{self, SchemaError};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+/// `n` runs in words: "1 run", "2 runs" (generated text says "1 run", never "1 runs").
+pub(crate) fn runs_text(n: usize) -> String {
+    if n == 1 {
+        "1 run".into()
+    } else {
+        format!("{n} runs")
+    }
+}
+
 /// What `report` did.
 #[derive(Debug, Clone, Default)]
 pub struct ReportSummary {
@@ -284,7 +293,7 @@ fn stability_report(
     out: &Path,
     summary: &mut ReportSummary,
 ) -> Result<bool, ReportError> {
-    // The stability analyses of `eqaug stability` (SPEC section 10), when DIR/stability holds any.
+    // The stability analyses of `eqaug stability` (docs/science.md §10), when DIR/stability holds any.
     let stability_dir = dir.join("stability");
     let mut stability_found = false;
     if stability_dir.is_dir() {
@@ -328,7 +337,7 @@ fn write_claims_and_report(
     }
     if stability_found {
         md.push_str(
-            "## Stability of the stationary points (SPEC section 10)\n\n\
+            "## Stability of the stationary points (docs/science.md §10)\n\n\
                  Hessian spectra on E and E-perp at stationary points in E, and predicted against \
                  measured escape: [stability/stability.md](stability/stability.md).\n\n\
                  ![stability densities](stability/stability.svg)\n",
@@ -406,7 +415,7 @@ fn report_markdown(sections: &[ExperimentReport], summary: &ReportSummary) -> St
             .chain(s.figures.iter().map(|f| (f.as_str(), f.as_str())))
             .map(|(label, file)| format!("[{label}]({}/{file})", s.folder))
             .collect();
-        let _ = writeln!(out, "{} runs. {}\n", s.runs, links.join(", "));
+        let _ = writeln!(out, "{}. {}\n", runs_text(s.runs), links.join(", "));
         let failing: Vec<&Claim> = summary
             .claims
             .iter()

@@ -144,8 +144,8 @@ pub fn claims(exp: &Experiment, s: &RegularisedSummary) -> Vec<Claim> {
         pass: bound.holds(ratio),
         no_data: !ratio.is_finite(),
         note: Some(format!(
-            "median over {} runs at epoch {}; augmented {}, nominal {}; {}",
-            s.runs,
+            "median over {} at epoch {}; augmented {}, nominal {}; {}",
+            super::runs_text(s.runs),
             s.epoch,
             sci(*aug_d),
             s.nominal.map_or("not run".into(), sci),
@@ -184,8 +184,10 @@ fn svg(exp: &Experiment, s: &RegularisedSummary) -> Result<String, String> {
         let root = SVGBackend::with_string(&mut svg, (900, 600)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| de(&e))?;
         let title = format!(
-            "{}: ||A_Eperp|| at epoch {} against gamma (median over {} runs)",
-            exp.id, s.epoch, s.runs
+            "{}: ||A_Eperp|| at epoch {} against gamma (median over {})",
+            exp.id,
+            s.epoch,
+            super::runs_text(s.runs)
         );
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 18))
@@ -259,7 +261,7 @@ fn svg(exp: &Experiment, s: &RegularisedSummary) -> Result<String, String> {
     Ok(svg)
 }
 
-/// The claims of SPEC section 10's eigenvalue shift, from
+/// The claims of the eigenvalue shift of docs/science.md §10, from
 /// [`eqaug_dynamics::regularised::eigenvalue_shift_check`] (merged into the report with the
 /// worked example's claims).
 pub fn shift_claims(c: &eqaug_dynamics::regularised::ShiftCheck) -> Vec<Claim> {

@@ -1,4 +1,4 @@
-//! The stability section of the report (SPEC section 10): a table over the analysed
+//! The stability section of the report (docs/science.md §10): a table over the analysed
 //! experiments and runs, predicted against measured escape rates, the SLQ spectral densities
 //! as an SVG figure, checked claims, and a paragraph stating what was found.
 //!
@@ -163,14 +163,14 @@ fn worked_example_claims(o: &StabilityOutput) -> Vec<Claim> {
         out.push(claim(
             "stability-worked-example-e",
             exp,
-            "eqaug stability on the worked example: lambda on E is 1/2 (twice SPEC's 1/4: the network's loss is the MSE)".into(),
+            "eqaug stability on the worked example: lambda on E is 1/2 (twice the 1/4 of docs/science.md §1.4: the network's loss is the MSE)".into(),
             r.e_block.min,
             Bound::Near(0.5, 1e-6),
         ));
         out.push(claim(
             "stability-worked-example-perp",
             exp,
-            "eqaug stability on the worked example: lambda on E-perp is (ln 2 - 1)/2 (twice SPEC's)".into(),
+            "eqaug stability on the worked example: lambda on E-perp is (ln 2 - 1)/2 (twice the (ln 2 - 1)/4 of docs/science.md §1.4)".into(),
             r.perp_block.min,
             Bound::Near(perp, 1e-6),
         ));
@@ -189,7 +189,7 @@ fn run_claims(exp: &str, run: &RunStability) -> Vec<Claim> {
             "stability-block-diagonal",
             exp,
             format!(
-                "run {}: at A* the E -> E-perp block of Hess R_aug vanishes (||Pi_perp H v|| / ||H v||, v random in E; SPEC 10(d)); central differences limit it to about 1e-9",
+                "run {}: at A* the E -> E-perp block of Hess R_aug vanishes (||Pi_perp H v|| / ||H v||, v random in E; docs/science.md §10(d)); central differences limit it to about 1e-9",
                 run.run
             ),
             od,
@@ -354,8 +354,8 @@ fn normalisation_markdown(outputs: &[StabilityOutput]) -> Option<String> {
                     .filter(|r| r.report.verdict == Verdict::Stable)
                     .count();
                 format!(
-                    "{norm}: {unstable} of {} runs a saddle of R_aug (unstable off E; {marginal} of them with lambda_min within 20 x the noise level, where the escape is not tested), {stable} stable",
-                    o.runs.len()
+                    "{norm}: {unstable} of {} a saddle of R_aug (unstable off E; {marginal} of them with lambda_min within 20 x the noise level, where the escape is not tested), {stable} stable",
+                    super::runs_text(o.runs.len())
                 )
             })
             .collect();
@@ -367,7 +367,7 @@ fn normalisation_markdown(outputs: &[StabilityOutput]) -> Option<String> {
 /// Whether the escape prediction applies: `A*` met its tolerance, the Ritz residual of
 /// `lambda_min(H_perp)` is at most a tenth of `|lambda_min|`, and the noise level is at most
 /// 5% of `|lambda_min|`: at a residual `r` the landscape, and so `lambda_min`, is known only to
-/// about the noise (SPEC 10(b)), and the claim's tolerance is 5% of the rate `eta lambda`.
+/// about the noise (docs/science.md §10(b)), and the claim's tolerance is 5% of the rate `eta lambda`.
 pub fn prediction_testable(r: &StabilityReport) -> bool {
     let b = &r.perp_block;
     r.converged && b.min_residual <= 0.1 * b.min.abs() && b.noise <= 0.05 * b.min.abs()
@@ -375,7 +375,7 @@ pub fn prediction_testable(r: &StabilityReport) -> bool {
 
 /// `stability.md`: the paragraph, the table, the escapes and the figure link.
 pub fn markdown(outputs: &[StabilityOutput], figure: Option<&str>) -> String {
-    let mut s = String::from("# Stability of the stationary points in E (SPEC section 10)\n\n");
+    let mut s = String::from("# Stability of the stationary points in E (docs/science.md §10)\n\n");
     let _ = writeln!(s, "{}\n", paragraph(outputs));
     write_method(&mut s);
     write_spectra_table(&mut s, outputs);
@@ -406,7 +406,7 @@ fn write_method(s: &mut String) {
          (none for smooth activations); the Hessian does not exist at a kink and central \
          differences straddle one closer than about 1e-6 ||A*||. lambda +- r: extreme Ritz \
          values with their Ritz residuals. Negatives: Ritz values of the first run below 0 / \
-         below -noise, noise = max(residual, 1e-7 max|lambda|) (SPEC 10(b)). H_perp of groups \
+         below -noise, noise = max(residual, 1e-7 max|lambda|) (docs/science.md §10(b)). H_perp of groups \
          larger than `exact_limit` is an estimate from M sampled elements, its sampling error \
          the difference between two independent samples; its lowest eigenvalue is biased \
          downwards (a minimum over the sampling noise), so a negative one decides nothing by \
@@ -499,7 +499,7 @@ fn write_escapes(s: &mut String, outputs: &[StabilityOutput]) {
         "\n## Predicted against measured escape\n\n\
          Exact-average augmented gradient descent from A* + delta v, delta = 1e-4 max(1, ||A*||): \
          per-step factor of ||A_Eperp|| (geometric mean over the steps while it is small) against \
-         the linearised prediction 1 - eta lambda (SPEC section 10). Only for exactly averaged \
+         the linearised prediction 1 - eta lambda (docs/science.md §10). Only for exactly averaged \
          groups. The prediction is tested (a claim) only where A* met its tolerance, the Ritz \
          residual of lambda_min(H_perp) is at most 0.1 |lambda_min| and the noise level at most \
          0.05 |lambda_min| (lambda_min is known only to about the noise, and the claim's tolerance \

@@ -83,7 +83,7 @@ pub fn table_markdown(exp: &Experiment, rows: &[SummaryRow]) -> String {
         m.precision.unwrap_or_default().name()
     ));
     facts.push(loss_fact(m.loss, m.output_softmax));
-    facts.push(format!("{} finished runs", exp.runs.len()));
+    facts.push(format!("{} finished", super::runs_text(exp.runs.len())));
     facts.push(format!("last epoch {}", exp.last_epoch()));
     if let Some(w) = m.wall_seconds {
         facts.push(format!("training time {w:.1} s summed over runs"));

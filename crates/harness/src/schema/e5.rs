@@ -19,7 +19,7 @@
 //! complete; an interrupted run reuses its finished phase-1 models and cases. Distances are
 //! Frobenius norms in kernel space (3 x 3 kernels of the convolutions; the final linear
 //! layer's weights), the distance to E ∩ L_Omega being `||K - Pi(K)||` with `Pi` the orbit mean
-//! over the rotations of the kernel offsets followed by the mask of Omega (SPEC section 9).
+//! over the rotations of the kernel offsets followed by the mask of Omega (docs/science.md §9).
 
 use super::SchemaError;
 use crate::config::e5::{Parametrisation, PhaseSection, Support};
@@ -119,7 +119,7 @@ pub struct Phase1Json {
     pub failure: Option<FailureJson>,
 }
 
-/// One SGD step on a given batch from the loaded phase-2 start (SPEC section 9's check).
+/// One SGD step on a given batch from the loaded phase-2 start (docs/science.md §9's one-step check).
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
 pub struct StepProbe {
     /// Distance to E ∩ L after the step.

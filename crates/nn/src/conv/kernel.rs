@@ -1,5 +1,5 @@
 //! 3 x 3 kernels on a support Omega: supports, parametrisations (bases), and the orthogonal
-//! projection onto `E ∩ L_Omega` in kernel space (SPEC section 9).
+//! projection onto `E ∩ L_Omega` in kernel space (docs/science.md §9).
 //!
 //! C_4 acts on the 9 offsets `o = 3 * dr + dc` of a 3 x 3 kernel by rot90; that is the
 //! built-in group `rot` on a 3 x 3 grid, so its orbits (centre, the four sides, the four
@@ -311,7 +311,7 @@ impl KernelBasis {
 
     /// The coefficients whose kernel is closest to `kernel` (`[pairs, 9]`): per channel pair
     /// the least-squares solution of `L theta = w` with `L = B^T` (9 x k), i.e. of the normal
-    /// equations `(L^T L) theta = L^T w` of SPEC section 9, computed in f64 by Householder QR
+    /// equations `(L^T L) theta = L^T w` of docs/science.md §9, computed in f64 by Householder QR
     /// of `L` (which avoids squaring its condition number) plus one step of iterative
     /// refinement. Returns `theta` (`[pairs, k]`) and the residual `||L theta - w||_F` over
     /// all pairs: 0 up to f64 round-off when every kernel lies in the span of the basis (an
@@ -422,7 +422,7 @@ impl Qr {
 }
 
 /// The orthogonal projection onto `E ∩ L_Omega` in kernel space for a `[c_out, c_in, 9]`
-/// kernel tensor (SPEC section 9): the mean over each rot90 orbit of offsets, per channel
+/// kernel tensor (docs/science.md §9): the mean over each rot90 orbit of offsets, per channel
 /// pair (eqaug-groups' [`Projector`] for C_4 on the 3 x 3 grid, from `Rep::base(c_in)` to
 /// `Rep::trivial(c_out)`, on the kernel as a `c_out x (c_in 9)` matrix), then zero on every
 /// offset whose orbit is not contained in Omega.

@@ -1,4 +1,4 @@
-//! Convolutional building blocks of experiment E5 (SPEC sections 4 and 9): 3 x 3 convolutions
+//! Convolutional building blocks of experiment E5 (docs/science.md §4 and §9): 3 x 3 convolutions
 //! with zero padding 1 and stride 1 whose kernels are parametrised on a support Omega through
 //! a basis ([`KernelBasis`]), the projection onto `E ∩ L_Omega` in kernel space
 //! ([`KernelProjector`]), 2 x 2 average pooling, the layers [`Conv3x3`] and [`AvgPool2`] of

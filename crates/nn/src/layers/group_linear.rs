@@ -15,7 +15,7 @@ use crate::{NnError, Points};
 /// A linear layer `rep_in -> rep_out` of some group, without bias: `y = W x` with `W` of shape
 /// `(c_out * s_out) x (c_in * s_in)` (features channel-major). Initialised i.i.d.
 /// `N(0, init_std^2)` (or one Gaussian per channel pair broadcast over all positions) and then
-/// projected onto E by the weight's [`TensorKind::Group`] projector (SPEC section 3).
+/// projected onto E by the weight's [`TensorKind::Group`] projector (docs/science.md §3).
 ///
 /// The projector may come from any group (it need not be the network's), and the weight may
 /// carry a support mask ([`GroupLinear::with_support`]).
