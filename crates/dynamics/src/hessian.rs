@@ -1,5 +1,5 @@
 //! Gradients and the Hessian-vector product of the training risks, and the subspaces E and
-//! E-perp with their projections (SPEC sections 1 and 8, Proposition 2). Eigenvalues on a
+//! E-perp with their projections (docs/science.md §1.3 and §8, Proposition 2). Eigenvalues on a
 //! subspace: [`crate::lanczos::lanczos_on_block`].
 
 use crate::{StrategySpec, TrainError, Trainer};

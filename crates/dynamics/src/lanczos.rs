@@ -1,6 +1,6 @@
 //! Lanczos with full reorthogonalisation for symmetric operators restricted to a subspace, Ritz
 //! pairs with their residuals, and stochastic Lanczos quadrature (SLQ) spectral densities
-//! (SPEC section 10).
+//! (docs/science.md §10).
 //!
 //! Everything works on flat `f64` vectors of a fixed dimension, so the same code runs on a
 //! dense test matrix and on Hessian-vector products of a network. The operator is restricted to

@@ -180,7 +180,7 @@ pub struct DataSection {
     pub classes: Option<usize>,
 }
 
-/// The built-in networks of SPEC section 4.
+/// The built-in networks of docs/science.md §4.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Preset {

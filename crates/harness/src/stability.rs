@@ -1,6 +1,6 @@
-//! `eqaug stability`: the stability analysis of SPEC section 10 for an experiment config
+//! `eqaug stability`: the stability analysis of docs/science.md §10 for an experiment config
 //! (the `[stability]` section and, usually, the `stability` profile), and for the worked
-//! example of SPEC section 1 as a self-test.
+//! example of docs/science.md §1.4 as a self-test.
 //!
 //! Per experiment (one per group) and per run (seed), in f64: a stationary point in E from the
 //! run's initialisation, the spectra of `Hess R_eqv` on E and of `H_perp` on E-perp, and the
@@ -416,7 +416,7 @@ pub fn write_output(output: &StabilityOutput, dir: &Path) -> Result<(), Stabilit
     Ok(())
 }
 
-/// The worked example of SPEC section 1 through the same analysis (the self-test): writes
+/// The worked example of docs/science.md §1.4 through the same analysis (the self-test): writes
 /// `out/worked-example/stability.json`.
 pub fn run_worked_example(out: &Path) -> Result<StabilityOutput, StabilityRunError> {
     let t0 = Instant::now();
@@ -434,7 +434,7 @@ pub fn run_worked_example(out: &Path) -> Result<StabilityOutput, StabilityRunErr
     let wall_seconds = t.elapsed().as_secs_f64();
     let output = StabilityOutput {
         experiment: "worked-example".into(),
-        title: "The worked example of SPEC section 1 (softplus on R^2, G = Z_2 swap; MSE = twice the example's risk)".into(),
+        title: "The worked example of docs/science.md §1.4 (softplus on R^2, G = Z_2 swap; MSE = twice the example's risk)".into(),
         profile: "-".into(),
         group: "swap".into(),
         group_order: "2".into(),

@@ -1,4 +1,4 @@
-//! Stability of equivariant stationary points for augmented training (SPEC section 10, the
+//! Stability of equivariant stationary points for augmented training (docs/science.md §10, the
 //! paper's Proposition 3 and its open question).
 //!
 //! The pipeline, all in f64 on the full-batch, deterministic risks:
@@ -27,7 +27,7 @@
 //!    residuals) and the SLQ spectral density.
 //! 4. [`measure_escape`]: exact-average augmented gradient descent from `A* + delta v`; the
 //!    measured per-step factor of `||A_Eperp||` against the linearised prediction
-//!    `1 - eta lambda` (SPEC section 10).
+//!    `1 - eta lambda` (docs/science.md §10).
 //!
 //! The modules, each importing only those listed before it (no cycles):
 //!
@@ -85,11 +85,11 @@ use random::gaussian;
 use risk::configured_risk;
 use spectra::{block_spectrum, dense_block, sampling_error};
 
-/// The stability analysis of SPEC section 10 for one network and data set, from `a0`:
+/// The stability analysis of docs/science.md §10 for one network and data set, from `a0`:
 /// stationary point in E, spectra of both blocks, escapes, verdict (module docs).
 ///
 /// The noise level of an eigenvalue is `max(residual, 1e-7 * max|lambda|)`: negative Ritz values
-/// above `-noise` are not counted as instability (SPEC 10(b): at a residual `r` the
+/// above `-noise` are not counted as instability (docs/science.md §10(b): at a residual `r` the
 /// landscape is only known to `O(r)`, and the central differences to about 1e-7 relative).
 pub fn analyse(
     net: &Network<f64>,

@@ -1,4 +1,4 @@
-//! The config of the two-phase SGD protocol of E5 (SPEC sections 4 and 9), selected in an
+//! The config of the two-phase SGD protocol of E5 (docs/science.md §4 and §9), selected in an
 //! experiment file by `[experiment] kind = "e5"` (see [`super::load_any`]).
 //!
 //! Parsed strictly like the full-batch configs (unknown keys rejected, ranges checked, every
