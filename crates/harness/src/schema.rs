@@ -38,6 +38,42 @@ pub const CONFIG_TOML: &str = "config.toml";
 /// Folder of a run's parameter checkpoints, in the run folder.
 pub const CHECKPOINTS: &str = "checkpoints";
 
+/// The outputs of `eqaug report` and `eqaug stability` (file names).
+pub mod outputs {
+    /// Every run's metrics in one table, per experiment.
+    pub const RUNS_CSV: &str = "runs.csv";
+    /// Medians and quartiles over runs, per experiment.
+    pub const SUMMARY_CSV: &str = "summary.csv";
+    /// The tables of an experiment.
+    pub const TABLE_MD: &str = "table.md";
+    /// The paper's figure of an experiment.
+    pub const FIGURE_SVG: &str = "figure.svg";
+    /// Uniform against the authors' non-uniform rotations (E3, E4 with rotations).
+    pub const REFERENCE_SVG: &str = "reference.svg";
+    /// The held-out equivariance error per strategy.
+    pub const EQUIVARIANCE_SVG: &str = "equivariance.svg";
+    /// The regularised strategies' distances.
+    pub const REGULARISED_SVG: &str = "regularised.svg";
+    /// E5: the distance to E ∩ L per SGD step of the first augmented epoch.
+    pub const STEPS_SVG: &str = "steps.svg";
+    /// The normalisation ablation.
+    pub const ABLATION_NORM_MD: &str = "ablation-norm.md";
+    /// The worked instability example.
+    pub const WORKED_EXAMPLE_JSON: &str = "worked_example.json";
+    /// Every claim, measured against its bound.
+    pub const CLAIMS_JSON: &str = "claims.json";
+    /// The claims as a table.
+    pub const CLAIMS_MD: &str = "claims.md";
+    /// The report's front page.
+    pub const REPORT_MD: &str = "report.md";
+    /// The stability analysis's report.
+    pub const STABILITY_MD: &str = "stability.md";
+    /// The stability analysis's figure.
+    pub const STABILITY_SVG: &str = "stability.svg";
+    /// One experiment's stability analysis (`eqaug stability`).
+    pub const STABILITY_JSON: &str = "stability.json";
+}
+
 /// The name of run `run`'s folder: `run-007`.
 pub fn run_dir_name(run: usize) -> String {
     format!("run-{run:03}")

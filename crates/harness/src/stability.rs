@@ -10,6 +10,7 @@
 
 use crate::config::Experiment;
 use crate::memory::{self, Estimate, MemoryError, Part};
+pub use crate::schema::outputs::STABILITY_JSON;
 use eqaug_dynamics::hessian::Subspace;
 use eqaug_dynamics::lanczos::subspace_dim;
 use eqaug_dynamics::stability::{self, StabilityReport};
@@ -75,9 +76,6 @@ pub struct RunStability {
     /// Wall time of the analysis, seconds.
     pub wall_seconds: f64,
 }
-
-/// The file of one experiment's analysis ([`StabilityOutput`]), in its folder.
-pub const STABILITY_JSON: &str = "stability.json";
 
 /// `stability.json`: one experiment's analysis.
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -27,7 +27,8 @@ pub fn run(args: Args) -> super::CliResult {
         summary.experiments.len(),
         summary.experiments.join(", "),
         summary.files_written.len(),
-        out.join("report.md").display()
+        out.join(eqaug_harness::schema::outputs::REPORT_MD)
+            .display()
     );
     for path in &summary.files_written {
         println!("  {}", path.display());
@@ -38,7 +39,8 @@ pub fn run(args: Args) -> super::CliResult {
         summary.claims_failed,
         summary.claims_no_data,
         summary.claims.len(),
-        out.join("claims.md").display()
+        out.join(eqaug_harness::schema::outputs::CLAIMS_MD)
+            .display()
     );
     for c in summary.claims.iter().filter(|c| !c.pass) {
         if c.no_data {

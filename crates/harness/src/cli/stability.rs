@@ -54,7 +54,7 @@ pub fn run(args: Args) -> super::CliResult {
             o.wall_seconds,
             args.out
                 .join(&o.experiment)
-                .join("stability.json")
+                .join(eqaug_harness::schema::outputs::STABILITY_JSON)
                 .display()
         );
     }

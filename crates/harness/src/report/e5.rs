@@ -22,6 +22,7 @@ use crate::config::Precision;
 use crate::schema::e5::{
     self as schema, CaseJson, CaseMeta, EpochRow, ExperimentJson, Phase1Json, StepRow,
 };
+use crate::schema::outputs::{FIGURE_SVG, RUNS_CSV, STEPS_SVG, SUMMARY_CSV, TABLE_MD};
 use crate::schema::RunRecord;
 use crate::schema::SchemaError;
 use plotters::coord::Shift;
@@ -29,17 +30,6 @@ use plotters::prelude::*;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-
-/// Every run's epochs, one table (written by the report).
-pub const RUNS_CSV: &str = "runs.csv";
-/// Medians and quartiles per case and epoch (written by the report).
-pub const SUMMARY_CSV: &str = "summary.csv";
-/// The tables of the report.
-pub const TABLE_MD: &str = "table.md";
-/// The distance to E ∩ L per phase-2 epoch (the paper's figure).
-pub const FIGURE_SVG: &str = "figure.svg";
-/// The distance to E ∩ L per SGD step of the first augmented epoch.
-pub const STEPS_SVG: &str = "steps.svg";
 
 fn schema_err(e: SchemaError) -> ReportError {
     ReportError::Schema(e)

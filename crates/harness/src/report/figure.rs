@@ -399,7 +399,7 @@ pub const FIGURE_SIZE: (u32, u32) = (1400, 620);
 /// The main figure: left panel all three strategies, right panel the same curves with the
 /// y-range zoomed to 1.5 x the maximum of the augmented median (docs/science.md §3).
 pub fn main_figure(exp: &Experiment, summary: &[SummaryRow]) -> Result<String, FigureError> {
-    main_svg(exp, summary).map_err(|m| FigureError::new("figure.svg", m))
+    main_svg(exp, summary).map_err(|m| FigureError::new(crate::schema::outputs::FIGURE_SVG, m))
 }
 
 fn main_svg(exp: &Experiment, summary: &[SummaryRow]) -> DrawResult<String> {
@@ -438,7 +438,8 @@ pub fn reference_figure(
     exp: &Experiment,
     summary: &[SummaryRow],
 ) -> Result<Option<String>, FigureError> {
-    reference_svg(exp, summary).map_err(|m| FigureError::new("reference.svg", m))
+    reference_svg(exp, summary)
+        .map_err(|m| FigureError::new(crate::schema::outputs::REFERENCE_SVG, m))
 }
 
 fn reference_svg(exp: &Experiment, summary: &[SummaryRow]) -> DrawResult<Option<String>> {
@@ -498,7 +499,7 @@ fn reference_svg(exp: &Experiment, summary: &[SummaryRow]) -> DrawResult<Option<
 /// the median over runs, on a log scale (a 0 is drawn on the bottom edge). `None` when no
 /// run recorded it.
 pub fn equivariance_figure(exp: &Experiment) -> Result<Option<String>, FigureError> {
-    equivariance_svg(exp).map_err(|m| FigureError::new("equivariance.svg", m))
+    equivariance_svg(exp).map_err(|m| FigureError::new(crate::schema::outputs::EQUIVARIANCE_SVG, m))
 }
 
 fn equivariance_svg(exp: &Experiment) -> DrawResult<Option<String>> {

@@ -191,48 +191,64 @@ fn full_batch_files(
 ) -> Result<(), ReportError> {
     let rows = aggregate::summarise(exp);
     let written = &mut summary.files_written;
-    write_file(&folder.join("runs.csv"), &runs_csv(exp)?, written)?;
-    section
-        .files
-        .push(("every run's metrics".into(), "runs.csv".into()));
     write_file(
-        &folder.join("summary.csv"),
+        &folder.join(crate::schema::outputs::RUNS_CSV),
+        &runs_csv(exp)?,
+        written,
+    )?;
+    section.files.push((
+        "every run's metrics".into(),
+        crate::schema::outputs::RUNS_CSV.into(),
+    ));
+    write_file(
+        &folder.join(crate::schema::outputs::SUMMARY_CSV),
         &aggregate::summary_csv(&rows),
         written,
     )?;
     write_file(
-        &folder.join("table.md"),
+        &folder.join(crate::schema::outputs::TABLE_MD),
         &table::table_markdown(exp, &rows),
         written,
     )?;
-    section.files.push(("table".into(), "table.md".into()));
     section
         .files
-        .push(("summary CSV".into(), "summary.csv".into()));
+        .push(("table".into(), crate::schema::outputs::TABLE_MD.into()));
+    section.files.push((
+        "summary CSV".into(),
+        crate::schema::outputs::SUMMARY_CSV.into(),
+    ));
 
-    let path = folder.join("figure.svg");
+    let path = folder.join(crate::schema::outputs::FIGURE_SVG);
     let svg = figure::main_figure(exp, &rows).map_err(|e| e.at(path.clone()))?;
     write_file(&path, &svg, written)?;
-    section.figures.push("figure.svg".into());
+    section
+        .figures
+        .push(crate::schema::outputs::FIGURE_SVG.into());
 
-    let path = folder.join("reference.svg");
+    let path = folder.join(crate::schema::outputs::REFERENCE_SVG);
     let svg = figure::reference_figure(exp, &rows).map_err(|e| e.at(path.clone()))?;
     if let Some(svg) = svg {
         write_file(&path, &svg, written)?;
-        section.figures.push("reference.svg".into());
+        section
+            .figures
+            .push(crate::schema::outputs::REFERENCE_SVG.into());
     }
-    let path = folder.join("equivariance.svg");
+    let path = folder.join(crate::schema::outputs::EQUIVARIANCE_SVG);
     let svg = figure::equivariance_figure(exp).map_err(|e| e.at(path.clone()))?;
     if let Some(svg) = svg {
         write_file(&path, &svg, written)?;
-        section.figures.push("equivariance.svg".into());
+        section
+            .figures
+            .push(crate::schema::outputs::EQUIVARIANCE_SVG.into());
     }
     summary.claims.extend(claims::check(exp));
     if let Some(reg) = regularised::summarise(exp) {
-        let path = folder.join("regularised.svg");
+        let path = folder.join(crate::schema::outputs::REGULARISED_SVG);
         let svg = regularised::figure(exp, &reg).map_err(|e| e.at(path.clone()))?;
         write_file(&path, &svg, written)?;
-        section.figures.push("regularised.svg".into());
+        section
+            .figures
+            .push(crate::schema::outputs::REGULARISED_SVG.into());
         summary.claims.extend(regularised::claims(exp, &reg));
     }
     Ok(())
@@ -258,7 +274,7 @@ fn ablation_report(
     let ablation_claims = ablation::claims(&ablation);
     if let Some(md) = ablation::ablation_markdown(&ablation, &ablation_claims) {
         write_file(
-            &out.join("ablation-norm.md"),
+            &out.join(crate::schema::outputs::ABLATION_NORM_MD),
             &md,
             &mut summary.files_written,
         )?;
@@ -276,9 +292,9 @@ fn merge_worked_example(
 ) -> Result<(), ReportError> {
     let worked = [out, dir]
         .iter()
-        .map(|d| d.join("worked_example.json"))
+        .map(|d| d.join(crate::schema::outputs::WORKED_EXAMPLE_JSON))
         .find(|p| p.is_file())
-        .unwrap_or_else(|| dir.join("worked_example.json"));
+        .unwrap_or_else(|| dir.join(crate::schema::outputs::WORKED_EXAMPLE_JSON));
     if worked.is_file() {
         let extra: Vec<Claim> = schema::read_json(&worked)?;
         summary.claims.extend(extra);
@@ -318,16 +334,16 @@ fn write_claims_and_report(
 ) -> Result<(), ReportError> {
     let json =
         serde_json::to_string_pretty(&summary.claims).map_err(|source| SchemaError::Json {
-            path: out.join("claims.json"),
+            path: out.join(crate::schema::outputs::CLAIMS_JSON),
             source,
         })?;
     write_file(
-        &out.join("claims.json"),
+        &out.join(crate::schema::outputs::CLAIMS_JSON),
         &(json + "\n"),
         &mut summary.files_written,
     )?;
     write_file(
-        &out.join("claims.md"),
+        &out.join(crate::schema::outputs::CLAIMS_MD),
         &claims::claims_markdown(&summary.claims),
         &mut summary.files_written,
     )?;
@@ -343,7 +359,11 @@ fn write_claims_and_report(
                  ![stability densities](stability/stability.svg)\n",
         );
     }
-    write_file(&out.join("report.md"), &md, &mut summary.files_written)?;
+    write_file(
+        &out.join(crate::schema::outputs::REPORT_MD),
+        &md,
+        &mut summary.files_written,
+    )?;
     Ok(())
 }
 

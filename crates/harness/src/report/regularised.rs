@@ -157,7 +157,7 @@ pub fn claims(exp: &Experiment, s: &RegularisedSummary) -> Vec<Claim> {
 /// The log-log figure of final ||A_Eperp|| against gamma, with the nominal (dotted red) and
 /// augmented (dashed blue) levels.
 pub fn figure(exp: &Experiment, s: &RegularisedSummary) -> Result<String, FigureError> {
-    svg(exp, s).map_err(|m| FigureError::new("regularised.svg", m))
+    svg(exp, s).map_err(|m| FigureError::new(crate::schema::outputs::REGULARISED_SVG, m))
 }
 
 fn svg(exp: &Experiment, s: &RegularisedSummary) -> Result<String, String> {

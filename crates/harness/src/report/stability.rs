@@ -7,16 +7,12 @@
 
 use super::claims::{Bound, Claim};
 use super::error::{write_file, ReportError};
+pub use crate::schema::outputs::{STABILITY_MD, STABILITY_SVG};
 use crate::stability::{RunStability, StabilityOutput, STABILITY_JSON};
 use eqaug_dynamics::stability::{StabilityReport, Verdict};
 use plotters::prelude::*;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-
-/// The report's table, escapes and findings.
-pub const STABILITY_MD: &str = "stability.md";
-/// The report's spectral densities.
-pub const STABILITY_SVG: &str = "stability.svg";
 
 /// Reads every `dir/*/stability.json`, in folder order.
 pub fn load(dir: &Path) -> Result<Vec<StabilityOutput>, ReportError> {
