@@ -71,6 +71,20 @@ pub enum RunError {
         #[source]
         source: SchemaError,
     },
+    /// A finished run's files are missing or damaged.
+    #[error(
+        "{why}: finished run {run} is damaged: move {} away to rerun that run; the other runs \
+         are kept",
+        dir.display()
+    )]
+    DamagedRun {
+        /// The run index.
+        run: usize,
+        /// What is missing or damaged, naming the file.
+        why: String,
+        /// The run's folder.
+        dir: PathBuf,
+    },
     /// The folder's `experiment.json` describes another experiment or configuration.
     #[error(
         "{} describes another configuration (`{key}` differs: {old} there, {new} now); \
@@ -355,8 +369,10 @@ pub fn run(exp: &AnyExperiment, opts: &RunOptions) -> Result<RunSummary, RunErro
         .filter(|&&r| !schema::run_dir(&dir, r).join(schema::RUN_JSON).exists())
         .count() as u64;
     let progress = Progress::new(&name, pending.saturating_mul(trainer.ticks_per_run()));
+    let record = trainer.record(0.0);
     let ctx = RunCtx {
         exp: &exp,
+        record: &record,
         trainer: trainer.as_ref(),
         key: &key,
         dir: &dir,
@@ -476,8 +492,15 @@ fn failures_of(r: &RunRecord) -> Vec<Failure> {
         .collect()
 }
 
-/// Reads finished run `r`'s record and checks that it was made with config `key`.
-fn read_finished(dir: &Path, r: usize, key: &str) -> Result<RunRecord, RunError> {
+/// Reads finished run `r`'s record and checks that it was made with config `key` and that its
+/// files are all there ([`AnyExperimentRecord::check_run`], the same check as `eqaug status`
+/// and `eqaug report`).
+fn read_finished(
+    dir: &Path,
+    r: usize,
+    key: &str,
+    exp: &AnyExperimentRecord,
+) -> Result<RunRecord, RunError> {
     let run_dir = schema::run_dir(dir, r);
     let path = run_dir.join(schema::RUN_JSON);
     let record = RunRecord::read(&run_dir).map_err(|source| RunError::CorruptRun {
@@ -492,6 +515,12 @@ fn read_finished(dir: &Path, r: usize, key: &str) -> Result<RunRecord, RunError>
             dir: dir.into(),
         });
     }
+    exp.check_run(&run_dir, &record)
+        .map_err(|why| RunError::DamagedRun {
+            run: r,
+            why,
+            dir: run_dir.clone(),
+        })?;
     Ok(record)
 }
 
@@ -501,7 +530,7 @@ fn read_finished(dir: &Path, r: usize, key: &str) -> Result<RunRecord, RunError>
 /// another configuration.
 fn check_folder(key: &str, new: &AnyExperimentRecord, dir: &Path) -> Result<(), RunError> {
     for r in finished_runs(dir)? {
-        read_finished(dir, r, key)?;
+        read_finished(dir, r, key, new)?;
     }
     let path = dir.join(schema::EXPERIMENT_JSON);
     if path.is_file() {
@@ -600,6 +629,7 @@ enum Outcome {
 
 struct RunCtx<'a> {
     exp: &'a AnyExperiment,
+    record: &'a AnyExperimentRecord,
     trainer: &'a dyn Trainer,
     key: &'a str,
     dir: &'a Path,
@@ -629,7 +659,7 @@ impl RunCtx<'_> {
         let name = run_dir_name(run);
         let final_dir = schema::run_dir(self.dir, run);
         if final_dir.join(schema::RUN_JSON).exists() {
-            let done = read_finished(self.dir, run, self.key)?;
+            let done = read_finished(self.dir, run, self.key, self.record)?;
             return Ok((run, Outcome::AlreadyDone(failures_of(&done))));
         }
         let Some(_lock) = lock_run(self.dir, &name)? else {
@@ -637,7 +667,7 @@ impl RunCtx<'_> {
         };
         // Finished by another process between the check above and the lock.
         if final_dir.join(schema::RUN_JSON).exists() {
-            let done = read_finished(self.dir, run, self.key)?;
+            let done = read_finished(self.dir, run, self.key, self.record)?;
             return Ok((run, Outcome::AlreadyDone(failures_of(&done))));
         }
         let start = Instant::now();

@@ -321,42 +321,150 @@ impl AnyExperimentRecord {
     }
 }
 
-/// Rows per strategy of a `metrics.csv` (by its `strategy` column), or why it cannot be read.
-fn metrics_rows(path: &Path) -> Result<BTreeMap<String, usize>, String> {
-    let mut r = csv::Reader::from_path(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let col = r
-        .headers()
-        .map_err(|e| format!("{}: {e}", path.display()))?
-        .iter()
-        .position(|h| h == "strategy")
-        .ok_or_else(|| format!("{}: no `strategy` column", path.display()))?;
-    let mut rows = BTreeMap::new();
-    for (i, rec) in r.records().enumerate() {
-        let rec = rec.map_err(|e| format!("{}: line {}: {e}", path.display(), i + 2))?;
-        *rows.entry(rec[col].to_string()).or_insert(0) += 1;
-    }
-    Ok(rows)
-}
-
-/// Every strategy that did not fail has one row per epoch `0..=epochs` in `metrics.csv`.
-fn check_metrics(run_dir: &Path, exp: &ExperimentRecord, run: &RunRecord) -> Result<(), String> {
-    let metrics = run_dir.join(METRICS_CSV);
-    let rows = metrics_rows(&metrics)?;
-    let Some(epochs) = exp.epochs else {
-        return Ok(());
+/// The metrics of a finished full-batch run, checked: the one definition of a usable run that
+/// `eqaug report`, `eqaug status` and resuming share. `metrics.csv` parses (every number, no
+/// duplicate rows); every strategy has the consecutive epochs `0, 1, ...` up to the last
+/// (`exp.epochs` unless it failed, in which case no further than its failure); every
+/// checkpoint `run.json` lists is there for every strategy that reached it, with a manifest
+/// that parses and weight files of the size it states.
+pub fn check_full_batch_run(
+    run_dir: &Path,
+    exp: &ExperimentRecord,
+    run: &RunRecord,
+) -> Result<BTreeMap<String, Vec<MetricsRow>>, SchemaError> {
+    let path = run_dir.join(METRICS_CSV);
+    let metrics = read_metrics(&path)?;
+    let invalid = |message: String| SchemaError::Invalid {
+        path: path.clone(),
+        message,
     };
     for s in &exp.strategies {
-        let n = rows.get(&s.name).copied().unwrap_or(0);
-        if n < epochs + 1 && !run.failed.iter().any(|f| f.strategy == s.name) {
-            return Err(format!(
-                "{}: {n} rows for strategy `{}`, expected {} (epochs 0 to {epochs}): truncated",
-                metrics.display(),
+        let failed = run.failed.iter().find(|f| f.strategy == s.name);
+        let rows = metrics.get(&s.name).map_or(&[][..], Vec::as_slice);
+        if let Some(r) = rows.iter().enumerate().find(|(i, r)| r.epoch != *i) {
+            return Err(invalid(format!(
+                "strategy `{}` has no row for epoch {} (rows must be consecutive from 0): \
+                 damaged; move {} away and rerun that run",
                 s.name,
-                epochs + 1
-            ));
+                r.0,
+                run_dir.display()
+            )));
+        }
+        let last = rows.last().map(|r| r.epoch);
+        let complete = match (failed, exp.epochs) {
+            (Some(f), _) => last.is_none_or(|l| l <= f.epoch),
+            (None, Some(epochs)) => last == Some(epochs),
+            (None, None) => last.is_some(),
+        };
+        if !complete {
+            return Err(invalid(format!(
+                "truncated: strategy `{}` has {} row(s), the last at epoch {}, but the run {} \
+                 and the experiment has {} epochs; move {} away and rerun that run",
+                s.name,
+                rows.len(),
+                last.map_or("none".to_string(), |e| e.to_string()),
+                if failed.is_some() {
+                    "failed earlier"
+                } else {
+                    "did not fail"
+                },
+                exp.epochs.map_or("?".to_string(), |e| e.to_string()),
+                run_dir.display()
+            )));
+        }
+        for &e in &run.checkpoints {
+            if last.is_some_and(|l| e <= l) && failed.is_none_or(|f| e < f.epoch) {
+                check_checkpoint(&checkpoint_dir(run_dir, &s.name, e))?;
+            }
+        }
+    }
+    Ok(metrics)
+}
+
+/// A checkpoint folder (`Params::save_npy`): its manifest parses and every weight file it
+/// lists is there with at least the bytes its shape and type need.
+fn check_checkpoint(dir: &Path) -> Result<(), SchemaError> {
+    let path = dir.join("manifest.json");
+    let manifest: serde_json::Value = read_json(&path)?;
+    let invalid = |message: String| SchemaError::Invalid {
+        path: path.clone(),
+        message,
+    };
+    let bytes = match manifest["dtype"].as_str() {
+        Some("f32") => 4u64,
+        Some("f64") => 8,
+        other => return Err(invalid(format!("unknown dtype {other:?}"))),
+    };
+    let tensors = manifest["tensors"]
+        .as_array()
+        .ok_or_else(|| invalid("no `tensors` list".into()))?;
+    for t in tensors {
+        let file = t["file"]
+            .as_str()
+            .filter(|f| !f.contains('/') && !f.contains('\\') && !f.starts_with('.'))
+            .ok_or_else(|| invalid(format!("a tensor without a plain file name: {t}")))?;
+        let count = t["shape"]
+            .as_array()
+            .and_then(|s| {
+                s.iter()
+                    .try_fold(1u64, |a, d| d.as_u64().and_then(|d| a.checked_mul(d)))
+            })
+            .ok_or_else(|| invalid(format!("{file}: no valid shape")))?;
+        let npy = dir.join(file);
+        let len = std::fs::metadata(&npy)
+            .map_err(|e| IoError::new(&npy, e))?
+            .len();
+        let need = npy_data_offset(&npy)?.saturating_add(count.saturating_mul(bytes));
+        if len < need {
+            return Err(SchemaError::Invalid {
+                path: npy,
+                message: format!(
+                    "{len} bytes, fewer than the {count} values of the manifest need: truncated"
+                ),
+            });
         }
     }
     Ok(())
+}
+
+/// Where the data of a `.npy` file start: after the magic string, the version, the header
+/// length and the header.
+fn npy_data_offset(path: &Path) -> Result<u64, SchemaError> {
+    use std::io::Read;
+    let mut head = [0u8; 12];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .map_err(|e| IoError::new(path, e))?;
+    if &head[..6] != b"\x93NUMPY" {
+        return Err(SchemaError::Invalid {
+            path: path.into(),
+            message: "not a .npy file".into(),
+        });
+    }
+    Ok(match head[6] {
+        1 => 10 + u16::from_le_bytes([head[8], head[9]]) as u64,
+        _ => 12 + u32::from_le_bytes([head[8], head[9], head[10], head[11]]) as u64,
+    })
+}
+
+/// Every strategy that did not fail has one row per epoch `0..=epochs` in `metrics.csv`, and
+/// its checkpoints are there (see [`check_full_batch_run`]).
+fn check_metrics(run_dir: &Path, exp: &ExperimentRecord, run: &RunRecord) -> Result<(), String> {
+    check_full_batch_run(run_dir, exp, run)
+        .map(drop)
+        .map_err(|e| match &e {
+            SchemaError::Invalid { path, message } => format!("{}: {message}", path.display()),
+            other => {
+                let mut s = other.to_string();
+                let mut cur = std::error::Error::source(other);
+                while let Some(c) = cur {
+                    s.push_str(": ");
+                    s.push_str(&c.to_string());
+                    cur = c.source();
+                }
+                s
+            }
+        })
 }
 
 /// The contents of `run.json`. Readers accept files with only some of the fields.

@@ -196,11 +196,11 @@ fn status_of_a_run_folder_and_its_exit_codes() {
         "{}",
         stdout(&o)
     );
-    // ... and the report refuses it, naming the file and the line, instead of "(n=2)".
+    // ... and the report refuses it, naming the file, instead of "(n=2)".
     let o = eqaug(&["report", &out_s]);
     assert_clean_error(&o);
     assert!(
-        stderr(&o).contains("run-001/metrics.csv") && stderr(&o).contains("truncated after line 3"),
+        stderr(&o).contains("run-001/metrics.csv") && stderr(&o).contains("truncated"),
         "{}",
         stderr(&o)
     );
@@ -503,5 +503,65 @@ fn a_finite_divergence_is_a_failure() {
         }
         let o = eqaug(&["status", &out]);
         assert_eq!(o.status.code(), Some(2), "lr {lr}: {}", stdout(&o));
+    }
+}
+
+/// One definition of a usable run: `status`, `report` and resuming agree on a metrics.csv
+/// missing an interior row, a loss that is not a number, a truncated weight file and a
+/// manifest that is not JSON.
+#[test]
+fn status_report_and_resume_agree_on_damaged_runs() {
+    type Damage = fn(&Path);
+    let damages: [(&str, Damage); 4] = [
+        ("interior row", |run| {
+            let p = run.join("metrics.csv");
+            let text = std::fs::read_to_string(&p).unwrap();
+            let mut lines: Vec<&str> = text.lines().collect();
+            lines.remove(2); // nominal, epoch 1
+            std::fs::write(&p, lines.join("\n") + "\n").unwrap();
+        }),
+        ("garbage loss", |run| {
+            let p = run.join("metrics.csv");
+            let text = std::fs::read_to_string(&p).unwrap();
+            let mut lines: Vec<String> = text.lines().map(String::from).collect();
+            let mut cells: Vec<String> = lines[1].split(',').map(String::from).collect();
+            cells[2] = "garbage".into();
+            lines[1] = cells.join(",");
+            std::fs::write(&p, lines.join("\n") + "\n").unwrap();
+        }),
+        ("truncated weights", |run| {
+            let dir = run.join("checkpoints/nominal/epoch-002");
+            let npy = std::fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .find(|p| p.extension().is_some_and(|x| x == "npy"))
+                .unwrap();
+            let bytes = std::fs::read(&npy).unwrap();
+            std::fs::write(&npy, &bytes[..bytes.len() / 2]).unwrap();
+        }),
+        ("garbage manifest", |run| {
+            std::fs::write(
+                run.join("checkpoints/equivariant/epoch-002/manifest.json"),
+                "garbage",
+            )
+            .unwrap();
+        }),
+    ];
+    for (what, damage) in damages {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = write_config(dir.path(), &TINY.replace("runs = 3", "runs = 2"));
+        let out = dir.path().join("out");
+        let o = eqaug(&["run", &cfg, "--out", &out.display().to_string()]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        damage(&out.join("tiny/run-001"));
+        let o = eqaug(&["status", &out.display().to_string()]);
+        assert_eq!(o.status.code(), Some(2), "{what}: {}", stdout(&o));
+        assert!(stdout(&o).contains("1 corrupt"), "{what}: {}", stdout(&o));
+        let o = eqaug(&["report", &out.display().to_string()]);
+        assert_clean_error(&o);
+        assert!(stderr(&o).contains("run-001"), "{what}: {}", stderr(&o));
+        let o = eqaug(&["run", &cfg, "--out", &out.display().to_string()]);
+        assert_clean_error(&o);
+        assert!(stderr(&o).contains("run-001"), "{what}: {}", stderr(&o));
     }
 }

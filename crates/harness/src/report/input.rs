@@ -6,7 +6,7 @@
 
 use super::error::ReportError;
 use crate::config::Precision;
-use crate::schema::{self, ExperimentRecord, RunRecord, SchemaError};
+use crate::schema::{self, ExperimentRecord, RunRecord};
 use eqaug_dynamics::{Sampling, StrategyKind};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -230,35 +230,8 @@ fn load_run(name: &str, dir: &Path, meta: &ExperimentMeta) -> Result<Run, Report
         .run
         .or_else(|| name.trim_start_matches("run-").parse().ok())
         .unwrap_or(0);
-    let path = dir.join(schema::METRICS_CSV);
-    let metrics = read_metrics(&path)?;
-    // Every strategy that did not fail has a row per epoch up to the last: fewer rows are a
-    // truncated file, not a shorter run.
-    if let Some(epochs) = meta.epochs {
-        for s in &meta.strategies {
-            if info.failed.iter().any(|f| f.strategy == s.name) {
-                continue;
-            }
-            let rows = metrics.get(&s.name).map_or(&[][..], Vec::as_slice);
-            if rows.last().map(|r| r.epoch) != Some(epochs) {
-                let lines = 1 + metrics.values().map(Vec::len).sum::<usize>();
-                return Err(SchemaError::Invalid {
-                    path,
-                    message: format!(
-                        "truncated after line {lines}: strategy `{}` has {} row(s), the last at \
-                         epoch {}, but the run did not fail and the experiment has {epochs} \
-                         epochs; move {} away and rerun that run",
-                        s.name,
-                        rows.len(),
-                        rows.last()
-                            .map_or("none".to_string(), |r| r.epoch.to_string()),
-                        dir.display()
-                    ),
-                }
-                .into());
-            }
-        }
-    }
+    // The one definition of a usable run (the same as `eqaug status`).
+    let metrics = schema::check_full_batch_run(dir, meta, &info)?;
     Ok(Run {
         index,
         seed: info.seed,
