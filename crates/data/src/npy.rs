@@ -54,6 +54,24 @@ pub struct NpySpec {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum NpyError {
+    /// The header declares more data than the file holds (truncated, or a header that lies).
+    #[error(
+        "{role} file {}: the header declares shape {shape:?}, {needed} bytes of data, but the \
+         file holds {have}: truncated or not a valid .npy file",
+        path.display()
+    )]
+    Truncated {
+        /// The file.
+        path: PathBuf,
+        /// `inputs` or `targets`.
+        role: &'static str,
+        /// The declared shape.
+        shape: Vec<u64>,
+        /// Bytes the shape needs (saturating).
+        needed: u64,
+        /// Bytes after the header.
+        have: u64,
+    },
     /// The file does not exist or cannot be read.
     #[error("{}: cannot read {role} file: {source}", path.display())]
     Io {
@@ -144,11 +162,73 @@ struct Loaded {
 }
 
 fn read_bytes(path: &Path, role: &'static str) -> Result<Vec<u8>, NpyError> {
-    std::fs::read(path).map_err(|source| NpyError::Io {
+    let bytes = std::fs::read(path).map_err(|source| NpyError::Io {
         path: path.into(),
         role,
         source,
-    })
+    })?;
+    check_declared_size(path, role, &bytes)?;
+    Ok(bytes)
+}
+
+/// Refuses a file whose header declares more data than the file holds, before anything is
+/// allocated for it (a header claiming `(10^12, 100)` would otherwise abort the process on the
+/// allocation). Headers that cannot be parsed here are left to the reader's own errors.
+fn check_declared_size(path: &Path, role: &'static str, bytes: &[u8]) -> Result<(), NpyError> {
+    if bytes.len() < 12 || &bytes[..6] != b"\x93NUMPY" {
+        return Ok(());
+    }
+    let (start, len) = match bytes[6] {
+        1 => (10usize, u16::from_le_bytes([bytes[8], bytes[9]]) as usize),
+        _ => (
+            12usize,
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+        ),
+    };
+    let Some(header) = bytes
+        .get(start..start.saturating_add(len))
+        .and_then(|h| std::str::from_utf8(h).ok())
+    else {
+        return Ok(());
+    };
+    let item = header
+        .split("'descr':")
+        .nth(1)
+        .and_then(|d| d.split('\'').nth(1))
+        .and_then(|d| d.trim_start_matches(['<', '>', '|', '=']).get(1..))
+        .and_then(|n| n.parse::<u64>().ok());
+    let shape = header
+        .split("'shape':")
+        .nth(1)
+        .and_then(|s| s.split('(').nth(1))
+        .and_then(|s| s.split(')').next());
+    let (Some(item), Some(shape)) = (item, shape) else {
+        return Ok(());
+    };
+    let dims: Option<Vec<u64>> = shape
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .map(|d| d.parse::<u64>().ok())
+        .collect();
+    let Some(dims) = dims else {
+        return Ok(());
+    };
+    let needed = dims
+        .iter()
+        .try_fold(item, |a, &d| a.checked_mul(d))
+        .unwrap_or(u64::MAX);
+    let have = (bytes.len() - (start + len).min(bytes.len())) as u64;
+    if needed > have {
+        return Err(NpyError::Truncated {
+            path: path.into(),
+            role,
+            shape: dims,
+            needed,
+            have,
+        });
+    }
+    Ok(())
 }
 
 /// Tries one element type; `Ok(None)` when the descriptor is another type.
@@ -356,6 +436,9 @@ fn as_labels(path: &Path, a: &ArrayD<f64>) -> Result<Vec<f64>, NpyError> {
     }
 }
 
+/// The most classes inferred from the labels (a larger count must be given explicitly).
+pub const MAX_INFERRED_CLASSES: usize = 100_000;
+
 /// Loads a data set from `.npy` files (see the module documentation for the accepted
 /// shapes and dtypes). The data set's name is `npy`, its inputs are `f64`.
 pub fn load(spec: &NpySpec) -> Result<Dataset, NpyError> {
@@ -424,7 +507,24 @@ pub fn load(spec: &NpySpec) -> Result<Dataset, NpyError> {
             let k = match classes {
                 Some(0) => return Err(NpyError::Spec("classes must be at least 1".into())),
                 Some(k) => k,
-                None => (labels.iter().copied().max().unwrap_or(0) + 1).max(2),
+                None => {
+                    let k = (labels.iter().copied().max().unwrap_or(0) + 1).max(2);
+                    // One-hot targets take rows x classes values: a stray huge label must not
+                    // become billions of classes.
+                    if k > MAX_INFERRED_CLASSES {
+                        let i = labels.iter().position(|&l| l + 1 == k).unwrap_or(0);
+                        return Err(value_err(
+                            i,
+                            format!(
+                                "class label {} would make {k} classes (more than \
+                                 {MAX_INFERRED_CLASSES} are never inferred): give the class \
+                                 count explicitly if it is meant",
+                                k - 1
+                            ),
+                        ));
+                    }
+                    k
+                }
             };
             if let Some((i, l)) = labels.iter().enumerate().find(|(_, &l)| l >= k) {
                 return Err(value_err(i, format!("class label {l} is not in 0..{k}")));

@@ -200,7 +200,8 @@ fn not_an_npy_file() {
     let bytes = std::fs::read(f.path().join("x.npy")).unwrap();
     std::fs::write(f.path().join("cut.npy"), &bytes[..bytes.len() - 8]).unwrap();
     let (e, m) = fails(&spec(f.path(), "cut.npy", "y.npy", BINARY, 1, 9), "cut.npy");
-    assert!(matches!(e, NpyError::Format { .. }), "{m}");
+    assert!(matches!(e, NpyError::Truncated { .. }), "{m}");
+    assert!(m.contains("declares shape [4, 9]"), "{m}");
 }
 
 #[test]

@@ -565,3 +565,81 @@ fn status_report_and_resume_agree_on_damaged_runs() {
         assert!(stderr(&o).contains("run-001"), "{what}: {}", stderr(&o));
     }
 }
+
+/// A `.npy` header as numpy writes it (version 1), followed by `data`.
+fn npy_file(path: &Path, descr: &str, shape: &str, data: &[u8]) {
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(data);
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// Sizes stated by files are refused before anything is allocated: a `.npy` header claiming
+/// (10^12, 100), a class label of 3e9 with the class count inferred, `data export --count 1e11`.
+#[test]
+fn sizes_claimed_by_files_are_refused_before_allocating() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let floats: Vec<u8> = (0..50 * 16)
+        .flat_map(|i| (i as f64 * 0.01).to_le_bytes())
+        .collect();
+    npy_file(&d.join("x.npy"), "<f8", "(50, 16)", &floats);
+    npy_file(&d.join("huge.npy"), "<f8", "(1000000000000, 100)", &[]);
+    let labels: Vec<u8> = (0..50)
+        .flat_map(|i: i64| (if i == 0 { 3_000_000_000 } else { i % 2 }).to_le_bytes())
+        .collect();
+    npy_file(&d.join("y.npy"), "<i8", "(50,)", &labels);
+    let config = |inputs: &str| {
+        let (inputs, targets) = (d.join(inputs), d.join("y.npy"));
+        let (inputs, targets) = (inputs.display(), targets.display());
+        format!(
+            "[experiment]\nid = \"npy\"\ntitle = \"npy\"\ngroups = [\"perm\"]\nsize = 4\n\
+             [data]\ndataset = \"npy\"\ncount = 40\ninputs = \"{inputs}\"\ntargets = \"{targets}\"\n\
+             targets_kind = \"classes\"\n[network]\npreset = \"e2\"\nchannels = [2]\n\
+             loss = \"cross_entropy_logits\"\n[protocol]\nepochs = 1\nlearning_rate = 0.05\n\
+             minibatch = 20\nruns = 1\n[[strategies]]\nname = \"nominal\"\nkind = \"nominal\"\n\
+             [profiles.quick]\n"
+        )
+    };
+    let out = d.join("out").display().to_string();
+    std::fs::write(d.join("huge.toml"), config("huge.npy")).unwrap();
+    let o = eqaug(&[
+        "run",
+        &d.join("huge.toml").display().to_string(),
+        "--out",
+        &out,
+    ]);
+    assert_clean_error(&o);
+    assert!(
+        stderr(&o).contains("huge.npy") && stderr(&o).contains("declares"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::write(d.join("label.toml"), config("x.npy")).unwrap();
+    let o = eqaug(&[
+        "run",
+        &d.join("label.toml").display().to_string(),
+        "--out",
+        &out,
+    ]);
+    assert_clean_error(&o);
+    assert!(stderr(&o).contains("3000000000"), "{}", stderr(&o));
+    let o = eqaug(&[
+        "data",
+        "export",
+        "--dataset",
+        "sbm",
+        "--count",
+        "100000000000",
+        "--out",
+        &d.join("ex").display().to_string(),
+    ]);
+    assert_clean_error(&o);
+    assert!(stderr(&o).contains("--count"), "{}", stderr(&o));
+}

@@ -66,7 +66,39 @@ fn load_mnist(source: &Source) -> Result<mnist::Mnist, eqaug_data::DataError> {
     }
 }
 
+/// Refuses a `--count` whose samples would not fit in memory (the data are held a few times
+/// over while they are generated and written), before anything is allocated.
+fn check_count(name: DatasetName, source: &Source) -> Result<(), Box<dyn std::error::Error>> {
+    let Some(count) = source.count else {
+        return Ok(());
+    };
+    // Values per sample (inputs and targets), in f64.
+    let per_sample: u64 = match name {
+        DatasetName::Sbm => 101,
+        DatasetName::Mnist => 794,
+        DatasetName::Mnist14 => 206,
+        DatasetName::Shapes => {
+            let side = shapes::ShapesParams::default().size as u64;
+            3 * side * side
+        }
+    };
+    let bytes = (count as u64)
+        .saturating_mul(per_sample)
+        .saturating_mul(8 * 3);
+    let estimate = eqaug_harness::memory::Estimate {
+        what: format!("data export of {count} samples"),
+        parts: vec![eqaug_harness::memory::Part {
+            key: format!("--count = {count}"),
+            what: format!("{count} samples of {per_sample} values"),
+            reduce: "`--count`".into(),
+            bytes,
+        }],
+    };
+    Ok(estimate.check(eqaug_harness::memory::limit(None))?)
+}
+
 fn build(name: DatasetName, source: &Source) -> Result<Dataset, Box<dyn std::error::Error>> {
+    check_count(name, source)?;
     Ok(match name {
         DatasetName::Sbm => {
             let mut p = sbm::SbmParams::default();
