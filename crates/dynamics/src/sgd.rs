@@ -249,11 +249,18 @@ pub struct SgdFailure {
 
 impl std::fmt::Display for SgdFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "SGD diverged at epoch {}, step {}: the {} became non-finite",
-            self.epoch, self.step, self.what
-        )
+        match self.what.as_str() {
+            "loss" | "weights" => write!(
+                f,
+                "SGD diverged at epoch {}, step {}: the {} became non-finite",
+                self.epoch, self.step, self.what
+            ),
+            why => write!(
+                f,
+                "SGD diverged at epoch {}, step {}: {why}",
+                self.epoch, self.step
+            ),
+        }
     }
 }
 
@@ -348,9 +355,9 @@ pub fn evaluate<T: Real>(
 /// model projects its final layer's gradient), and stepped: `A <- A - lr g`.
 ///
 /// Calls `on_epoch` for epoch 0 (the start) and after every epoch, and `on_step` after every
-/// step (see the module docs for what they contain). A non-finite loss or weight stops
-/// training and is reported in [`SgdOutcome::failure`], not as an error; errors are for
-/// inputs that do not fit.
+/// step (see the module docs for what they contain). A non-finite loss or weight, or weights
+/// grown beyond [`crate::Divergence`]'s bound, stops training and is reported in
+/// [`SgdOutcome::failure`], not as an error; errors are for inputs that do not fit.
 pub fn sgd<T: Real, M: SgdModel<T> + ?Sized>(
     model: &M,
     params: &mut Params<T>,
@@ -381,6 +388,10 @@ pub fn sgd<T: Real, M: SgdModel<T> + ?Sized>(
         Some(t) => evaluate(seq, p, t, cfg.eval_chunk),
         None => (f64::NAN, f64::NAN),
     };
+    // Weights grown four orders of magnitude beyond their start are a divergence even while
+    // they stay finite (see [`crate::Divergence`]).
+    let divergence = crate::Divergence::default();
+    let norm0 = params.norm().to_f64_exact();
     let (train_loss, train_accuracy) = evaluate(seq, params, train, cfg.eval_chunk);
     let (test_loss, test_accuracy) = eval_test(params);
     on_epoch(
@@ -450,6 +461,9 @@ pub fn sgd<T: Real, M: SgdModel<T> + ?Sized>(
             global += 1;
             if !params.is_finite() {
                 return Ok(SgdOutcome::failed(epoch, step, global, "weights"));
+            }
+            if let Some(why) = divergence.weights(norm0, params.norm().to_f64_exact()) {
+                return Ok(SgdOutcome::failed(epoch, step, global, &why));
             }
             loss_sum += loss * n as f64;
             correct += right;
