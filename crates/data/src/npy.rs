@@ -362,7 +362,7 @@ fn as_rows(
         2 => {
             let c = match channels {
                 Some(c) => c,
-                None if shape[1] % positions == 0 => shape[1] / positions,
+                None if shape[1].is_multiple_of(positions) => shape[1] / positions,
                 None => {
                     return Err(width_err(format!(
                         "a row of {} values is not a whole number of channels of {positions} \

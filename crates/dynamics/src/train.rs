@@ -235,7 +235,7 @@ impl<'a, T: Real> Trainer<'a, T> {
         let move_t = matches!(self.data.target_rep, Some(r) if r.points == Points::Base);
         let mut g = Perm::identity(self.group.degree());
         for i in start..end {
-            let first_of_batch = (i - start) % mb == 0;
+            let first_of_batch = (i - start).is_multiple_of(mb);
             match sampling {
                 Sampling::PerSample => g = self.group.sample(rng),
                 Sampling::PerBatch if first_of_batch => g = self.group.sample(rng),

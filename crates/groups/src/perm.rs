@@ -119,7 +119,7 @@ pub fn act_on_sample<T: Copy>(g: &Perm, x: &[T], out: &mut [T]) {
         "act_on_sample: input and output lengths differ"
     );
     assert!(
-        d > 0 && x.len() % d == 0,
+        d > 0 && x.len().is_multiple_of(d),
         "act_on_sample: length {} is not channels x {d}",
         x.len()
     );
@@ -142,7 +142,7 @@ pub fn act_on_sample_inverse<T: Copy>(g: &Perm, x: &[T], out: &mut [T]) {
         "act_on_sample_inverse: input and output lengths differ"
     );
     assert!(
-        d > 0 && x.len() % d == 0,
+        d > 0 && x.len().is_multiple_of(d),
         "act_on_sample_inverse: length {} is not channels x {d}",
         x.len()
     );

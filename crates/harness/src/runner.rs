@@ -143,7 +143,7 @@ pub enum RunError {
         what: String,
         /// Why.
         #[source]
-        source: eqaug_data::DataError,
+        source: Box<eqaug_data::DataError>,
     },
     /// A network could not be built or its weights loaded.
     #[error("experiment `{experiment}`, network {what}")]
@@ -154,7 +154,7 @@ pub enum RunError {
         what: String,
         /// Why.
         #[source]
-        source: eqaug_nn::NnError,
+        source: Box<eqaug_nn::NnError>,
     },
     /// A checkpoint could not be written.
     #[error("{}: cannot save the checkpoint", dir.display())]

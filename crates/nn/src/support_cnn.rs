@@ -124,7 +124,7 @@ impl<T: Real> SupportCnn<T> {
             message,
         };
         let n = spec.side;
-        if n == 0 || n % 4 != 0 {
+        if n == 0 || !n.is_multiple_of(4) {
             return Err(invalid(format!(
                 "the image side must be a positive multiple of 4 (two 2 x 2 poolings), got {n}"
             )));

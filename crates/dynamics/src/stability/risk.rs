@@ -94,7 +94,7 @@ impl<'a> Risk<'a> {
         }
         // Stacking keeps every mini-batch (the normalisation statistics) intact only when
         // each unit is made of whole mini-batches.
-        let stack = augmented && n % minibatch == 0;
+        let stack = augmented && n.is_multiple_of(minibatch);
         let mut items: Vec<Vec<(usize, Range<usize>)>> = Vec::new();
         let mut used = 0;
         for u in units {

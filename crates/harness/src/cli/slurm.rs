@@ -181,7 +181,7 @@ fn absolute(p: &Path) -> PathBuf {
 /// Slurm's `--mem` for `bytes` plus a margin: a quarter more and 256 MiB, in whole MiB.
 pub fn mem_request(bytes: u64) -> String {
     let mib = bytes.saturating_add(bytes / 4) / (1 << 20) + 256;
-    if mib % 1024 == 0 {
+    if mib.is_multiple_of(1024) {
         format!("{}G", mib / 1024)
     } else {
         format!("{mib}M")

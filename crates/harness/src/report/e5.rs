@@ -675,7 +675,7 @@ fn write_table_intro(o: &mut String, res: &E5Results) {
             .map(|c| format!(
                 "`{}` (support {}, {})",
                 c.name,
-                c.support.to_string(),
+                c.support,
                 c.parametrisation.name()
             ))
             .collect::<Vec<_>>()

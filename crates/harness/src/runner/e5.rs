@@ -40,7 +40,7 @@ fn phase1_key(exp: &E5Experiment, seed: u64, support: &Support) -> String {
         exp.phase1,
         exp.protocol.precision.name(),
         exp.protocol.chunk_rows,
-        support.to_string()
+        support
     ))
 }
 
@@ -52,7 +52,7 @@ fn case_key(exp: &E5Experiment, seed: u64, case: &CaseSection) -> String {
         exp.phase2,
         exp.protocol.probe_digits,
         case.name,
-        case.support.to_string(),
+        case.support,
         case.parametrisation.name()
     ))
 }
@@ -106,7 +106,7 @@ fn load_data<T: Real>(exp: &E5Experiment) -> Result<Data<T>, RunError> {
         move |source| RunError::Data {
             experiment: exp.name.clone(),
             what,
-            source,
+            source: Box::new(source),
         }
     };
     let d = data5::load(
@@ -364,7 +364,7 @@ impl<T: Real> E5Trainer<T> {
         move |source| RunError::Network {
             experiment: self.exp.name.clone(),
             what,
-            source,
+            source: Box::new(source),
         }
     }
 
@@ -396,7 +396,7 @@ impl<T: Real> E5Trainer<T> {
         let unit = schema::phase1_name(support);
         let s = spec(exp, support, eqaug_nn::conv::Parametrisation::Equivariant);
         let net = SupportCnn::<T>::new(&s, &mut strategy_rng(seed, "e5-basis"))
-            .map_err(self.net_err(format!("equivariant, {}", support.to_string())))?;
+            .map_err(self.net_err(format!("equivariant, {}", support)))?;
         let key = phase1_key(exp, seed, support);
         let dir = schema::phase1_dir(run_tmp, support);
         if let Ok(j) = schema::read_json::<Phase1Json>(&dir.join(schema::PHASE1_JSON)) {
@@ -407,7 +407,7 @@ impl<T: Real> E5Trainer<T> {
                 let p = net
                     .zeros()
                     .load_npy(&dir.join(schema::PARAMS))
-                    .map_err(self.net_err(format!("equivariant, {}", support.to_string())))?;
+                    .map_err(self.net_err(format!("equivariant, {}", support)))?;
                 progress.println(&format!(
                     "[{}] {}: reusing {unit}",
                     exp.name,
@@ -421,10 +421,7 @@ impl<T: Real> E5Trainer<T> {
         clear(&tmp)?;
         std::fs::create_dir_all(&tmp).map_err(IoError::at(&tmp))?;
         let t0 = Instant::now();
-        let mut params = net.init_params(&mut strategy_rng(
-            seed,
-            &format!("e5-init-{}", support.to_string()),
-        ));
+        let mut params = net.init_params(&mut strategy_rng(seed, &format!("e5-init-{}", support)));
         let start = params.clone();
         let mut rows = Vec::new();
         let cfg = sgd_config(&exp.phase1, &exp.protocol, false);
@@ -435,7 +432,7 @@ impl<T: Real> E5Trainer<T> {
             &data.train,
             Some(&data.test),
             &cfg,
-            &mut strategy_rng(seed, &format!("e5-phase1-{}", support.to_string())),
+            &mut strategy_rng(seed, &format!("e5-phase1-{}", support)),
             &mut |_| {},
             &mut |rec, p| {
                 progress.epoch(
@@ -454,7 +451,7 @@ impl<T: Real> E5Trainer<T> {
             &outcome,
             &params,
             &tmp,
-            self.net_err(format!("equivariant, {}", support.to_string())),
+            self.net_err(format!("equivariant, {}", support)),
         )?;
         schema::write_json(
             &tmp.join(schema::PHASE1_JSON),

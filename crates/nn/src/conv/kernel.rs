@@ -270,7 +270,7 @@ impl KernelBasis {
     pub fn kernel<T: Real>(&self, theta: &[T], kernel: &mut [T]) {
         let k = self.k;
         assert!(
-            theta.len() % k == 0 && kernel.len() == theta.len() / k * 9,
+            theta.len().is_multiple_of(k) && kernel.len() == theta.len() / k * 9,
             "KernelBasis::kernel: theta {} and kernel {} entries do not match k = {k}",
             theta.len(),
             kernel.len()
@@ -294,7 +294,7 @@ impl KernelBasis {
     pub fn coefficient_gradient<T: Real>(&self, dkernel: &[T], dtheta: &mut [T]) {
         let k = self.k;
         assert!(
-            dtheta.len() % k == 0 && dkernel.len() == dtheta.len() / k * 9,
+            dtheta.len().is_multiple_of(k) && dkernel.len() == dtheta.len() / k * 9,
             "KernelBasis::coefficient_gradient: lengths do not match k = {k}"
         );
         let b: Vec<T> = self.rows.iter().map(|&v| T::from_f64_lossy(v)).collect();
@@ -318,7 +318,7 @@ impl KernelBasis {
     /// equivariant kernel on the same support).
     pub fn coefficients_from_kernel(&self, kernel: &[f64]) -> (Vec<f64>, f64) {
         assert!(
-            kernel.len() % 9 == 0,
+            kernel.len().is_multiple_of(9),
             "kernel length is not a multiple of 9"
         );
         let k = self.k;

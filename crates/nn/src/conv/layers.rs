@@ -171,7 +171,7 @@ pub struct AvgPool2 {
 impl AvgPool2 {
     /// Pooling of `channels` maps of `h x w`; errors if a side is odd or a size is 0.
     pub fn new(channels: usize, h: usize, w: usize) -> Result<Self, NnError> {
-        if channels == 0 || h == 0 || w == 0 || h % 2 != 0 || w % 2 != 0 {
+        if channels == 0 || h == 0 || w == 0 || !h.is_multiple_of(2) || !w.is_multiple_of(2) {
             return Err(NnError::InvalidSpec {
                 layer: 0,
                 kind: "avg_pool2",

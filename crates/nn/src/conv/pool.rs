@@ -6,7 +6,7 @@ use crate::c;
 
 fn check(len_x: usize, len_y: usize, maps: usize, h: usize, w: usize, what: &str) {
     assert!(
-        h % 2 == 0 && w % 2 == 0,
+        h.is_multiple_of(2) && w.is_multiple_of(2),
         "{what}: the map ({h} x {w}) must have even sides"
     );
     assert!(
