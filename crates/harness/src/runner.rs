@@ -260,31 +260,22 @@ pub fn with_overrides(exp: &AnyExperiment, opts: &RunOptions) -> Result<AnyExper
         }
     }
     let mut exp = exp.clone();
-    match &mut exp {
+    let (runs, seed, precision) = match &mut exp {
         AnyExperiment::FullBatch(e) => {
-            if let Some(r) = opts.runs {
-                e.protocol.runs = r;
-            }
-            if let Some(s) = opts.seed {
-                e.protocol.seed = s;
-            }
-            if let Some(p) = opts.precision {
-                e.protocol.precision = p;
-                for s in &mut e.strategies {
-                    s.1 = p;
-                }
-            }
+            let p = &mut e.protocol;
+            (&mut p.runs, &mut p.seed, &mut p.precision)
         }
         AnyExperiment::E5(e) => {
-            if let Some(r) = opts.runs {
-                e.protocol.runs = r;
-            }
-            if let Some(s) = opts.seed {
-                e.protocol.seed = s;
-            }
-            if let Some(p) = opts.precision {
-                e.protocol.precision = p;
-            }
+            let p = &mut e.protocol;
+            (&mut p.runs, &mut p.seed, &mut p.precision)
+        }
+    };
+    *runs = opts.runs.unwrap_or(*runs);
+    *seed = opts.seed.unwrap_or(*seed);
+    *precision = opts.precision.unwrap_or(*precision);
+    if let (Some(p), AnyExperiment::FullBatch(e)) = (opts.precision, &mut exp) {
+        for s in &mut e.strategies {
+            s.1 = p;
         }
     }
     Ok(exp)
