@@ -838,3 +838,33 @@ pub fn read_metrics(path: &Path) -> Result<BTreeMap<String, Vec<MetricsRow>>, Sc
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record eqaug writes is one it reads: serde_json writes a non-finite number as
+    /// `null` (a diverged strategy's equivariance error, a probe after a blow-up), and the
+    /// readers take it back as NaN instead of refusing the whole folder.
+    #[test]
+    fn non_finite_numbers_round_trip_through_null() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = RunRecord {
+            run: Some(0),
+            ..RunRecord::default()
+        };
+        r.equivariance_error
+            .insert("nominal".into(), [0.0, f64::NAN]);
+        r.write(dir.path()).unwrap();
+        let text = std::fs::read_to_string(dir.path().join(RUN_JSON)).unwrap();
+        assert!(text.contains("null"), "{text}");
+        let back = RunRecord::read(dir.path()).unwrap();
+        let e = back.equivariance_error["nominal"];
+        assert_eq!(e[0], 0.0);
+        assert!(e[1].is_nan());
+        let probe: e5::StepProbe =
+            serde_json::from_str(r#"{"dist_to_e": null, "dist_moved": 1.0, "norm_after": null}"#)
+                .unwrap();
+        assert!(probe.dist_to_e.is_nan() && probe.norm_after.is_nan());
+    }
+}
