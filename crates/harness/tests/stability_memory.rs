@@ -2,19 +2,11 @@
 //! (terabytes) is refused by the memory estimate before anything is allocated, an absurd
 //! iteration budget by the config's validation, each naming the key.
 
+mod common;
+
+use common::{assert_clean_error, eqaug, stderr, write_config};
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn eqaug(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_eqaug"))
-        .args(args)
-        .output()
-        .expect("runs eqaug")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use std::process::Output;
 
 /// A tiny experiment with a `[stability]` section and a `quick` profile.
 const TINY: &str = r#"
@@ -47,20 +39,6 @@ lanczos_steps = 4
 escape_steps = 2
 [profiles.quick]
 "#;
-
-fn write_config(dir: &Path, text: &str) -> String {
-    let p = dir.join("c.toml");
-    std::fs::write(&p, text).unwrap();
-    p.display().to_string()
-}
-
-/// Exit code 1 with an `error:` line, not a signal (an abort) or a panic.
-fn assert_clean_error(o: &Output) {
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(o));
-    let e = stderr(o);
-    assert!(e.starts_with("error: "), "{e}");
-    assert!(!e.contains("panicked"), "{e}");
-}
 
 fn stability(cfg: &str, out: &Path, extra: &[&str]) -> Output {
     let out = out.display().to_string();
