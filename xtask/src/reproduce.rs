@@ -16,7 +16,9 @@ pub struct Args {
     /// Only these experiments (config file stems, comma-separated), e.g. e1,e3.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
-    /// Where the report goes (default: `reports/` for quick, `reports/<profile>/` otherwise).
+    /// Where the report goes (default: `reports/` for quick, `reports/<profile>/` otherwise;
+    /// with `--only`, `<runs-dir>/report-only`, so that a partial run never overwrites the
+    /// committed report).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Where the runs go (default: `runs/<profile>/`). Finished runs there are not redone.
@@ -27,17 +29,27 @@ pub struct Args {
 /// Runs `cargo xtask reproduce`.
 pub fn run(args: Args) -> Result<(), String> {
     let root = util::root();
+    let runs = args
+        .runs_dir
+        .clone()
+        .unwrap_or_else(|| root.join("runs").join(&args.profile));
+    // A partial reproduction never overwrites the committed report of the whole profile.
     let out = args.out.clone().unwrap_or_else(|| {
-        if args.profile == "quick" {
+        if !args.only.is_empty() {
+            runs.join("report-only")
+        } else if args.profile == "quick" {
             root.join("reports")
         } else {
             root.join("reports").join(&args.profile)
         }
     });
-    let runs = args
-        .runs_dir
-        .clone()
-        .unwrap_or_else(|| root.join("runs").join(&args.profile));
+    if !args.only.is_empty() && args.out.is_none() {
+        eprintln!(
+            "--only: the report goes to {} (reports/ keeps the whole profile's; --out chooses \
+             another folder)",
+            out.display()
+        );
+    }
     let mut configs: Vec<PathBuf> = std::fs::read_dir(root.join("experiments"))
         .map_err(|e| format!("experiments/: {e}"))?
         .filter_map(|e| e.ok().map(|e| e.path()))

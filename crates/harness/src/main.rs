@@ -3,6 +3,22 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+/// `println!` that ends the process quietly when its reader has gone (`eqaug list | head`):
+/// the standard one panics on a closed pipe. Every subcommand prints through it (the macro is
+/// in scope in `cli` and its modules).
+macro_rules! println {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($t)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            eprintln!("error: cannot write to standard output: {e}");
+            std::process::exit(1);
+        }
+    }};
+}
+
 mod cli;
 
 /// eqaug: optimization dynamics of equivariant and augmented neural networks.

@@ -586,3 +586,20 @@ fn sizes_claimed_by_files_are_refused_before_allocating() {
     assert_clean_error(&o);
     assert!(stderr(&o).contains("--count"), "{}", stderr(&o));
 }
+
+/// `eqaug list | head -1`: a reader that goes away ends eqaug quietly, not with a panic.
+#[test]
+fn a_closed_stdout_is_not_a_panic() {
+    let experiments = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_eqaug"))
+        .arg("list")
+        .arg(&experiments)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+}
