@@ -129,13 +129,28 @@ impl Progress {
     /// One epoch step done: run folder `run` (e.g. `run-003`), `strategy` at `epoch` of
     /// `epochs`, with its training loss.
     pub fn epoch(&self, run: &str, strategy: &str, epoch: usize, epochs: usize, loss: f64) {
+        self.epoch_weighted(run, strategy, epoch, epochs, loss, 1)
+    }
+
+    /// As [`Progress::epoch`], for an epoch that costs `weight` units of the total (an
+    /// augmented epoch of L passes costs L nominal ones), so that the ETA weighs epochs by
+    /// their cost.
+    pub fn epoch_weighted(
+        &self,
+        run: &str,
+        strategy: &str,
+        epoch: usize,
+        epochs: usize,
+        loss: f64,
+        weight: u64,
+    ) {
         let done = {
             let mut d = self.done.lock().unwrap_or_else(|e| e.into_inner());
-            *d += 1;
+            *d += weight;
             *d
         };
         if let Some(b) = &self.bar {
-            b.inc(1);
+            b.inc(weight);
             b.set_message(format!("{run} {strategy}"));
         }
         let Some(plain) = &self.plain else { return };
@@ -160,10 +175,10 @@ impl Progress {
             String::new()
         };
         let line = format!(
-            "[{}] {run} {strategy} epoch {epoch}/{epochs} loss {loss:.6} | {done}/{} epochs, \
-             elapsed {}{eta}",
+            "[{}] {run} {strategy} epoch {epoch}/{epochs} loss {loss:.6} | {}% done, elapsed \
+             {}{eta}",
             self.prefix,
-            self.total,
+            (100 * done).checked_div(self.total).unwrap_or(100).min(100),
             duration(elapsed)
         );
         let _ = writeln!(p.out, "{line}");
@@ -235,13 +250,13 @@ mod tests {
         assert_eq!(lines.len(), 5, "{lines:?}");
         assert!(
             lines[0].starts_with(
-                "[e1] run-000 nominal epoch 0/1 loss 0.500000 | 1/4 epochs, elapsed 0s, eta "
+                "[e1] run-000 nominal epoch 0/1 loss 0.500000 | 25% done, elapsed 0s, eta "
             ),
             "{}",
             lines[0]
         );
         assert_eq!(lines[2], "[e1] run-000 done");
-        assert!(lines[4].starts_with("[e1] run-001 nominal epoch 1/1 loss 0.250000 | 4/4 epochs"));
+        assert!(lines[4].starts_with("[e1] run-001 nominal epoch 1/1 loss 0.250000 | 100% done"));
         assert!(!lines[4].contains("eta"), "no eta at the end: {}", lines[4]);
     }
 
@@ -255,6 +270,23 @@ mod tests {
         let lines = sink.lines();
         assert_eq!(lines.len(), 2, "{lines:?}");
         assert!(lines[0].contains("epoch 0/99") && lines[1].contains("epoch 99/99"));
+    }
+
+    /// An augmented epoch of 25 passes weighs 25 nominal ones: after the nominal strategy of a
+    /// run, the work done is 2 of 54 units, not half.
+    #[test]
+    fn epochs_weigh_by_their_cost() {
+        let sink = Sink::default();
+        let p = Progress::plain("e1", 2 + 2 * 25 + 2, Box::new(sink.clone()), Duration::ZERO);
+        for e in 0..=1 {
+            p.epoch_weighted("run-000", "nominal", e, 1, 0.5, 1);
+        }
+        let lines = sink.lines();
+        assert!(lines[1].contains("| 3% done"), "{lines:?}");
+        for e in 0..=1 {
+            p.epoch_weighted("run-000", "augmented", e, 1, 0.5, 25);
+        }
+        assert!(sink.lines()[3].contains("| 96% done"), "{:?}", sink.lines());
     }
 
     #[test]

@@ -293,7 +293,9 @@ impl<T: Real> Trainer for E5Trainer<T> {
 
     fn ticks_per_run(&self) -> u64 {
         let e = &self.exp;
-        (e.supports().len() * (e.phase1.epochs + 1) + e.cases.len() * (e.phase2.epochs + 1)) as u64
+        // A phase-2 epoch passes over the four rotations of the data: four phase-1 epochs.
+        (e.supports().len() * (e.phase1.epochs + 1) + 4 * e.cases.len() * (e.phase2.epochs + 1))
+            as u64
     }
 
     fn resumes_inside_run(&self) -> bool {
@@ -653,12 +655,13 @@ impl<T: Real> E5Trainer<T> {
                 });
             },
             &mut |e, p| {
-                progress.epoch(
+                progress.epoch_weighted(
                     &run_name,
                     &case.name,
                     e.epoch,
                     exp.phase2.epochs,
                     e.train_loss,
+                    4,
                 );
                 epochs.push(epoch_row(2, e, kernel_distance(&net, p, &start)))
             },

@@ -50,7 +50,13 @@ impl Trainer for FullBatch {
     }
 
     fn ticks_per_run(&self) -> u64 {
-        (self.s.exp.strategies.len() * (self.s.exp.protocol.epochs + 1)) as u64
+        let epochs = self.s.exp.protocol.epochs as u64 + 1;
+        self.s
+            .exp
+            .strategies
+            .iter()
+            .map(|(spec, _)| epochs.saturating_mul(self.epoch_cost(spec)))
+            .fold(0u64, u64::saturating_add)
     }
 
     fn train_run(
@@ -131,6 +137,19 @@ impl Trainer for FullBatch {
 }
 
 impl FullBatch {
+    /// What an epoch of `spec` costs against a nominal epoch (for the progress ETA): the
+    /// passes over the data of an augmented strategy, every group element for the exact
+    /// average.
+    fn epoch_cost(&self, spec: &StrategySpec) -> u64 {
+        match (spec.kind, spec.sampling) {
+            (eqaug_dynamics::StrategyKind::Augmented, eqaug_dynamics::Sampling::Exact) => {
+                u64::try_from(self.s.group.order()).unwrap_or(u64::MAX)
+            }
+            (eqaug_dynamics::StrategyKind::Augmented, _) => spec.passes.max(1) as u64,
+            _ => 1,
+        }
+    }
+
     /// Trains one strategy from `a0`, saving checkpoints, recording the test loss and
     /// accuracy (or mean IoU) on the held-out samples after every step, and measuring the
     /// held-out equivariance error at the last epoch.
@@ -155,6 +174,7 @@ impl FullBatch {
             eq_err,
         } = st;
         let seed = *seed;
+        let cost = self.epoch_cost(spec);
         let mut test = if held.nrows() > 0 {
             Some(HeldOut::new(
                 net,
@@ -175,7 +195,7 @@ impl FullBatch {
             seed,
             test.as_mut(),
             &mut |m, params| {
-                progress.epoch(run_name, &m.strategy, m.epoch, last, m.loss);
+                progress.epoch_weighted(run_name, &m.strategy, m.epoch, last, m.loss, cost);
                 if m.epoch == last && held.nrows() > 0 {
                     let mut rng = eqaug_dynamics::strategy_rng(seed, "equivariance-error");
                     let e = eqaug_dynamics::equivariance_error(
