@@ -130,7 +130,7 @@ pub fn score<T: Real>(
             .count();
         hits as f64 / outputs.len().max(1) as f64
     };
-    if matches!(loss, Loss::SegmentationBce) {
+    if loss.is_segmentation() {
         let channels = channels.max(1);
         let positions = w / channels;
         let mut iou = 0.0;
@@ -152,7 +152,7 @@ pub fn score<T: Real>(
         }
         return (Some(thresholded_accuracy()), Some(iou / channels as f64));
     }
-    if matches!(loss, Loss::Bce) {
+    if matches!(loss, Loss::Bce | Loss::BceOnProbabilities) {
         return (Some(thresholded_accuracy()), None);
     }
     if w < 2 {

@@ -35,7 +35,7 @@ fn data(net: &Network<f64>, n: usize, rng: &mut ChaCha8Rng) -> TrainData<f64> {
     let x = Array2::from_shape_fn((n, net.input_width()), |_| rng.gen_range(-1.0..1.0));
     let w = net.output_width();
     let targets = match net.loss_kind() {
-        Loss::Bce | Loss::SegmentationBce => {
+        l if l.is_binary_cross_entropy() => {
             Array2::from_shape_fn((n, w), |_| if rng.gen::<bool>() { 1.0 } else { 0.0 })
         }
         Loss::CrossEntropyLogits | Loss::CrossEntropyOnProbabilities => {
@@ -45,7 +45,7 @@ fn data(net: &Network<f64>, n: usize, rng: &mut ChaCha8Rng) -> TrainData<f64> {
             }
             t
         }
-        Loss::Mse => Array2::from_shape_fn((n, w), |_| rng.gen_range(-1.0..1.0)),
+        _ => Array2::from_shape_fn((n, w), |_| rng.gen_range(-1.0..1.0)),
     };
     let target_rep = (net.loss_kind() == Loss::SegmentationBce).then(|| net.output_rep());
     TrainData {

@@ -45,6 +45,21 @@ pub enum NnError {
         /// What does not fit.
         message: String,
     },
+    /// A layer has no second-order pass ([`crate::Layer::has_tangent`] is false), so the
+    /// exact Hessian-vector product of the network cannot be taken.
+    #[error("layer {layer} ({kind}) has no second-order (tangent) pass, so the exact Hessian-vector product is not available; use central differences of the gradient")]
+    NoSecondOrder {
+        /// Index of the layer.
+        layer: usize,
+        /// The layer's type.
+        kind: &'static str,
+    },
+    /// A workspace does not hold what the call needs (e.g. no prepared point).
+    #[error("workspace: {message}")]
+    Workspace {
+        /// What is missing.
+        message: String,
+    },
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {

@@ -9,7 +9,9 @@ use eqaug_groups::Real;
 use ndarray::ArrayView2;
 use rand::Rng;
 
-use crate::layers::{grow, Backward, Forward, GradIn, Layer, LayerState};
+use crate::layers::{
+    grow, Backward, Forward, GradIn, Layer, LayerState, TangentBackward, TangentForward,
+};
 use crate::params::{Layout, Params};
 use crate::{loss, Loss, NnError};
 
@@ -33,6 +35,8 @@ pub struct Sequential<T> {
     /// First layer with parameters: backward stops there (no input gradient needed).
     first_param: Option<usize>,
     flops_fwd: usize,
+    /// The loss resolved against the last layer (from the logits of a final sigmoid).
+    kernel: loss::Kernel,
 }
 
 impl<T: Real> fmt::Debug for Sequential<T> {
@@ -63,6 +67,16 @@ pub struct Workspace<T> {
     xcopy: Vec<T>,
     tcopy: Vec<T>,
     scratch: Vec<T>,
+    /// Second-order buffers ([`Sequential::hvp`]), empty until used: the tangent of every
+    /// layer's output, the layers' tangent states, the gradient w.r.t. every layer's output
+    /// at the point, and a scratch gradient store.
+    tacts: Vec<Vec<T>>,
+    tstates: Vec<LayerState<T>>,
+    ybars: Vec<Vec<T>>,
+    gscratch: Vec<T>,
+    /// Rows of the chunk whose point [`Sequential::hvp_point`] prepared (None after any other
+    /// forward pass).
+    point_rows: Option<usize>,
 }
 
 impl<T> fmt::Debug for Workspace<T> {
@@ -169,6 +183,10 @@ impl<T: Real> Sequential<T> {
             _ => {}
         }
         let first_param = blocks.iter().position(|b| !b.is_empty());
+        let logits = matches!(loss, Loss::Bce | Loss::SegmentationBce)
+            && last.kind() == "sigmoid"
+            && first_param.is_some_and(|f| f + 1 < layers.len());
+        let kernel = loss::Kernel::new(loss, out_w, output_positions, logits);
         let layout = Layout::new(entries);
         debug_assert_eq!(layout.len(), offset);
         Ok(Sequential {
@@ -180,6 +198,7 @@ impl<T: Real> Sequential<T> {
             output_positions,
             first_param,
             flops_fwd,
+            kernel,
         })
     }
 
@@ -262,6 +281,11 @@ impl<T: Real> Sequential<T> {
             xcopy: Vec::new(),
             tcopy: Vec::new(),
             scratch: Vec::new(),
+            tacts: Vec::new(),
+            tstates: Vec::new(),
+            ybars: Vec::new(),
+            gscratch: Vec::new(),
+            point_rows: None,
         }
     }
 
@@ -384,7 +408,7 @@ impl<T: Real> Sequential<T> {
         self.prepare(ws, r);
         self.forward_pass(params, x, minibatch, ws);
         let l = self.loss_terms(targets, ws, true);
-        self.backward_pass(params, x, minibatch, grads, ws);
+        self.backward_pass(params, x, minibatch, grads.as_mut_slice(), ws, false);
         T::from_f64_lossy(l)
     }
 
@@ -405,6 +429,7 @@ impl<T: Real> Sequential<T> {
         );
         let r = x.nrows();
         ws.last_rows = r;
+        ws.point_rows = None;
         let Workspace {
             acts,
             states,
@@ -464,22 +489,40 @@ impl<T: Real> Sequential<T> {
                 tcopy
             }
         };
-        let y = &acts[self.layers.len() - 1][..r * w];
         let g = if grad {
             Some(&mut gbuf[0][..r * w])
         } else {
             None
         };
-        loss::evaluate(self.loss, y, t, g, w, self.output_positions)
+        let y = &acts[self.loss_layer()][..r * w];
+        self.kernel.evaluate(y, t, g)
     }
 
+    /// The layer whose output the loss takes: the last one, or the one before a final
+    /// sigmoid when the binary cross-entropy is computed from logits.
+    fn loss_layer(&self) -> usize {
+        self.layers.len() - if self.kernel.on_logits() { 2 } else { 1 }
+    }
+
+    /// How the binary cross-entropy is computed: `Some("logits")` when the network ends in a
+    /// sigmoid and the loss is [`Loss::Bce`] or [`Loss::SegmentationBce`] (the sigmoid's input
+    /// is taken, one smooth function), `Some("probabilities")` on probabilities otherwise,
+    /// `Some("probabilities (PyTorch BCELoss gradient)")` for the authors' form; `None` for the
+    /// other losses.
+    pub fn bce_form(&self) -> Option<&'static str> {
+        self.kernel.bce_form()
+    }
+
+    /// The backward pass; with `record`, the gradient w.r.t. every layer's output is kept in
+    /// `ws.ybars` (for the second-order pass).
     fn backward_pass(
         &self,
         params: &Params<T>,
         x: ArrayView2<'_, T>,
         minibatch: usize,
-        grads: &mut Params<T>,
+        gs: &mut [T],
         ws: &mut Workspace<T>,
+        record: bool,
     ) {
         let Some(first) = self.first_param else {
             return;
@@ -491,6 +534,7 @@ impl<T: Real> Sequential<T> {
             grad: gbuf,
             xcopy,
             scratch,
+            ybars,
             ..
         } = ws;
         let xs: &[T] = match x.as_slice() {
@@ -499,14 +543,17 @@ impl<T: Real> Sequential<T> {
             None => &xcopy[..],
         };
         let p = params.as_slice();
-        let gs = grads.as_mut_slice();
         let [g0, g1] = gbuf;
         let (mut cur, mut other) = (g0, g1);
-        for i in (first..self.layers.len()).rev() {
+        for i in (first..=self.loss_layer()).rev() {
             let (win, wout) = (self.widths[i], self.widths[i + 1]);
             let input: &[T] = if i == 0 { xs } else { &acts[i - 1][..r * win] };
             let block = self.blocks[i].clone();
             let need_dx = i > first;
+            if record {
+                grow(&mut ybars[i], r * wout);
+                ybars[i][..r * wout].copy_from_slice(&cur[..r * wout]);
+            }
             let res = self.layers[i].backward(Backward {
                 params: &p[block.clone()],
                 grads: &mut gs[block],
@@ -523,6 +570,213 @@ impl<T: Real> Sequential<T> {
                 std::mem::swap(&mut cur, &mut other);
             }
         }
+    }
+
+    /// The first layer without a tangent pass, as an error (the exact HVP needs every layer
+    /// from the first one with parameters on).
+    pub fn check_second_order(&self) -> Result<(), NnError> {
+        let first = self.first_param.unwrap_or(self.layers.len());
+        for (i, l) in self.layers.iter().enumerate().skip(first) {
+            if !l.has_tangent() {
+                return Err(NnError::NoSecondOrder {
+                    layer: i,
+                    kind: l.kind(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Prepares the exact Hessian-vector product at `params` on a chunk: one forward and one
+    /// backward pass whose state stays in `ws` (the gradient w.r.t. every layer's output
+    /// included), so that [`Sequential::hvp_at_point`] can then be called for any number of
+    /// vectors at the cost of the tangent passes only. ADDS the gradient into `grads` if given
+    /// (as [`Sequential::loss_and_grad`]) and returns the loss sum.
+    ///
+    /// Errors: a layer without a tangent pass ([`NnError::NoSecondOrder`]).
+    ///
+    /// # Panics
+    /// As [`Sequential::loss_and_grad`].
+    pub fn hvp_point(
+        &self,
+        params: &Params<T>,
+        x: ArrayView2<'_, T>,
+        targets: ArrayView2<'_, T>,
+        minibatch: usize,
+        grads: Option<&mut Params<T>>,
+        ws: &mut Workspace<T>,
+    ) -> Result<T, NnError> {
+        self.check_second_order()?;
+        self.check_params(params, "hvp_point (params)");
+        let r = x.nrows();
+        self.prepare(ws, r);
+        self.forward_pass(params, x, minibatch, ws);
+        let l = self.loss_terms(targets, ws, true);
+        if ws.ybars.len() != self.layers.len() {
+            ws.ybars = vec![Vec::new(); self.layers.len()];
+        }
+        match grads {
+            Some(g) => {
+                self.check_params(g, "hvp_point (grads)");
+                self.backward_pass(params, x, minibatch, g.as_mut_slice(), ws, true);
+            }
+            None => {
+                let mut gs = std::mem::take(&mut ws.gscratch);
+                gs.clear();
+                gs.resize(self.num_params(), T::zero());
+                self.backward_pass(params, x, minibatch, &mut gs, ws, true);
+                ws.gscratch = gs;
+            }
+        }
+        ws.point_rows = Some(r);
+        Ok(T::from_f64_lossy(l))
+    }
+
+    /// The exact Hessian-vector product at the point [`Sequential::hvp_point`] prepared in
+    /// `ws` (the same `params`, `x`, `targets` and `minibatch`): ADDS `H v` into `out`, where
+    /// `H` is the Hessian of the loss sum of [`Sequential::loss_and_grad`]. One tangent
+    /// forward and one second-order backward pass (Pearlmutter's R-operator), each layer's
+    /// own ([`Layer::forward_tangent`], [`Layer::backward_tangent`]); nothing of the point is
+    /// recomputed.
+    ///
+    /// Errors: no prepared point for a chunk of this many rows in `ws`
+    /// ([`NnError::Workspace`]).
+    ///
+    /// # Panics
+    /// As [`Sequential::loss_and_grad`], or if `v` / `out` are not laid out for this network.
+    #[allow(clippy::too_many_arguments)]
+    pub fn hvp_at_point(
+        &self,
+        params: &Params<T>,
+        v: &Params<T>,
+        x: ArrayView2<'_, T>,
+        targets: ArrayView2<'_, T>,
+        minibatch: usize,
+        out: &mut Params<T>,
+        ws: &mut Workspace<T>,
+    ) -> Result<(), NnError> {
+        let r = x.nrows();
+        if ws.point_rows != Some(r) || ws.widths != self.widths {
+            return Err(NnError::Workspace {
+                message: format!("hvp_at_point needs hvp_point on the same chunk ({r} rows) first"),
+            });
+        }
+        self.check_params(params, "hvp_at_point (params)");
+        self.check_params(v, "hvp_at_point (v)");
+        self.check_params(out, "hvp_at_point (out)");
+        let Some(first) = self.first_param else {
+            return Ok(());
+        };
+        let last = self.loss_layer();
+        let w = self.output_width();
+        if ws.tacts.len() != self.layers.len() {
+            ws.tacts = vec![Vec::new(); self.layers.len()];
+            ws.tstates = vec![LayerState::default(); self.layers.len()];
+        }
+        let Workspace {
+            acts,
+            states,
+            grad: gbuf,
+            xcopy,
+            tcopy,
+            scratch,
+            tacts,
+            tstates,
+            ybars,
+            ..
+        } = ws;
+        let xs: &[T] = match x.as_slice() {
+            Some(s) => s,
+            None => {
+                xcopy.clear();
+                xcopy.extend(x.iter().copied());
+                xcopy
+            }
+        };
+        let t: &[T] = match targets.as_slice() {
+            Some(s) => s,
+            None => {
+                tcopy.clear();
+                tcopy.extend(targets.iter().copied());
+                tcopy
+            }
+        };
+        let (p, pv) = (params.as_slice(), v.as_slice());
+        // tangent forward from the first layer with parameters (earlier tangents are zero)
+        for i in first..=last {
+            let (win, wout) = (self.widths[i], self.widths[i + 1]);
+            let (before, after) = tacts.split_at_mut(i);
+            grow(&mut after[0], r * wout);
+            let input: &[T] = if i == 0 { xs } else { &acts[i - 1][..r * win] };
+            self.layers[i].forward_tangent(TangentForward {
+                params: &p[self.blocks[i].clone()],
+                params_dot: &pv[self.blocks[i].clone()],
+                input,
+                input_dot: (i > first).then(|| &before[i - 1][..r * win]),
+                output: &acts[i][..r * wout],
+                output_dot: &mut after[0][..r * wout],
+                rows: r,
+                minibatch,
+                state: &states[i],
+                tstate: &mut tstates[i],
+                scratch: &mut *scratch,
+            });
+        }
+        // the loss's Hessian along the output tangent
+        let [g0, g1] = gbuf;
+        let (mut cur, mut other) = (g0, g1);
+        self.kernel.hvp(
+            &acts[last][..r * w],
+            &t[..r * w],
+            &tacts[last][..r * w],
+            &mut cur[..r * w],
+        );
+        let hs = out.as_mut_slice();
+        for i in (first..=last).rev() {
+            let (win, wout) = (self.widths[i], self.widths[i + 1]);
+            let input: &[T] = if i == 0 { xs } else { &acts[i - 1][..r * win] };
+            let block = self.blocks[i].clone();
+            let res = self.layers[i].backward_tangent(TangentBackward {
+                params: &p[block.clone()],
+                params_dot: &pv[block.clone()],
+                grads_dot: &mut hs[block],
+                input,
+                input_dot: (i > first).then(|| &tacts[i - 1][..r * win]),
+                output: &acts[i][..r * wout],
+                output_dot: &tacts[i][..r * wout],
+                ybar: &ybars[i][..r * wout],
+                ybar_dot: &mut cur[..r * wout],
+                xbar_dot: (i > first).then(|| &mut other[..r * win]),
+                rows: r,
+                minibatch,
+                state: &states[i],
+                tstate: &tstates[i],
+                scratch: &mut *scratch,
+            });
+            if res == GradIn::InDx {
+                std::mem::swap(&mut cur, &mut other);
+            }
+        }
+        Ok(())
+    }
+
+    /// The exact Hessian-vector product at `params` on a chunk, from scratch:
+    /// [`Sequential::hvp_point`] then [`Sequential::hvp_at_point`]. ADDS `H v` into `out` and
+    /// returns the loss sum.
+    #[allow(clippy::too_many_arguments)]
+    pub fn hvp(
+        &self,
+        params: &Params<T>,
+        v: &Params<T>,
+        x: ArrayView2<'_, T>,
+        targets: ArrayView2<'_, T>,
+        minibatch: usize,
+        out: &mut Params<T>,
+        ws: &mut Workspace<T>,
+    ) -> Result<T, NnError> {
+        let l = self.hvp_point(params, x, targets, minibatch, None, ws)?;
+        self.hvp_at_point(params, v, x, targets, minibatch, out, ws)?;
+        Ok(l)
     }
 
     /// For every layer with kinks ([`Layer::kinks`], e.g. LeakyReLU at 0), the smallest

@@ -173,9 +173,19 @@ impl LayerSpec {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Loss {
-    /// Binary cross-entropy of probabilities against 0/1 targets, mean over all entries
-    /// (logs clamped at -100 as in PyTorch).
+    /// Binary cross-entropy against 0/1 targets, mean over all entries. When the network
+    /// ends in a sigmoid layer (the presets do), it is computed from the sigmoid's input, the
+    /// logits `z`, as `softplus(z) - t z` (PyTorch's `BCEWithLogitsLoss`): one smooth function
+    /// whose gradient `sigmoid(z) - t` and Hessian `sigmoid(z) (1 - sigmoid(z))` are its exact
+    /// derivatives at every output, saturated ones included. Otherwise it is taken on the
+    /// outputs as probabilities, with the exact derivative of the clamped logs.
     Bce,
+    /// The authors' binary cross-entropy on the sigmoid's probabilities, exactly as PyTorch's
+    /// `BCELoss`: logs clamped at -100 and the gradient `(p - t) / max(p (1 - p), 1e-12)`.
+    /// Where an output saturates the gradient is not the derivative of the reported loss
+    /// (docs/science.md, known departures); use it to reproduce the authors' numbers, not for
+    /// second-order analysis.
+    BceOnProbabilities,
     /// Plain cross-entropy of logits (log-softmax) against one-hot (or probability) rows:
     /// `logsumexp(z) - z_y`. The network must not end in a softmax layer.
     CrossEntropyLogits,
@@ -185,8 +195,12 @@ pub enum Loss {
     CrossEntropyOnProbabilities,
     /// Mean squared error, mean over all entries.
     Mse,
-    /// Segmentation: the sum over output channels of the BCE mean over mini-batch x positions.
+    /// Segmentation: the sum over output channels of the BCE mean over mini-batch x positions
+    /// (from the logits when the network ends in a sigmoid, as [`Loss::Bce`]).
     SegmentationBce,
+    /// [`Loss::SegmentationBce`] on probabilities with PyTorch's `BCELoss` gradient, as
+    /// [`Loss::BceOnProbabilities`].
+    SegmentationBceOnProbabilities,
 }
 
 impl Loss {
@@ -198,7 +212,26 @@ impl Loss {
             Loss::CrossEntropyOnProbabilities => "cross_entropy_on_probabilities",
             Loss::Mse => "mse",
             Loss::SegmentationBce => "segmentation_bce",
+            Loss::BceOnProbabilities => "bce_on_probabilities",
+            Loss::SegmentationBceOnProbabilities => "segmentation_bce_on_probabilities",
         }
+    }
+    /// A binary cross-entropy (plain or segmentation, either form).
+    pub fn is_binary_cross_entropy(&self) -> bool {
+        matches!(
+            self,
+            Loss::Bce
+                | Loss::BceOnProbabilities
+                | Loss::SegmentationBce
+                | Loss::SegmentationBceOnProbabilities
+        )
+    }
+    /// A segmentation loss (mean over positions per output channel).
+    pub fn is_segmentation(&self) -> bool {
+        matches!(
+            self,
+            Loss::SegmentationBce | Loss::SegmentationBceOnProbabilities
+        )
     }
 }
 

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use eqaug_groups::Real;
 
-use super::{Backward, BuildCtx, Built, Forward, GradIn, Layer};
+use super::{Backward, BuildCtx, Built, Forward, GradIn, Layer, TangentBackward, TangentForward};
 use crate::NnError;
 
 /// A hyperparameter of a [`PointwiseFn`] out of range.
@@ -199,6 +199,64 @@ impl<T: Real> Layer<T> for Pointwise<T> {
         match self.kernel {
             Kernel::LeakyRelu(_) => &[0.0],
             _ => &[],
+        }
+    }
+    fn has_tangent(&self) -> bool {
+        true
+    }
+    /// `dy = f'(x) dx`.
+    fn forward_tangent(&self, t: TangentForward<'_, T>) {
+        let n = t.input.len();
+        let yd = &mut t.output_dot[..n];
+        match t.input_dot {
+            None => yd.fill(T::zero()),
+            Some(xd) => {
+                for ((o, &d), (&x, &y)) in yd.iter_mut().zip(xd).zip(t.input.iter().zip(t.output)) {
+                    *o = self.derivatives(x, y).0 * d;
+                }
+            }
+        }
+    }
+    /// `xbar' = f''(x) dx ybar + f'(x) ybar'`. LeakyReLU's second derivative is zero away
+    /// from its kink at 0 (at the kink it does not exist; the analysis reports the distance
+    /// of the data to it, [`Layer::kinks`]).
+    fn backward_tangent(&self, t: TangentBackward<'_, T>) -> GradIn {
+        let n = t.input.len();
+        let gd = &mut t.ybar_dot[..n];
+        for (i, d) in gd.iter_mut().enumerate() {
+            let (x, y) = (t.input[i], t.output[i]);
+            let (f1, f2) = self.derivatives(x, y);
+            let xd = t.input_dot.map_or(T::zero(), |v| v[i]);
+            *d = f1 * *d + f2 * xd * t.ybar[i];
+        }
+        GradIn::InDy
+    }
+}
+
+impl<T: Real> Pointwise<T> {
+    /// `(f'(x), f''(x))` from the input `x` and the output `y = f(x)`.
+    #[inline]
+    fn derivatives(&self, x: T, y: T) -> (T, T) {
+        let one = T::one();
+        match self.kernel {
+            Kernel::LeakyRelu(slope) => (if x > T::zero() { one } else { slope }, T::zero()),
+            Kernel::SmoothLeakyRelu { slope, beta } => {
+                let s = sigmoid(beta * x);
+                let k = one - slope;
+                (slope + k * s, k * beta * s * (one - s))
+            }
+            Kernel::Tanh => {
+                let d = one - y * y;
+                (d, -(y + y) * d)
+            }
+            Kernel::Sigmoid => {
+                let d = y * (one - y);
+                (d, d * (one - y - y))
+            }
+            Kernel::Softplus => {
+                let s = sigmoid(x);
+                (s, s * (one - s))
+            }
         }
     }
 }

@@ -5,8 +5,10 @@ use std::sync::Arc;
 use eqaug_groups::Real;
 use rand::RngCore;
 
+use super::norm::{self, Pattern};
 use super::{
-    batches, grow, Backward, BuildCtx, Built, Forward, GradIn, Layer, ParamEntry, NORM_EPS,
+    batches, grow, Backward, BuildCtx, Built, Forward, GradIn, Layer, ParamEntry, TangentBackward,
+    TangentForward, NORM_EPS,
 };
 use crate::params::TensorKind;
 use crate::{c, NnError, NormOver};
@@ -177,6 +179,78 @@ impl<T: Real> Layer<T> for BatchNorm {
             }
         }
         GradIn::InDy
+    }
+    fn has_tangent(&self) -> bool {
+        true
+    }
+    /// `dy = dgamma xh + gamma J dx + dbeta`; keeps `J dx` and `ds` for the backward pass.
+    fn forward_tangent(&self, t: TangentForward<'_, T>) {
+        let (win, nper, r) = (self.width(), self.n(), t.rows);
+        let (gamma, _) = t.params.split_at(nper);
+        let (dgamma, dbeta) = t.params_dot.split_at(nper);
+        let xh = &t.state.saved[..r * win];
+        let inv = &t.state.stats;
+        let ts = &mut *t.tstate;
+        grow(&mut ts.saved, r * win);
+        grow(&mut ts.stats, r.div_ceil(t.minibatch) * nper);
+        let (dxh, dss) = (&mut ts.saved, &mut ts.stats);
+        let (xd, out) = (t.input_dot, &mut *t.output_dot);
+        self.pattern().for_each(r, t.minibatch, |g| {
+            dss[g.stat] = norm::jvp(g.idx, xh, inv[g.stat], xd, dxh);
+            let (ga, dga, dbe) = (gamma[g.param], dgamma[g.param], dbeta[g.param]);
+            for &i in g.idx {
+                out[i] = ga * dxh[i] + dga * xh[i] + dbe;
+            }
+        });
+    }
+    /// `dgamma' += sum (ybar' xh + ybar dxh)`, `dbeta' += sum ybar'`, and the normalisation's
+    /// second-order pass on `gamma ybar` with tangent `dgamma ybar + gamma ybar'`.
+    fn backward_tangent(&self, t: TangentBackward<'_, T>) -> GradIn {
+        let (win, nper, r) = (self.width(), self.n(), t.rows);
+        let gamma = &t.params[..nper];
+        let dgamma = &t.params_dot[..nper];
+        let (hg, hb) = t.grads_dot.split_at_mut(nper);
+        let xh = &t.state.saved[..r * win];
+        let inv = &t.state.stats;
+        let (dxh, dss) = (&t.tstate.saved, &t.tstate.stats);
+        let ybar = t.ybar;
+        let gd = &mut *t.ybar_dot;
+        let mut tmp = Vec::new();
+        self.pattern().for_each(r, t.minibatch, |g| {
+            let p = g.param;
+            let (mut sg, mut sb) = (T::zero(), T::zero());
+            for &i in g.idx {
+                sg += gd[i] * xh[i] + ybar[i] * dxh[i];
+                sb += gd[i];
+            }
+            hg[p] += sg;
+            hb[p] += sb;
+            let (ga, dga) = (gamma[p], dgamma[p]);
+            norm::second_order(
+                g.idx,
+                xh,
+                inv[g.stat],
+                dss[g.stat],
+                |i| ga * ybar[i],
+                |i| dga * ybar[i] + ga * gd[i],
+                |i| dxh[i],
+                &mut tmp,
+            );
+            for (&i, &v) in g.idx.iter().zip(&tmp) {
+                gd[i] = v;
+            }
+        });
+        GradIn::InDy
+    }
+}
+
+impl BatchNorm {
+    fn pattern(&self) -> Pattern {
+        Pattern::Batch {
+            over: self.over,
+            channels: self.channels,
+            positions: self.positions,
+        }
     }
 }
 

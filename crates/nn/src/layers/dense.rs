@@ -6,8 +6,12 @@ use eqaug_groups::{Points, Real, Rep};
 use rand::{Rng, RngCore};
 use rand_distr::StandardNormal;
 
-use super::linear::{linear_backward, linear_forward};
-use super::{Backward, BuildCtx, Built, Forward, GradIn, Layer, ParamEntry};
+use super::linear::{
+    linear_backward, linear_backward_tangent, linear_forward, linear_forward_tangent,
+};
+use super::{
+    Backward, BuildCtx, Built, Forward, GradIn, Layer, ParamEntry, TangentBackward, TangentForward,
+};
 use crate::params::TensorKind;
 use crate::NnError;
 
@@ -130,5 +134,44 @@ impl<T: Real> Layer<T> for Dense {
     }
     fn flops_per_sample(&self) -> usize {
         2 * self.out * self.inp
+    }
+    fn has_tangent(&self) -> bool {
+        true
+    }
+    fn forward_tangent(&self, t: TangentForward<'_, T>) {
+        let nw = self.out * self.inp;
+        let (w, _) = t.params.split_at(nw);
+        let (wd, bd) = t.params_dot.split_at(nw);
+        let bd = self.bias.then_some(bd);
+        linear_forward_tangent(
+            t.input,
+            t.input_dot,
+            w,
+            wd,
+            bd,
+            t.output_dot,
+            t.rows,
+            self.inp,
+            self.out,
+        );
+    }
+    fn backward_tangent(&self, t: TangentBackward<'_, T>) -> GradIn {
+        let nw = self.out * self.inp;
+        let (gw, gb) = t.grads_dot.split_at_mut(nw);
+        linear_backward_tangent(
+            t.input,
+            t.input_dot,
+            &t.params[..nw],
+            &t.params_dot[..nw],
+            t.ybar,
+            t.ybar_dot,
+            gw,
+            self.bias.then_some(gb),
+            t.xbar_dot,
+            t.rows,
+            self.inp,
+            self.out,
+        );
+        GradIn::InDx
     }
 }

@@ -7,8 +7,12 @@ use eqaug_groups::{Projector, Real, Rep};
 use rand::{Rng, RngCore};
 use rand_distr::StandardNormal;
 
-use super::linear::{linear_backward, linear_forward};
-use super::{Backward, BuildCtx, Built, Forward, GradIn, Layer, ParamEntry};
+use super::linear::{
+    linear_backward, linear_backward_tangent, linear_forward, linear_forward_tangent,
+};
+use super::{
+    Backward, BuildCtx, Built, Forward, GradIn, Layer, ParamEntry, TangentBackward, TangentForward,
+};
 use crate::params::TensorKind;
 use crate::{NnError, Points};
 
@@ -197,5 +201,38 @@ impl<T: Real> Layer<T> for GroupLinear {
     }
     fn flops_per_sample(&self) -> usize {
         2 * self.out() * self.inp()
+    }
+    fn has_tangent(&self) -> bool {
+        true
+    }
+    fn forward_tangent(&self, t: TangentForward<'_, T>) {
+        linear_forward_tangent(
+            t.input,
+            t.input_dot,
+            t.params,
+            t.params_dot,
+            None,
+            t.output_dot,
+            t.rows,
+            self.inp(),
+            self.out(),
+        );
+    }
+    fn backward_tangent(&self, t: TangentBackward<'_, T>) -> GradIn {
+        linear_backward_tangent(
+            t.input,
+            t.input_dot,
+            t.params,
+            t.params_dot,
+            t.ybar,
+            t.ybar_dot,
+            t.grads_dot,
+            None,
+            t.xbar_dot,
+            t.rows,
+            self.inp(),
+            self.out(),
+        );
+        GradIn::InDx
     }
 }

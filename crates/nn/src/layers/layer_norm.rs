@@ -4,7 +4,11 @@ use std::sync::Arc;
 
 use eqaug_groups::Real;
 
-use super::{grow, Backward, BuildCtx, Built, Forward, GradIn, Layer, NORM_EPS};
+use super::norm::{self, Pattern};
+use super::{
+    grow, Backward, BuildCtx, Built, Forward, GradIn, Layer, TangentBackward, TangentForward,
+    NORM_EPS,
+};
 use crate::{c, NnError, NormOver};
 
 /// Layer norm of rows of `channels x positions` features (channel-major), eps 1e-5, no
@@ -124,6 +128,52 @@ impl<T: Real> Layer<T> for LayerNorm {
             }
         }
         GradIn::InDy
+    }
+    fn has_tangent(&self) -> bool {
+        true
+    }
+    fn forward_tangent(&self, t: TangentForward<'_, T>) {
+        let inv = &t.state.stats;
+        let (xh, xd, out) = (t.output, t.input_dot, &mut *t.output_dot);
+        self.pattern().for_each(t.rows, t.minibatch, |g| {
+            norm::jvp(g.idx, xh, inv[g.stat], xd, out);
+        });
+    }
+    fn backward_tangent(&self, t: TangentBackward<'_, T>) -> GradIn {
+        let inv = &t.state.stats;
+        let (xh, xd, dxh, ybar) = (t.output, t.input_dot, t.output_dot, t.ybar);
+        let gd = &mut *t.ybar_dot;
+        let mut tmp = Vec::new();
+        self.pattern().for_each(t.rows, t.minibatch, |g| {
+            let ds = xd.map_or(T::zero(), |xd| {
+                let s = g.idx.iter().fold(T::zero(), |a, &i| a + xh[i] * xd[i]);
+                s / T::from_usize(g.idx.len()).expect("size")
+            });
+            norm::second_order(
+                g.idx,
+                xh,
+                inv[g.stat],
+                ds,
+                |i| ybar[i],
+                |i| gd[i],
+                |i| dxh[i],
+                &mut tmp,
+            );
+            for (&i, &v) in g.idx.iter().zip(&tmp) {
+                gd[i] = v;
+            }
+        });
+        GradIn::InDy
+    }
+}
+
+impl LayerNorm {
+    fn pattern(&self) -> Pattern {
+        Pattern::Layer {
+            over: self.over,
+            channels: self.channels,
+            positions: self.positions,
+        }
     }
 }
 

@@ -71,3 +71,82 @@ pub fn linear_backward<T: Real>(
         general_mat_mul(T::one(), &dyv, &wv, T::zero(), &mut dxv);
     }
 }
+
+/// The tangent of [`linear_forward`]: `dY = X dW^T (+ db) (+ dX W^T)` (`dx = None`: a zero
+/// input tangent).
+#[allow(clippy::too_many_arguments)]
+pub fn linear_forward_tangent<T: Real>(
+    x: &[T],
+    dx: Option<&[T]>,
+    w: &[T],
+    dw: &[T],
+    dbias: Option<&[T]>,
+    dy: &mut [T],
+    r: usize,
+    inp: usize,
+    out: usize,
+) {
+    linear_forward(x, dw, dbias, dy, r, inp, out);
+    if let (Some(dx), true) = (dx, r > 0) {
+        let mut yv = view_mut(dy, r, out);
+        general_mat_mul(
+            T::one(),
+            &view(dx, r, inp),
+            &view(w, out, inp).t(),
+            T::one(),
+            &mut yv,
+        );
+    }
+}
+
+/// The tangent of [`linear_backward`] (the R-operator): with `g = dL/dY` at the point and
+/// `gd` its tangent, `dW' += gd^T X + g^T dX`, `db' += sum_rows gd` and, if asked,
+/// `dX' = gd W + g dW`.
+#[allow(clippy::too_many_arguments)]
+pub fn linear_backward_tangent<T: Real>(
+    x: &[T],
+    dx: Option<&[T]>,
+    w: &[T],
+    dw: &[T],
+    g: &[T],
+    gd: &[T],
+    grads_dot: &mut [T],
+    dbias_dot: Option<&mut [T]>,
+    xbar_dot: Option<&mut [T]>,
+    r: usize,
+    inp: usize,
+    out: usize,
+) {
+    if r == 0 {
+        return;
+    }
+    // dW' += gd^T X (+ g^T dX), db' += sum gd
+    linear_backward(x, w, gd, grads_dot, dbias_dot, None, r, inp, out);
+    if let Some(dx) = dx {
+        let mut dwv = view_mut(grads_dot, out, inp);
+        general_mat_mul(
+            T::one(),
+            &view(g, r, out).t(),
+            &view(dx, r, inp),
+            T::one(),
+            &mut dwv,
+        );
+    }
+    if let Some(xd) = xbar_dot {
+        let mut xv = view_mut(xd, r, inp);
+        general_mat_mul(
+            T::one(),
+            &view(gd, r, out),
+            &view(w, out, inp),
+            T::zero(),
+            &mut xv,
+        );
+        general_mat_mul(
+            T::one(),
+            &view(g, r, out),
+            &view(dw, out, inp),
+            T::one(),
+            &mut xv,
+        );
+    }
+}

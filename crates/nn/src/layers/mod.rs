@@ -39,6 +39,7 @@ pub mod dense;
 pub mod group_linear;
 pub mod layer_norm;
 pub mod linear;
+mod norm;
 pub mod softmax;
 
 pub use activation::{HyperparameterError, Pointwise, PointwiseFn};
@@ -145,6 +146,76 @@ pub struct Backward<'a, T> {
     pub scratch: &'a mut Vec<T>,
 }
 
+/// The arguments of [`Layer::forward_tangent`]: the directional derivative of the forward
+/// pass along a tangent of the input and of the parameters, called after [`Layer::forward`]
+/// on the same chunk (its output and state are the point's).
+#[derive(Debug)]
+pub struct TangentForward<'a, T> {
+    /// The layer's parameters at the point.
+    pub params: &'a [T],
+    /// The tangent of the parameters (same layout as `params`).
+    pub params_dot: &'a [T],
+    /// The forward input, `rows x input_width`.
+    pub input: &'a [T],
+    /// The tangent of the input, or `None` when it is zero (the data, or every layer before
+    /// this one is parameter-free).
+    pub input_dot: Option<&'a [T]>,
+    /// The forward output, `rows x output_width`.
+    pub output: &'a [T],
+    /// Where to write the output's tangent, `rows x output_width`.
+    pub output_dot: &'a mut [T],
+    /// Rows of the chunk.
+    pub rows: usize,
+    /// Mini-batch size (as in the forward pass).
+    pub minibatch: usize,
+    /// The layer's buffers from the forward pass.
+    pub state: &'a LayerState<T>,
+    /// The layer's buffers kept from this pass to [`Layer::backward_tangent`].
+    pub tstate: &'a mut LayerState<T>,
+    /// Scratch shared by all layers.
+    pub scratch: &'a mut Vec<T>,
+}
+
+/// The arguments of [`Layer::backward_tangent`]: the directional derivative of the backward
+/// pass (Pearlmutter's R-operator), called after [`Layer::forward_tangent`] on the same chunk.
+/// With `ybar` the gradient of the loss w.r.t. the output at the point and `ybar_dot` its
+/// tangent, the layer ADDS the tangent of its parameter gradient (its block of `H v`) into
+/// `grads_dot` and writes the tangent of its input gradient.
+#[derive(Debug)]
+pub struct TangentBackward<'a, T> {
+    /// The layer's parameters at the point.
+    pub params: &'a [T],
+    /// The tangent of the parameters.
+    pub params_dot: &'a [T],
+    /// Where to ADD the tangent of the parameter gradient (same layout as `params`).
+    pub grads_dot: &'a mut [T],
+    /// The forward input.
+    pub input: &'a [T],
+    /// The input's tangent (`None`: zero).
+    pub input_dot: Option<&'a [T]>,
+    /// The forward output.
+    pub output: &'a [T],
+    /// The output's tangent (from [`Layer::forward_tangent`]).
+    pub output_dot: &'a [T],
+    /// The gradient w.r.t. the output at the point, `rows x output_width`.
+    pub ybar: &'a [T],
+    /// Its tangent; a layer with equal widths may overwrite it with the input gradient's
+    /// tangent ([`GradIn::InDy`]).
+    pub ybar_dot: &'a mut [T],
+    /// Where to write the tangent of the input gradient, or `None` if not needed.
+    pub xbar_dot: Option<&'a mut [T]>,
+    /// Rows of the chunk.
+    pub rows: usize,
+    /// Mini-batch size.
+    pub minibatch: usize,
+    /// The layer's buffers from the forward pass.
+    pub state: &'a LayerState<T>,
+    /// The layer's buffers from the tangent forward pass.
+    pub tstate: &'a LayerState<T>,
+    /// Scratch shared by all layers.
+    pub scratch: &'a mut Vec<T>,
+}
+
 /// Where [`Layer::backward`] left the input gradient.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GradIn {
@@ -216,6 +287,24 @@ pub trait Layer<T: Real>: Send + Sync + fmt::Debug {
     /// the GEMM layers (0 by default).
     fn flops_per_sample(&self) -> usize {
         0
+    }
+    /// Whether the layer implements [`Layer::forward_tangent`] and [`Layer::backward_tangent`]
+    /// (false by default), which the exact Hessian-vector product
+    /// ([`crate::Sequential::hvp`]) needs of every layer.
+    fn has_tangent(&self) -> bool {
+        false
+    }
+    /// The tangent forward pass (see [`TangentForward`]). Only called when
+    /// [`Layer::has_tangent`] is true; the default panics.
+    fn forward_tangent(&self, t: TangentForward<'_, T>) {
+        let _ = t;
+        panic!("layer `{}` has no tangent pass", self.kind());
+    }
+    /// The second-order backward pass (see [`TangentBackward`]). Only called when
+    /// [`Layer::has_tangent`] is true; the default panics.
+    fn backward_tangent(&self, t: TangentBackward<'_, T>) -> GradIn {
+        let _ = t;
+        panic!("layer `{}` has no tangent pass", self.kind());
     }
     /// Input values where the layer is not differentiable (`[0]` for LeakyReLU), used by
     /// [`crate::Sequential::min_abs_preactivation`]. None by default.

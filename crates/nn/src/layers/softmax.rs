@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use eqaug_groups::Real;
 
-use super::{Backward, BuildCtx, Built, Forward, GradIn, Layer};
+use super::{Backward, BuildCtx, Built, Forward, GradIn, Layer, TangentBackward, TangentForward};
 use crate::NnError;
 
 /// `y = exp(x - max x) / sum exp(x - max x)` over each row of `width` features.
@@ -61,4 +61,49 @@ impl<T: Real> Layer<T> for Softmax {
         }
         GradIn::InDy
     }
+    fn has_tangent(&self) -> bool {
+        true
+    }
+    /// `dy = y (dx - <y, dx>)` per row.
+    fn forward_tangent(&self, t: TangentForward<'_, T>) {
+        let w = self.width;
+        let n = t.output.len();
+        let Some(xd) = t.input_dot else {
+            t.output_dot[..n].fill(T::zero());
+            return;
+        };
+        for ((yr, xr), or) in t
+            .output
+            .chunks_exact(w)
+            .zip(xd.chunks_exact(w))
+            .zip(t.output_dot.chunks_exact_mut(w))
+        {
+            let s = dot(yr, xr);
+            for ((o, &p), &d) in or.iter_mut().zip(yr).zip(xr) {
+                *o = p * (d - s);
+            }
+        }
+    }
+    /// With `xbar = y (g - <y, g>)`: `xbar' = dy (g - <y, g>) + y (g' - <dy, g> - <y, g'>)`.
+    fn backward_tangent(&self, t: TangentBackward<'_, T>) -> GradIn {
+        let w = self.width;
+        for (((yr, ydr), gr), gdr) in t
+            .output
+            .chunks_exact(w)
+            .zip(t.output_dot.chunks_exact(w))
+            .zip(t.ybar.chunks_exact(w))
+            .zip(t.ybar_dot.chunks_exact_mut(w))
+        {
+            let s = dot(yr, gr);
+            let sd = dot(ydr, gr) + dot(yr, gdr);
+            for (((d, &p), &pd), &g) in gdr.iter_mut().zip(yr).zip(ydr).zip(gr) {
+                *d = pd * (g - s) + p * (*d - sd);
+            }
+        }
+        GradIn::InDy
+    }
+}
+
+fn dot<T: Real>(a: &[T], b: &[T]) -> T {
+    a.iter().zip(b).fold(T::zero(), |s, (&x, &y)| s + x * y)
 }

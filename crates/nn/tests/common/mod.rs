@@ -19,7 +19,10 @@ pub fn gaussian(rng: &mut impl Rng, r: usize, w: usize, std: f64) -> Array2<f64>
 /// Targets of the right kind for `loss`: 0/1 entries, one-hot rows, or Gaussian values.
 pub fn targets(rng: &mut impl Rng, loss: Loss, r: usize, w: usize) -> Array2<f64> {
     match loss {
-        Loss::Bce | Loss::SegmentationBce => {
+        Loss::Bce
+        | Loss::SegmentationBce
+        | Loss::BceOnProbabilities
+        | Loss::SegmentationBceOnProbabilities => {
             Array2::from_shape_fn((r, w), |_| if rng.gen_bool(0.5) { 1.0 } else { 0.0 })
         }
         Loss::CrossEntropyLogits | Loss::CrossEntropyOnProbabilities => {
