@@ -107,6 +107,13 @@ pub struct StabilityOutput {
     /// a sample of M): the HVPs of the Lanczos runs on E-perp.
     #[serde(default)]
     pub hvp_cost_augmented: Option<f64>,
+    /// The HVP method of the analysis (`exact` or `central_differences`).
+    #[serde(default)]
+    pub hvp_method: String,
+    /// The cost of an exact HVP computed from scratch (no kept point), nominal and augmented,
+    /// in gradients (`None`: not measured, or central differences).
+    #[serde(default)]
+    pub hvp_cost_from_scratch: Option<(f64, f64)>,
     /// Wall time of the whole command for this experiment, seconds.
     pub wall_seconds: f64,
 }
@@ -154,16 +161,16 @@ pub fn run_stability_within(
         source,
     };
     let mut runs = Vec::new();
-    let (mut hvp_cost, mut hvp_cost_aug) = (None, None);
+    let (mut hvp_cost, mut hvp_cost_aug, mut scratch_cost) = (None, None, None);
+    let analysis_opts = opts.options(exp.protocol.minibatch, exp.protocol.seed);
     for run in 0..opts.runs {
         let seed = exp.protocol.seed + run as u64;
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         let a0 = net.init_params(&mut rng);
         if run == 0 {
-            hvp_cost = Some(
-                hvp_cost_in_gradients(net, data, exp.protocol.minibatch, &a0, None)
-                    .map_err(analysis_err)?,
-            );
+            let (c, c0) = hvp_cost_in_gradients(net, data, &analysis_opts, &a0, None)
+                .map_err(analysis_err)?;
+            hvp_cost = Some(c);
             let (elements, _) = stability::augmentation_elements(
                 group,
                 opts.exact_limit,
@@ -171,10 +178,10 @@ pub fn run_stability_within(
                 &mut rand_chacha::ChaCha8Rng::seed_from_u64(seed),
             )
             .map_err(analysis_err)?;
-            hvp_cost_aug = Some(
-                hvp_cost_in_gradients(net, data, exp.protocol.minibatch, &a0, Some(elements))
-                    .map_err(analysis_err)?,
-            );
+            let (ca, ca0) = hvp_cost_in_gradients(net, data, &analysis_opts, &a0, Some(elements))
+                .map_err(analysis_err)?;
+            hvp_cost_aug = Some(ca);
+            scratch_cost = c0.zip(ca0);
         }
         let t = Instant::now();
         let (report, _) =
@@ -212,6 +219,8 @@ pub fn run_stability_within(
         runs,
         hvp_cost_in_gradients: hvp_cost,
         hvp_cost_augmented: hvp_cost_aug,
+        hvp_method: analysis_opts.hvp.name().into(),
+        hvp_cost_from_scratch: scratch_cost,
         wall_seconds: t0.elapsed().as_secs_f64(),
     };
     write_output(&output, &out.join(&exp.name))?;
@@ -361,18 +370,31 @@ fn activations(spec: &eqaug_nn::NetworkSpec) -> Vec<String> {
     v
 }
 
-/// Wall time of one HVP over that of one gradient of the risk at `a` (nominal, or averaged over
-/// `elements`): the ratio of the medians of 15 interleaved repetitions of each. Medians, not
-/// minima: the minimum of a sum of two noisy gradient times lies above twice the minimum of one,
-/// which biases a ratio of minima upwards by about the timing jitter.
+/// Wall time of one HVP (the analysis' method; exact ones at a kept point) over that of one
+/// gradient of the risk at `a` (nominal, or averaged over `elements`): the ratio of the
+/// medians of 15 interleaved repetitions of each. Medians, not minima: the minimum of a sum of
+/// two noisy gradient times lies above twice the minimum of one, which biases a ratio of minima
+/// upwards by about the timing jitter. For exact HVPs also the ratio without the kept point
+/// (every product from scratch), interleaved in the same loop.
 pub fn hvp_cost_in_gradients(
     net: &Network<f64>,
     data: &eqaug_dynamics::TrainData<f64>,
-    minibatch: usize,
+    opts: &stability::StabilityOptions,
     a: &eqaug_nn::Params<f64>,
     elements: Option<Vec<eqaug_groups::Perm>>,
-) -> Result<f64, stability::StabilityError> {
+) -> Result<(f64, Option<f64>), stability::StabilityError> {
+    let minibatch = opts.minibatch;
+    let exact = opts.hvp == stability::HvpMethod::Exact;
+    let mut scratch = if exact {
+        let mut r = stability::Risk::new(net, data, minibatch, elements.clone())?;
+        r.set_keep_point(false);
+        Some(r)
+    } else {
+        None
+    };
     let mut risk = stability::Risk::new(net, data, minibatch, elements)?;
+    risk.set_hvp_method(opts.hvp)?;
+    risk.set_hvp_step(opts.hvp_step);
     let mut g = a.zeros_like();
     let mut hv = a.zeros_like();
     let v = {
@@ -384,6 +406,7 @@ pub fn hvp_cost_in_gradients(
     risk.hvp(a, &v, &mut hv)?;
     let mut tg = Vec::new();
     let mut th = Vec::new();
+    let mut ts = Vec::new();
     for _ in 0..15 {
         let t = Instant::now();
         risk.loss_and_gradient(a, &mut g)?;
@@ -391,12 +414,19 @@ pub fn hvp_cost_in_gradients(
         let t = Instant::now();
         risk.hvp(a, &v, &mut hv)?;
         th.push(t.elapsed().as_secs_f64());
+        if let Some(r) = scratch.as_mut() {
+            let t = Instant::now();
+            r.hvp(a, &v, &mut hv)?;
+            ts.push(t.elapsed().as_secs_f64());
+        }
     }
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    Ok(median(&mut th) / median(&mut tg).max(1e-12))
+    let mg = median(&mut tg).max(1e-12);
+    let from_scratch = (!ts.is_empty()).then(|| median(&mut ts) / mg);
+    Ok((median(&mut th) / mg, from_scratch))
 }
 
 /// Writes `dir/stability.json` atomically.
@@ -448,6 +478,8 @@ pub fn run_worked_example(out: &Path) -> Result<StabilityOutput, StabilityRunErr
         }],
         hvp_cost_in_gradients: None,
         hvp_cost_augmented: None,
+        hvp_method: String::new(),
+        hvp_cost_from_scratch: None,
         wall_seconds: t0.elapsed().as_secs_f64(),
     };
     write_output(&output, &out.join("worked-example"))?;

@@ -59,10 +59,10 @@ mod verdict;
 pub use crate::error::StabilityError;
 pub use escape::{measure_escape, Escape};
 pub use options::{
-    StabilityOptions, StationaryOptions, DEFAULT_LANCZOS_STEPS, MAX_ITERATIONS, MAX_SAMPLES,
-    MAX_STEPS,
+    HvpMethod, StabilityOptions, StationaryOptions, DEFAULT_LANCZOS_STEPS, MAX_ITERATIONS,
+    MAX_SAMPLES, MAX_STEPS,
 };
-pub use risk::{augmentation_elements, Risk};
+pub use risk::{augmentation_elements, Risk, HVP_CACHE_BYTES};
 pub use spectra::{
     held_out_rayleigh, per_sample_rayleigh, BlockSpectrum, HeldOutRayleigh, SamplingError,
     RAYLEIGH_SIGMAS,
@@ -88,9 +88,10 @@ use spectra::{block_spectrum, dense_block, sampling_error};
 /// The stability analysis of docs/science.md §10 for one network and data set, from `a0`:
 /// stationary point in E, spectra of both blocks, escapes, verdict (module docs).
 ///
-/// The noise level of an eigenvalue is `max(residual, 1e-7 * max|lambda|)`: negative Ritz values
-/// above `-noise` are not counted as instability (docs/science.md §10(b): at a residual `r` the
-/// landscape is only known to `O(r)`, and the central differences to about 1e-7 relative).
+/// The noise level of an eigenvalue is `max(residual, hvp_error)`: negative Ritz values above
+/// `-noise` are not counted as instability (docs/science.md §10(b): at a residual `r` the
+/// landscape is only known to `O(r)`, and the HVPs to their error level, round-off for the
+/// exact ones ([`Risk::hvp_error`]), about 1e-7 relative for central differences).
 pub fn analyse(
     net: &Network<f64>,
     data: &TrainData<f64>,
@@ -127,9 +128,14 @@ pub fn analyse(
         .abs()
         .max(perp_block.max.abs())
         .max(e_block.min.abs());
-    let noise = sp.residual.max(1e-7 * scale);
+    // The HVPs' error level (round-off for exact products, measured; 1e-7 relative for
+    // central differences), the larger of the two risks'.
+    let hvp_error = nominal
+        .hvp_error(&a, scale, 3, &mut rng)?
+        .max(aug.hvp_error(&a, scale, 3, &mut rng)?);
+    let noise = sp.residual.max(hvp_error);
     for b in [&mut e_block, &mut perp_block] {
-        b.set_noise(noise);
+        b.set_noise(noise, hvp_error);
     }
     // 5. Checks of a sampled H_perp, or the off-diagonal block, escapes and per-sample test
     // of an exact one.
@@ -184,6 +190,10 @@ pub fn analyse(
         escape_random: checks.escape_random,
         verdict,
         gradient_evaluations: count,
+        hvp: opts.hvp,
+        hvp_error,
+        hvp_count: nominal.hvp_count() + aug.hvp_count(),
+        loss_form: net.bce_form().map(str::to_owned),
     };
     Ok((report, a))
 }

@@ -5,6 +5,31 @@
 use crate::error::StabilityError;
 use serde::{Deserialize, Serialize};
 
+/// How [`super::Risk::hvp`] computes Hessian-vector products.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HvpMethod {
+    /// Exact: a tangent forward and a second-order backward pass through every layer
+    /// (Pearlmutter's R-operator, [`eqaug_nn::Sequential::hvp`]); the error is round-off. At a fixed
+    /// point the forward and backward state of every work item is kept (up to
+    /// [`super::HVP_CACHE_BYTES`]), so each further product costs the tangent passes only.
+    #[default]
+    Exact,
+    /// Central differences of the exact gradient ([`crate::hessian::hvp`]), error
+    /// `O(h^2) + O(u / h)`, about 1e-7 relative at the default step.
+    CentralDifferences,
+}
+
+impl HvpMethod {
+    /// The method's name in configs and reports.
+    pub fn name(&self) -> &'static str {
+        match self {
+            HvpMethod::Exact => "exact",
+            HvpMethod::CentralDifferences => "central_differences",
+        }
+    }
+}
+
 /// Options of [`super::find_stationary_point`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -64,7 +89,9 @@ pub struct StabilityOptions {
     pub enumeration_limit: usize,
     /// M, the sample size for groups too large to enumerate.
     pub sample_elements: usize,
-    /// Relative step of the central-difference HVPs.
+    /// How Hessian-vector products are taken (default exact).
+    pub hvp: HvpMethod,
+    /// Relative step of the central-difference HVPs (with [`HvpMethod::CentralDifferences`]).
     pub hvp_step: f64,
     /// Ridge `mu / 2 ||A||^2` added to every risk of the analysis ([`super::Risk::set_weight_decay`]).
     pub weight_decay: f64,
@@ -99,6 +126,7 @@ impl Default for StabilityOptions {
             refine_steps: DEFAULT_LANCZOS_STEPS / 2,
             enumeration_limit: 1000,
             sample_elements: 16,
+            hvp: HvpMethod::Exact,
             hvp_step: 1e-6,
             weight_decay: 0.0,
             perp_dense_limit: 0,

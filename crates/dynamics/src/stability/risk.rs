@@ -3,7 +3,7 @@
 //! augmentation's elements, and the Hessian-vector product (central differences of the exact
 //! gradient, [`crate::hessian::hvp`]).
 
-use super::options::StabilityOptions;
+use super::options::{HvpMethod, StabilityOptions};
 use crate::error::StabilityError;
 use crate::TrainData;
 use eqaug_groups::{act_on_sample, Group, Perm, Points};
@@ -28,7 +28,21 @@ pub(super) struct Block {
     grads: Params<f64>,
     xbuf: Array2<f64>,
     ybuf: Array2<f64>,
+    /// Per item of the block, the prepared point of the exact HVP (empty unless cached).
+    points: Vec<ItemPoint>,
 }
+
+/// One work item's data and the network's state at the point ([`eqaug_nn::Sequential::hvp_point`]).
+#[derive(Debug)]
+struct ItemPoint {
+    ws: Workspace<f64>,
+    x: Array2<f64>,
+    t: Array2<f64>,
+}
+
+/// The most memory the exact HVP's kept point may take (every work item's activations,
+/// tangents, output gradients and data); above it each product recomputes the point.
+pub const HVP_CACHE_BYTES: usize = 1 << 30;
 
 /// A deterministic full-batch risk in f64: the nominal risk `R` (no elements), or the
 /// augmented risk averaged over a fixed list of group elements (every element for the exact
@@ -53,6 +67,11 @@ pub struct Risk<'a> {
     gradients: usize,
     /// Scratch parameters of the HVP (point, second gradient), allocated on first use.
     scratch: Option<(Params<f64>, Params<f64>)>,
+    hvp_method: HvpMethod,
+    /// The parameters at which `Block::points` were prepared.
+    point_at: Option<Vec<f64>>,
+    keep_point: bool,
+    hvps: usize,
 }
 
 impl<'a> Risk<'a> {
@@ -124,6 +143,7 @@ impl<'a> Risk<'a> {
                 grads: net.zeros(),
                 xbuf: Array2::zeros((if augmented { item_rows } else { 0 }, data.x.ncols())),
                 ybuf: Array2::zeros((if augmented { item_rows } else { 0 }, data.targets.ncols())),
+                points: Vec::new(),
             })
             .filter(|b| !b.items.is_empty())
             .collect();
@@ -139,6 +159,14 @@ impl<'a> Risk<'a> {
             per_row: None,
             gradients: 0,
             scratch: None,
+            hvp_method: if net.check_second_order().is_ok() {
+                HvpMethod::Exact
+            } else {
+                HvpMethod::CentralDifferences
+            },
+            point_at: None,
+            keep_point: true,
+            hvps: 0,
         })
     }
 
@@ -210,9 +238,45 @@ impl<'a> Risk<'a> {
         self.weight_decay
     }
 
-    /// Gradients computed so far (each HVP costs two).
+    /// Gradients computed so far (each central-difference HVP costs two; exact HVPs are
+    /// counted by [`Risk::hvp_count`]).
     pub fn gradient_count(&self) -> usize {
         self.gradients
+    }
+
+    /// Hessian-vector products computed so far (either method).
+    pub fn hvp_count(&self) -> usize {
+        self.hvps
+    }
+
+    /// Chooses the HVP method (default [`HvpMethod::Exact`] when every layer has a tangent
+    /// pass). Errors if the exact method is asked of a network without one.
+    pub fn set_hvp_method(&mut self, method: HvpMethod) -> Result<(), StabilityError> {
+        if method == HvpMethod::Exact {
+            self.net
+                .check_second_order()
+                .map_err(|e| StabilityError::Invalid(e.to_string()))?;
+        }
+        self.hvp_method = method;
+        Ok(())
+    }
+
+    /// Whether exact HVPs keep the point's state between products (default true, within
+    /// [`HVP_CACHE_BYTES`]); false recomputes the point's forward and backward pass for every
+    /// product (to measure what the kept point saves).
+    pub fn set_keep_point(&mut self, keep: bool) {
+        self.keep_point = keep;
+        if !keep {
+            self.point_at = None;
+            for b in &mut self.blocks {
+                b.points.clear();
+            }
+        }
+    }
+
+    /// The HVP method in use.
+    pub fn hvp_method(&self) -> HvpMethod {
+        self.hvp_method
     }
 
     /// The risk at `a` (mean loss over samples and elements, plus the ridge if any).
@@ -254,9 +318,147 @@ impl<'a> Risk<'a> {
         Ok(l + self.ridge(a))
     }
 
-    /// `H v` at `a` by central differences of the gradient ([`crate::hessian::hvp`], step
-    /// [`Risk::set_hvp_step`]), into `out`.
+    /// `H v` at `a` into `out`, by the chosen [`HvpMethod`]: exact (the default), or central
+    /// differences of the gradient ([`crate::hessian::hvp`], step [`Risk::set_hvp_step`]).
     pub fn hvp(
+        &mut self,
+        a: &Params<f64>,
+        v: &Params<f64>,
+        out: &mut Params<f64>,
+    ) -> Result<(), StabilityError> {
+        self.hvps += 1;
+        match self.hvp_method {
+            HvpMethod::Exact => self.exact_hvp(a, v, out),
+            HvpMethod::CentralDifferences => self.central_hvp(a, v, out),
+        }
+    }
+
+    /// The error level of this risk's HVPs at `a`, per unit vector, for a Hessian of scale
+    /// `scale` (its largest |eigenvalue|): for central differences the documented 1e-7
+    /// relative; for exact products, round-off, measured as 10 times the largest asymmetry
+    /// `|v^T H w - w^T H v|` over `pairs` pairs of random unit vectors, and at least
+    /// `64 u scale` (`u` the unit round-off). Tested against dense Hessians.
+    pub fn hvp_error(
+        &mut self,
+        a: &Params<f64>,
+        scale: f64,
+        pairs: usize,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<f64, StabilityError> {
+        if self.hvp_method == HvpMethod::CentralDifferences {
+            return Ok(1e-7 * scale);
+        }
+        let mut worst = 0.0f64;
+        let (mut hv, mut hw) = (a.zeros_like(), a.zeros_like());
+        for _ in 0..pairs {
+            let mut v =
+                Params::from_vec(a.layout().clone(), super::random::gaussian(a.len(), rng))?;
+            let mut w =
+                Params::from_vec(a.layout().clone(), super::random::gaussian(a.len(), rng))?;
+            v.scale(1.0 / v.norm());
+            w.scale(1.0 / w.norm());
+            self.hvp(a, &v, &mut hv)?;
+            self.hvp(a, &w, &mut hw)?;
+            worst = worst.max((w.dot(&hv) - v.dot(&hw)).abs());
+        }
+        Ok((10.0 * worst).max(64.0 * f64::EPSILON * 0.5 * scale))
+    }
+
+    /// Bytes the kept point of the exact HVP takes (every work item's buffers).
+    fn point_bytes(&self) -> usize {
+        let widths: usize = self.net.widths().iter().sum();
+        let maxw = self.net.widths().iter().copied().max().unwrap_or(0);
+        let cols = self.data.x.ncols() + self.data.targets.ncols();
+        let rows: usize = self
+            .items
+            .iter()
+            .map(|it| it.iter().map(|u| u.1.len()).sum::<usize>())
+            .sum();
+        // activations, tangents, output gradients, normalisation states (two each), the
+        // two gradient buffers, the data
+        rows.saturating_mul(6 * widths + 2 * maxw + cols)
+            .saturating_mul(8)
+    }
+
+    fn exact_hvp(
+        &mut self,
+        a: &Params<f64>,
+        v: &Params<f64>,
+        out: &mut Params<f64>,
+    ) -> Result<(), StabilityError> {
+        self.check_layout(a)?;
+        let cache = self.keep_point && self.point_bytes() <= HVP_CACHE_BYTES;
+        let fresh = cache && self.point_at.as_deref() != Some(a.as_slice());
+        let (net, data, mb) = (self.net, self.data, self.minibatch);
+        let (items, elements, per_row) = (&self.items, &self.elements, &self.per_row);
+        let res: Result<(), eqaug_nn::NnError> = self.blocks.par_iter_mut().try_for_each(|b| {
+            b.grads.fill_zero();
+            if fresh {
+                b.points.clear();
+            }
+            for (k, units) in items[b.items.clone()].iter().enumerate() {
+                if cache && !fresh {
+                    let pt = &mut b.points[k];
+                    net.hvp_at_point(a, v, pt.x.view(), pt.t.view(), mb, &mut b.grads, &mut pt.ws)?;
+                    continue;
+                }
+                let r0 = item_data(data, elements, per_row, units, &mut b.xbuf, &mut b.ybuf);
+                let (x, t) = if elements.is_empty() {
+                    let rows = &units[0].1;
+                    (
+                        data.x.slice(s![rows.start..rows.end, ..]),
+                        data.targets.slice(s![rows.start..rows.end, ..]),
+                    )
+                } else {
+                    (b.xbuf.slice(s![..r0, ..]), b.ybuf.slice(s![..r0, ..]))
+                };
+                if cache {
+                    let mut pt = ItemPoint {
+                        ws: net.workspace(x.nrows()),
+                        x: x.to_owned(),
+                        t: t.to_owned(),
+                    };
+                    net.hvp_point(a, pt.x.view(), pt.t.view(), mb, None, &mut pt.ws)?;
+                    net.hvp_at_point(a, v, pt.x.view(), pt.t.view(), mb, &mut b.grads, &mut pt.ws)?;
+                    b.points.push(pt);
+                } else {
+                    net.hvp(a, v, x, t, mb, &mut b.grads, &mut b.ws)?;
+                }
+            }
+            Ok(())
+        });
+        res.map_err(|e| StabilityError::Invalid(e.to_string()))?;
+        if fresh {
+            self.point_at = Some(a.as_slice().to_vec());
+        }
+        // out = c sum_b H_b v + mu v (blocks summed in a fixed order)
+        let c = 1.0 / (self.data.len() * self.num_elements()) as f64;
+        let mu = self.weight_decay;
+        let o = out.as_mut_slice();
+        let (first, rest) = self.blocks.split_first().expect("at least one block");
+        o.copy_from_slice(first.grads.as_slice());
+        for b in rest {
+            for (x, y) in o.iter_mut().zip(b.grads.as_slice()) {
+                *x += y;
+            }
+        }
+        for (x, y) in o.iter_mut().zip(v.as_slice()) {
+            *x = c * *x + mu * y;
+        }
+        Ok(())
+    }
+
+    fn check_layout(&self, a: &Params<f64>) -> Result<(), StabilityError> {
+        if !Arc::ptr_eq(a.layout(), self.net.layout()) && !a.layout().compatible(self.net.layout())
+        {
+            return Err(StabilityError::Invalid(
+                "parameters do not belong to the network".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn central_hvp(
         &mut self,
         a: &Params<f64>,
         v: &Params<f64>,
@@ -275,12 +477,7 @@ impl<'a> Risk<'a> {
     }
 
     fn run(&mut self, a: &Params<f64>, with_grad: bool) -> Result<f64, StabilityError> {
-        if !Arc::ptr_eq(a.layout(), self.net.layout()) && !a.layout().compatible(self.net.layout())
-        {
-            return Err(StabilityError::Invalid(
-                "parameters do not belong to the network".into(),
-            ));
-        }
+        self.check_layout(a)?;
         let (net, data, mb) = (self.net, self.data, self.minibatch);
         let (items, elements, per_row) = (&self.items, &self.elements, &self.per_row);
         let sums: Vec<f64> = self
@@ -302,33 +499,8 @@ impl<'a> Risk<'a> {
                             net.loss(a, x, t, mb, &mut b.ws)
                         }
                     } else {
-                        let mut r0 = 0;
-                        for (e, rows) in units {
-                            match per_row {
-                                None => transform(
-                                    data,
-                                    &elements[*e],
-                                    rows,
-                                    r0,
-                                    &mut b.xbuf,
-                                    &mut b.ybuf,
-                                ),
-                                Some(cols) => {
-                                    for (k, i) in rows.clone().enumerate() {
-                                        let g = &elements[cols[*e][i]];
-                                        transform(
-                                            data,
-                                            g,
-                                            &(i..i + 1),
-                                            r0 + k,
-                                            &mut b.xbuf,
-                                            &mut b.ybuf,
-                                        );
-                                    }
-                                }
-                            }
-                            r0 += rows.len();
-                        }
+                        let r0 =
+                            item_data(data, elements, per_row, units, &mut b.xbuf, &mut b.ybuf);
                         let xb = b.xbuf.slice(s![..r0, ..]);
                         let tb = b.ybuf.slice(s![..r0, ..]);
                         if with_grad {
@@ -352,7 +524,38 @@ impl<'a> Risk<'a> {
     }
 }
 
-/// A [`Risk`] with the analysis' HVP step and ridge (`opts.hvp_step`, `opts.weight_decay`)
+/// Writes an augmented work item's rows (each unit's rows transformed by its element, or per
+/// row under per-sample draws) into the buffers; returns the number of rows. Nothing for the
+/// nominal risk (no elements: the data are used in place).
+fn item_data(
+    data: &TrainData<f64>,
+    elements: &[Perm],
+    per_row: &Option<Vec<Vec<usize>>>,
+    units: &[(usize, Range<usize>)],
+    xbuf: &mut Array2<f64>,
+    ybuf: &mut Array2<f64>,
+) -> usize {
+    if elements.is_empty() {
+        return units.iter().map(|u| u.1.len()).sum();
+    }
+    let mut r0 = 0;
+    for (e, rows) in units {
+        match per_row {
+            None => transform(data, &elements[*e], rows, r0, xbuf, ybuf),
+            Some(cols) => {
+                for (k, i) in rows.clone().enumerate() {
+                    let g = &elements[cols[*e][i]];
+                    transform(data, g, &(i..i + 1), r0 + k, xbuf, ybuf);
+                }
+            }
+        }
+        r0 += rows.len();
+    }
+    r0
+}
+
+/// A [`Risk`] with the analysis' HVP method, step and ridge (`opts.hvp`, `opts.hvp_step`,
+/// `opts.weight_decay`)
 /// and normalisation statistics per `opts.minibatch` rows.
 pub(super) fn configured_risk<'a>(
     net: &'a Network<f64>,
@@ -360,8 +563,16 @@ pub(super) fn configured_risk<'a>(
     opts: &StabilityOptions,
     elements: Option<Vec<Perm>>,
 ) -> Result<Risk<'a>, StabilityError> {
-    let mut r = Risk::new(net, data, opts.minibatch, elements)?;
+    configure(Risk::new(net, data, opts.minibatch, elements)?, opts)
+}
+
+/// Applies the analysis' HVP method and step and its ridge to a risk.
+pub(super) fn configure<'a>(
+    mut r: Risk<'a>,
+    opts: &StabilityOptions,
+) -> Result<Risk<'a>, StabilityError> {
     r.set_hvp_step(opts.hvp_step);
+    r.set_hvp_method(opts.hvp)?;
     r.set_weight_decay(opts.weight_decay);
     Ok(r)
 }

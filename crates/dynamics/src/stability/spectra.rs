@@ -7,7 +7,7 @@ use super::basis::SparseVector;
 use super::dense::dense_hessian_in;
 use super::options::StabilityOptions;
 use super::random::gaussian;
-use super::risk::Risk;
+use super::risk::{configure, Risk};
 use crate::error::StabilityError;
 use crate::hessian::{project_onto, Subspace};
 use crate::lanczos::{self, LanczosRun, SpectralDensity};
@@ -50,6 +50,8 @@ pub(super) fn dense_block(
             min_residual: asym,
             max: values[n - 1],
             max_residual: asym,
+            min_error: asym,
+            max_error: asym,
             negative: values.iter().filter(|&&x| x < 0.0).count(),
             negative_beyond_noise: values.iter().filter(|&&x| x < -noise).count(),
             noise,
@@ -77,6 +79,16 @@ pub struct BlockSpectrum {
     pub max: f64,
     /// Its Ritz residual.
     pub max_residual: f64,
+    /// A bound on the error of `min` (the "+-" of the reports): a Lanczos value's Ritz
+    /// residual plus the HVP's error level (an eigenvalue of the Hessian lies within
+    /// `||H x - theta x||` of theta, and the computed residual is off by at most the HVP's
+    /// error); a dense block's asymmetry plus `sqrt(dim)` times the HVP's error level (Weyl: the
+    /// eigenvalues move by at most the error matrix's norm, at most its Frobenius norm).
+    #[serde(default)]
+    pub min_error: f64,
+    /// The same for `max`.
+    #[serde(default)]
+    pub max_error: f64,
     /// Ritz values below zero (of the run that found the lowest value).
     pub negative: usize,
     /// Ritz values below `-noise` (same run): the negatives that are not convergence noise.
@@ -99,8 +111,17 @@ pub struct BlockSpectrum {
 }
 
 impl BlockSpectrum {
-    /// Sets the noise level and recounts the Ritz values below `-noise`.
-    pub(super) fn set_noise(&mut self, noise: f64) {
+    /// Sets the noise level, recounts the Ritz values below `-noise`, and sets the error
+    /// bounds from the HVP's error level `hvp_error` (see [`BlockSpectrum::min_error`]).
+    pub(super) fn set_noise(&mut self, noise: f64, hvp_error: f64) {
+        if self.dense {
+            let e = (self.steps as f64).sqrt() * hvp_error;
+            self.min_error = self.min_residual + e;
+            self.max_error = self.max_residual + e;
+        } else {
+            self.min_error = self.min_residual + hvp_error;
+            self.max_error = self.max_residual + hvp_error;
+        }
         self.noise = noise;
         self.negative_beyond_noise = self.ritz_values.iter().filter(|&&x| x < -noise).count();
     }
@@ -206,9 +227,7 @@ pub fn held_out_rayleigh(
         let sample = (0..opts.sample_elements.max(1))
             .map(|_| net.group().sample(rng))
             .collect();
-        let mut r = Risk::new(net, data, opts.minibatch, Some(sample))?;
-        r.set_hvp_step(opts.hvp_step);
-        r.set_weight_decay(opts.weight_decay);
+        let mut r = configure(Risk::new(net, data, opts.minibatch, Some(sample))?, opts)?;
         r.hvp(a, &v, &mut hv)?;
         values.push(v.dot(&hv));
         grads += r.gradient_count();
@@ -258,9 +277,8 @@ pub fn per_sample_rayleigh(
         let col: Vec<usize> = (0..data.len())
             .map(|_| rng.gen_range(0..elements.len()))
             .collect();
-        let mut r = Risk::new_per_sample(net, data, opts.minibatch, elements.to_vec(), vec![col])?;
-        r.set_hvp_step(opts.hvp_step);
-        r.set_weight_decay(opts.weight_decay);
+        let r = Risk::new_per_sample(net, data, opts.minibatch, elements.to_vec(), vec![col])?;
+        let mut r = configure(r, opts)?;
         r.hvp(a, &v, &mut hv)?;
         values.push(v.dot(&hv));
         grads += r.gradient_count();
@@ -320,8 +338,10 @@ pub(super) fn block_spectrum(
     let spectrum = BlockSpectrum {
         min,
         min_residual,
+        min_error: min_residual,
         max: runs[imax].max(),
         max_residual: *runs[imax].ritz_residuals.last().expect("non-empty"),
+        max_error: *runs[imax].ritz_residuals.last().expect("non-empty"),
         negative: values.iter().filter(|&&x| x < 0.0).count(),
         negative_beyond_noise: values.iter().filter(|&&x| x < -noise).count(),
         noise,

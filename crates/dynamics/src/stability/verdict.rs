@@ -2,6 +2,7 @@
 //! ([`StabilityReport`]).
 
 use super::escape::Escape;
+use super::options::HvpMethod;
 use super::spectra::{BlockSpectrum, HeldOutRayleigh, SamplingError};
 use serde::{Deserialize, Serialize};
 
@@ -149,4 +150,21 @@ pub struct StabilityReport {
     pub verdict: Verdict,
     /// Gradient evaluations of the whole analysis (one HVP = two).
     pub gradient_evaluations: usize,
+    /// How the Hessian-vector products were taken.
+    #[serde(default = "central_differences")]
+    pub hvp: HvpMethod,
+    /// The HVPs' error level per unit vector ([`super::Risk::hvp_error`]).
+    #[serde(default)]
+    pub hvp_error: f64,
+    /// Hessian-vector products of the analysis.
+    #[serde(default)]
+    pub hvp_count: usize,
+    /// How the binary cross-entropy of the risk is computed (`logits`, `probabilities`, ...;
+    /// `None` for other losses), see [`eqaug_nn::Sequential::bce_form`].
+    #[serde(default)]
+    pub loss_form: Option<String>,
+}
+
+fn central_differences() -> HvpMethod {
+    HvpMethod::CentralDifferences
 }

@@ -1,7 +1,7 @@
 //! `[stability]`: the options of `eqaug stability` in an experiment config, with the
 //! library's defaults ([`StabilityOptions::default`]) for every key left out.
 
-use eqaug_dynamics::stability::{self, StabilityOptions, StationaryOptions};
+use eqaug_dynamics::stability::{self, HvpMethod, StabilityOptions, StationaryOptions};
 use serde::{Deserialize, Serialize};
 
 /// `[stability]`: options of the stability analysis (profiles may override them with
@@ -63,6 +63,10 @@ pub struct StabilitySection {
     pub escape_delta: f64,
     /// Learning rate of the escape runs (default `1 / max |lambda|`; library: `escape_eta`).
     pub escape_learning_rate: Option<f64>,
+    /// How Hessian-vector products are taken: `"exact"` (the default; Pearlmutter's
+    /// R-operator through every layer) or `"central_differences"` (of the exact gradient, step
+    /// `hvp_step`; the test oracle).
+    pub hvp: HvpMethod,
     /// Relative step of the central-difference Hessian-vector products.
     pub hvp_step: f64,
 }
@@ -93,6 +97,7 @@ impl Default for StabilitySection {
             escape_steps: o.escape_steps,
             escape_delta: o.escape_delta,
             escape_learning_rate: o.escape_eta,
+            hvp: o.hvp,
             hvp_step: o.hvp_step,
         }
     }
@@ -217,6 +222,7 @@ impl StabilitySection {
             refine_steps: self.refine_steps.unwrap_or(self.lanczos_steps / 2),
             enumeration_limit: self.exact_limit,
             sample_elements: self.sample_elements,
+            hvp: self.hvp,
             hvp_step: self.hvp_step,
             weight_decay: self.weight_decay,
             perp_dense_limit: self.perp_dense_limit,

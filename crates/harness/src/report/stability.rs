@@ -396,13 +396,18 @@ pub fn markdown(outputs: &[StabilityOutput], figure: Option<&str>) -> String {
 fn write_method(s: &mut String) {
     let _ = writeln!(
         s,
-        "Written by `eqaug stability CONFIG` (f64; central-difference Hessian-vector products, \
+        "Written by `eqaug stability CONFIG` (f64; exact Hessian-vector products, Pearlmutter's \
+         R-operator through every layer, unless the configuration asks for central differences; \
          Lanczos with full reorthogonalisation). Residual: `||Pi_E grad R||` at A* (and relative \
          to its start). Kink: the smallest |pre-activation| at a LeakyReLU input over the data \
-         (none for smooth activations); the Hessian does not exist at a kink and central \
-         differences straddle one closer than about 1e-6 ||A*||. lambda +- r: extreme Ritz \
-         values with their Ritz residuals. Negatives: Ritz values of the first run below 0 / \
-         below -noise, noise = max(residual, 1e-7 max|lambda|) (docs/science.md §10(b)). H_perp of groups \
+         (none for smooth activations); the Hessian does not exist at a kink (away from it a \
+         LeakyReLU's second derivative is zero, which the exact product uses). lambda +- e: \
+         extreme Ritz values with a bound on their error, the Ritz residual plus the HVP's error \
+         level (an eigenvalue lies within the residual of a Ritz value). The HVP's error level is \
+         round-off for exact products (10 times the largest asymmetry |v'Hw - w'Hv| over three \
+         random pairs, at least 64 u max|lambda|; column `HVP error` below) and 1e-7 max|lambda| \
+         for central differences. Negatives: Ritz values of the first run below 0 / below -noise, \
+         noise = max(residual, HVP error level) (docs/science.md §10(b)). H_perp of groups \
          larger than `exact_limit` is an estimate from M sampled elements, its sampling error \
          the difference between two independent samples; its lowest eigenvalue is biased \
          downwards (a minimum over the sampling noise), so a negative one decides nothing by \
@@ -411,8 +416,9 @@ fn write_method(s: &mut String) {
          more than 4 standard errors below -noise (p < 0.001) proves a negative eigenvalue of \
          the exact H_perp. Where dim E is at most `dense_limit` (dense), the E block is the whole \
          spectrum of the dense Hessian on E in the orbit basis (dim E HVPs); its +- is then the \
-         spectral norm of the asymmetry the central differences leave, an estimate of their \
-         error; likewise H_perp where the group is averaged exactly and dim E-perp is at most \
+         spectral norm of the computed block's asymmetry plus sqrt(dim) times the HVP's error \
+         level (Weyl: eigenvalues move by at most the norm of the error matrix, at most its \
+         Frobenius norm); likewise H_perp where the group is averaged exactly and dim E-perp is at most \
          `perp_dense_limit` (dim E-perp HVPs in a Helmert basis of each orbit's zero-sum \
          vectors). The stationary point: L-BFGS on E, then \
          trust-region Newton on E (the whole Hessian on E in an orthonormal orbit basis with exact, \
@@ -470,13 +476,13 @@ fn write_spectra_table(s: &mut String, outputs: &[StabilityOutput]) {
                 sci(r.residual / r.residual_start.max(f64::MIN_POSITIVE)),
                 r.kink_distance.map_or("none".into(), sci),
                 sci(r.e_block.min),
-                sci(r.e_block.min_residual),
+                sci(bound(r.e_block.min_error, r.e_block.min_residual)),
                 sci(r.e_block.max),
-                sci(r.e_block.max_residual),
+                sci(bound(r.e_block.max_error, r.e_block.max_residual)),
                 sci(r.perp_block.min),
-                sci(r.perp_block.min_residual),
+                sci(bound(r.perp_block.min_error, r.perp_block.min_residual)),
                 sci(r.perp_block.max),
-                sci(r.perp_block.max_residual),
+                sci(bound(r.perp_block.max_error, r.perp_block.max_residual)),
                 r.e_block.negative,
                 r.e_block.negative_beyond_noise,
                 r.perp_block.negative,
@@ -485,6 +491,16 @@ fn write_spectra_table(s: &mut String, outputs: &[StabilityOutput]) {
                 run.wall_seconds
             );
         }
+    }
+}
+
+/// The "+-" of an eigenvalue: its error bound (records written before the bound existed carry
+/// 0 there, and only the residual).
+fn bound(error: f64, residual: f64) -> f64 {
+    if error > 0.0 {
+        error
+    } else {
+        residual
     }
 }
 
@@ -544,20 +560,21 @@ fn write_cost_table(s: &mut String, outputs: &[StabilityOutput]) {
     let _ = writeln!(s, "\n## Configuration and cost\n");
     let _ = writeln!(
         s,
-        "| experiment | profile | samples | parameters | dim E-perp | activations | mu | L-BFGS + Newton iterations (HVPs) | gradients | HVP / gradient time (nominal; augmented) |\n|---|---|---:|---:|---:|---|---:|---|---:|---:|"
+        "| experiment | profile | samples | parameters | dim E-perp | activations | loss form | mu | L-BFGS + Newton iterations (HVPs) | gradients; HVPs | HVP (error level) | HVP / gradient time, kept point (nominal; augmented) | from scratch |\n|---|---|---:|---:|---:|---|---|---:|---|---:|---|---:|---:|"
     );
     for o in outputs {
         for run in &o.runs {
             let r = &run.report;
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {} | {} | {} | {} + {} ({}): {} | {} | {}; {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} + {} ({}): {} | {}; {} | {} ({}) | {}; {} | {} |",
                 o.experiment,
                 o.profile,
                 o.samples,
                 o.params,
                 r.dim_perp,
                 o.activations.join(", "),
+                r.loss_form.as_deref().unwrap_or("-"),
                 if r.weight_decay == 0.0 {
                     "0".into()
                 } else {
@@ -568,10 +585,15 @@ fn write_cost_table(s: &mut String, outputs: &[StabilityOutput]) {
                 r.newton_hvps,
                 r.stop_reason,
                 r.gradient_evaluations,
+                r.hvp_count,
+                r.hvp.name(),
+                sci(r.hvp_error),
                 o.hvp_cost_in_gradients
                     .map_or("-".into(), |c| format!("{c:.2}")),
                 o.hvp_cost_augmented
-                    .map_or("-".into(), |c| format!("{c:.2}"))
+                    .map_or("-".into(), |c| format!("{c:.2}")),
+                o.hvp_cost_from_scratch
+                    .map_or("-".into(), |(a, b)| format!("{a:.2}; {b:.2}"))
             );
         }
     }
