@@ -221,12 +221,39 @@ fn every_error_bar_contains_the_error() {
             } else {
                 opts.stationary.dense_limit = 0;
             }
-            let (r, a) = stability::analyse(&net, &d, &a0, &opts).unwrap();
+            let an = stability::analyse_point(&net, &d, &a0, &opts).unwrap();
+            let (r, a) = (an.report.clone(), an.point.clone());
             assert!(r.hvp_error > 0.0);
             let mut nominal = Risk::new(&net, &d, 4, None).unwrap();
             nominal.set_weight_decay(opts.weight_decay);
             let mut aug = Risk::new(&net, &d, 4, Some(elements.clone())).unwrap();
             aug.set_weight_decay(opts.weight_decay);
+            // the kept vectors: unit, in their subspace, with Rayleigh quotients equal to the
+            // reported extremes within their error bars
+            for (v, perp, value, err) in [
+                (&an.e_min, false, r.e_block.min, r.e_block.min_error),
+                (&an.e_max, false, r.e_block.max, r.e_block.max_error),
+                (&an.perp_min, true, r.perp_block.min, r.perp_block.min_error),
+                (&an.perp_max, true, r.perp_block.max, r.perp_block.max_error),
+            ] {
+                let (risk, sub) = if perp {
+                    (&mut aug, Subspace::Orthogonal)
+                } else {
+                    (&mut nominal, Subspace::Equivariant)
+                };
+                assert!((v.norm() - 1.0).abs() < 1e-12);
+                let mut w = v.clone();
+                project_onto(&mut w, sub);
+                w.axpy(-1.0, v);
+                assert!(w.norm() < 1e-12, "a kept vector leaves its subspace");
+                let mut hv = a.zeros_like();
+                risk.hvp(&a, v, &mut hv).unwrap();
+                let q = v.dot(&hv);
+                assert!(
+                    (q - value).abs() <= err,
+                    "Rayleigh quotient {q:e} vs {value:e} +- {err:e}"
+                );
+            }
             let he = dense_hessian(&mut nominal, &a);
             let hp = dense_hessian(&mut aug, &a);
             let ev_e = restricted_eigenvalues(&he, &basis(&a, Subspace::Equivariant));

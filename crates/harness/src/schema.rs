@@ -72,6 +72,11 @@ pub mod outputs {
     pub const STABILITY_SVG: &str = "stability.svg";
     /// One experiment's stability analysis (`eqaug stability`).
     pub const STABILITY_JSON: &str = "stability.json";
+    /// What `eqaug stability` keeps of each run, next to `stability.json` in `run-NNN/`:
+    /// the stationary point A* and the unit vectors of the extreme eigenvalues of both blocks,
+    /// each a checkpoint folder (`.npy` per tensor and `manifest.json`, the layout of training
+    /// checkpoints, loadable with `Params::load_npy`).
+    pub const STABILITY_VECTORS: [&str; 5] = ["point", "e-min", "e-max", "perp-min", "perp-max"];
 }
 
 /// The name of run `run`'s folder: `run-007`.

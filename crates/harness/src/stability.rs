@@ -184,10 +184,15 @@ pub fn run_stability_within(
             scratch_cost = c0.zip(ca0);
         }
         let t = Instant::now();
-        let (report, _) =
-            stability::analyse(net, data, &a0, &opts.options(exp.protocol.minibatch, seed))
+        let analysis =
+            stability::analyse_point(net, data, &a0, &opts.options(exp.protocol.minibatch, seed))
                 .map_err(analysis_err)?;
         let wall_seconds = t.elapsed().as_secs_f64();
+        save_vectors(
+            &analysis,
+            &out.join(&exp.name).join(crate::schema::run_dir_name(run)),
+        )?;
+        let report = analysis.report;
         eprintln!(
             "[{}] run {run}: residual {:.1e} (x{:.1e} of start), E [{:.3e}, {:.3e}], E-perp [{:.3e}, {:.3e}], {:?}, {wall_seconds:.1} s",
             exp.name,
@@ -427,6 +432,26 @@ pub fn hvp_cost_in_gradients(
     let mg = median(&mut tg).max(1e-12);
     let from_scratch = (!ts.is_empty()).then(|| median(&mut ts) / mg);
     Ok((median(&mut th) / mg, from_scratch))
+}
+
+/// Saves the stationary point and the extreme vectors of a run as checkpoint folders in `dir`
+/// ([`crate::schema::outputs::STABILITY_VECTORS`]).
+fn save_vectors(a: &stability::Analysis, dir: &Path) -> Result<(), StabilityRunError> {
+    let [point, e_min, e_max, perp_min, perp_max] = crate::schema::outputs::STABILITY_VECTORS;
+    for (name, p) in [
+        (point, &a.point),
+        (e_min, &a.e_min),
+        (e_max, &a.e_max),
+        (perp_min, &a.perp_min),
+        (perp_max, &a.perp_max),
+    ] {
+        let d = dir.join(name);
+        p.save_npy(&d).map_err(|e| StabilityRunError::Io {
+            path: d.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+    }
+    Ok(())
 }
 
 /// Writes `dir/stability.json` atomically.

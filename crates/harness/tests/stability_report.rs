@@ -111,6 +111,19 @@ fn batch_and_layer_norm_stability_profiles_through_the_report() {
             .expect("per_sample_samples is set");
         assert_eq!(q.values.len(), 64, "{norm}");
         lowest.push(r.perp_block.min / r.perp_block.noise);
+        // A* and the extreme vectors are kept as checkpoints that load into the network
+        let setup = eqaug_harness::setup::RunSetup::new(&e).unwrap();
+        let net = setup.network::<f64>();
+        let run = runs.join(&e.name).join("run-000");
+        let point = net.zeros().load_npy(&run.join("point")).unwrap();
+        assert!(
+            (point.norm() - r.norm_a_star).abs() <= 1e-12 * r.norm_a_star,
+            "{norm}"
+        );
+        for v in ["e-min", "e-max", "perp-min", "perp-max"] {
+            let p = net.zeros().load_npy(&run.join(v)).unwrap();
+            assert!((p.norm() - 1.0).abs() < 1e-12, "{norm} {v}");
+        }
     }
     let out = dir.path().join("report");
     let mut written = Vec::new();

@@ -83,7 +83,7 @@ use dense::check_dense_memory;
 use escape::escapes;
 use random::gaussian;
 use risk::configured_risk;
-use spectra::{block_spectrum, dense_block, sampling_error};
+use spectra::{block_spectrum, dense_block, sampling_error, Extremes};
 
 /// The stability analysis of docs/science.md §10 for one network and data set, from `a0`:
 /// stationary point in E, spectra of both blocks, escapes, verdict (module docs).
@@ -98,6 +98,37 @@ pub fn analyse(
     a0: &Params<f64>,
     opts: &StabilityOptions,
 ) -> Result<(StabilityReport, Params<f64>), StabilityError> {
+    let r = analyse_point(net, data, a0, opts)?;
+    Ok((r.report, r.point))
+}
+
+/// What [`analyse_point`] found: the report, the stationary point A* and the unit Ritz (or
+/// eigen-) vectors of the extreme values of both blocks, so that the point can be saved,
+/// checked with other tools, or trained from.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Analysis {
+    /// The report (as [`analyse`]).
+    pub report: StabilityReport,
+    /// The stationary point in E.
+    pub point: Params<f64>,
+    /// The vectors of `lambda_min` and `lambda_max` of `Hess R_eqv` on E.
+    pub e_min: Params<f64>,
+    /// See [`Analysis::e_min`].
+    pub e_max: Params<f64>,
+    /// The vectors of `lambda_min` and `lambda_max` of `H_perp` on E-perp.
+    pub perp_min: Params<f64>,
+    /// See [`Analysis::perp_min`].
+    pub perp_max: Params<f64>,
+}
+
+/// [`analyse`], keeping the point and the extreme vectors ([`Analysis`]).
+pub fn analyse_point(
+    net: &Network<f64>,
+    data: &TrainData<f64>,
+    a0: &Params<f64>,
+    opts: &StabilityOptions,
+) -> Result<Analysis, StabilityError> {
     opts.validate()?;
     let dim_perp = check_memory(net, opts)?;
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
@@ -107,7 +138,7 @@ pub fn analyse(
     let a = sp.params.clone();
     let kink_distance = min_abs_preactivation(net, &a, data, opts.minibatch)?;
     // 2. Hess R_eqv on E (the noise is not known yet: the residual first).
-    let mut e_block = e_spectrum(&mut nominal, &a, opts, &mut rng, sp.residual)?;
+    let (mut e_block, e_vectors) = e_spectrum(&mut nominal, &a, opts, &mut rng, sp.residual)?;
     let mut count = nominal.gradient_count();
     // 3. H_perp on E-perp, of the augmented risk (every element, or a sample).
     let (elements, exact) = augmentation_elements(
@@ -120,7 +151,7 @@ pub fn analyse(
     let group_elements = if exact { elements.clone() } else { Vec::new() };
     let mut aug = configured_risk(net, data, opts, Some(elements))?;
     let dense_perp = exact && dim_perp <= opts.perp_dense_limit;
-    let (mut perp_block, vmin) =
+    let (mut perp_block, perp_vectors) =
         perp_spectrum(&mut aug, &a, dense_perp, opts, &mut rng, sp.residual)?;
     // 4. The noise level, from both blocks' scale.
     let scale = e_block
@@ -139,7 +170,7 @@ pub fn analyse(
     }
     // 5. Checks of a sampled H_perp, or the off-diagonal block, escapes and per-sample test
     // of an exact one.
-    let vmin = Params::from_vec(a.layout().clone(), vmin)?;
+    let vmin = Params::from_vec(a.layout().clone(), perp_vectors.min.clone())?;
     let checks = if exact {
         let point = Point {
             a: &a,
@@ -195,7 +226,15 @@ pub fn analyse(
         hvp_count: nominal.hvp_count() + aug.hvp_count(),
         loss_form: net.bce_form().map(str::to_owned),
     };
-    Ok((report, a))
+    let vector = |v: Vec<f64>| Params::from_vec(a.layout().clone(), v);
+    Ok(Analysis {
+        report,
+        e_min: vector(e_vectors.min)?,
+        e_max: vector(e_vectors.max)?,
+        perp_min: vector(perp_vectors.min)?,
+        perp_max: vector(perp_vectors.max)?,
+        point: a,
+    })
 }
 
 /// Refuses, before any work, what would not fit in memory: the Lanczos basis, and the dense
@@ -223,16 +262,16 @@ fn e_spectrum(
     opts: &StabilityOptions,
     rng: &mut ChaCha8Rng,
     noise: f64,
-) -> Result<BlockSpectrum, StabilityError> {
+) -> Result<(BlockSpectrum, Extremes), StabilityError> {
     let basis_e = e_basis(a.layout());
     Ok(if basis_e.len() <= opts.stationary.dense_limit {
         let sparse: Vec<_> = basis_e
             .iter()
             .map(|(idx, val)| idx.iter().map(|&i| (i, *val)).collect())
             .collect();
-        dense_block(nominal, a, &sparse, noise)?.0
+        dense_block(nominal, a, &sparse, noise)?
     } else {
-        block_spectrum(nominal, a, Subspace::Equivariant, opts, rng, noise)?.0
+        block_spectrum(nominal, a, Subspace::Equivariant, opts, rng, noise)?
     })
 }
 
@@ -246,7 +285,7 @@ fn perp_spectrum(
     opts: &StabilityOptions,
     rng: &mut ChaCha8Rng,
     noise: f64,
-) -> Result<(BlockSpectrum, Vec<f64>), StabilityError> {
+) -> Result<(BlockSpectrum, Extremes), StabilityError> {
     if dense {
         dense_block(aug, a, &perp_basis(a.layout()), noise)
     } else {

@@ -23,26 +23,31 @@ use serde::{Deserialize, Serialize};
 /// [`perp_basis`] when `dim E-perp` is at most [`StabilityOptions::perp_dense_limit`]): every
 /// eigenvalue, exact up to the central differences' error, which is estimated by the asymmetry
 /// they leave and reported in place of the Ritz residuals. The density is the exact one
-/// (weight `1 / dim` per value). Also returns the unit eigenvector of the lowest eigenvalue in
-/// parameter space.
+/// (weight `1 / dim` per value). Also returns the unit eigenvectors of the lowest and the
+/// highest eigenvalue in parameter space.
 pub(super) fn dense_block(
     risk: &mut Risk<'_>,
     a: &Params<f64>,
     basis: &[SparseVector],
     noise: f64,
-) -> Result<(BlockSpectrum, Vec<f64>), StabilityError> {
+) -> Result<(BlockSpectrum, Extremes), StabilityError> {
     let (h, asym) = dense_hessian_in(risk, a, basis)?;
     let n = h.len();
     let (values, vectors) = crate::lanczos::symmetric_eigen(&h);
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by(|&i, &j| values[i].total_cmp(&values[j]));
-    let mut vmin = vec![0.0; a.len()];
-    for (bj, row) in basis.iter().zip(&vectors) {
-        let y = row[order[0]];
-        for &(i, x) in bj {
-            vmin[i] += y * x;
+    let in_parameters = |k: usize| {
+        let mut v = vec![0.0; a.len()];
+        for (bj, row) in basis.iter().zip(&vectors) {
+            let y = row[k];
+            for &(i, x) in bj {
+                v[i] += y * x;
+            }
         }
-    }
+        v
+    };
+    let vmin = in_parameters(order[0]);
+    let vmax = in_parameters(order[n - 1]);
     let values: Vec<f64> = order.iter().map(|&i| values[i]).collect();
     Ok((
         BlockSpectrum {
@@ -64,8 +69,19 @@ pub(super) fn dense_block(
             ritz_values: values,
             dense: true,
         },
-        vmin,
+        Extremes {
+            min: vmin,
+            max: vmax,
+        },
     ))
+}
+
+/// The unit (Ritz or eigen-) vectors of a block's lowest and highest values, in parameter
+/// space.
+#[derive(Clone, Debug)]
+pub(super) struct Extremes {
+    pub min: Vec<f64>,
+    pub max: Vec<f64>,
 }
 
 /// Spectrum of one block (E or E-perp) from several Lanczos runs.
@@ -287,7 +303,7 @@ pub fn per_sample_rayleigh(
 }
 
 /// Runs `lanczos_runs` Lanczos runs of `hvp` restricted to `sub`, returning the block
-/// spectrum and the Ritz vector of the smallest value.
+/// spectrum and the Ritz vectors of the smallest and the largest value.
 pub(super) fn block_spectrum(
     risk: &mut Risk<'_>,
     a: &Params<f64>,
@@ -295,7 +311,7 @@ pub(super) fn block_spectrum(
     opts: &StabilityOptions,
     rng: &mut ChaCha8Rng,
     noise: f64,
-) -> Result<(BlockSpectrum, Vec<f64>), StabilityError> {
+) -> Result<(BlockSpectrum, Extremes), StabilityError> {
     let layout = a.layout().clone();
     let mut runs: Vec<LanczosRun> = Vec::new();
     for _ in 0..opts.lanczos_runs.max(1) {
@@ -354,5 +370,12 @@ pub(super) fn block_spectrum(
         },
         dense: false,
     };
-    Ok((spectrum, v))
+    let top = runs[imax].ritz_values.len() - 1;
+    Ok((
+        spectrum,
+        Extremes {
+            min: v,
+            max: runs[imax].ritz_vector(top),
+        },
+    ))
 }
