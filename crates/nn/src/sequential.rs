@@ -408,7 +408,7 @@ impl<T: Real> Sequential<T> {
         self.prepare(ws, r);
         self.forward_pass(params, x, minibatch, ws);
         let l = self.loss_terms(targets, ws, true);
-        self.backward_pass(params, x, minibatch, grads.as_mut_slice(), ws, false);
+        self.backward_pass(params, x, minibatch, grads.as_mut_slice(), ws, false, true);
         T::from_f64_lossy(l)
     }
 
@@ -523,6 +523,7 @@ impl<T: Real> Sequential<T> {
         gs: &mut [T],
         ws: &mut Workspace<T>,
         record: bool,
+        param_grads: bool,
     ) {
         let Some(first) = self.first_param else {
             return;
@@ -565,6 +566,7 @@ impl<T: Real> Sequential<T> {
                 minibatch,
                 state: &states[i],
                 scratch: &mut *scratch,
+                param_grads,
             });
             if res == GradIn::InDx {
                 std::mem::swap(&mut cur, &mut other);
@@ -618,13 +620,13 @@ impl<T: Real> Sequential<T> {
         match grads {
             Some(g) => {
                 self.check_params(g, "hvp_point (grads)");
-                self.backward_pass(params, x, minibatch, g.as_mut_slice(), ws, true);
+                self.backward_pass(params, x, minibatch, g.as_mut_slice(), ws, true, true);
             }
             None => {
                 let mut gs = std::mem::take(&mut ws.gscratch);
                 gs.clear();
                 gs.resize(self.num_params(), T::zero());
-                self.backward_pass(params, x, minibatch, &mut gs, ws, true);
+                self.backward_pass(params, x, minibatch, &mut gs, ws, true, false);
                 ws.gscratch = gs;
             }
         }

@@ -8,17 +8,14 @@
 //!    below a relative tolerance of its starting value or a budget runs out. The residual is
 //!    recorded, and so is the distance to the nearest LeakyReLU kink
 //!    ([`min_abs_preactivation`]), where no Hessian exists.
-//! 2. [`Risk::hvp`]: Hessian-vector products by **central differences of the exact gradient**,
+//! 2. [`Risk::hvp`]: exact Hessian-vector products by default (Pearlmutter's R-operator through
+//!    every layer and loss, [`eqaug_nn::Sequential::hvp`], the point's forward and backward
+//!    state kept across products); their error is round-off, measured at each point by
+//!    [`Risk::hvp_error`]. Central differences of the exact gradient,
 //!    `H v ~ (grad R(A + h v) - grad R(A - h v)) / (2 h)` with `h = hvp_step * max(1, ||A||) /
-//!    ||v||`. We chose this over Pearlmutter's R-operator because it reuses the hand-written
-//!    backward pass of eqaug-nn unchanged (every layer kind, every loss, batch statistics
-//!    included) at exactly two gradients per product; its error is
-//!    `O(h^2 |D^3 R|) + O(u |grad R| / h)`. With the default `hvp_step = 1e-6` the tests
-//!    measure relative errors of 2e-10 to 5e-9 against a dense Hessian (Richardson
-//!    extrapolated central differences, column by column, checked for symmetry and against
-//!    second differences of the loss) for every layer kind and loss; 1e-5 gave up to 4e-7 on
-//!    a layer norm over 3 channels, where the third derivatives are large. It is wrong
-//!    within `h ||v||` of a LeakyReLU kink, which is why that distance is reported.
+//!    ||v||` ([`HvpMethod::CentralDifferences`], error `O(h^2 |D^3 R|) + O(u |grad R| / h)`,
+//!    about 1e-7 relative at `hvp_step = 1e-6`), remain as the test oracle. Near a LeakyReLU
+//!    kink no Hessian exists, which is why the distance to it is reported.
 //! 3. [`analyse`]: Lanczos with full reorthogonalisation ([`crate::lanczos`]) of `Hess R_eqv`
 //!    on E and of `H_perp`, the Hessian of the exact augmented risk (mean over every group
 //!    element, [`Risk`] with all elements; for groups too large to enumerate, a fixed sample of
@@ -178,6 +175,7 @@ pub fn analyse_point(
             perp_block: &perp_block,
             scale,
             converged: sp.converged,
+            hvp_error,
         };
         exact_checks(net, data, &mut aug, &point, &group_elements, opts, &mut rng)?
     } else {
@@ -217,6 +215,7 @@ pub fn analyse_point(
         held_out_rayleigh: checks.held_out_rayleigh,
         per_sample_rayleigh: checks.per_sample_rayleigh,
         off_diagonal: checks.off_diagonal,
+        off_diagonal_bound: checks.off_diagonal_bound,
         escape_min: checks.escape_min,
         escape_random: checks.escape_random,
         verdict,
@@ -300,6 +299,7 @@ struct Checks {
     held_out_rayleigh: Option<HeldOutRayleigh>,
     per_sample_rayleigh: Option<HeldOutRayleigh>,
     off_diagonal: Option<f64>,
+    off_diagonal_bound: Option<f64>,
     escape_min: Option<Escape>,
     escape_random: Option<Escape>,
     /// Gradients spent on risks other than the augmented one.
@@ -315,6 +315,8 @@ struct Point<'p> {
     /// `max |lambda|` over both blocks.
     scale: f64,
     converged: bool,
+    /// The HVPs' error level per unit vector.
+    hvp_error: f64,
 }
 
 /// A sampled `H_perp`: a second, independent sample (the sampling error) and the held-out
@@ -370,6 +372,8 @@ fn exact_checks(
     let mut perp = hv.clone();
     project_onto(&mut perp, Subspace::Orthogonal);
     out.off_diagonal = Some(perp.norm() / hv.norm().max(f64::MIN_POSITIVE));
+    // Proposition 2: zero in exact arithmetic; what the products' error allows
+    out.off_diagonal_bound = Some(point.hvp_error * v.norm() / hv.norm().max(f64::MIN_POSITIVE));
     if opts.escape_steps > 0 {
         let (min, random) = escapes(aug, a, point.vmin, point.perp_block, point.scale, opts, rng)?;
         out.escape_min = Some(min);

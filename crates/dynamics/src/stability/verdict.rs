@@ -142,6 +142,10 @@ pub struct StabilityReport {
     /// `||Pi_perp Hess R_aug v|| / ||Hess R_aug v||` for a random `v` in E (exact only):
     /// the off-diagonal block, zero at an equivariant point (docs/science.md §10(d)).
     pub off_diagonal: Option<f64>,
+    /// What the HVPs' error level allows `off_diagonal` to be (Proposition 2 makes it zero):
+    /// the error level times `||v|| / ||H v||`.
+    #[serde(default)]
+    pub off_diagonal_bound: Option<f64>,
     /// Escape along the Ritz vector of `lambda_min(H_perp)` (exact only).
     pub escape_min: Option<Escape>,
     /// Escape along a random E-perp direction (exact only).

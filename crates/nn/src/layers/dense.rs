@@ -118,7 +118,11 @@ impl<T: Real> Layer<T> for Dense {
     fn backward(&self, b: Backward<'_, T>) -> GradIn {
         let nw = self.out * self.inp;
         let (dw, db) = b.grads.split_at_mut(nw);
-        let db = self.bias.then_some(db);
+        let (dw, db) = if b.param_grads {
+            (Some(dw), self.bias.then_some(db))
+        } else {
+            (None, None)
+        };
         linear_backward(
             b.input,
             &b.params[..nw],

@@ -190,7 +190,7 @@ impl<T: Real> Layer<T> for GroupLinear {
             b.input,
             b.params,
             b.dy,
-            b.grads,
+            b.param_grads.then_some(b.grads),
             None,
             b.dx,
             b.rows,

@@ -39,12 +39,12 @@ pub fn linear_forward<T: Real>(
     }
 }
 
-/// `dW += dY^T X`, `db += sum_rows dY`, and if asked `dX = dY W`.
+/// `dW += dY^T X`, `db += sum_rows dY` (unless `dw` is `None`), and if asked `dX = dY W`.
 pub fn linear_backward<T: Real>(
     x: &[T],
     w: &[T],
     dy: &[T],
-    dw: &mut [T],
+    dw: Option<&mut [T]>,
     db: Option<&mut [T]>,
     dx: Option<&mut [T]>,
     r: usize,
@@ -56,8 +56,10 @@ pub fn linear_backward<T: Real>(
     }
     let xv = view(x, r, inp);
     let dyv = view(dy, r, out);
-    let mut dwv = view_mut(dw, out, inp);
-    general_mat_mul(T::one(), &dyv.t(), &xv, T::one(), &mut dwv);
+    if let Some(dw) = dw {
+        let mut dwv = view_mut(dw, out, inp);
+        general_mat_mul(T::one(), &dyv.t(), &xv, T::one(), &mut dwv);
+    }
     if let Some(db) = db {
         for row in dy[..r * out].chunks_exact(out) {
             for (d, &g) in db.iter_mut().zip(row) {
@@ -121,7 +123,7 @@ pub fn linear_backward_tangent<T: Real>(
         return;
     }
     // dW' += gd^T X (+ g^T dX), db' += sum gd
-    linear_backward(x, w, gd, grads_dot, dbias_dot, None, r, inp, out);
+    linear_backward(x, w, gd, Some(grads_dot), dbias_dot, None, r, inp, out);
     if let Some(dx) = dx {
         let mut dwv = view_mut(grads_dot, out, inp);
         general_mat_mul(

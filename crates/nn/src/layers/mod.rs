@@ -144,6 +144,10 @@ pub struct Backward<'a, T> {
     pub state: &'a LayerState<T>,
     /// Scratch shared by all layers.
     pub scratch: &'a mut Vec<T>,
+    /// Whether the parameter gradient is wanted. When false (the exact Hessian-vector product
+    /// from scratch only needs the input gradients), a layer may skip it; [`Backward::grads`]
+    /// is then scratch.
+    pub param_grads: bool,
 }
 
 /// The arguments of [`Layer::forward_tangent`]: the directional derivative of the forward
