@@ -73,6 +73,19 @@ fn stability_profiles_parse_and_the_activation_key_is_checked() {
     let bad = text.replacen(line, "lanczos_steps = 0", 1);
     let err = config::parse(&bad, std::path::Path::new("e1.toml"), "stability").unwrap_err();
     assert!(err.to_string().contains("stability.lanczos_steps"), "{err}");
+    // the HVP method: exact by default, central differences on request, nothing else
+    use eqaug_dynamics::stability::HvpMethod;
+    let exps = config::parse(&text, std::path::Path::new("e1.toml"), "stability").unwrap();
+    assert_eq!(exps[0].stability.as_ref().unwrap().hvp, HvpMethod::Exact);
+    let cd = text.replacen(line, &format!("{line}\nhvp = \"central_differences\""), 1);
+    let exps = config::parse(&cd, std::path::Path::new("e1.toml"), "stability").unwrap();
+    assert_eq!(
+        exps[0].stability.as_ref().unwrap().hvp,
+        HvpMethod::CentralDifferences
+    );
+    let bad = text.replacen(line, &format!("{line}\nhvp = \"finite\""), 1);
+    let err = config::parse(&bad, std::path::Path::new("e1.toml"), "stability").unwrap_err();
+    assert!(err.to_string().contains("hvp"), "{err}");
 }
 
 /// The normalisation comparison (issue 15) end to end on the shipped `norm-e3-batch` and
@@ -140,7 +153,12 @@ fn batch_and_layer_norm_stability_profiles_through_the_report() {
             .iter()
             .find(|c| c.id == "norm-hperp-negative" && c.experiment == format!("norm-e3-{norm}"))
             .unwrap_or_else(|| panic!("no norm-hperp-negative claim for {norm}"));
-        assert_eq!(c.measured, *ratio, "{norm}");
+        // read back from stability.json: serde_json's default float parsing may be 1 ulp off
+        assert!(
+            (c.measured - ratio).abs() <= 1e-14 * ratio.abs(),
+            "{norm}: {} vs {ratio}",
+            c.measured
+        );
         assert_eq!(c.pass, *ratio <= -10.0, "{norm}");
         assert!(
             claims.iter().any(|c| c.id == "norm-per-sample-curvature"
