@@ -10,7 +10,7 @@ use std::time::Instant;
 /// Arguments of `cargo xtask reproduce`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Profile of every experiment: quick (about 12 minutes on 2 cores, at least 3 runs per
+    /// Profile of every experiment: quick (about 14 minutes on 2 cores, at least 3 runs per
     /// experiment), medium (about 2 hours, at least 10 runs, report in `reports/medium/`) or
     /// paper. Every selected config must declare it (`[profiles.<name>]`).
     #[arg(long, default_value = "quick")]

@@ -166,11 +166,10 @@ fn verdict(claims: &[&Claim]) -> String {
         count(Status::NoData),
     );
     let total = claims.len();
-    let mut s = if pass == total {
-        format!(
-            "Holds: all {total} check{} pass.",
-            if total == 1 { "" } else { "s" }
-        )
+    let mut s = if pass == total && total == 1 {
+        "Holds: its one check passes.".to_string()
+    } else if pass == total {
+        format!("Holds: all {total} checks pass.")
     } else if fail > 0 {
         format!("Does not hold everywhere: {fail} of {total} checks FAIL.")
     } else {
