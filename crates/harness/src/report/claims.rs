@@ -148,6 +148,16 @@ impl Claim {
         };
     }
 
+    /// ">= " before a coverage that is a lower bound (the Bonferroni bound of an extreme of
+    /// medians), else nothing.
+    pub fn coverage_prefix(&self) -> &'static str {
+        if self.method == Method::ExtremeOfMedians {
+            ">= "
+        } else {
+            ""
+        }
+    }
+
     /// How sure the number is, in words: its runs and interval (claims.md, report.md).
     pub fn evidence_text(&self) -> String {
         match self.method {
@@ -159,10 +169,16 @@ impl Claim {
             Method::MedianOrderStatistic | Method::ExtremeOfMedians => {
                 match (self.interval, self.coverage) {
                     (Some([lo, hi]), Some(c)) => format!(
-                        "[{}, {}] ({}% coverage, {})",
+                        "[{}, {}] ({}{}% coverage, {}{})",
                         sci(lo),
                         sci(hi),
+                        self.coverage_prefix(),
                         percent(c),
+                        if self.method == Method::ExtremeOfMedians {
+                            "fewest "
+                        } else {
+                            ""
+                        },
                         super::runs_text(self.n)
                     ),
                     _ if self.no_data => "-".into(),
@@ -809,6 +825,26 @@ mod tests {
         assert_eq!(json["status"], "pass");
         assert_eq!(json["method"], "median-order-statistic");
         assert_eq!(json["n"], 10);
+        // The largest of three medians of 3 runs: a Bonferroni lower bound on the coverage.
+        let parts: Vec<Evidence> = [[0.1, 0.2, 0.3], [0.2, 0.3, 0.4], [0.0, 0.1, 0.2]]
+            .iter()
+            .map(|v| Evidence::median_of(v))
+            .collect();
+        let m = Claim::measured(
+            "m",
+            "e1",
+            "s".into(),
+            0.3,
+            Bound::AtMost(0.5),
+            Evidence::max_of_medians(&parts),
+            None,
+        );
+        assert_eq!(m.interval, Some([0.2, 0.4]));
+        assert_eq!(
+            m.evidence_text(),
+            "[2.00e-1, 4.00e-1] (>= 25% coverage, fewest 3 runs)"
+        );
+        assert!(m.pass);
         // A claim read back from an older file without these fields keeps its outcome.
         let old: Claim = serde_json::from_str(
             r#"{"id":"a","experiment":"b","statement":"c","measured":1.0,"bound":"<= 0.5","pass":false}"#,

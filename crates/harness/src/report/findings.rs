@@ -113,10 +113,11 @@ fn clause(c: &Claim, link: Option<String>, usual: &str) -> String {
         Method::ExtremeOverRuns => format!("extreme over {}", super::runs_text(c.n)),
         Method::MedianOrderStatistic | Method::ExtremeOfMedians => match (c.interval, c.coverage) {
             (Some([lo, hi]), Some(cov)) => format!(
-                "[{}, {}], {}, {}%",
+                "[{}, {}], {}, {}{}%",
                 super::table::sci(lo),
                 super::table::sci(hi),
                 super::runs_text(c.n),
+                c.coverage_prefix(),
                 percent(cov)
             ),
             _ if c.status == Status::NoData => "no run measured".to_string(),
@@ -194,8 +195,8 @@ fn verdict(claims: &[&Claim]) -> String {
         if cov < 0.95 {
             let _ = write!(
                 s,
-                " The passes rest on few runs: the weakest interval ({}) covers the true median \
-                 with probability {}% only (95% needs {RUNS_FOR_95} runs).",
+                " The passes rest on few runs: the weakest interval ({}) is sure to cover the \
+                 true median with probability {}% only (95% needs {RUNS_FOR_95} runs per median).",
                 super::runs_text(n),
                 percent(cov)
             );
@@ -302,7 +303,7 @@ mod tests {
         assert!(p1.contains("Not established: 1 of 2 checks pass."), "{p1}");
         assert!(p1.contains("Weak: 1 rests on too few runs"), "{p1}");
         assert!(
-            p1.contains("covers the true median with probability 75%"),
+            p1.contains("is sure to cover the true median with probability 75%"),
             "{p1}"
         );
         assert!(
