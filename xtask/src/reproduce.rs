@@ -10,7 +10,9 @@ use std::time::Instant;
 /// Arguments of `cargo xtask reproduce`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Profile of every experiment: quick (about 12 minutes on 2 cores) or paper.
+    /// Profile of every experiment: quick (about 14 minutes on 2 cores, at least 3 runs per
+    /// experiment), medium (about 2 hours, at least 10 runs, report in `reports/medium/`) or
+    /// paper. Every selected config must declare it (`[profiles.<name>]`).
     #[arg(long, default_value = "quick")]
     pub profile: String,
     /// Only these experiments (config file stems, comma-separated), e.g. e1,e3.
@@ -33,16 +35,10 @@ pub fn run(args: Args) -> Result<(), String> {
         .runs_dir
         .clone()
         .unwrap_or_else(|| root.join("runs").join(&args.profile));
-    // A partial reproduction never overwrites the committed report of the whole profile.
-    let out = args.out.clone().unwrap_or_else(|| {
-        if !args.only.is_empty() {
-            runs.join("report-only")
-        } else if args.profile == "quick" {
-            root.join("reports")
-        } else {
-            root.join("reports").join(&args.profile)
-        }
-    });
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| default_out(&root, &runs, &args.profile, !args.only.is_empty()));
     if !args.only.is_empty() && args.out.is_none() {
         eprintln!(
             "--only: the report goes to {} (reports/ keeps the whole profile's; --out chooses \
@@ -72,6 +68,17 @@ pub fn run(args: Args) -> Result<(), String> {
     }
     if !args.only.is_empty() {
         configs.retain(|c| args.only.contains(&stem(c)));
+    }
+    for c in &configs {
+        let text = std::fs::read_to_string(c).map_err(|e| format!("{}: {e}", c.display()))?;
+        if !declares_profile(&text, &args.profile) {
+            return Err(format!(
+                "--profile {}: {} has no [profiles.{}] section",
+                args.profile,
+                c.display(),
+                args.profile
+            ));
+        }
     }
     let bin = util::build_eqaug()?;
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
@@ -154,6 +161,26 @@ pub fn run(args: Args) -> Result<(), String> {
         out.join("README.md").display()
     );
     Ok(())
+}
+
+/// Where the report goes without `--out`: `reports/` for the quick profile,
+/// `reports/<profile>/` for the others (`reports/medium/`, `reports/paper/`); with `--only`,
+/// `<runs>/report-only`, so that a partial reproduction never overwrites the committed report
+/// of the whole profile.
+fn default_out(root: &Path, runs: &Path, profile: &str, partial: bool) -> PathBuf {
+    if partial {
+        runs.join("report-only")
+    } else if profile == "quick" {
+        root.join("reports")
+    } else {
+        root.join("reports").join(profile)
+    }
+}
+
+/// Whether a config's text declares `[profiles.<profile>]` (E5 configs too).
+fn declares_profile(text: &str, profile: &str) -> bool {
+    let header = format!("[profiles.{profile}]");
+    text.lines().any(|l| l.trim() == header)
 }
 
 /// How an experiment's wall time in `timings.json` was obtained by this invocation.
@@ -277,9 +304,9 @@ fn write_readme(
     );
     let _ = writeln!(
         s,
-        "Start with [report.md](report.md) (every figure inline) and [claims.md](claims.md) \
-         (each claim of docs/science.md §5 as a measured number against a bound; \
-         [claims.json](claims.json) for machines).\n"
+        "Start with [report.md](report.md) (what we found, then every figure inline) and \
+         [claims.md](claims.md) (each claim of docs/science.md §5 as a measured number with its \
+         runs and interval against a bound; [claims.json](claims.json) for machines).\n"
     );
     let _ = writeln!(s, "## Wall time\n");
     s.push_str(&wall_time_table(timings, how));
@@ -333,9 +360,10 @@ fn write_readme(
         s,
         "\n## Reading the figures\n\n\
          Each figure plots the distance to the equivariant subspace, ||A_Eperp||, against the \
-         distance from the start, ||A - A0|| (Frobenius norms over the group layers), one thin \
-         line per run and a thick median per strategy: equivariant green solid, augmented blue \
-         dashed, nominal red dotted. The right panel zooms on the augmented curve. Equivariant \
+         distance from the start, ||A - A0|| (Frobenius norms over the group layers), a thick \
+         median per strategy (equivariant green solid, augmented blue dashed, nominal red \
+         dotted) with one thin line per run up to 3 runs, else a shaded band: the interquartile \
+         range over runs. The right panel zooms on the augmented curve. Equivariant \
          training stays on the x axis (in E); augmented training leaves E far more slowly than \
          nominal training at the same distance from the start.\n\n\
          E5 (the CNN, docs/science.md §9) has its own figures: the distance to E ∩ L of the model \
@@ -402,6 +430,41 @@ mod tests {
         let w = budget_warning("quick", &t(&[400.0, 400.0, 200.0])).expect("1000 s > 900 s");
         assert!(w.contains("16.7 min") && w.contains("15.0 min"), "{w}");
         assert!(budget_warning("paper", &t(&[4000.0])).is_none());
+    }
+
+    #[test]
+    fn every_shipped_config_declares_the_three_profiles_and_medium_reports_go_to_reports_medium() {
+        let root = util::root();
+        let runs = root.join("runs/medium");
+        assert_eq!(
+            default_out(&root, &runs, "medium", false),
+            root.join("reports/medium")
+        );
+        assert_eq!(
+            default_out(&root, &runs, "quick", false),
+            root.join("reports")
+        );
+        assert_eq!(
+            default_out(&root, &runs, "medium", true),
+            runs.join("report-only")
+        );
+        let mut n = 0;
+        for e in std::fs::read_dir(root.join("experiments")).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "toml") {
+                let text = std::fs::read_to_string(&p).unwrap();
+                for profile in ["quick", "medium", "paper"] {
+                    assert!(
+                        declares_profile(&text, profile),
+                        "{}: {profile}",
+                        p.display()
+                    );
+                }
+                assert!(!declares_profile(&text, "mediu"));
+                n += 1;
+            }
+        }
+        assert!(n >= 12, "{n} configs");
     }
 
     #[test]

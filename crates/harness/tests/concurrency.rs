@@ -296,8 +296,14 @@ fn a_diverged_run_exits_non_zero_with_a_summary() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
-    let first = report.lines().nth(2).unwrap_or_default();
+    // "What we found" first, then the failures at the head of the experiments.
+    let experiments = report
+        .split("## Experiments\n\n")
+        .nth(1)
+        .unwrap_or_default();
+    let first = experiments.lines().next().unwrap_or_default();
     assert!(first.contains("FAILED"), "{report}");
+    assert!(report.contains("Absent:"), "{report}");
     let claims: Vec<serde_json::Value> =
         serde_json::from_slice(&std::fs::read(out.join("claims.json")).unwrap()).unwrap();
     assert!(!claims.is_empty());

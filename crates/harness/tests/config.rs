@@ -38,11 +38,13 @@ fn every_shipped_config_is_valid_in_every_profile() {
             "{}: no paper profile",
             f.display()
         );
-        assert!(
-            profiles.contains(&"quick".to_string()),
-            "{}: no quick profile",
-            f.display()
-        );
+        for want in ["quick", "medium"] {
+            assert!(
+                profiles.contains(&want.to_string()),
+                "{}: no {want} profile",
+                f.display()
+            );
+        }
         for p in profiles {
             let exps = config::load(f, &p).unwrap_or_else(|e| panic!("{e}"));
             assert!(!exps.is_empty());
@@ -60,6 +62,26 @@ fn every_shipped_config_is_valid_in_every_profile() {
                     e.loss,
                 );
                 assert!(net.is_ok(), "{} {p}: {:?}", f.display(), net.err());
+                if p == "quick" {
+                    // Every quick experiment rests on at least 3 runs, the fewest for an
+                    // interval over runs (docs/science.md §5).
+                    assert!(
+                        e.protocol.runs >= 3,
+                        "{} quick: {} runs",
+                        f.display(),
+                        e.protocol.runs
+                    );
+                }
+                if p == "medium" {
+                    // The medium profile: at least 10 runs, each no longer than the paper's.
+                    assert!(
+                        e.protocol.runs >= 10,
+                        "{} medium: {} runs",
+                        f.display(),
+                        e.protocol.runs
+                    );
+                    assert!(e.protocol.epochs <= 50);
+                }
                 if p == "paper" {
                     // The paper profile keeps the paper's protocol (docs/science.md §4).
                     assert_eq!(e.protocol.runs, 30);

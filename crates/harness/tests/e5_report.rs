@@ -36,6 +36,12 @@ fn shipped_e5_config_resolves_in_both_profiles() {
     let quick = config::load(&f, "quick").unwrap();
     assert!(!quick.note.is_empty());
     assert!(quick.protocol.runs < 30 && quick.phase1.epochs < 250);
+    // At least 3 runs per case, the fewest for an interval over runs (docs/science.md §5).
+    assert!(quick.protocol.runs >= 3);
+    assert!(profiles.contains(&"medium".into()));
+    let medium = config::load(&f, "medium").unwrap();
+    assert!(!medium.note.is_empty());
+    assert!(medium.protocol.runs >= 10 && medium.phase2.epochs <= 10);
     // The full-batch loader refuses it with a clear message instead of a serde error.
     assert_eq!(
         kind_of_file(&shipped().with_file_name("e1.toml")),

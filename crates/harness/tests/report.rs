@@ -172,7 +172,9 @@ fn summary_csv_has_hand_computed_medians_and_quartiles() {
     assert_eq!(
         rows[0].join(","),
         "epoch,strategy,runs,loss_median,loss_q25,loss_q75,dist_from_start_median,\
-         dist_from_start_q25,dist_from_start_q75,dist_to_e_median,dist_to_e_q25,dist_to_e_q75"
+         dist_from_start_q25,dist_from_start_q75,dist_to_e_median,dist_to_e_q25,dist_to_e_q75,\
+         loss_ci_lo,loss_ci_hi,dist_from_start_ci_lo,dist_from_start_ci_hi,dist_to_e_ci_lo,\
+         dist_to_e_ci_hi,ci_coverage"
     );
     // 3 strategies x 6 epochs.
     assert_eq!(rows.len(), 1 + 3 * (EPOCHS + 1));
@@ -192,6 +194,14 @@ fn summary_csv_has_hand_computed_medians_and_quartiles() {
             assert_close(num(col + 1), 1.5 * base);
             assert_close(num(col + 2), 3.0 * base);
         }
+        // The median's interval with 3 runs: [min, max] = factors 1 and 4, coverage 75%.
+        assert_close(num(12), base_loss + 0.01);
+        assert_close(num(13), base_loss + 0.04);
+        for (col, base) in [(14, from), (16, to)] {
+            assert_close(num(col), base);
+            assert_close(num(col + 1), 4.0 * base);
+        }
+        assert_close(num(18), 0.75);
     }
     // Spot check one value by hand: nominal at epoch 5, ||A - A0|| = 1e-3 * 5 * (2, 1.5, 3).
     let nominal5 = rows
@@ -216,9 +226,26 @@ fn tiny_report_has_every_claim_with_a_numeric_measured() {
         keys.sort_unstable();
         assert_eq!(
             keys,
-            ["bound", "experiment", "id", "measured", "pass", "statement"]
+            [
+                "bound",
+                "coverage",
+                "experiment",
+                "id",
+                "interval",
+                "measured",
+                "method",
+                "n",
+                "pass",
+                "statement",
+                "status"
+            ]
         );
         assert!(c["measured"].is_f64(), "measured not numeric in {c}");
+        // Three runs: [min, max] of the per-run values, coverage 1 - 2 / 2^3.
+        assert_eq!(c["n"], 3);
+        assert_eq!(c["method"], "median-order-statistic");
+        assert_eq!(c["coverage"], 0.75);
+        assert_eq!(c["status"], "pass");
         assert!(c["pass"].is_boolean());
         assert!(c["bound"].is_string() && c["statement"].is_string());
     }
@@ -241,9 +268,51 @@ fn tiny_report_has_every_claim_with_a_numeric_measured() {
     assert_eq!(loss["pass"], true);
     assert_eq!((summary.claims_passed, summary.claims_failed), (3, 0));
 
+    // The per-run ratios are the same in every run here, so the interval is the point.
+    assert_eq!(eqv["interval"][0], eqv["interval"][1]);
+    assert_close(eqv["interval"][1].as_f64().unwrap(), 1e-6);
+
     let md = fs::read_to_string(dir.path().join("claims.md")).unwrap();
     assert!(md.contains("3 of 3 claims pass"));
-    assert!(md.contains("| PASS | e1 | `eqv-in-E` | 1.00e-6 | <= 1e-5 |"));
+    assert!(
+        md.contains(
+            "| PASS | e1 | `eqv-in-E` | 1.00e-6 | [1.00e-6, 1.00e-6] (75% coverage, 3 runs) | <= 1e-5 |"
+        ),
+        "{md}"
+    );
+    assert!(md.contains("order-statistic (binomial) interval"));
+}
+
+#[test]
+fn a_claim_on_two_runs_is_too_few_runs_not_pass() {
+    let dir = tiny_dir();
+    fs::remove_dir_all(dir.path().join("e1/run-002")).unwrap();
+    let summary = report::report(dir.path()).unwrap();
+    assert_eq!(summary.claims_passed, 0);
+    assert_eq!(summary.claims_too_few_runs, 3);
+    assert_eq!(summary.claims_failed, 0);
+    let claims = claims_json(dir.path());
+    for c in &claims {
+        assert_eq!(c["status"], "too-few-runs", "{c}");
+        assert_eq!(c["pass"], false);
+        assert_eq!(c["n"], 2);
+        assert!(c.get("interval").is_none(), "{c}");
+    }
+    let md = fs::read_to_string(dir.path().join("claims.md")).unwrap();
+    assert!(
+        md.contains("0 of 3 claims pass (0 fail, 3 with too few runs)"),
+        "{md}"
+    );
+    assert!(md.contains("| too few runs | e1 | `eqv-in-E` |"), "{md}");
+    let report_md = fs::read_to_string(dir.path().join("report.md")).unwrap();
+    assert!(report_md.starts_with("# eqaug report\n\n## What we found"));
+    assert!(
+        report_md.contains("Weak: 1 rests on too few runs"),
+        "{report_md}"
+    );
+    // The table has no interval with 2 runs and says why.
+    let table = fs::read_to_string(dir.path().join("e1/table.md")).unwrap();
+    assert!(table.contains("too few runs for an interval"), "{table}");
 }
 
 #[test]
@@ -274,6 +343,9 @@ fn constructed_failures_fail_and_extra_strategies_are_reported() {
     // Run 2 (factor 2) diverged: the paired nominal claims use runs 0 and 1 only.
     let drift = claim(&claims, "e3", "aug-drift-below-nominal");
     assert_close(drift["measured"].as_f64().unwrap(), 0.02);
+    // Two runs are too few for an interval: neither PASS nor FAIL.
+    assert_eq!(drift["status"], "too-few-runs");
+    assert_eq!(drift["pass"], false);
     assert_eq!(summary.claims_failed, 2);
 
     let rows = read_summary(&dir.path().join("e3/summary.csv"));
@@ -302,18 +374,19 @@ fn constructed_failures_fail_and_extra_strategies_are_reported() {
         "| epoch | nominal | augmented | equivariant | augmented-exact | augmented-reference |"
     ));
     assert!(table.contains("run 2: `nominal` failed at epoch 3: loss is NaN"));
-    // ||A - A0|| of nominal at epoch 5 from 2 runs (f = 4, 1): median 1.25e-2, q25 8.75e-3;
-    // augmented from 3 runs: 1e-2 [7.5e-3, 1.5e-2].
+    // ||A - A0|| of nominal at epoch 5 from 2 runs (f = 4, 1): median 1.25e-2, too few runs
+    // for an interval; augmented from 3 runs: 1e-2 with the interval [min, max] = [5e-3, 2e-2]
+    // (f = 1 and 4).
     let row5 = table
         .lines()
         .filter(|l| l.starts_with("| 5 | "))
         .nth(1)
         .unwrap();
-    assert!(row5.starts_with("| 5 | 1.25e-2 [8.75e-3, "), "{row5}");
     assert!(
-        row5.contains("] (n=2) | 1.00e-2 [7.50e-3, 1.50e-2] |"),
+        row5.starts_with("| 5 | 1.25e-2 (n=2, no interval) | 1.00e-2 [5.00e-3, 2.00e-2] |"),
         "{row5}"
     );
+    assert!(table.contains("coverage 75%"), "{table}");
     let report_md = fs::read_to_string(dir.path().join("report.md")).unwrap();
     for link in [
         "e3/table.md",

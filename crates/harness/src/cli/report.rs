@@ -34,9 +34,10 @@ pub fn run(args: Args) -> super::CliResult {
         println!("  {}", path.display());
     }
     println!(
-        "claims: {} passed, {} failed, {} without data (of {}); see {}",
+        "claims: {} passed, {} failed, {} with too few runs, {} without data (of {}); see {}",
         summary.claims_passed,
         summary.claims_failed,
+        summary.claims_too_few_runs,
         summary.claims_no_data,
         summary.claims.len(),
         out.join(eqaug_harness::schema::outputs::CLAIMS_MD)
@@ -45,6 +46,14 @@ pub fn run(args: Args) -> super::CliResult {
     for c in summary.claims.iter().filter(|c| !c.pass) {
         if c.no_data {
             println!("  NO DATA {} {}", c.experiment, c.id);
+        } else if c.status == eqaug_harness::report::claims::Status::TooFewRuns {
+            println!(
+                "  TOO FEW RUNS {} {}: {} (an interval needs {})",
+                c.experiment,
+                c.id,
+                eqaug_harness::report::runs_text(c.n),
+                eqaug_harness::report::interval::MIN_RUNS
+            );
         } else {
             println!(
                 "  FAIL {} {}: measured {:e}, bound {}",

@@ -9,6 +9,7 @@ use super::claims::{
     Measurement,
 };
 use super::input::Experiment;
+use super::interval::Evidence;
 use super::table::{median, sci};
 use eqaug_dynamics::{Sampling, StrategyKind};
 use std::collections::BTreeMap;
@@ -108,6 +109,7 @@ fn no_data(missing: &[String]) -> Measurement {
     Measurement {
         value: f64::NAN,
         note: format!("no data: {}", missing.join("; ")),
+        evidence: Evidence::median_of(&[]),
     }
 }
 
@@ -123,10 +125,12 @@ fn runs_note(ab: &NormAblation) -> String {
 /// augmented / nominal.
 fn sampled_below_nominal(ab: &NormAblation) -> Measurement {
     let (mut cells, mut missing, mut worst) = (Vec::new(), Vec::new(), f64::NEG_INFINITY);
+    let mut parts = Vec::new();
     for norm in NORMALISATIONS {
         for (mode, pick) in [("per-batch", PER_BATCH), ("per-sample", PER_SAMPLE)] {
             match ratios_in(ab, norm, pick, NOMINAL) {
                 Ok(v) => {
+                    parts.push(Evidence::median_of(&v));
                     let m = median(v).unwrap_or(f64::NAN);
                     worst = worst.max(m);
                     cells.push(format!("{norm} {mode} {}", sci(m)));
@@ -145,6 +149,7 @@ fn sampled_below_nominal(ab: &NormAblation) -> Measurement {
             runs_note(ab),
             cells.join(", ")
         ),
+        evidence: Evidence::max_of_medians(&parts),
     }
 }
 
@@ -154,6 +159,7 @@ fn exact_in_e(ab: &NormAblation) -> Option<Measurement> {
         return None;
     }
     let (mut cells, mut missing, mut worst) = (Vec::new(), Vec::new(), f64::NEG_INFINITY);
+    let mut parts = Vec::new();
     for norm in NORMALISATIONS {
         let id = format!("norm-{}-{norm}", ab.base);
         let Some(exp) = ab.by_norm.get(norm) else {
@@ -169,6 +175,7 @@ fn exact_in_e(ab: &NormAblation) -> Option<Measurement> {
             missing.push(format!("no finished run of `{id}`"));
         } else {
             worst = worst.max(m.value);
+            parts.push(m.evidence);
             cells.push(format!("{norm} {}", sci(m.value)));
         }
     }
@@ -182,6 +189,7 @@ fn exact_in_e(ab: &NormAblation) -> Option<Measurement> {
             runs_note(ab),
             cells.join(", ")
         ),
+        evidence: Evidence::max_of_medians(&parts),
     })
 }
 
@@ -232,6 +240,7 @@ fn batch_norm_per_sample(ab: &NormAblation) -> Measurement {
     let m = summarise_runs(batch, ab.by_norm["batch"].runs.len(), "of batch norm");
     Measurement {
         value: m.value,
+        evidence: m.evidence,
         note: format!(
             "{}; per-run ratios without batch statistics: {}",
             m.note,
@@ -391,33 +400,24 @@ pub fn ablation_markdown(groups: &[NormAblation], claims: &[Claim]) -> Option<St
         );
         let _ = writeln!(
             out,
-            "| result | experiment | claim | measured | bound | detail |"
+            "| result | experiment | claim | measured | runs, interval (coverage) | bound | detail |"
         );
-        let _ = writeln!(out, "|---|---|---|---:|---|---|");
+        let _ = writeln!(out, "|---|---|---|---:|---|---|---|");
         for c in claims {
             let _ = writeln!(
                 out,
-                "| {} | {} | `{}` | {} | {} | {} |",
-                result_word(c),
+                "| {} | {} | `{}` | {} | {} | {} | {} |",
+                c.status.label(),
                 c.experiment,
                 c.id,
                 c.measured_text(),
+                c.evidence_text(),
                 c.bound,
                 c.note.as_deref().unwrap_or("").replace('|', "\\|"),
             );
         }
     }
     Some(out)
-}
-
-fn result_word(c: &Claim) -> &'static str {
-    if c.pass {
-        "PASS"
-    } else if c.no_data {
-        "no data"
-    } else {
-        "**FAIL**"
-    }
 }
 
 /// `lo–hi` of the values (each shown with `f`), or `None` without values.
@@ -495,17 +495,10 @@ pub fn ablation_summary(groups: &[NormAblation], claims: &[Claim]) -> Option<Str
             exact.join(", ")
         );
     }
-    let passed = claims.iter().filter(|c| c.pass).count();
-    let no_data = claims.iter().filter(|c| c.no_data).count();
     let _ = writeln!(
         out,
-        " Ablation claims: {passed} of {} pass{}.\n",
-        claims.len(),
-        if no_data > 0 {
-            format!(", {no_data} without data")
-        } else {
-            String::new()
-        }
+        " Ablation claims: {}.\n",
+        super::claims::status_counts(claims)
     );
     Some(out)
 }

@@ -1,6 +1,7 @@
 //! Medians and quartiles over runs, per strategy and epoch; `summary.csv`.
 
 use super::input::{EpochMetrics, Experiment};
+use super::interval::{median_interval, MedianInterval};
 use std::fmt::Write as _;
 
 /// The `q`-quantile (0 <= q <= 1) of `values` with linear interpolation between order
@@ -23,7 +24,8 @@ pub fn median(values: &[f64]) -> Option<f64> {
     quantile(values, 0.5)
 }
 
-/// Median and quartiles of one quantity over runs.
+/// Median and quartiles of one quantity over runs, and the order-statistic interval of the
+/// median (docs/science.md §5).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Quartiles {
     /// First quartile.
@@ -32,15 +34,20 @@ pub struct Quartiles {
     pub median: f64,
     /// Third quartile.
     pub q75: f64,
+    /// The order-statistic interval of the median over the finite values (`None` with fewer
+    /// than [`super::interval::MIN_RUNS`]).
+    pub ci: Option<MedianInterval>,
 }
 
 impl Quartiles {
     /// Quartiles of the finite `values`; NaN everywhere if there are none.
     pub fn of(values: &[f64]) -> Self {
+        let finite: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
         Self {
             q25: quantile(values, 0.25).unwrap_or(f64::NAN),
             median: quantile(values, 0.5).unwrap_or(f64::NAN),
             q75: quantile(values, 0.75).unwrap_or(f64::NAN),
+            ci: median_interval(&finite),
         }
     }
 }
@@ -96,13 +103,17 @@ pub fn summarise(exp: &Experiment) -> Vec<SummaryRow> {
 }
 
 /// The summary as CSV: `epoch,strategy,runs,` then median, q25, q75 of loss,
-/// dist_from_start and dist_to_e. Numbers in shortest round-trip form (scientific for very
-/// small or large magnitudes), `NaN` if no run had a finite value.
+/// dist_from_start and dist_to_e, then the order-statistic interval of each median
+/// (`*_ci_lo`, `*_ci_hi`) and its coverage (`ci_coverage`; empty with fewer than 3 runs).
+/// Numbers in shortest round-trip form (scientific for very small or large magnitudes), `NaN`
+/// if no run had a finite value.
 pub fn summary_csv(rows: &[SummaryRow]) -> String {
     let mut out = String::from(
         "epoch,strategy,runs,loss_median,loss_q25,loss_q75,\
          dist_from_start_median,dist_from_start_q25,dist_from_start_q75,\
-         dist_to_e_median,dist_to_e_q25,dist_to_e_q75\n",
+         dist_to_e_median,dist_to_e_q25,dist_to_e_q75,\
+         loss_ci_lo,loss_ci_hi,dist_from_start_ci_lo,dist_from_start_ci_hi,\
+         dist_to_e_ci_lo,dist_to_e_ci_hi,ci_coverage\n",
     );
     for r in rows {
         let _ = write!(out, "{},{},{}", r.epoch, csv_field(&r.strategy), r.runs);
@@ -112,6 +123,18 @@ pub fn summary_csv(rows: &[SummaryRow]) -> String {
                 out.push_str(&csv_number(x));
             }
         }
+        for q in [&r.loss, &r.dist_from_start, &r.dist_to_e] {
+            for x in [q.ci.map(|c| c.lo), q.ci.map(|c| c.hi)] {
+                out.push(',');
+                out.push_str(&x.map(csv_number).unwrap_or_default());
+            }
+        }
+        out.push(',');
+        let coverage = [&r.loss, &r.dist_from_start, &r.dist_to_e]
+            .iter()
+            .filter_map(|q| q.ci.map(|c| c.coverage))
+            .reduce(f64::min);
+        out.push_str(&coverage.map(csv_number).unwrap_or_default());
         out.push('\n');
     }
     out

@@ -8,6 +8,7 @@
 
 use super::aggregate::quantile;
 use super::input::Experiment;
+use super::interval::{Evidence, Method, MIN_RUNS, RUNS_FOR_95};
 use super::table::sci;
 use crate::config::Precision;
 use eqaug_dynamics::worked_example::WorkedExample;
@@ -34,19 +35,159 @@ pub struct Claim {
     pub measured: f64,
     /// The bound, e.g. `<= 1e-5` or `within [0.5, 2]`.
     pub bound: String,
-    /// Whether `measured` satisfies `bound` (false when there is no data).
+    /// Whether the claim passes: `measured` and the unfavourable end of its interval satisfy
+    /// `bound` (false when there is no data or too few runs).
     pub pass: bool,
+    /// PASS, FAIL, too few runs for an interval, or no data.
+    #[serde(default)]
+    pub status: Status,
     /// No run could be measured (every run lacks the strategies, or they failed): neither
     /// PASS nor a measured FAIL, shown as "no data".
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub no_data: bool,
+    /// How many runs (or computations) the number rests on.
+    #[serde(default = "one")]
+    pub n: usize,
+    /// How the number was obtained (a median with an order-statistic interval, an exact
+    /// computation, ...; see [`Method`]).
+    #[serde(default = "exact_method")]
+    pub method: Method,
+    /// The interval over runs, `[lo, hi]` (absent for exact computations, extremes over runs,
+    /// and too few runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<[f64; 2]>,
+    /// The interval's coverage: the probability that it contains the true median (a lower
+    /// bound for extremes of medians).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coverage: Option<f64>,
     /// How many runs the number comes from, or why it could not be measured (claims.md
     /// only, not written to claims.json).
     #[serde(skip)]
     pub note: Option<String>,
 }
 
+fn one() -> usize {
+    1
+}
+
+fn exact_method() -> Method {
+    Method::Exact
+}
+
+/// A claim's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// The number and the unfavourable end of its interval satisfy the bound.
+    #[default]
+    Pass,
+    /// Measured, and the number or the unfavourable end of its interval violates the bound.
+    Fail,
+    /// Fewer runs than an interval needs ([`MIN_RUNS`]): neither PASS nor FAIL.
+    TooFewRuns,
+    /// Nothing could be measured.
+    NoData,
+}
+
+impl Status {
+    /// As claims.md shows it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Status::Pass => "PASS",
+            Status::Fail => "**FAIL**",
+            Status::TooFewRuns => "too few runs",
+            Status::NoData => "no data",
+        }
+    }
+
+    /// The outcome of a number `value` with `evidence` against `bound`.
+    pub fn decide(bound: Bound, value: f64, evidence: &Evidence, no_data: bool) -> Status {
+        if no_data || value.is_nan() && evidence.n == 0 {
+            Status::NoData
+        } else if evidence.too_few_runs() {
+            Status::TooFewRuns
+        } else {
+            let ends = evidence
+                .interval
+                .is_none_or(|(lo, hi)| bound.holds_interval(lo, hi));
+            if ends && bound.holds(value) {
+                Status::Pass
+            } else {
+                Status::Fail
+            }
+        }
+    }
+}
+
 impl Claim {
+    /// Sets `status`, `pass`, `n`, `method`, `interval` and `coverage` from `evidence`.
+    pub fn with_evidence(mut self, bound: Bound, evidence: Evidence) -> Claim {
+        self.status = Status::decide(bound, self.measured, &evidence, self.no_data);
+        self.pass = self.status == Status::Pass;
+        self.no_data = self.status == Status::NoData;
+        self.n = evidence.n;
+        self.method = evidence.method;
+        self.interval = evidence
+            .interval
+            .map(|(lo, hi)| [to_finite(lo), to_finite(hi)]);
+        self.coverage = evidence.coverage;
+        self
+    }
+
+    /// A claim read from a file written before claims carried a status: its status from
+    /// `pass` and `no_data`.
+    pub fn normalise_status(&mut self) {
+        self.status = if self.no_data {
+            Status::NoData
+        } else if self.pass {
+            Status::Pass
+        } else if self.status == Status::TooFewRuns {
+            Status::TooFewRuns
+        } else {
+            Status::Fail
+        };
+    }
+
+    /// ">= " before a coverage that is a lower bound (the Bonferroni bound of an extreme of
+    /// medians), else nothing.
+    pub fn coverage_prefix(&self) -> &'static str {
+        if self.method == Method::ExtremeOfMedians {
+            ">= "
+        } else {
+            ""
+        }
+    }
+
+    /// How sure the number is, in words: its runs and interval (claims.md, report.md).
+    pub fn evidence_text(&self) -> String {
+        match self.method {
+            Method::Exact => "exact/deterministic, 1 computation".into(),
+            Method::ExtremeOverRuns => format!(
+                "extreme over all {} (no interval)",
+                super::runs_text(self.n)
+            ),
+            Method::MedianOrderStatistic | Method::ExtremeOfMedians => {
+                match (self.interval, self.coverage) {
+                    (Some([lo, hi]), Some(c)) => format!(
+                        "[{}, {}] ({}{}% coverage, {}{})",
+                        sci(lo),
+                        sci(hi),
+                        self.coverage_prefix(),
+                        percent(c),
+                        if self.method == Method::ExtremeOfMedians {
+                            "fewest "
+                        } else {
+                            ""
+                        },
+                        super::runs_text(self.n)
+                    ),
+                    _ if self.no_data => "-".into(),
+                    _ => format!("too few runs ({}; an interval needs {MIN_RUNS})", self.n),
+                }
+            }
+        }
+    }
+
     /// The measured value as the tables print it (`-` without data).
     pub fn measured_text(&self) -> String {
         if self.no_data {
@@ -64,6 +205,7 @@ impl Claim {
         statement: String,
         measured: f64,
         bound: Bound,
+        evidence: Evidence,
         note: Option<String>,
     ) -> Claim {
         Claim {
@@ -76,11 +218,25 @@ impl Claim {
                 NOT_MEASURABLE
             },
             bound: bound.to_string(),
-            pass: bound.holds(measured),
+            pass: false,
+            status: Status::Fail,
             no_data: false,
+            n: 1,
+            method: Method::Exact,
+            interval: None,
+            coverage: None,
             note,
         }
+        .with_evidence(bound, evidence)
     }
+}
+
+/// A coverage as a percentage with as many digits as it needs (75, 93.75, 97.85).
+pub fn percent(c: f64) -> String {
+    let p = 100.0 * c;
+    let s = format!("{p:.2}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    s.to_string()
 }
 
 fn finite<S: Serializer>(x: &f64, s: S) -> Result<S::Ok, S::Error> {
@@ -121,6 +277,16 @@ impl Bound {
             Bound::Near(c, tol) => (x - c).abs() <= tol,
         }
     }
+
+    /// Whether the unfavourable end of the interval `[lo, hi]` satisfies the bound: the upper
+    /// end for `<=`, the lower end for `>=`, both ends for a two-sided bound.
+    pub fn holds_interval(&self, lo: f64, hi: f64) -> bool {
+        match *self {
+            Bound::AtMost(_) => self.holds(hi),
+            Bound::AtLeast(_) => self.holds(lo),
+            Bound::Within(..) | Bound::Near(..) => self.holds(lo) && self.holds(hi),
+        }
+    }
 }
 
 fn short(x: f64) -> String {
@@ -149,6 +315,8 @@ pub struct Measurement {
     pub value: f64,
     /// E.g. "median over 3 of 3 runs at epoch 50".
     pub note: String,
+    /// The runs it rests on and its interval.
+    pub evidence: Evidence,
 }
 
 /// The definition of a claim on an input `I` (an experiment's runs, or the worked example):
@@ -287,11 +455,13 @@ pub(crate) fn summarise_runs(values: Vec<f64>, total: usize, what: &str) -> Meas
                 "no data: no run of {total} {what} with these strategies finished (failed \
                  strategies are left out)"
             ),
+            evidence: Evidence::median_of(&[]),
         }
     } else {
         Measurement {
             value: claim_median(&values),
             note: format!("median over {used} of {} {what}", super::runs_text(total)),
+            evidence: Evidence::median_of(&values),
         }
     }
 }
@@ -396,16 +566,24 @@ pub fn check_claims<I>(defs: &[ClaimDef<I>], input: &I, experiment: &str) -> Vec
             let m = (def.measure)(input)?;
             let bound = (def.bound)(input);
             let no_data = m.value.is_nan() && m.note.starts_with("no data");
-            Some(Claim {
-                id: def.id.to_string(),
-                experiment: experiment.to_string(),
-                statement: def.statement.to_string(),
-                measured: to_finite(m.value),
-                bound: bound.to_string(),
-                pass: !no_data && bound.holds(m.value),
-                no_data,
-                note: Some(m.note),
-            })
+            Some(
+                Claim {
+                    id: def.id.to_string(),
+                    experiment: experiment.to_string(),
+                    statement: def.statement.to_string(),
+                    measured: to_finite(m.value),
+                    bound: bound.to_string(),
+                    pass: false,
+                    status: Status::Fail,
+                    no_data,
+                    n: 0,
+                    method: Method::Exact,
+                    interval: None,
+                    coverage: None,
+                    note: Some(m.note),
+                }
+                .with_evidence(bound, m.evidence),
+            )
         })
         .collect()
 }
@@ -420,6 +598,7 @@ fn worked(value: f64) -> Option<Measurement> {
     Some(Measurement {
         value,
         note: "computed by `eqaug worked-example` (docs/science.md §1.4)".into(),
+        evidence: Evidence::EXACT,
     })
 }
 
@@ -471,25 +650,73 @@ pub fn worked_example_claims(w: &WorkedExample) -> Vec<Claim> {
     check_claims(WORKED_EXAMPLE_CLAIMS, w, "worked-example")
 }
 
-/// Renders `claims.md`: a PASS/FAIL table with the measured numbers and bounds.
+/// The paragraph of claims.md (and docs) on how sure each claim is: the interval method, its
+/// coverage per run count and the PASS rule.
+pub fn method_paragraph() -> String {
+    format!(
+        "How sure each claim is (docs/science.md §5): a claim measured per run and summarised by \
+         the median over runs comes with the number of runs n and the distribution-free \
+         order-statistic (binomial) interval of the median over those runs: [x_(k), \
+         x_(n+1-k)] of the sorted per-run values, which covers the true median with probability \
+         1 - 2 P(Bin(n, 1/2) <= k - 1) whatever their distribution. k is the largest order \
+         statistic reaching 95% coverage, which takes at least {RUNS_FOR_95} runs; with 3 to 5 \
+         runs the interval is [min, max] with coverage 1 - 2 x 0.5^n (75%, 87.5%, 93.75%), as \
+         stated per row; with fewer than {MIN_RUNS} runs there is no interval and the claim is \
+         \"too few runs\" (neither PASS nor FAIL). A claim passes when the median and the \
+         unfavourable end of its interval (the upper end for <=, the lower end for >=, both for \
+         a two-sided bound) satisfy the bound: the true median lies beyond that end with \
+         probability at most (1 - coverage) / 2. The largest of several medians joins their \
+         intervals ([max of the lower ends, max of the upper ends]) with the Bonferroni lower \
+         bound 1 - sum (1 - c_i) on its coverage. Exact computations (the worked example, a \
+         seeded analysis of one run) and extremes over every run (a check each run must pass, \
+         or an existence) have no interval and say so."
+    )
+}
+
+/// "3 of 4 pass, 1 with too few runs" (the statuses that occur besides PASS).
+pub fn status_counts(claims: &[Claim]) -> String {
+    let count = |st: Status| claims.iter().filter(|c| c.status == st).count();
+    let mut s = format!("{} of {} pass", count(Status::Pass), claims.len());
+    for (st, what) in [
+        (Status::Fail, "fail"),
+        (Status::TooFewRuns, "with too few runs"),
+        (Status::NoData, "without data"),
+    ] {
+        if count(st) > 0 {
+            s.push_str(&format!(", {} {what}", count(st)));
+        }
+    }
+    s
+}
+
+/// Renders `claims.md`: a PASS/FAIL table with the measured numbers, their runs and intervals,
+/// and the bounds.
 pub fn claims_markdown(claims: &[Claim]) -> String {
-    let passed = claims.iter().filter(|c| c.pass).count();
-    let no_data = claims.iter().filter(|c| c.no_data).count();
+    let count = |st: Status| claims.iter().filter(|c| c.status == st).count();
     let mut out = String::from("# Claims\n\n");
+    let mut extra = String::new();
+    if count(Status::TooFewRuns) > 0 {
+        extra.push_str(&format!(
+            ", {} with too few runs",
+            count(Status::TooFewRuns)
+        ));
+    }
+    if count(Status::NoData) > 0 {
+        extra.push_str(&format!(", {} without data", count(Status::NoData)));
+    }
     let _ = writeln!(
         out,
-        "{passed} of {} claims pass ({} fail{}). Each claim is a measured number checked \
+        "{} of {} claims pass ({} fail{extra}). Each claim is a measured number checked \
          against an explicit bound; see the statement for how it is measured.\n",
+        count(Status::Pass),
         claims.len(),
-        claims.len() - passed - no_data,
-        if no_data > 0 {
-            format!(", {no_data} without data")
-        } else {
-            String::new()
-        }
+        count(Status::Fail),
     );
-    out.push_str("| result | experiment | claim | measured | bound | statement |\n");
-    out.push_str("|---|---|---|---:|---|---|\n");
+    let _ = writeln!(out, "{}\n", method_paragraph());
+    out.push_str(
+        "| result | experiment | claim | measured | runs, interval (coverage) | bound | statement |\n",
+    );
+    out.push_str("|---|---|---|---:|---|---|---|\n");
     for c in claims {
         let note = c
             .note
@@ -498,21 +725,136 @@ pub fn claims_markdown(claims: &[Claim]) -> String {
             .unwrap_or_default();
         let _ = writeln!(
             out,
-            "| {} | {} | `{}` | {} | {} | {}{} |",
-            if c.pass {
-                "PASS"
-            } else if c.no_data {
-                "no data"
-            } else {
-                "**FAIL**"
-            },
+            "| {} | {} | `{}` | {} | {} | {} | {}{} |",
+            c.status.label(),
             c.experiment,
             c.id,
             c.measured_text(),
+            c.evidence_text(),
             c.bound,
             c.statement.replace('|', "\\|"),
             note.replace('|', "\\|"),
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pass_rule_uses_the_unfavourable_end_of_the_interval() {
+        // Three runs: [min, max] at 75% coverage.
+        let e = Evidence::median_of(&[0.1, 0.2, 0.6]);
+        assert_eq!(e.interval, Some((0.1, 0.6)));
+        // x <= 0.5: the median 0.2 meets it, the upper end 0.6 does not.
+        assert_eq!(
+            Status::decide(Bound::AtMost(0.5), 0.2, &e, false),
+            Status::Fail
+        );
+        assert_eq!(
+            Status::decide(Bound::AtMost(0.7), 0.2, &e, false),
+            Status::Pass
+        );
+        // x >= bound: the lower end decides.
+        assert_eq!(
+            Status::decide(Bound::AtLeast(0.15), 0.2, &e, false),
+            Status::Fail
+        );
+        assert_eq!(
+            Status::decide(Bound::AtLeast(0.1), 0.2, &e, false),
+            Status::Pass
+        );
+        // Two-sided: both ends.
+        assert_eq!(
+            Status::decide(Bound::Within(0.05, 0.55), 0.2, &e, false),
+            Status::Fail
+        );
+        assert_eq!(
+            Status::decide(Bound::Near(0.35, 0.25), 0.2, &e, false),
+            Status::Pass
+        );
+    }
+
+    #[test]
+    fn two_runs_are_too_few_and_exact_computations_need_no_interval() {
+        let two = Evidence::median_of(&[0.1, 0.2]);
+        assert_eq!(
+            Status::decide(Bound::AtMost(0.5), 0.15, &two, false),
+            Status::TooFewRuns
+        );
+        assert_eq!(
+            Status::decide(Bound::AtMost(0.5), 0.15, &Evidence::EXACT, false),
+            Status::Pass
+        );
+        assert_eq!(
+            Status::decide(Bound::AtMost(0.1), 0.15, &Evidence::EXACT, false),
+            Status::Fail
+        );
+        assert_eq!(
+            Status::decide(Bound::AtMost(0.5), f64::NAN, &two, true),
+            Status::NoData
+        );
+    }
+
+    #[test]
+    fn a_claim_carries_its_runs_interval_and_coverage() {
+        let values = [0.3, 0.1, 0.2, 0.25, 0.15, 0.05, 0.35, 0.4, 0.45, 0.12];
+        let c = Claim::measured(
+            "x",
+            "e1",
+            "s".into(),
+            0.175,
+            Bound::AtMost(0.5),
+            Evidence::median_of(&values),
+            None,
+        );
+        assert_eq!(c.status, Status::Pass);
+        assert!(c.pass);
+        assert_eq!(c.n, 10);
+        assert_eq!(c.method, Method::MedianOrderStatistic);
+        // Sorted: 0.05 0.1 0.12 0.15 0.2 0.25 0.3 0.35 0.4 0.45; k = 2.
+        assert_eq!(c.interval, Some([0.1, 0.4]));
+        assert!((c.coverage.unwrap() - (1.0 - 22.0 / 1024.0)).abs() < 1e-12);
+        assert_eq!(
+            c.evidence_text(),
+            "[1.00e-1, 4.00e-1] (97.85% coverage, 10 runs)"
+        );
+        let json = serde_json::to_value(&c).unwrap();
+        assert_eq!(json["status"], "pass");
+        assert_eq!(json["method"], "median-order-statistic");
+        assert_eq!(json["n"], 10);
+        // The largest of three medians of 3 runs: a Bonferroni lower bound on the coverage.
+        let parts: Vec<Evidence> = [[0.1, 0.2, 0.3], [0.2, 0.3, 0.4], [0.0, 0.1, 0.2]]
+            .iter()
+            .map(|v| Evidence::median_of(v))
+            .collect();
+        let m = Claim::measured(
+            "m",
+            "e1",
+            "s".into(),
+            0.3,
+            Bound::AtMost(0.5),
+            Evidence::max_of_medians(&parts),
+            None,
+        );
+        assert_eq!(m.interval, Some([0.2, 0.4]));
+        assert_eq!(
+            m.evidence_text(),
+            "[2.00e-1, 4.00e-1] (>= 25% coverage, fewest 3 runs)"
+        );
+        assert!(m.pass);
+        // A claim read back from an older file without these fields keeps its outcome.
+        let old: Claim = serde_json::from_str(
+            r#"{"id":"a","experiment":"b","statement":"c","measured":1.0,"bound":"<= 0.5","pass":false}"#,
+        )
+        .unwrap();
+        let mut old = old;
+        old.normalise_status();
+        assert_eq!(
+            (old.status, old.method, old.n),
+            (Status::Fail, Method::Exact, 1)
+        );
+    }
 }

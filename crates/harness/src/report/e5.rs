@@ -2,10 +2,11 @@
 //! [`crate::schema::e5`]) and writes, in the experiment's report folder:
 //!
 //! * `figure.svg`: the paper's figure, the distance to E ∩ L per phase-2 epoch (log scale),
-//!   one thin line per run and the median per case; right panel: the same distance as a
+//!   the median per case with one thin line per run (up to 3 runs) or the interquartile band
+//!   over runs (more runs); right panel: the same distance as a
 //!   ratio to the distance moved in phase 2;
 //! * `steps.svg`: the same per SGD step during the first augmented epoch;
-//! * `table.md`: medians and quartiles per case at chosen epochs, the phase-1 models, the
+//! * `table.md`: medians with their order-statistic intervals per case at chosen epochs, the phase-1 models, the
 //!   one-step probe (closed vs shuffled batch), the per-layer distances;
 //! * `runs.csv` (every epoch row of every run and model) and `summary.csv` (quartiles);
 //! * the checks of claim 4 (docs/science.md §5), returned to the caller for `claims.json` / `claims.md`.
@@ -429,15 +430,25 @@ const RANDOM_WALK_FACTOR: f64 = 3.0;
 /// How much farther from E ∩ L than cross the other cases must end (docs/science.md §5, claim 4, issue 13).
 const LEAVE_FACTOR: f64 = 10.0;
 
+/// A claim on per-run values, summarised by their median with its order-statistic interval
+/// (docs/science.md §5).
 fn claim(
     id: &str,
     exp: &str,
     statement: String,
-    measured: f64,
+    per_run: &[f64],
     bound: Bound,
     note: String,
 ) -> Claim {
-    Claim::measured(id, exp, statement, measured, bound, Some(note))
+    Claim::measured(
+        id,
+        exp,
+        statement,
+        med(per_run),
+        bound,
+        super::interval::Evidence::median_of(per_run),
+        Some(note),
+    )
 }
 
 /// The checks of claim 4 (docs/science.md §5) that the cases present allow.
@@ -486,7 +497,7 @@ pub fn check_claims(res: &E5Results) -> Vec<Claim> {
             sci(med(&straight)),
             RANDOM_WALK_FACTOR
         ),
-        med(&per_run),
+        &per_run,
         Bound::AtMost(RANDOM_WALK_FACTOR),
         format!(
             "median over {} of {}",
@@ -512,23 +523,33 @@ pub fn check_claims(res: &E5Results) -> Vec<Claim> {
         let runs = ok_runs(&case.name);
         let fin: Vec<f64> = runs.iter().map(|c| c.final_dist_to_e).collect();
         let m = med(&fin);
+        // Paired per run: both cases of a run share its seed and data.
+        let paired: Vec<f64> = res
+            .runs
+            .iter()
+            .filter_map(|r| {
+                let ok = |c: &CaseData| c.info.failure.is_none() && c.steps > 0;
+                let a = r.cases.get(&case.name).filter(|c| ok(c))?;
+                let b = r.cases.get(&cross.name).filter(|c| ok(c))?;
+                Some(ratio(a.final_dist_to_e, b.final_dist_to_e))
+            })
+            .collect();
         out.push(claim(
             &format!("e5-{id_suffix}"),
             id,
             format!(
-                "`{}` ({why}) leaves E ∩ L: median over runs of its distance to E ∩ L after \
-                 phase 2 ({}) / the same median of `{}` ({}).",
+                "`{}` ({why}) leaves E ∩ L: its distance to E ∩ L after phase 2 over that of \
+                 `{}` in the same run, median over runs (medians of the distances: {} and {}).",
                 case.name,
-                sci(m),
                 cross.name,
+                sci(m),
                 sci(cross_med)
             ),
-            ratio(m, cross_med),
+            &paired,
             Bound::AtLeast(LEAVE_FACTOR),
             format!(
-                "medians over {} and {} of {}",
-                runs.len(),
-                cross_runs.len(),
+                "median over {} of {} with both cases",
+                paired.len(),
                 super::runs_text(total)
             ),
         ));
@@ -570,7 +591,7 @@ pub fn check_claims(res: &E5Results) -> Vec<Claim> {
                 sci(med(&shuffled)),
                 cross.name,
             ),
-            med(&closed),
+            &closed,
             Bound::AtMost(ROUND_OFF_UNITS),
             format!(
                 "median over {} of {}",
@@ -585,15 +606,18 @@ pub fn check_claims(res: &E5Results) -> Vec<Claim> {
 // ---------------------------------------------------------------------------------------
 // Table
 
+/// `median [lo, hi]` with the order-statistic interval of the median (the median alone with
+/// too few runs for one).
 fn cell(v: &[f64]) -> String {
     if v.iter().all(|x| !x.is_finite()) {
         return "–".into();
     }
     let q = Quartiles::of(v);
-    if v.len() == 1 || q.q25 == q.q75 {
-        sci(q.median)
-    } else {
-        format!("{} [{}, {}]", sci(q.median), sci(q.q25), sci(q.q75))
+    match q.ci {
+        Some(ci) if ci.lo != ci.hi => {
+            format!("{} [{}, {}]", sci(q.median), sci(ci.lo), sci(ci.hi))
+        }
+        _ => sci(q.median),
     }
 }
 
@@ -602,15 +626,14 @@ fn pct_cell(v: &[f64]) -> String {
         return "–".into();
     }
     let q = Quartiles::of(v);
-    if v.len() == 1 || q.q25 == q.q75 {
-        format!("{:.1}%", 100.0 * q.median)
-    } else {
-        format!(
+    match q.ci {
+        Some(ci) if ci.lo != ci.hi => format!(
             "{:.1}% [{:.1}, {:.1}]",
             100.0 * q.median,
-            100.0 * q.q25,
-            100.0 * q.q75
-        )
+            100.0 * ci.lo,
+            100.0 * ci.hi
+        ),
+        _ => format!("{:.1}%", 100.0 * q.median),
     }
 }
 
@@ -666,7 +689,7 @@ fn write_table_intro(o: &mut String, res: &E5Results) {
     );
     let _ = writeln!(
         o,
-        "Cases: {}. Cells: median over runs [first quartile, third quartile]. Distances are \
+        "Cases: {}. {}. Distances are \
          Frobenius norms in kernel space over the three convolutions and the final linear \
          layer; the distance to E ∩ L is `||K - Pi(K)||`, Pi the mean over the four \
          rotations of the kernel offsets followed by the mask of Omega.\n",
@@ -679,7 +702,8 @@ fn write_table_intro(o: &mut String, res: &E5Results) {
                 c.parametrisation.name()
             ))
             .collect::<Vec<_>>()
-            .join(", ")
+            .join(", "),
+        super::table::cells_sentence(res.runs.len())
     );
 }
 
@@ -881,10 +905,11 @@ fn write_claims(o: &mut String, claims: &[Claim]) {
         for c in claims {
             let _ = writeln!(
                 o,
-                "- **{}** `{}`: measured {}, bound {}. {}",
-                if c.pass { "PASS" } else { "FAIL" },
+                "- **{}** `{}`: measured {}, {}, bound {}. {}",
+                c.status.label().trim_matches('*'),
                 c.id,
                 sci(c.measured),
+                c.evidence_text(),
                 c.bound,
                 c.statement
             );
@@ -970,6 +995,36 @@ fn median_line(runs: &[Vec<(f64, f64)>]) -> Vec<(f64, f64)> {
     out
 }
 
+/// The interquartile range over runs at each x of the runs' points, where every run has a
+/// positive finite value (as [`median_line`]): `(x, q25, q75)`.
+fn quartile_band(runs: &[Vec<(f64, f64)>]) -> Vec<(f64, f64, f64)> {
+    let mut xs: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+    for r in runs {
+        for &(x, y) in r {
+            xs.entry(x.to_bits()).or_default().push(y);
+        }
+    }
+    let mut out: Vec<(f64, f64, f64)> = xs
+        .into_iter()
+        .filter(|(_, v)| v.len() == runs.len() && v.iter().all(|y| y.is_finite() && *y > 0.0))
+        .map(|(x, v)| {
+            let q = Quartiles::of(&v);
+            (f64::from_bits(x), q.q25, q.q75)
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.total_cmp(&b.0));
+    out
+}
+
+/// Keeps at most `max` points of a band, evenly spaced (always the first and the last).
+fn thin_band(points: Vec<(f64, f64, f64)>, max: usize) -> Vec<(f64, f64, f64)> {
+    if points.len() <= max {
+        return points;
+    }
+    let n = points.len();
+    (0..max).map(|i| points[i * (n - 1) / (max - 1)]).collect()
+}
+
 /// Keeps at most `max` points of a polyline, evenly spaced (always the first and the last).
 fn thin(points: Vec<(f64, f64)>, max: usize) -> Vec<(f64, f64)> {
     if points.len() <= max {
@@ -1000,6 +1055,7 @@ fn case_curves(
                 .map(&points)
                 .collect();
             let median = thin(median_line(&runs), 600);
+            let band = thin_band(quartile_band(&runs), 600);
             StrategyCurves {
                 label: format!(
                     "{} ({}, {})",
@@ -1017,6 +1073,7 @@ fn case_curves(
                 dash,
                 runs: runs.into_iter().map(|r| thin(r, 300)).collect(),
                 median,
+                band,
             }
         })
         .collect()
@@ -1108,6 +1165,10 @@ fn draw_panel<DB: DrawingBackend>(
         .map_err(de)?;
     let plot = chart.plotting_area();
     for c in curves {
+        if super::figure::draws_bands(c.runs.len()) {
+            super::figure::draw_band(plot, &c.band, c.color, (x0, x1), (y0, y1))?;
+            continue;
+        }
         for r in &c.runs {
             if r.len() > 1 {
                 plot.draw(&PathElement::new(

@@ -1,5 +1,6 @@
-//! SVG figures like the paper's (docs/science.md §3): ||A_Eperp|| (y) against ||A - A0|| (x), one
-//! thin translucent line per run and a thick median line per strategy, in two panels.
+//! SVG figures like the paper's (docs/science.md §3): ||A_Eperp|| (y) against ||A - A0|| (x), a
+//! thick median line per strategy and, with up to [`BAND_MIN_RUNS`] runs, one thin translucent
+//! line per run, beyond that a shaded interquartile band, in two panels.
 //!
 //! Drawn with plotters' SVG backend into a string (no fonts needed: text is `<text>`).
 
@@ -34,6 +35,48 @@ pub struct StrategyCurves {
     pub runs: Vec<Vec<(f64, f64)>>,
     /// The median over runs of both coordinates, per epoch.
     pub median: Vec<(f64, f64)>,
+    /// `(x, y_q25, y_q75)` per epoch: the interquartile range over runs of y at the median x
+    /// (drawn as a band instead of the per-run lines when there are more than
+    /// [`BAND_MIN_RUNS`] runs).
+    pub band: Vec<(f64, f64, f64)>,
+}
+
+/// Up to this many runs a figure draws every run as a thin line; with more it draws the
+/// interquartile band over runs around each median instead (the lines of many runs hide the
+/// medians, and three runs have no meaningful quartiles).
+pub const BAND_MIN_RUNS: usize = 3;
+
+/// Whether a figure of `runs` runs draws bands (else per-run lines).
+pub fn draws_bands(runs: usize) -> bool {
+    runs > BAND_MIN_RUNS
+}
+
+/// Fills the band `(x, lo, hi)` (lower edge forwards, upper edge backwards) in a translucent
+/// `color`, its vertices clamped into the plotting box `[x0, x1] x [y0, y1]`.
+pub(crate) fn draw_band<DB, CT>(
+    area: &DrawingArea<DB, CT>,
+    band: &[(f64, f64, f64)],
+    color: RGBColor,
+    (x0, x1): (f64, f64),
+    (y0, y1): (f64, f64),
+) -> DrawResult
+where
+    DB: DrawingBackend,
+    CT: plotters::coord::CoordTranslate<From = (f64, f64)>,
+{
+    let ok: Vec<(f64, f64, f64)> = band
+        .iter()
+        .copied()
+        .filter(|(x, lo, hi)| x.is_finite() && lo.is_finite() && hi.is_finite())
+        .collect();
+    if ok.len() < 2 {
+        return Ok(());
+    }
+    let clamp = |x: f64, y: f64| (x.clamp(x0, x1), y.clamp(y0, y1));
+    let mut poly: Vec<(f64, f64)> = ok.iter().map(|&(x, lo, _)| clamp(x, lo)).collect();
+    poly.extend(ok.iter().rev().map(|&(x, _, hi)| clamp(x, hi)));
+    area.draw(&Polygon::new(poly, color.mix(0.18).filled()))
+        .map_err(de)
 }
 
 const GREEN: RGBColor = RGBColor(0, 140, 60);
@@ -70,12 +113,18 @@ pub fn strategy_curves(
         .map(|r| (r.dist_from_start.median, r.dist_to_e.median))
         .filter(|(x, y)| x.is_finite() && y.is_finite())
         .collect();
+    let band = summary
+        .iter()
+        .filter(|r| r.strategy == strategy)
+        .map(|r| (r.dist_from_start.median, r.dist_to_e.q25, r.dist_to_e.q75))
+        .collect();
     StrategyCurves {
         label: label.to_string(),
         color,
         dash,
         runs,
         median,
+        band,
     }
 }
 
@@ -302,6 +351,10 @@ fn draw_panel<DB: DrawingBackend>(
         .map_err(de)?;
     let plot = chart.plotting_area();
     for c in curves {
+        if draws_bands(c.runs.len()) {
+            draw_band(plot, &c.band, c.color, (0.0, x_max), (0.0, y_max))?;
+            continue;
+        }
         let thin = c.color.mix(0.3).stroke_width(1);
         for run in &c.runs {
             for piece in clip_polyline(run, x_max, y_max) {
@@ -328,6 +381,8 @@ pub(crate) fn draw_legend<DB: DrawingBackend>(
     let font = ("sans-serif", 15).into_font();
     let note = if runs == 1 {
         "thin: the run; thick: median over runs (the same with one run)".to_string()
+    } else if draws_bands(runs) {
+        format!("thick: median over {runs} runs; shaded: interquartile range over runs")
     } else {
         format!("thin: each of {runs} runs; thick: median over runs")
     };

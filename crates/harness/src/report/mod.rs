@@ -2,10 +2,12 @@
 //!
 //! Input (written by the runner): `DIR/<experiment>/experiment.json` and
 //! `DIR/<experiment>/run-NNN/{metrics.csv, run.json}` (see [`input`]). Output, per experiment
-//! folder: `summary.csv` (median and quartiles over runs per epoch and strategy), `table.md`,
+//! folder: `summary.csv` (median, quartiles and the median's order-statistic interval over runs
+//! per epoch and strategy), `table.md`,
 //! `figure.svg`, `equivariance.svg` (the held-out equivariance error, when `run.json` records
 //! it) and, with an `augmented-reference` strategy, `reference.svg`; at `DIR` level:
-//! `claims.json`, `claims.md` and `report.md` (links to everything). An optional
+//! `claims.json`, `claims.md` (each claim with its runs and interval, [`interval`]) and
+//! `report.md` (opening with "What we found", [`findings`], then links to everything). An optional
 //! `DIR/worked_example.json` (an array of claims, measured elsewhere) is merged into the
 //! claims.
 
@@ -15,7 +17,9 @@ pub mod claims;
 pub mod e5;
 mod error;
 pub mod figure;
+pub mod findings;
 pub mod input;
+pub mod interval;
 pub mod regularised;
 pub mod stability;
 pub mod table;
@@ -29,7 +33,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 /// `n` runs in words: "1 run", "2 runs" (generated text says "1 run", never "1 runs").
-pub(crate) fn runs_text(n: usize) -> String {
+pub fn runs_text(n: usize) -> String {
     if n == 1 {
         "1 run".into()
     } else {
@@ -50,6 +54,8 @@ pub struct ReportSummary {
     pub claims_failed: usize,
     /// Number of claims without data (every run failed or lacks the strategies).
     pub claims_no_data: usize,
+    /// Number of claims resting on fewer runs than an interval needs (neither PASS nor FAIL).
+    pub claims_too_few_runs: usize,
     /// Strategy failures recorded in the runs, one line each (`e1 run-003: ...`).
     pub run_failures: Vec<String>,
     /// Every file written.
@@ -101,9 +107,11 @@ pub fn report_into(dir: &Path, out: &Path) -> Result<ReportSummary, ReportError>
     let ablation_paragraph = ablation_report(&folders, out, &mut summary)?;
     merge_worked_example(dir, out, &mut summary)?;
     let stability_found = stability_report(dir, out, &mut summary)?;
-    summary.claims_passed = summary.claims.iter().filter(|c| c.pass).count();
-    summary.claims_no_data = summary.claims.iter().filter(|c| c.no_data).count();
-    summary.claims_failed = summary.claims.len() - summary.claims_passed - summary.claims_no_data;
+    let count = |st: claims::Status| summary.claims.iter().filter(|c| c.status == st).count();
+    summary.claims_passed = count(claims::Status::Pass);
+    summary.claims_no_data = count(claims::Status::NoData);
+    summary.claims_too_few_runs = count(claims::Status::TooFewRuns);
+    summary.claims_failed = count(claims::Status::Fail);
 
     write_claims_and_report(
         out,
@@ -296,7 +304,10 @@ fn merge_worked_example(
         .find(|p| p.is_file())
         .unwrap_or_else(|| dir.join(crate::schema::outputs::WORKED_EXAMPLE_JSON));
     if worked.is_file() {
-        let extra: Vec<Claim> = schema::read_json(&worked)?;
+        let mut extra: Vec<Claim> = schema::read_json(&worked)?;
+        for c in &mut extra {
+            c.normalise_status();
+        }
         summary.claims.extend(extra);
     }
     Ok(())
@@ -391,6 +402,8 @@ fn runs_csv(exp: &input::Experiment) -> Result<String, ReportError> {
 /// `report.md`: per experiment, relative links to its table and CSV and the figures inline.
 fn report_markdown(sections: &[ExperimentReport], summary: &ReportSummary) -> String {
     let mut out = String::from("# eqaug report\n\n");
+    out.push_str(&findings::what_we_found(&summary.claims));
+    out.push_str("## Experiments\n\n");
     if !summary.run_failures.is_empty() {
         let _ = writeln!(
             out,
@@ -405,19 +418,13 @@ fn report_markdown(sections: &[ExperimentReport], summary: &ReportSummary) -> St
     }
     let _ = writeln!(
         out,
-        "Claims: {} pass, {} fail{}: see [claims.md](claims.md) ([claims.json](claims.json)).\n",
-        summary.claims_passed,
-        summary.claims_failed,
-        if summary.claims_no_data > 0 {
-            format!(", {} without data", summary.claims_no_data)
-        } else {
-            String::new()
-        }
+        "Claims: {}: see [claims.md](claims.md) ([claims.json](claims.json)).\n",
+        claims::status_counts(&summary.claims)
     );
     for s in sections {
         let _ = writeln!(
             out,
-            "## {}{}\n",
+            "### {}{}\n",
             s.id,
             s.title
                 .as_deref()
@@ -436,31 +443,25 @@ fn report_markdown(sections: &[ExperimentReport], summary: &ReportSummary) -> St
             .map(|(label, file)| format!("[{label}]({}/{file})", s.folder))
             .collect();
         let _ = writeln!(out, "{}. {}\n", runs_text(s.runs), links.join(", "));
-        let failing: Vec<&Claim> = summary
-            .claims
-            .iter()
-            .filter(|c| c.experiment == s.id && !c.pass)
-            .collect();
-        let checked = summary
+        let mine: Vec<Claim> = summary
             .claims
             .iter()
             .filter(|c| c.experiment == s.id)
-            .count();
+            .cloned()
+            .collect();
+        let not_passing: Vec<String> = mine
+            .iter()
+            .filter(|c| !c.pass)
+            .map(|c| format!("`{}` ({})", c.id, c.status.label().trim_matches('*')))
+            .collect();
         let _ = writeln!(
             out,
-            "Claims: {} of {checked} pass{}.\n",
-            checked - failing.len(),
-            if failing.is_empty() {
+            "Claims: {}{}.\n",
+            claims::status_counts(&mine),
+            if not_passing.is_empty() {
                 String::new()
             } else {
-                format!(
-                    "; failing: {}",
-                    failing
-                        .iter()
-                        .map(|c| format!("`{}`", c.id))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
+                format!("; not passing: {}", not_passing.join(", "))
             }
         );
         for f in &s.figures {

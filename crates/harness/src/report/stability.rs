@@ -7,6 +7,7 @@
 
 use super::claims::{Bound, Claim};
 use super::error::{write_file, ReportError};
+use super::interval::Evidence;
 pub use crate::schema::outputs::{STABILITY_MD, STABILITY_SVG};
 use crate::stability::{RunStability, StabilityOutput, STABILITY_JSON};
 use eqaug_dynamics::stability::{StabilityReport, Verdict};
@@ -75,7 +76,7 @@ pub fn claims(outputs: &[StabilityOutput]) -> Vec<Claim> {
 
 /// A measured claim without a note.
 fn claim(id: &str, exp: &str, statement: String, measured: f64, bound: Bound) -> Claim {
-    Claim::measured(id, exp, statement, measured, bound, None)
+    Claim::measured(id, exp, statement, measured, bound, Evidence::EXACT, None)
 }
 
 /// The claims of the normalisation ablations (issue 15).
@@ -124,7 +125,8 @@ fn normalisation_claims(outputs: &[StabilityOutput]) -> Vec<Claim> {
                     ),
                     worst,
                     Bound::AtMost(1.0),
-                ));
+                )
+                .with_evidence(Bound::AtMost(1.0), Evidence::extreme_over_runs(diffs.len())));
             }
             if let Some((ratio, run)) = most_negative_perp(o) {
                 let per_run: Vec<String> = o
@@ -141,6 +143,10 @@ fn normalisation_claims(outputs: &[StabilityOutput]) -> Vec<Claim> {
                     ),
                     ratio,
                     Bound::AtMost(-10.0),
+                )
+                .with_evidence(
+                    Bound::AtMost(-10.0),
+                    Evidence::extreme_over_runs(o.runs.len()),
                 ));
             }
         }

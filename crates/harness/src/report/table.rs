@@ -1,5 +1,5 @@
-//! `table.md`: medians and quartiles at a few epochs, one table per quantity, one column per
-//! strategy.
+//! `table.md`: medians over runs with the order-statistic interval of each median
+//! (docs/science.md §5) at a few epochs, one table per quantity, one column per strategy.
 
 use super::aggregate::{Quartiles, SummaryRow};
 use super::input::Experiment;
@@ -38,8 +38,10 @@ pub fn table_epochs(last: usize) -> Vec<usize> {
 /// Picks one quantity of a summary row.
 type Getter = fn(&SummaryRow) -> &Quartiles;
 
-/// A table cell: `median [q25, q75]`, with `(n=k)` when fewer than all `total` runs reached
-/// this epoch (the others diverged earlier).
+/// A table cell: `median [lo, hi]` with the order-statistic interval of the median, with
+/// `(n=k)` when fewer than all `total` runs reached this epoch (the others diverged earlier)
+/// and its coverage when that differs from the table's (`cov`); the median alone when there
+/// are too few runs for an interval.
 fn cell(row: Option<&SummaryRow>, get: Getter, total: usize) -> String {
     let Some(row) = row else {
         return "–".into();
@@ -47,15 +49,47 @@ fn cell(row: Option<&SummaryRow>, get: Getter, total: usize) -> String {
     let q = get(row);
     let mut text = if q.median.is_nan() {
         "NaN".into()
-    } else if q.q25 == q.q75 {
-        sci(q.median)
     } else {
-        format!("{} [{}, {}]", sci(q.median), sci(q.q25), sci(q.q75))
+        match q.ci {
+            Some(ci) if ci.lo != ci.hi => {
+                format!("{} [{}, {}]", sci(q.median), sci(ci.lo), sci(ci.hi))
+            }
+            _ => sci(q.median),
+        }
     };
     if row.runs < total {
-        text.push_str(&format!(" (n={})", row.runs));
+        match q.ci {
+            Some(ci) => text.push_str(&format!(
+                " (n={}, {}%)",
+                row.runs,
+                super::claims::percent(ci.coverage)
+            )),
+            None => text.push_str(&format!(" (n={}, no interval)", row.runs)),
+        }
     }
     text
+}
+
+/// The sentence of a table's header on its cells: median over runs and the interval's
+/// coverage at `runs` runs, or why there is none.
+pub fn cells_sentence(runs: usize) -> String {
+    let ci = super::interval::median_interval(&vec![0.0; runs]);
+    match ci {
+        Some(ci) => format!(
+            "Cells: median over the {} [order-statistic interval of the median: x_({}) and \
+             x_({}) of the sorted runs, coverage {}% (docs/science.md §5)]",
+            super::runs_text(runs),
+            ci.k,
+            runs + 1 - ci.k,
+            super::claims::percent(ci.coverage)
+        ),
+        None => format!(
+            "Cells: median over the {} (too few runs for an interval: it needs {}; \
+             docs/science.md §5)",
+            super::runs_text(runs),
+            super::interval::MIN_RUNS
+        ),
+    }
 }
 
 /// Renders `table.md` for an experiment from its summary rows.
@@ -91,10 +125,11 @@ pub fn table_markdown(exp: &Experiment, rows: &[SummaryRow]) -> String {
     let _ = writeln!(out, "{}.\n", facts.join(", "));
     let _ = writeln!(
         out,
-        "Cells: median over runs [first quartile, third quartile], (n=k) where only k runs \
-         reached the epoch. \
+        "{}, (n=k, its coverage) where only k runs reached the epoch; the quartiles are in \
+         `summary.csv`. \
          ||A - A0|| is the distance from the start, ||A_Eperp|| the distance to the \
-         equivariant subspace E (Frobenius norms over the group layers).\n"
+         equivariant subspace E (Frobenius norms over the group layers).\n",
+        cells_sentence(exp.runs.len())
     );
 
     let epochs = table_epochs(exp.last_epoch());
