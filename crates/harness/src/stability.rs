@@ -359,6 +359,29 @@ pub fn estimate_stability(
             .saturating_mul(item_rows.saturating_mul(per_row).saturating_add(p))
             .saturating_mul(8)),
     });
+    if o.hvp == stability::HvpMethod::Exact {
+        // The exact products keep each risk's point (every work item's activations, tangents,
+        // output gradients and data), at most HVP_CACHE_BYTES each: the nominal risk's n rows
+        // and the augmented risk's n rows per element.
+        let cols = (net.sequential().input_width() + net.sequential().output_width()) as u128;
+        // per row: activations, their tangents, the output gradients and normalisation
+        // states (at most one more of each width), two gradient buffers, the data
+        let row = (4 * widths.iter().map(|&w| w as u128).sum::<u128>() + 2 * max_width + cols)
+            .saturating_mul(8);
+        let cap = stability::HVP_CACHE_BYTES as u128;
+        let bytes = n
+            .saturating_mul(row)
+            .min(cap)
+            .saturating_add(n.saturating_mul(elements).saturating_mul(row).min(cap));
+        estimate.parts.push(Part {
+            key:
+                "stability.hvp = \"exact\" (the kept points of the nominal and the augmented risk)"
+                    .into(),
+            what: "the exact Hessian-vector products' kept points".into(),
+            reduce: "the data or the widths, or `stability.hvp = \"central_differences\"`".into(),
+            bytes: sat(bytes),
+        });
+    }
     Ok(estimate)
 }
 

@@ -119,7 +119,7 @@ fn absurd_budgets_are_refused_naming_the_key() {
 fn the_analysis_estimate_names_the_lanczos_keys() {
     // A network of some ten thousand parameters whose Lanczos bases (2 runs of up to 10^5
     // steps, each a parameter vector) need gigabytes: refused under a limit of 100 MB, with
-    // the Lanczos keys named; the same config with the default steps passes the estimate.
+    // the Lanczos keys named; the same config with the default steps fits in 200 MB.
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let big = TINY
@@ -141,8 +141,9 @@ fn the_analysis_estimate_names_the_lanczos_keys() {
     };
     let setup = eqaug_harness::setup::RunSetup::new(&small).unwrap();
     let est = eqaug_harness::stability::estimate_stability(&small, &setup.net64, 40).unwrap();
+    // (about 150 MB: the work blocks, the Lanczos bases and the exact products' kept points)
     assert!(
-        est.check(Some((100 << 20, "test".into()))).is_ok(),
+        est.check(Some((200 << 20, "test".into()))).is_ok(),
         "{est:?}"
     );
     let est = eqaug_harness::stability::estimate_stability(exp, &setup.net64, 40).unwrap();
