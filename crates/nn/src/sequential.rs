@@ -437,14 +437,7 @@ impl<T: Real> Sequential<T> {
             scratch,
             ..
         } = ws;
-        let xs: &[T] = match x.as_slice() {
-            Some(s) => s,
-            None => {
-                xcopy.clear();
-                xcopy.extend(x.iter().copied());
-                xcopy
-            }
-        };
+        let xs = contiguous(x, xcopy);
         let p = params.as_slice();
         for (i, layer) in self.layers.iter().enumerate() {
             let (before, after) = acts.split_at_mut(i);
@@ -481,14 +474,7 @@ impl<T: Real> Sequential<T> {
             tcopy,
             ..
         } = ws;
-        let t: &[T] = match targets.as_slice() {
-            Some(s) => s,
-            None => {
-                tcopy.clear();
-                tcopy.extend(targets.iter().copied());
-                tcopy
-            }
-        };
+        let t = contiguous(targets, tcopy);
         let g = if grad {
             Some(&mut gbuf[0][..r * w])
         } else {
@@ -687,22 +673,8 @@ impl<T: Real> Sequential<T> {
             ybars,
             ..
         } = ws;
-        let xs: &[T] = match x.as_slice() {
-            Some(s) => s,
-            None => {
-                xcopy.clear();
-                xcopy.extend(x.iter().copied());
-                xcopy
-            }
-        };
-        let t: &[T] = match targets.as_slice() {
-            Some(s) => s,
-            None => {
-                tcopy.clear();
-                tcopy.extend(targets.iter().copied());
-                tcopy
-            }
-        };
+        let xs = contiguous(x, xcopy);
+        let t = contiguous(targets, tcopy);
         let (p, pv) = (params.as_slice(), v.as_slice());
         // tangent forward from the first layer with parameters (earlier tangents are zero)
         for i in first..=last {
@@ -850,5 +822,18 @@ impl<T: Real> Sequential<T> {
                     a.min(d)
                 }
             })
+    }
+}
+
+/// The rows of `a` as one row-major slice: `a`'s own storage when it is contiguous, else a
+/// copy in `buf`.
+fn contiguous<'b, T: Copy>(a: ArrayView2<'b, T>, buf: &'b mut Vec<T>) -> &'b [T] {
+    match a.to_slice() {
+        Some(s) => s,
+        None => {
+            buf.clear();
+            buf.extend(a.iter().copied());
+            buf
+        }
     }
 }

@@ -12,21 +12,7 @@ const TOL: f64 = 1e-6;
 
 /// Dense(bias) -> `mid` -> Dense(bias) -> `tail`, on a trivial input of 4 features.
 fn check_dense_stack(mid: Vec<LayerSpec>, tail: Vec<LayerSpec>, out: usize, loss: Loss, seed: u64) {
-    let mut layers = vec![LayerSpec::Dense {
-        out: 6,
-        init_scale: 0.7,
-        bias: true,
-    }];
-    layers.extend(mid);
-    layers.push(LayerSpec::Dense {
-        out,
-        init_scale: 0.7,
-        bias: true,
-    });
-    layers.extend(tail);
-    let spec = NetworkSpec { layers };
-    let group = Group::builtin("swap", 2).unwrap();
-    let net = Network::<f64>::new(&spec, group, Rep::trivial(4), loss).unwrap();
+    let (spec, net) = dense_stack(4, 6, mid, tail, out, loss);
     let mut r = rng(seed);
     let mut p = net.init_params(&mut r);
     perturb(&mut p, &mut r, 0.3);

@@ -143,22 +143,8 @@ fn check(
     );
 }
 
-fn dense_stack(mid: Vec<LayerSpec>, tail: Vec<LayerSpec>, out: usize, loss: Loss, seed: u64) {
-    let mut layers = vec![LayerSpec::Dense {
-        out: 5,
-        init_scale: 0.7,
-        bias: true,
-    }];
-    layers.extend(mid);
-    layers.push(LayerSpec::Dense {
-        out,
-        init_scale: 0.7,
-        bias: true,
-    });
-    layers.extend(tail);
-    let spec = NetworkSpec { layers };
-    let group = Group::builtin("swap", 2).unwrap();
-    let net = Network::<f64>::new(&spec, group, Rep::trivial(3), loss).unwrap();
+fn check_dense_stack(mid: Vec<LayerSpec>, tail: Vec<LayerSpec>, out: usize, loss: Loss, seed: u64) {
+    let (spec, net) = dense_stack(3, 5, mid, tail, out, loss);
     let mut r = rng(seed);
     let mut p = net.init_params(&mut r);
     perturb(&mut p, &mut r, 0.3);
@@ -185,7 +171,7 @@ fn pointwise_layers_and_softmax() {
     .into_iter()
     .enumerate()
     {
-        dense_stack(vec![layer], vec![], 3, Loss::Mse, 10 + i as u64);
+        check_dense_stack(vec![layer], vec![], 3, Loss::Mse, 10 + i as u64);
     }
 }
 
@@ -202,7 +188,7 @@ fn normalisations_over_features() {
     .into_iter()
     .enumerate()
     {
-        dense_stack(
+        check_dense_stack(
             vec![LayerSpec::Tanh, layer],
             vec![],
             3,
@@ -215,25 +201,25 @@ fn normalisations_over_features() {
 #[test]
 fn every_loss() {
     let t = || vec![LayerSpec::Tanh];
-    dense_stack(t(), vec![LayerSpec::Sigmoid], 2, Loss::Bce, 31);
-    dense_stack(
+    check_dense_stack(t(), vec![LayerSpec::Sigmoid], 2, Loss::Bce, 31);
+    check_dense_stack(
         t(),
         vec![LayerSpec::Sigmoid],
         2,
         Loss::BceOnProbabilities,
         32,
     );
-    dense_stack(t(), vec![LayerSpec::Softmax], 3, Loss::Bce, 33);
-    dense_stack(t(), vec![], 4, Loss::CrossEntropyLogits, 34);
-    dense_stack(
+    check_dense_stack(t(), vec![LayerSpec::Softmax], 3, Loss::Bce, 33);
+    check_dense_stack(t(), vec![], 4, Loss::CrossEntropyLogits, 34);
+    check_dense_stack(
         t(),
         vec![LayerSpec::Softmax],
         4,
         Loss::CrossEntropyOnProbabilities,
         35,
     );
-    dense_stack(t(), vec![LayerSpec::Sigmoid], 4, Loss::SegmentationBce, 36);
-    dense_stack(
+    check_dense_stack(t(), vec![LayerSpec::Sigmoid], 4, Loss::SegmentationBce, 36);
+    check_dense_stack(
         t(),
         vec![LayerSpec::Sigmoid],
         4,

@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use eqaug_nn::{Loss, Params, Sequential};
+use eqaug_nn::{Group, LayerSpec, Loss, Network, NetworkSpec, Params, Rep, Sequential};
 use ndarray::Array2;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -88,4 +88,32 @@ pub fn grad_check(
         diff / norm
     );
     diff / norm
+}
+
+/// Dense(`hidden`, bias) -> `mid` -> Dense(`out`, bias) -> `tail` on a trivial input of
+/// `input` features (the swap group, which the dense layers do not see).
+pub fn dense_stack(
+    input: usize,
+    hidden: usize,
+    mid: Vec<LayerSpec>,
+    tail: Vec<LayerSpec>,
+    out: usize,
+    loss: Loss,
+) -> (NetworkSpec, Network<f64>) {
+    let mut layers = vec![LayerSpec::Dense {
+        out: hidden,
+        init_scale: 0.7,
+        bias: true,
+    }];
+    layers.extend(mid);
+    layers.push(LayerSpec::Dense {
+        out,
+        init_scale: 0.7,
+        bias: true,
+    });
+    layers.extend(tail);
+    let spec = NetworkSpec { layers };
+    let group = Group::builtin("swap", 2).unwrap();
+    let net = Network::<f64>::new(&spec, group, Rep::trivial(input), loss).unwrap();
+    (spec, net)
 }
