@@ -143,7 +143,7 @@ impl<T: Real> Sequential<T> {
                     "needs at least 2 output features (classes), the network gives {out_w}"
                 )))
             }
-            Loss::CrossEntropyOnProbabilities if last.kind() != "softmax" => {
+            Loss::CrossEntropyOnProbabilities if !last.outputs_probabilities() => {
                 return Err(loss_err(format!(
                     "takes probabilities, but the last layer (layer {}) is `{}`, not a softmax; \
                      end the network with a softmax layer, or use cross_entropy_logits for an \
@@ -152,7 +152,7 @@ impl<T: Real> Sequential<T> {
                     last.kind()
                 )))
             }
-            Loss::CrossEntropyLogits if last.kind() == "softmax" => {
+            Loss::CrossEntropyLogits if last.outputs_probabilities() => {
                 return Err(loss_err(format!(
                     "takes logits, but the last layer (layer {}) is a `softmax`, so the loss \
                      would apply a second softmax; drop the softmax layer (a preset does so for \
@@ -279,50 +279,112 @@ impl<T: Real> Sequential<T> {
         }
     }
 
-    pub(crate) fn check_params(&self, p: &Params<T>, what: &str) {
-        assert!(
-            Arc::ptr_eq(p.layout(), &self.layout) || p.layout().compatible(&self.layout),
-            "{what}: parameter layout does not belong to this network"
-        );
+    /// Checks that `p` is laid out for this network (`argument` names it in the error).
+    pub(crate) fn check_params(
+        &self,
+        p: &Params<T>,
+        argument: &'static str,
+    ) -> Result<(), NnError> {
+        if Arc::ptr_eq(p.layout(), &self.layout) || p.layout().compatible(&self.layout) {
+            Ok(())
+        } else {
+            Err(NnError::input(
+                argument,
+                format_args!(
+                    "parameters laid out for this network ({} tensors, {} values)",
+                    self.layout.tensors().len(),
+                    self.layout.len()
+                ),
+                format_args!(
+                    "a layout of {} tensors, {} values",
+                    p.layout().tensors().len(),
+                    p.layout().len()
+                ),
+            ))
+        }
+    }
+
+    /// Checks a chunk `x` (and its `targets`, if given) and the mini-batch size.
+    fn check_chunk(
+        &self,
+        x: ArrayView2<'_, T>,
+        targets: Option<ArrayView2<'_, T>>,
+        minibatch: usize,
+    ) -> Result<(), NnError> {
+        if minibatch == 0 {
+            return Err(NnError::input("minibatch", "at least 1", 0));
+        }
+        if x.ncols() != self.input_width() {
+            return Err(NnError::input(
+                "x",
+                format_args!("rows of {} features", self.input_width()),
+                format_args!("{} x {}", x.nrows(), x.ncols()),
+            ));
+        }
+        if let Some(t) = targets {
+            let (r, w) = (x.nrows(), self.output_width());
+            if t.dim() != (r, w) {
+                return Err(NnError::input(
+                    "targets",
+                    format_args!("{r} x {w} (rows of x x output width)"),
+                    format_args!("{} x {}", t.nrows(), t.ncols()),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The outputs (`rows x output_width`) of the last forward pass run in `ws` (by
     /// [`Sequential::forward`], [`Sequential::loss`] or [`Sequential::loss_and_grad`]), e.g.
     /// for the accuracy of the mini-batch just trained on.
     ///
-    /// # Panics
-    /// If `ws` is not this network's workspace.
-    pub fn output<'w>(&self, ws: &'w Workspace<T>) -> ArrayView2<'w, T> {
-        assert_eq!(
-            ws.widths, self.widths,
-            "output: workspace of another network"
-        );
+    /// # Errors
+    /// [`NnError::Input`] if `ws` is not this network's workspace.
+    pub fn output<'w>(&self, ws: &'w Workspace<T>) -> Result<ArrayView2<'w, T>, NnError> {
+        if ws.widths != self.widths {
+            return Err(NnError::input(
+                "ws",
+                format_args!("a workspace of layer widths {:?}", self.widths),
+                format_args!("one of widths {:?}", ws.widths),
+            ));
+        }
         let (r, w) = (ws.last_rows, self.output_width());
-        ArrayView2::from_shape((r, w), &ws.acts[self.layers.len() - 1][..r * w]).expect("shape")
+        Ok(
+            ArrayView2::from_shape((r, w), &ws.acts[self.layers.len() - 1][..r * w])
+                .expect("shape"),
+        )
     }
 
     /// Network outputs (`rows x output_width`) for a chunk; statistics across rows per
     /// mini-batch of `minibatch` consecutive rows (the last may be smaller).
     ///
-    /// # Panics
-    /// If `minibatch == 0`, the input width is wrong, or `params` is from another network.
+    /// # Errors
+    /// [`NnError::Input`] if `minibatch == 0`, the input width is wrong, or `params` is laid
+    /// out for another network.
     pub fn forward<'w>(
         &self,
         params: &Params<T>,
         x: ArrayView2<'_, T>,
         minibatch: usize,
         ws: &'w mut Workspace<T>,
-    ) -> ArrayView2<'w, T> {
-        self.check_params(params, "forward");
+    ) -> Result<ArrayView2<'w, T>, NnError> {
+        self.check_params(params, "params")?;
+        self.check_chunk(x, None, minibatch)?;
         let r = x.nrows();
         self.prepare(ws, r);
         self.forward_pass(params, x, minibatch, ws);
         let w = self.output_width();
-        ArrayView2::from_shape((r, w), &ws.acts[self.layers.len() - 1][..r * w]).expect("shape")
+        Ok(
+            ArrayView2::from_shape((r, w), &ws.acts[self.layers.len() - 1][..r * w])
+                .expect("shape"),
+        )
     }
 
     /// The sum over mini-batches of (rows in batch x mean loss of the batch), i.e. the sum of
     /// per-sample losses; divide by the number of rows for the mean. No gradient.
+    ///
+    /// # Errors
+    /// As [`Sequential::forward`], and if `targets` is not `rows x output_width`.
     pub fn loss(
         &self,
         params: &Params<T>,
@@ -330,16 +392,20 @@ impl<T: Real> Sequential<T> {
         targets: ArrayView2<'_, T>,
         minibatch: usize,
         ws: &mut Workspace<T>,
-    ) -> T {
-        self.check_params(params, "loss");
+    ) -> Result<T, NnError> {
+        self.check_params(params, "params")?;
+        self.check_chunk(x, Some(targets), minibatch)?;
         let r = x.nrows();
         self.prepare(ws, r);
         self.forward_pass(params, x, minibatch, ws);
-        T::from_f64_lossy(self.loss_terms(targets, ws, false))
+        Ok(T::from_f64_lossy(self.loss_terms(targets, ws, false)))
     }
 
     /// One forward pass giving both [`Sequential::loss`] (the sum of per-sample losses) and
     /// the outputs (`rows x output_width`) of [`Sequential::forward`]; no gradient.
+    ///
+    /// # Errors
+    /// As [`Sequential::loss`].
     pub fn forward_and_loss<'w>(
         &self,
         params: &Params<T>,
@@ -347,8 +413,9 @@ impl<T: Real> Sequential<T> {
         targets: ArrayView2<'_, T>,
         minibatch: usize,
         ws: &'w mut Workspace<T>,
-    ) -> (T, ArrayView2<'w, T>) {
-        self.check_params(params, "forward_and_loss");
+    ) -> Result<(T, ArrayView2<'w, T>), NnError> {
+        self.check_params(params, "params")?;
+        self.check_chunk(x, Some(targets), minibatch)?;
         let r = x.nrows();
         self.prepare(ws, r);
         self.forward_pass(params, x, minibatch, ws);
@@ -356,19 +423,20 @@ impl<T: Real> Sequential<T> {
         let w = self.output_width();
         let y = ArrayView2::from_shape((r, w), &ws.acts[self.layers.len() - 1][..r * w])
             .expect("shape");
-        (l, y)
+        Ok((l, y))
     }
 
-    /// Forward and backward on a chunk. Mini-batches are consecutive groups of `minibatch`
-    /// rows (the last may be smaller); normalisation statistics are per mini-batch. Returns the
-    /// sum over mini-batches of (rows in batch x mean loss of the batch) and ADDS the gradient
-    /// of that quantity into `grads` (so summing over chunks and dividing by the number of
-    /// samples gives the full-batch mean-loss gradient). Each linear layer costs one GEMM
-    /// forward and two backward (one for the first layer).
+    /// Forward and backward on a chunk: returns the sum over mini-batches of (rows in batch x
+    /// mean loss of the batch), i.e. the sum of per-sample losses, and OVERWRITES `grads` with
+    /// the gradient of that sum (divide both by the number of rows for the mean loss). To sum
+    /// gradients over several chunks, use [`Sequential::accumulate_loss_and_grad`].
     ///
-    /// # Panics
-    /// If `minibatch == 0`, the shapes of `x` / `targets` are wrong, or `params` / `grads`
-    /// are not laid out for this network.
+    /// Mini-batches are consecutive groups of `minibatch` rows (the last may be smaller);
+    /// normalisation statistics are per mini-batch.
+    ///
+    /// # Errors
+    /// [`NnError::Input`] if `minibatch == 0`, the shapes of `x` / `targets` are wrong, or
+    /// `params` / `grads` are laid out for another network (`grads` is then unchanged).
     pub fn loss_and_grad(
         &self,
         params: &Params<T>,
@@ -377,15 +445,39 @@ impl<T: Real> Sequential<T> {
         minibatch: usize,
         grads: &mut Params<T>,
         ws: &mut Workspace<T>,
-    ) -> T {
-        self.check_params(params, "loss_and_grad (params)");
-        self.check_params(grads, "loss_and_grad (grads)");
+    ) -> Result<T, NnError> {
+        self.check_params(grads, "grads")?;
+        self.check_params(params, "params")?;
+        self.check_chunk(x, Some(targets), minibatch)?;
+        grads.fill_zero();
+        self.accumulate_loss_and_grad(params, x, targets, minibatch, grads, ws)
+    }
+
+    /// As [`Sequential::loss_and_grad`], but ADDS the gradient into `grads`: summing over the
+    /// chunks of a data set (starting from [`Params::fill_zero`] or [`Sequential::zeros`])
+    /// and dividing by the number of samples gives the full-batch mean-loss gradient. Each
+    /// linear layer costs one GEMM forward and two backward (one for the first layer).
+    ///
+    /// # Errors
+    /// As [`Sequential::loss_and_grad`].
+    pub fn accumulate_loss_and_grad(
+        &self,
+        params: &Params<T>,
+        x: ArrayView2<'_, T>,
+        targets: ArrayView2<'_, T>,
+        minibatch: usize,
+        grads: &mut Params<T>,
+        ws: &mut Workspace<T>,
+    ) -> Result<T, NnError> {
+        self.check_params(params, "params")?;
+        self.check_params(grads, "grads")?;
+        self.check_chunk(x, Some(targets), minibatch)?;
         let r = x.nrows();
         self.prepare(ws, r);
         self.forward_pass(params, x, minibatch, ws);
         let l = self.loss_terms(targets, ws, true);
         self.backward_pass(params, x, minibatch, grads, ws);
-        T::from_f64_lossy(l)
+        Ok(T::from_f64_lossy(l))
     }
 
     fn forward_pass(
@@ -530,7 +622,7 @@ impl<T: Real> Sequential<T> {
     /// the nearest non-differentiable point): `(layer index, distance)`, in layer order. NaN
     /// if an input is NaN. One forward pass.
     ///
-    /// # Panics
+    /// # Errors
     /// As [`Sequential::forward`].
     pub fn min_abs_preactivation_per_layer(
         &self,
@@ -538,8 +630,9 @@ impl<T: Real> Sequential<T> {
         x: ArrayView2<'_, T>,
         minibatch: usize,
         ws: &mut Workspace<T>,
-    ) -> Vec<(usize, f64)> {
-        self.check_params(params, "min_abs_preactivation");
+    ) -> Result<Vec<(usize, f64)>, NnError> {
+        self.check_params(params, "params")?;
+        self.check_chunk(x, None, minibatch)?;
         let r = x.nrows();
         self.prepare(ws, r);
         self.forward_pass(params, x, minibatch, ws);
@@ -572,20 +665,24 @@ impl<T: Real> Sequential<T> {
             }
             out.push((i, m));
         }
-        out
+        Ok(out)
     }
 
     /// The smallest distance of any kinked layer's input to a kink over this chunk (see
     /// [`Sequential::min_abs_preactivation_per_layer`]); `+inf` if no layer has a kink, NaN
     /// if an input is NaN. For LeakyReLU networks: the smallest |pre-activation|.
+    ///
+    /// # Errors
+    /// As [`Sequential::forward`].
     pub fn min_abs_preactivation(
         &self,
         params: &Params<T>,
         x: ArrayView2<'_, T>,
         minibatch: usize,
         ws: &mut Workspace<T>,
-    ) -> f64 {
-        self.min_abs_preactivation_per_layer(params, x, minibatch, ws)
+    ) -> Result<f64, NnError> {
+        Ok(self
+            .min_abs_preactivation_per_layer(params, x, minibatch, ws)?
             .into_iter()
             .fold(f64::INFINITY, |a, (_, d)| {
                 if d.is_nan() || a.is_nan() {
@@ -593,6 +690,6 @@ impl<T: Real> Sequential<T> {
                 } else {
                     a.min(d)
                 }
-            })
+            }))
     }
 }

@@ -297,7 +297,7 @@ impl<'a> Risk<'a> {
                         let x = data.x.slice(s![rows.start..rows.end, ..]);
                         let t = data.targets.slice(s![rows.start..rows.end, ..]);
                         if with_grad {
-                            net.loss_and_grad(a, x, t, mb, &mut b.grads, &mut b.ws)
+                            net.accumulate_loss_and_grad(a, x, t, mb, &mut b.grads, &mut b.ws)
                         } else {
                             net.loss(a, x, t, mb, &mut b.ws)
                         }
@@ -332,12 +332,13 @@ impl<'a> Risk<'a> {
                         let xb = b.xbuf.slice(s![..r0, ..]);
                         let tb = b.ybuf.slice(s![..r0, ..]);
                         if with_grad {
-                            net.loss_and_grad(a, xb, tb, mb, &mut b.grads, &mut b.ws)
+                            net.accumulate_loss_and_grad(a, xb, tb, mb, &mut b.grads, &mut b.ws)
                         } else {
                             net.loss(a, xb, tb, mb, &mut b.ws)
                         }
                     };
-                    total += l;
+                    total +=
+                        l.expect("data, parameters and mini-batch checked against the network");
                 }
                 total
             })

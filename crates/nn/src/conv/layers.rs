@@ -81,7 +81,9 @@ impl Conv3x3 {
     }
     /// `||K - Pi(K)||_F`: the distance of the layer's kernel to `E ∩ L_Omega` (kernel space).
     pub fn distance_to_e<T: Real>(&self, theta: &[T]) -> f64 {
-        self.projector.distance(&self.kernel(theta))
+        self.projector
+            .distance(&self.kernel(theta))
+            .expect("the kernel has the projector's shape")
     }
 }
 
