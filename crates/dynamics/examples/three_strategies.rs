@@ -101,3 +101,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     assert!(out.failures.is_empty(), "{:?}", out.failures);
     Ok(())
 }
+
+#[cfg(test)]
+#[test]
+fn example_runs() {
+    main().unwrap();
+}

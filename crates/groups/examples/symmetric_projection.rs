@@ -12,6 +12,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(a) => a.parse().map_err(|e| format!("n = `{a}`: {e}"))?,
         None => 5,
     };
+    run(n)
+}
+
+fn run(n: usize) -> Result<(), Box<dyn std::error::Error>> {
     let group = Group::builtin("sym", n)?;
     // 3 input channels on the n points -> 2 output channels on the points
     let proj = Projector::between(&group, Rep::base(3), Rep::base(2))?;
@@ -50,4 +54,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         other => panic!("expected a shape error, got {other:?}"),
     }
     Ok(())
+}
+
+#[cfg(test)]
+#[test]
+fn example_runs() {
+    for n in 1..=5 {
+        run(n).unwrap();
+    }
 }

@@ -73,3 +73,9 @@ fn main() -> Result<(), NnError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[test]
+fn example_runs() {
+    main().unwrap();
+}
