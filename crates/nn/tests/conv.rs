@@ -473,7 +473,7 @@ fn projection_matches_the_brute_force_average() {
         (custom, 2),
     ] {
         let (co, ci) = (3, 2);
-        let p = KernelProjector::new(&support, co, ci).unwrap();
+        let p = KernelProjector::between(&support, ci, co).unwrap();
         assert_eq!(p.dim_per_channel_pair(), dim, "{support}");
         assert_eq!(p.dim(), co * ci * dim);
         let info = describe_kernel_gset(&support).unwrap();

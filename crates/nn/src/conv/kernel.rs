@@ -435,8 +435,9 @@ pub struct KernelProjector {
 }
 
 impl KernelProjector {
-    /// The projector for kernels `[c_out, c_in, 9]` on `support`.
-    pub fn new(support: &Support, c_out: usize, c_in: usize) -> Result<Self, KernelError> {
+    /// The projector for kernels `[c_out, c_in, 9]` on `support`, from `c_in` input to `c_out`
+    /// output channels (input first, as [`Projector::between`]).
+    pub fn between(support: &Support, c_in: usize, c_out: usize) -> Result<Self, KernelError> {
         let offsets = support.offsets()?;
         let g = kernel_group();
         let projector = Projector::between(&g, Rep::base(c_in.max(1)), Rep::trivial(c_out.max(1)))
@@ -458,6 +459,12 @@ impl KernelProjector {
             keep,
             dim_per_pair,
         })
+    }
+
+    /// The projector for kernels `[c_out, c_in, 9]` on `support`, output channels first.
+    #[deprecated(note = "use `KernelProjector::between(support, c_in, c_out)`: input first")]
+    pub fn new(support: &Support, c_out: usize, c_in: usize) -> Result<Self, KernelError> {
+        KernelProjector::between(support, c_in, c_out)
     }
 
     /// The support.
