@@ -61,7 +61,8 @@ pub fn bench(c: &mut Criterion) {
         let mut ws = seq.workspace(chunk);
         let flops = 3.0 * net.flops_per_sample() as f64;
         let mut pass = || {
-            seq.loss_and_grad(&params, x.view(), t.view(), chunk, &mut grads, &mut ws);
+            seq.accumulate_loss_and_grad(&params, x.view(), t.view(), chunk, &mut grads, &mut ws)
+                .unwrap();
         };
         let (mut best, mut best_gemm) = (f64::INFINITY, 0.0f64);
         for _ in 0..ROUNDS {

@@ -61,17 +61,15 @@ fn epochs(c: &mut Criterion, p: &Paper, samples: usize, label: &str) {
         target_rep: (p.net.output_rep().points == eqaug::groups::Points::Base)
             .then(|| p.net.output_rep()),
     };
-    let protocol = Protocol {
-        epochs: 1,
-        learning_rate: 1e-5,
-        minibatch: p.minibatch,
-        chunk_rows: p.chunk,
-        reference_task: ReferenceTask::Classification,
-        divergence: Default::default(),
-    };
+    let protocol = Protocol::default()
+        .with_epochs(1)
+        .with_learning_rate(1e-5)
+        .with_minibatch(p.minibatch)
+        .with_chunk_rows(p.chunk)
+        .with_reference_task(ReferenceTask::Classification);
     let a0 = p.net.init_params(&mut ChaCha8Rng::seed_from_u64(0));
     let mut run = EpochRunner {
-        trainer: Trainer::new(&p.net, p.group.clone(), &data, protocol).expect("trainer"),
+        trainer: Trainer::new(&p.net, &data, protocol).expect("trainer"),
         params: a0.clone(),
         a0,
         rng: ChaCha8Rng::seed_from_u64(3),

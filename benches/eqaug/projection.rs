@@ -27,7 +27,7 @@ pub fn bench(c: &mut Criterion) {
     ] {
         let g = Group::builtin(name, n).unwrap();
         for (label, out) in [("rho->rho", Rep::base(32)), ("rho->triv", Rep::trivial(32))] {
-            let p = Projector::new(&g, out, Rep::base(32)).unwrap();
+            let p = Projector::between(&g, Rep::base(32), out).unwrap();
             let w: Vec<f32> = (0..p.len()).map(|_| rng.gen_range(-1.0..1.0)).collect();
             group.throughput(Throughput::Bytes((p.len() * 4) as u64));
             let id = format!("{name}{n}/{label}");
@@ -35,7 +35,7 @@ pub fn bench(c: &mut Criterion) {
             group.bench_function(BenchmarkId::new("orbit-mean", &id), |b| {
                 b.iter(|| {
                     buf.copy_from_slice(&w);
-                    p.project_in_place(&mut buf);
+                    p.project_in_place(&mut buf).unwrap();
                 })
             });
             group.bench_function(BenchmarkId::new("distance", &id), |b| {
@@ -44,7 +44,8 @@ pub fn bench(c: &mut Criterion) {
             // The brute-force Reynolds average costs |G| passes: only for small groups, and on
             // a 4 x 4 channel slice of the layer to keep the bench short.
             if g.order() <= 196 {
-                let small = Projector::new(&g, Rep { channels: 4, ..out }, Rep::base(4)).unwrap();
+                let small =
+                    Projector::between(&g, Rep::base(4), Rep { channels: 4, ..out }).unwrap();
                 let ws: Vec<f32> = (0..small.len()).map(|_| rng.gen_range(-1.0..1.0)).collect();
                 group.throughput(Throughput::Bytes((small.len() * 4) as u64));
                 group.bench_function(BenchmarkId::new("brute-force-4x4ch", &id), |b| {
@@ -54,7 +55,7 @@ pub fn bench(c: &mut Criterion) {
                 group.bench_function(BenchmarkId::new("orbit-mean-4x4ch", &id), |b| {
                     b.iter(|| {
                         sb.copy_from_slice(&ws);
-                        small.project_in_place(&mut sb);
+                        small.project_in_place(&mut sb).unwrap();
                     })
                 });
             }

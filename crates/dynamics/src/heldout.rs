@@ -89,7 +89,14 @@ impl<T: Real> HeldOut<T> {
     }
 
     /// Loss, accuracy and (for segmentation) mean IoU of `net` at `params` on the split.
-    pub fn evaluate(&mut self, net: &Network<T>, params: &Params<T>) -> TestMetrics {
+    ///
+    /// # Errors
+    /// [`eqaug_nn::NnError::Input`] if the split or `params` do not fit `net`.
+    pub fn evaluate(
+        &mut self,
+        net: &Network<T>,
+        params: &Params<T>,
+    ) -> Result<TestMetrics, eqaug_nn::NnError> {
         let n = self.x.nrows();
         let (loss_sum, out) = net.forward_and_loss(
             params,
@@ -97,17 +104,17 @@ impl<T: Real> HeldOut<T> {
             self.targets.view(),
             self.minibatch,
             &mut self.ws,
-        );
+        )?;
         self.outputs.assign(&out);
         let loss = loss_sum.to_f64_exact() / n as f64;
         let kind = net.loss_kind();
         let channels = net.output_rep().channels;
         let (accuracy, mean_iou) = score(&self.outputs, &self.targets, kind, channels);
-        TestMetrics {
+        Ok(TestMetrics {
             loss,
             accuracy,
             mean_iou,
-        }
+        })
     }
 }
 

@@ -38,3 +38,10 @@ pub use strategy::{Divergence, Protocol, Regulariser, Sampling, StrategyKind, St
 pub use train::{
     strategy_rng, train, train_with_held_out, Failure, RunOutcome, TrainData, Trainer,
 };
+
+/// The `ndarray` crate of this API (0.16): [`TrainData`] holds [`ndarray::Array2`]s.
+pub use eqaug_nn::ndarray;
+/// The `rand` crate of this API (0.8).
+pub use eqaug_nn::rand;
+/// The `rand_chacha` crate of this API (0.3): [`Trainer::gradient`] takes its `ChaCha8Rng`.
+pub use rand_chacha;

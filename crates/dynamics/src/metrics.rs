@@ -106,18 +106,18 @@ pub fn equivariance_error<T: Real, R: Rng>(
     minibatch: usize,
     draws: usize,
     rng: &mut R,
-) -> EquivarianceError {
+) -> Result<EquivarianceError, eqaug_nn::NnError> {
     let group = net.group();
     let mut ws = net.workspace(x.nrows());
-    let base = net.forward(params, x, minibatch, &mut ws).to_owned();
+    let base = net.forward(params, x, minibatch, &mut ws)?.to_owned();
     let mut gx = Array2::<T>::zeros(x.raw_dim());
     let mut g_out = base.clone();
     let (mut max, mut sum, mut count) = (0.0f64, 0.0f64, 0usize);
     for _ in 0..draws {
         let g = group.sample(rng);
-        act_on_rows(group, net.input_rep(), &g, x, gx.view_mut());
-        act_on_rows(group, net.output_rep(), &g, base.view(), g_out.view_mut());
-        let out = net.forward(params, gx.view(), minibatch, &mut ws);
+        act_on_rows(group, net.input_rep(), &g, x, gx.view_mut())?;
+        act_on_rows(group, net.output_rep(), &g, base.view(), g_out.view_mut())?;
+        let out = net.forward(params, gx.view(), minibatch, &mut ws)?;
         for (a, b) in out.iter().zip(g_out.iter()) {
             let d = (a.to_f64_exact() - b.to_f64_exact()).abs();
             max = max.max(d);
@@ -125,8 +125,8 @@ pub fn equivariance_error<T: Real, R: Rng>(
             count += 1;
         }
     }
-    EquivarianceError {
+    Ok(EquivarianceError {
         max,
         mean: if count > 0 { sum / count as f64 } else { 0.0 },
-    }
+    })
 }

@@ -129,7 +129,18 @@ impl<T: Real> ClassData<T> {
 }
 
 /// Hyperparameters of one SGD phase.
+///
+/// Built from [`SgdConfig::default`] (phase 1 of E5 for 10 epochs), [`SgdConfig::phase1`] or
+/// [`SgdConfig::phase2`] and the `with_*` methods (fields may be added in minor releases,
+/// hence `#[non_exhaustive]`):
+///
+/// ```
+/// use eqaug_dynamics::sgd::SgdConfig;
+/// let c = SgdConfig::default().with_learning_rate(1e-3).with_batch_size(50).with_epochs(3);
+/// assert_eq!((c.batch_size, c.epochs, c.chunk_rows), (50, 3, None));
+/// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct SgdConfig {
     /// Learning rate (> 0).
     pub learning_rate: f64,
@@ -151,7 +162,45 @@ pub struct SgdConfig {
     pub chunk_rows: Option<usize>,
 }
 
+impl Default for SgdConfig {
+    /// [`SgdConfig::phase1`] for 10 epochs.
+    fn default() -> Self {
+        SgdConfig::phase1(10)
+    }
+}
+
 impl SgdConfig {
+    /// With learning rate `learning_rate`.
+    pub fn with_learning_rate(mut self, learning_rate: f64) -> Self {
+        self.learning_rate = learning_rate;
+        self
+    }
+    /// With mini-batches of `batch_size` samples.
+    pub fn with_batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size;
+        self
+    }
+    /// With `epochs` epochs.
+    pub fn with_epochs(mut self, epochs: usize) -> Self {
+        self.epochs = epochs;
+        self
+    }
+    /// Recording the distances to `E ∩ L` after every step (`true`) or only per epoch.
+    pub fn with_step_distances(mut self, record: bool) -> Self {
+        self.record_step_distances = record;
+        self
+    }
+    /// With `eval_chunk` rows per evaluation pass.
+    pub fn with_eval_chunk(mut self, eval_chunk: usize) -> Self {
+        self.eval_chunk = eval_chunk;
+        self
+    }
+    /// With training passes of at most `chunk_rows` rows (`None`: whole mini-batches).
+    pub fn with_chunk_rows(mut self, chunk_rows: Option<usize>) -> Self {
+        self.chunk_rows = chunk_rows;
+        self
+    }
+
     /// Phase 1 of E5: lr 5e-4, mini-batch 100, no per-step distances.
     pub fn phase1(epochs: usize) -> Self {
         SgdConfig {
@@ -310,14 +359,17 @@ fn fill_batch<T: Real>(data: &ClassData<T>, rows: &[usize], x: &mut Array2<T>, t
 }
 
 /// Mean loss and accuracy of `params` on `data`, in chunks of `chunk` rows (no gradient).
+///
+/// # Errors
+/// [`eqaug_nn::NnError::Input`] if `data` or `params` do not fit `seq`.
 pub fn evaluate<T: Real>(
     seq: &Sequential<T>,
     params: &Params<T>,
     data: &ClassData<T>,
     chunk: usize,
-) -> (f64, f64) {
+) -> Result<(f64, f64), eqaug_nn::NnError> {
     if data.is_empty() {
-        return (f64::NAN, f64::NAN);
+        return Ok((f64::NAN, f64::NAN));
     }
     let chunk = chunk.max(1).min(data.len());
     let mut ws = seq.workspace(chunk);
@@ -334,9 +386,9 @@ pub fn evaluate<T: Real>(
             tv[[i, data.labels[r0 + i]]] = T::one();
         }
         loss += seq
-            .loss(params, x, t.slice(ndarray::s![..n, ..]), n, &mut ws)
+            .loss(params, x, t.slice(ndarray::s![..n, ..]), n, &mut ws)?
             .to_f64_exact();
-        let out = seq.output(&ws);
+        let out = seq.output(&ws)?;
         for i in 0..n {
             let row = out.row(i);
             if argmax(row.as_slice().expect("row-major")) == data.labels[r0 + i] {
@@ -346,7 +398,7 @@ pub fn evaluate<T: Real>(
         r0 = r1;
     }
     let n = data.len() as f64;
-    (loss / n, correct as f64 / n)
+    Ok((loss / n, correct as f64 / n))
 }
 
 /// Trains `params` by plain mini-batch SGD (no momentum, no weight decay): every epoch the
@@ -386,14 +438,14 @@ pub fn sgd<T: Real, M: SgdModel<T> + ?Sized>(
     }
     let eval_test = |p: &Params<T>| match test {
         Some(t) => evaluate(seq, p, t, cfg.eval_chunk),
-        None => (f64::NAN, f64::NAN),
+        None => Ok((f64::NAN, f64::NAN)),
     };
     // Weights grown four orders of magnitude beyond their start are a divergence even while
     // they stay finite (see [`crate::Divergence`]).
     let divergence = crate::Divergence::default();
     let norm0 = params.norm().to_f64_exact();
-    let (train_loss, train_accuracy) = evaluate(seq, params, train, cfg.eval_chunk);
-    let (test_loss, test_accuracy) = eval_test(params);
+    let (train_loss, train_accuracy) = evaluate(seq, params, train, cfg.eval_chunk)?;
+    let (test_loss, test_accuracy) = eval_test(params)?;
     on_epoch(
         &EpochRecord {
             epoch: 0,
@@ -435,9 +487,9 @@ pub fn sgd<T: Real, M: SgdModel<T> + ?Sized>(
                     t.slice(ndarray::s![lo..hi, ..]),
                 );
                 l += seq
-                    .loss_and_grad(params, xc, tc, hi - lo, &mut grads, &mut ws)
+                    .accumulate_loss_and_grad(params, xc, tc, hi - lo, &mut grads, &mut ws)?
                     .to_f64_exact();
-                let out = seq.output(&ws);
+                let out = seq.output(&ws)?;
                 right += (0..sub.len())
                     .filter(|&i| {
                         argmax(out.row(i).as_slice().expect("row-major")) == train.labels[sub[i]]
@@ -482,7 +534,7 @@ pub fn sgd<T: Real, M: SgdModel<T> + ?Sized>(
                 },
             });
         }
-        let (test_loss, test_accuracy) = eval_test(params);
+        let (test_loss, test_accuracy) = eval_test(params)?;
         on_epoch(
             &EpochRecord {
                 epoch,

@@ -55,7 +55,9 @@ impl Regulariser {
             .group_layers()
             .map(|t| match t.kind {
                 TensorKind::Group { projector, .. } => {
-                    let d = projector.distance_to_equivariant_f64(t.data);
+                    let d = projector
+                        .distance_to_equivariant_f64(t.data)
+                        .expect("the layout gives every tensor its length");
                     d * d
                 }
                 _ => 0.0,
@@ -260,24 +262,78 @@ impl Divergence {
 }
 
 /// The full-batch protocol of docs/science.md §3.
+///
+/// Built from [`Protocol::default`] with the `with_*` methods (fields may be added in minor
+/// releases, hence `#[non_exhaustive]`):
+///
+/// ```
+/// use eqaug_dynamics::Protocol;
+/// let p = Protocol::default().with_epochs(20).with_learning_rate(1e-3).with_minibatch(25);
+/// assert_eq!((p.epochs, p.minibatch, p.rows_per_chunk()), (20, 25, 500));
+/// ```
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct Protocol {
-    /// Number of epochs (= gradient steps).
+    /// Number of epochs (= gradient steps); default 10.
     pub epochs: usize,
-    /// Learning rate of the plain gradient step.
+    /// Learning rate of the plain gradient step; default 0.01.
     pub learning_rate: f64,
-    /// Mini-batch size (statistics of normalisation layers are per mini-batch).
+    /// Mini-batch size (statistics of normalisation layers are per mini-batch); default 25.
     pub minibatch: usize,
     /// Rows per chunk pushed through the network at once (rounded down to whole
-    /// mini-batches, at least one). Larger chunks mean larger, faster GEMMs.
+    /// mini-batches, at least one). Larger chunks mean larger, faster GEMMs; default 500.
     pub chunk_rows: usize,
-    /// Which distribution `Sampling::Reference` reproduces.
+    /// Which distribution `Sampling::Reference` reproduces; default classification.
     pub reference_task: ReferenceTask,
-    /// When a strategy counts as diverged.
+    /// When a strategy counts as diverged; default [`Divergence::default`].
     pub divergence: Divergence,
 }
 
+impl Default for Protocol {
+    fn default() -> Self {
+        Protocol {
+            epochs: 10,
+            learning_rate: 0.01,
+            minibatch: 25,
+            chunk_rows: 500,
+            reference_task: ReferenceTask::Classification,
+            divergence: Divergence::default(),
+        }
+    }
+}
+
 impl Protocol {
+    /// With `epochs` epochs (gradient steps).
+    pub fn with_epochs(mut self, epochs: usize) -> Self {
+        self.epochs = epochs;
+        self
+    }
+    /// With learning rate `learning_rate` (checked when training starts: finite, > 0).
+    pub fn with_learning_rate(mut self, learning_rate: f64) -> Self {
+        self.learning_rate = learning_rate;
+        self
+    }
+    /// With mini-batches of `minibatch` rows (checked when training starts: at least 1).
+    pub fn with_minibatch(mut self, minibatch: usize) -> Self {
+        self.minibatch = minibatch;
+        self
+    }
+    /// With chunks of `chunk_rows` rows (rounded down to whole mini-batches, at least one).
+    pub fn with_chunk_rows(mut self, chunk_rows: usize) -> Self {
+        self.chunk_rows = chunk_rows;
+        self
+    }
+    /// With the reference distribution `task` for `Sampling::Reference`.
+    pub fn with_reference_task(mut self, task: ReferenceTask) -> Self {
+        self.reference_task = task;
+        self
+    }
+    /// With the divergence rule `divergence`.
+    pub fn with_divergence(mut self, divergence: Divergence) -> Self {
+        self.divergence = divergence;
+        self
+    }
+
     /// Rows per chunk: a whole number of mini-batches, at least one.
     pub fn rows_per_chunk(&self) -> usize {
         let mb = self.minibatch.max(1);
@@ -287,11 +343,11 @@ impl Protocol {
     pub(crate) fn validate(&self) -> Result<(), crate::TrainError> {
         let bad = |m: String| Err(crate::TrainError::Invalid(m));
         if self.minibatch == 0 {
-            return bad("the mini-batch size must be at least 1".into());
+            return bad("protocol: `minibatch` must be at least 1, got 0".into());
         }
         if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
             return bad(format!(
-                "the learning rate must be positive, got {}",
+                "protocol: `learning_rate` must be finite and positive, got {}",
                 self.learning_rate
             ));
         }

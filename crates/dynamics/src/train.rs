@@ -69,27 +69,53 @@ pub struct Trainer<'a, T: Real> {
 }
 
 impl<'a, T: Real> Trainer<'a, T> {
-    /// A trainer for `net` on `data` under `protocol`; `group` acts on the data.
+    /// A trainer for `net` on `data` under `protocol`. The network's group
+    /// ([`Network::group`]) acts on the data: augmentation draws from it and the equivariant
+    /// strategy projects onto its E.
+    ///
+    /// # Errors
+    /// [`TrainError::Invalid`] for an invalid protocol, an empty training set, or data that
+    /// do not fit the network (widths, or an input representation other than the network's).
     pub fn new(
         net: &'a Network<T>,
-        group: Arc<Group>,
         data: &'a TrainData<T>,
         protocol: Protocol,
     ) -> Result<Self, TrainError> {
         protocol.validate()?;
+        let group = net.group().clone();
         if data.is_empty() {
             return Err(TrainError::Invalid("the training set is empty".into()));
         }
         if let Some(m) = data.mismatch(net) {
             return Err(TrainError::Invalid(m));
         }
+        if data.input_rep != net.input_rep() {
+            return Err(TrainError::Invalid(format!(
+                "the data's input representation ({}) is not the network's ({})",
+                data.input_rep,
+                net.input_rep()
+            )));
+        }
         if data.x.ncols() != data.input_rep.dim(&group) {
             return Err(TrainError::Invalid(format!(
-                "input rows have {} features but the input representation {:?} has {}",
+                "input rows have {} features but the input representation ({}) of group `{}` \
+                 has {}",
                 data.x.ncols(),
                 data.input_rep,
+                group.name(),
                 data.input_rep.dim(&group)
             )));
+        }
+        if let Some(rep) = data.target_rep {
+            if data.targets.ncols() != rep.dim(&group) {
+                return Err(TrainError::Invalid(format!(
+                    "target rows have {} features but the target representation ({rep}) of \
+                     group `{}` has {}",
+                    data.targets.ncols(),
+                    group.name(),
+                    rep.dim(&group)
+                )));
+            }
         }
         let rows = protocol
             .rows_per_chunk()
@@ -200,16 +226,28 @@ impl<'a, T: Real> Trainer<'a, T> {
                         t
                     };
                     if with_grad {
-                        self.net
-                            .loss_and_grad(params, xb, tb, mb, &mut self.grads, &mut self.ws)
+                        self.net.accumulate_loss_and_grad(
+                            params,
+                            xb,
+                            tb,
+                            mb,
+                            &mut self.grads,
+                            &mut self.ws,
+                        )?
                     } else {
-                        self.net.loss(params, xb, tb, mb, &mut self.ws)
+                        self.net.loss(params, xb, tb, mb, &mut self.ws)?
                     }
                 } else if with_grad {
-                    self.net
-                        .loss_and_grad(params, x, t, mb, &mut self.grads, &mut self.ws)
+                    self.net.accumulate_loss_and_grad(
+                        params,
+                        x,
+                        t,
+                        mb,
+                        &mut self.grads,
+                        &mut self.ws,
+                    )?
                 } else {
-                    self.net.loss(params, x, t, mb, &mut self.ws)
+                    self.net.loss(params, x, t, mb, &mut self.ws)?
                 };
                 total_f64 += chunk_loss.to_f64_exact();
             }
@@ -295,7 +333,9 @@ pub struct RunOutcome {
 }
 
 /// A per-strategy random stream: the run's seed, and a stream number from the strategy's
-/// name, so that adding or reordering strategies does not change the others' draws.
+/// name, so that adding or reordering strategies does not change the others' draws (the
+/// stream [`train`] uses; public for the workspace's runner).
+#[doc(hidden)]
 pub fn strategy_rng(seed: u64, name: &str) -> ChaCha8Rng {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(crate::fnv1a64(name.as_bytes()));
@@ -304,10 +344,9 @@ pub fn strategy_rng(seed: u64, name: &str) -> ChaCha8Rng {
 
 /// Trains every strategy from the same `a0` (which should lie in E) for `protocol.epochs`
 /// epochs and records the metrics of docs/science.md §3 at epochs `0..=epochs`; as
-/// [`train_with_held_out`] without a held-out split.
+/// [`train_with_held_out`] without a held-out split. The network's group acts on the data.
 pub fn train<T: Real>(
     net: &Network<T>,
-    group: Arc<Group>,
     data: &TrainData<T>,
     protocol: &Protocol,
     strategies: &[StrategySpec],
@@ -315,9 +354,7 @@ pub fn train<T: Real>(
     seed: u64,
     on_epoch: &mut dyn FnMut(&EpochMetrics, &Params<T>),
 ) -> Result<RunOutcome, TrainError> {
-    train_with_held_out(
-        net, group, data, protocol, strategies, a0, seed, None, on_epoch,
-    )
+    train_with_held_out(net, data, protocol, strategies, a0, seed, None, on_epoch)
 }
 
 /// Trains every strategy from the same `a0` (which should lie in E) for `protocol.epochs`
@@ -331,9 +368,12 @@ pub fn train<T: Real>(
 /// checkpoints and progress). Strategies run one after the other, sharing one gradient store.
 /// A non-finite loss or weight, or a loss or weights grown beyond `protocol.divergence`,
 /// stops that strategy (recorded in [`RunOutcome::failures`]); the others go on.
+///
+/// The network's group ([`Network::group`]) acts on the data. `a0` must be laid out for `net`
+/// (e.g. from [`eqaug_nn::Sequential::init_params`]); `seed` and each strategy's name choose
+/// its random stream, so adding or reordering strategies does not change the others' draws.
 pub fn train_with_held_out<T: Real>(
     net: &Network<T>,
-    group: Arc<Group>,
     data: &TrainData<T>,
     protocol: &Protocol,
     strategies: &[StrategySpec],
@@ -345,7 +385,14 @@ pub fn train_with_held_out<T: Real>(
     for s in strategies {
         s.validate()?;
     }
-    let mut trainer = Trainer::new(net, group, data, protocol.clone())?;
+    if !a0.layout().compatible(net.layout()) {
+        return Err(TrainError::Invalid(format!(
+            "`a0` is not laid out for this network: {} values, the network has {}",
+            a0.len(),
+            net.num_params()
+        )));
+    }
+    let mut trainer = Trainer::new(net, data, protocol.clone())?;
     let layer_names = a0.group_layers().map(|t| t.name.to_string()).collect();
     let mut metrics = Vec::new();
     let mut failures = Vec::new();
@@ -365,7 +412,7 @@ pub fn train_with_held_out<T: Real>(
             let mut row = EpochMetrics::measure(epoch, &strategy.name, loss, &params, a0);
             row.penalty = strategy.regulariser.map(|r| r.penalty(&params));
             if let Some(h) = held_out.as_deref_mut() {
-                row.set_test(&h.evaluate(net, &params));
+                row.set_test(&h.evaluate(net, &params)?);
             }
             on_epoch(&row, &params);
             metrics.push(row);

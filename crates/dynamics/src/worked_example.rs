@@ -8,7 +8,7 @@
 //! `(0.6209, -0.6209)`.
 
 use crate::{hessian, Protocol, Sampling, StrategySpec, TrainData, TrainError, Trainer};
-use eqaug_groups::{Group, ReferenceTask, Rep};
+use eqaug_groups::{Group, Rep};
 use eqaug_nn::{LayerSpec, Loss, Network, NetworkSpec, Params, Points};
 use ndarray::array;
 
@@ -72,16 +72,13 @@ fn params_at(net: &Network<f64>, a: [f64; 2]) -> Params<f64> {
 /// Runs the example. The network's loss is the mean squared error, twice the example's
 /// `1/2 (Phi - y)^2`, so gradients and Hessians are halved here.
 pub fn run() -> Result<WorkedExample, TrainError> {
-    let (net, group, data) = setup()?;
-    let protocol = Protocol {
-        epochs: 0,
-        learning_rate: 0.1,
-        minibatch: 2,
-        chunk_rows: 2,
-        reference_task: ReferenceTask::Classification,
-        divergence: Default::default(),
-    };
-    let mut trainer = Trainer::new(&net, group, &data, protocol)?;
+    let (net, _group, data) = setup()?;
+    let protocol = Protocol::default()
+        .with_epochs(0)
+        .with_learning_rate(0.1)
+        .with_minibatch(2)
+        .with_chunk_rows(2);
+    let mut trainer = Trainer::new(&net, &data, protocol)?;
     let aug = StrategySpec::augmented(1, Sampling::Exact);
     let nominal = StrategySpec::nominal();
     let half = |p: &Params<f64>| [p.as_slice()[0] * 0.5, p.as_slice()[1] * 0.5];

@@ -64,14 +64,13 @@ fn sgd_is_deterministic_and_learns() {
     let net = SupportCnn::<f32>::new(&spec(Support::Cross, Parametrisation::Equivariant), &mut r)
         .unwrap();
     let p0 = net.init_params(&mut r);
-    let cfg = SgdConfig {
-        learning_rate: 2e-3,
-        batch_size: 50,
-        epochs: 2,
-        record_step_distances: true,
-        eval_chunk: 64,
-        chunk_rows: None,
-    };
+    let cfg = SgdConfig::default()
+        .with_learning_rate(2e-3)
+        .with_batch_size(50)
+        .with_epochs(2)
+        .with_step_distances(true)
+        .with_eval_chunk(64)
+        .with_chunk_rows(None);
     let (mut p1, mut p2) = (p0.clone(), p0.clone());
     let (s1, e1, o1) = run(&net, &mut p1, &train, Some(&test), &cfg, 7);
     let (s2, e2, _) = run(&net, &mut p2, &train, Some(&test), &cfg, 7);
@@ -106,18 +105,14 @@ fn chunked_steps_equal_whole_minibatch_steps() {
     let net =
         SupportCnn::<f64>::new(&spec(Support::Cross, Parametrisation::Unitary), &mut r).unwrap();
     let p0 = net.init_params(&mut r);
-    let whole = SgdConfig {
-        learning_rate: 5e-3,
-        batch_size: 40,
-        epochs: 2,
-        record_step_distances: true,
-        eval_chunk: 64,
-        chunk_rows: None,
-    };
-    let chunked = SgdConfig {
-        chunk_rows: Some(15),
-        ..whole.clone()
-    };
+    let whole = SgdConfig::default()
+        .with_learning_rate(5e-3)
+        .with_batch_size(40)
+        .with_epochs(2)
+        .with_step_distances(true)
+        .with_eval_chunk(64)
+        .with_chunk_rows(None);
+    let chunked = whole.clone().with_chunk_rows(Some(15));
     let (mut p1, mut p2) = (p0.clone(), p0.clone());
     let (s1, e1, _) = run(&net, &mut p1, &train, Some(&test), &whole, 11);
     let (s2, e2, _) = run(&net, &mut p2, &train, Some(&test), &chunked, 11);
@@ -136,10 +131,7 @@ fn chunked_steps_equal_whole_minibatch_steps() {
     for (a, b) in e1.iter().zip(&e2) {
         assert_eq!(a.train_accuracy, b.train_accuracy);
     }
-    let bad = SgdConfig {
-        chunk_rows: Some(0),
-        ..whole
-    };
+    let bad = whole.with_chunk_rows(Some(0));
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let err = sgd(
         &net,
@@ -163,14 +155,13 @@ fn divergence_is_reported_with_its_step() {
     let net =
         SupportCnn::<f32>::new(&spec(Support::Skew, Parametrisation::Unitary), &mut r).unwrap();
     let mut p = net.init_params(&mut r);
-    let cfg = SgdConfig {
-        learning_rate: 1e30,
-        batch_size: 10,
-        epochs: 3,
-        record_step_distances: false,
-        eval_chunk: 40,
-        chunk_rows: None,
-    };
+    let cfg = SgdConfig::default()
+        .with_learning_rate(1e30)
+        .with_batch_size(10)
+        .with_epochs(3)
+        .with_step_distances(false)
+        .with_eval_chunk(40)
+        .with_chunk_rows(None);
     let (steps, _, out) = run(&net, &mut p, &train, None, &cfg, 3);
     let f = out.failure.expect("a learning rate of 1e30 must diverge");
     assert_eq!(f.epoch, 1);
@@ -199,14 +190,13 @@ fn one_step(support: Support, param: Parametrisation, batch: &ClassData<f64>) ->
         .sum::<f64>()
         .sqrt();
     assert!(d0 < 1e-12, "the loaded model starts in E ∩ L ({d0:e})");
-    let cfg = SgdConfig {
-        learning_rate: 2.5e-4,
-        batch_size: batch.len(),
-        epochs: 1,
-        record_step_distances: true,
-        eval_chunk: batch.len(),
-        chunk_rows: None,
-    };
+    let cfg = SgdConfig::default()
+        .with_learning_rate(2.5e-4)
+        .with_batch_size(batch.len())
+        .with_epochs(1)
+        .with_step_distances(true)
+        .with_eval_chunk(batch.len())
+        .with_chunk_rows(None);
     let (steps, _, _) = run(&net, &mut p, batch, None, &cfg, 9);
     assert_eq!(steps.len(), 1);
     let dist = steps[0].distances.iter().map(|v| v * v).sum::<f64>().sqrt();

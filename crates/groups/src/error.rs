@@ -2,9 +2,10 @@
 
 /// What can go wrong when building groups, enumerating them or projecting layers.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum GroupError {
     /// The group name is not one of the built-in groups.
-    #[error("unknown group `{0}`: expected one of perm, trans2d, trans1d, rot, rototrans, swap, trivial")]
+    #[error("unknown group `{0}`: expected one of perm, sym, trans2d, trans1d, rot, rototrans, swap, trivial")]
     UnknownGroup(String),
     /// The size parameter is out of range for the group.
     #[error("group `{group}`: size {size} is out of range ({reason})")]
@@ -45,9 +46,12 @@ pub enum GroupError {
         /// Which layer shape.
         what: String,
     },
-    /// A weight slice has the wrong length.
-    #[error("weight of length {got} does not match the layer shape {rows} x {cols}")]
+    /// A slice has the wrong length for the layer shape (or a permutation acts on the wrong
+    /// number of points).
+    #[error("{what} of length {got} does not match the layer shape {rows} x {cols} (length {})", rows * cols)]
     ShapeMismatch {
+        /// Which argument (`weight`, `output`, ...).
+        what: &'static str,
         /// Expected rows.
         rows: usize,
         /// Expected columns.
@@ -55,10 +59,19 @@ pub enum GroupError {
         /// The length that was given.
         got: usize,
     },
+    /// A group element permutes another number of points than the layer's positions.
+    #[error("the group element permutes {got} points, but the layer's positions are {expected}")]
+    PointsMismatch {
+        /// Positions of the layer's base-point representation.
+        expected: usize,
+        /// Points the element permutes.
+        got: usize,
+    },
 }
 
 /// Why a list of images is not a permutation of `0..n`.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PermError {
     /// An image is not a point.
     #[error("image {image} of point {point} is out of range 0..{len}")]

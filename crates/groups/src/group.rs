@@ -15,8 +15,12 @@ pub const DEFAULT_ENUMERATION_LIMIT: usize = 1 << 20;
 /// The built-in groups and user-defined groups (docs/science.md §2).
 ///
 /// Grid groups act on the `n*n` pixels of an `n x n` grid indexed `s = n*row + col`; `Perm`
-/// acts on the `n*n` entries of an adjacency matrix of an `n`-node graph.
+/// acts on the `n*n` entries of an adjacency matrix of an `n`-node graph; `Symmetric` acts on
+/// `n` points (the nodes themselves, or any `n` interchangeable items).
+///
+/// New groups may be added in minor releases, hence `#[non_exhaustive]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 #[cfg_attr(
     feature = "serde",
     derive(serde::Serialize, serde::Deserialize),
@@ -27,6 +31,13 @@ pub enum GroupSpec {
     Perm {
         /// Number of nodes.
         nodes: usize,
+    },
+    /// S_n on `n` points: `i -> p(i)` (config name `sym`; e.g. node features of an `n`-node
+    /// graph, or a set of `n` items). Its equivariant maps between two copies of the points
+    /// are `a I + b 11^T` (docs/science.md §1.1): 2 orbits of point pairs for `n >= 2`.
+    Symmetric {
+        /// Number of points.
+        n: usize,
     },
     /// Z_n x Z_n: cyclic shifts of both grid axes.
     Trans2d {
@@ -107,12 +118,20 @@ fn bad_size(group: &str, size: usize, reason: &str) -> GroupError {
 }
 
 impl Group {
-    /// A built-in group by name (`perm`, `trans2d`, `trans1d`, `rot`, `rototrans`, `swap`,
-    /// `trivial`) and size (grid side or node count; `swap` needs 2; `trivial` acts on a
-    /// `size x size` grid).
+    /// A built-in group by name and size: `perm` (S_n on the `size x size` adjacency entries
+    /// of a `size`-node graph), `sym` (S_n on `size` points), `trans2d`, `trans1d`, `rot`,
+    /// `rototrans` (grid side `size`), `swap` (size 2), `trivial` (on a `size x size` grid).
+    ///
+    /// ```
+    /// use eqaug_groups::Group;
+    /// let s4 = Group::builtin("sym", 4).unwrap();
+    /// assert_eq!((s4.degree(), s4.order()), (4, 24));
+    /// assert!(Group::builtin("sym", 0).unwrap_err().to_string().contains("size 0"));
+    /// ```
     pub fn builtin(name: &str, size: usize) -> Result<Arc<Group>, GroupError> {
         let spec = match name {
             "perm" => GroupSpec::Perm { nodes: size },
+            "sym" => GroupSpec::Symmetric { n: size },
             "trans2d" => GroupSpec::Trans2d { n: size },
             "trans1d" => GroupSpec::Trans1d { n: size },
             "rot" => GroupSpec::Rot { n: size },
@@ -161,6 +180,24 @@ impl Group {
                     }
                     let order = (1..=n as u128).product();
                     ("perm".into(), n * n, order, gens, None)
+                }
+                GroupSpec::Symmetric { n } => {
+                    let n = *n;
+                    // 34! is the largest factorial that fits the u128 order.
+                    if n == 0 || n > 34 {
+                        return Err(bad_size("sym", n, "the point count must be in 1..=34"));
+                    }
+                    let mut gens = Vec::new();
+                    if n >= 2 {
+                        let mut t: Vec<usize> = (0..n).collect();
+                        t.swap(0, 1);
+                        gens.push(Perm::from_fn(n, |i| t[i]));
+                    }
+                    if n >= 3 {
+                        gens.push(Perm::from_fn(n, |i| (i + 1) % n));
+                    }
+                    let order = (1..=n as u128).product();
+                    ("sym".into(), n, order, gens, None)
                 }
                 GroupSpec::Trans2d { n } => {
                     grid("trans2d", *n)?;
@@ -255,12 +292,13 @@ impl Group {
         &self.spec
     }
 
-    /// The group's name (`perm`, `rot`, ..., or the user's name).
+    /// The group's name (`perm`, `sym`, `rot`, ..., or the user's name).
     pub fn name(&self) -> &str {
         &self.name
     }
 
-    /// Number of base points the group permutes (`n*n` for grids and graphs, 2 for swap).
+    /// Number of base points the group permutes (`n*n` for grids and graphs, `n` for `sym`,
+    /// 2 for swap).
     pub fn degree(&self) -> usize {
         self.degree
     }
@@ -283,6 +321,11 @@ impl Group {
                 let mut p: Vec<usize> = (0..*nodes).collect();
                 p.shuffle(rng);
                 node_perm_to_entries(&p)
+            }
+            GroupSpec::Symmetric { n } => {
+                let mut p: Vec<usize> = (0..*n).collect();
+                p.shuffle(rng);
+                Perm::from_fn(*n, |i| p[i])
             }
             GroupSpec::Trans2d { n } => shift(*n, rng.gen_range(0..*n), rng.gen_range(0..*n)),
             GroupSpec::Trans1d { n } => shift(*n, 0, rng.gen_range(0..*n)),
@@ -310,7 +353,7 @@ impl Group {
     /// One element drawn from the non-uniform distributions of the authors' code
     /// (docs/science.md §7), to measure their effect: rotations by the task's distribution (never 270
     /// degrees), shifts from `0..=n` (so shift 0 is twice as likely). Groups without such a
-    /// defect (perm, swap, trivial, user) sample uniformly.
+    /// defect (perm, sym, swap, trivial, user) sample uniformly.
     pub fn sample_reference<R: Rng + ?Sized>(&self, rng: &mut R, task: ReferenceTask) -> Perm {
         let rot_k = |rng: &mut R| -> usize {
             let u: f64 = rng.gen();
@@ -361,6 +404,10 @@ impl Group {
             GroupSpec::Perm { nodes } => all_permutations(*nodes)
                 .iter()
                 .map(|p| node_perm_to_entries(p))
+                .collect(),
+            GroupSpec::Symmetric { n } => all_permutations(*n)
+                .iter()
+                .map(|p| Perm::from_fn(*n, |i| p[i]))
                 .collect(),
             GroupSpec::Trans2d { n } => (0..*n)
                 .flat_map(|a| (0..*n).map(move |b| shift(*n, a, b)))

@@ -13,12 +13,16 @@
 //! ```
 //! use eqaug_groups::{Group, Projector, Rep};
 //! let g = Group::builtin("rot", 6).unwrap();
-//! let proj = Projector::new(&g, Rep::base(2), Rep::base(3)).unwrap();
+//! // 3 input channels of pixels -> 2 output channels
+//! let proj = Projector::between(&g, Rep::base(3), Rep::base(2)).unwrap();
 //! assert_eq!(proj.dim_per_channel_pair(), 6usize.pow(4) / 4);
 //! let mut w = vec![1.0f64; proj.rows() * proj.cols()];
 //! w[0] = 5.0;
-//! proj.project_in_place(&mut w);
-//! assert!(proj.distance_to_equivariant(&w) < 1e-12);
+//! proj.project_in_place(&mut w).unwrap();
+//! assert!(proj.distance_to_equivariant(&w).unwrap() < 1e-12);
+//! // a slice of the wrong length is an error, not a panic
+//! let err = proj.project(&w[1..]).unwrap_err();
+//! assert!(err.to_string().contains("does not match the layer shape 72 x 108"));
 //! ```
 #![warn(missing_docs)]
 
@@ -42,3 +46,6 @@ pub use perm::{act_on_sample, act_on_sample_inverse, Perm};
 pub use points::Points;
 pub use projector::{reynolds_average, Projector, Rep};
 pub use real::Real;
+
+/// The `rand` crate of this API (0.8): [`Group::sample`] takes its [`rand::Rng`].
+pub use rand;

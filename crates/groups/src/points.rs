@@ -13,3 +13,13 @@ pub enum Points {
     /// One point: the trivial representation.
     Trivial,
 }
+
+impl std::fmt::Display for Points {
+    /// `base points` or `a fixed point`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Points::Base => "base points",
+            Points::Trivial => "a fixed point",
+        })
+    }
+}

@@ -25,6 +25,20 @@ pub struct Rep {
     pub points: Points,
 }
 
+impl std::fmt::Display for Rep {
+    /// `3 channels on base points`, `1 channel on a fixed point`.
+    ///
+    /// ```
+    /// use eqaug_groups::Rep;
+    /// assert_eq!(Rep::base(3).to_string(), "3 channels on base points");
+    /// assert_eq!(Rep::trivial(1).to_string(), "1 channel on a fixed point");
+    /// ```
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = if self.channels == 1 { "" } else { "s" };
+        write!(f, "{} channel{s} on {}", self.channels, self.points)
+    }
+}
+
 impl Rep {
     /// `channels` copies of the base permutation representation (rho).
     pub fn base(channels: usize) -> Self {
@@ -65,18 +79,23 @@ pub struct Projector {
 }
 
 impl Projector {
-    /// The projector for a layer `rep_in -> rep_out` of `group`. Errors when the space of
-    /// equivariant layers is {0} (a representation with no channels).
-    pub fn new(group: &Group, rep_out: Rep, rep_in: Rep) -> Result<Self, GroupError> {
+    /// The projector for a layer `from -> to` of `group` (input first, as everywhere in
+    /// eqaug: `Dense::new(input, output, ..)`, `Network::new(.., input, ..)`). Errors when the
+    /// space of equivariant layers is {0} (a representation with no channels).
+    ///
+    /// ```
+    /// use eqaug_groups::{Group, Projector, Rep};
+    /// let g = Group::builtin("sym", 5).unwrap();
+    /// // 3 input channels on the 5 points -> 2 output channels on the points
+    /// let p = Projector::between(&g, Rep::base(3), Rep::base(2)).unwrap();
+    /// assert_eq!((p.rows(), p.cols(), p.dim()), (10, 15, 2 * 3 * 2));
+    /// ```
+    pub fn between(group: &Group, from: Rep, to: Rep) -> Result<Self, GroupError> {
+        let (rep_in, rep_out) = (from, to);
         let map = group.orbit_map(rep_out.points, rep_in.points);
         if rep_out.channels == 0 || rep_in.channels == 0 || map.n_orbits() == 0 {
             return Err(GroupError::EmptyEquivariantSpace {
-                what: format!(
-                    "of group `{}` from {:?} to {:?}",
-                    group.name(),
-                    rep_in,
-                    rep_out
-                ),
+                what: format!("of group `{}` from {rep_in} to {rep_out}", group.name()),
             });
         }
         Ok(Projector {
@@ -84,6 +103,15 @@ impl Projector {
             rep_in,
             map,
         })
+    }
+
+    /// The projector for a layer `rep_in -> rep_out`, output first (the order of the weight
+    /// matrix's shape).
+    #[deprecated(
+        note = "use `Projector::between(group, from, to)`: input first, as everywhere in eqaug"
+    )]
+    pub fn new(group: &Group, rep_out: Rep, rep_in: Rep) -> Result<Self, GroupError> {
+        Projector::between(group, rep_in, rep_out)
     }
 
     /// The output representation.
@@ -116,7 +144,7 @@ impl Projector {
         self.rows() * self.cols()
     }
 
-    /// Always false (empty layers are rejected by [`Projector::new`]).
+    /// Always false (empty layers are rejected by [`Projector::between`]).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -131,9 +159,10 @@ impl Projector {
         self.rep_out.channels * self.rep_in.channels * self.map.n_orbits()
     }
 
-    fn check<T>(&self, w: &[T]) -> Result<(), GroupError> {
+    fn check<T>(&self, w: &[T], what: &'static str) -> Result<(), GroupError> {
         if w.len() != self.len() {
             return Err(GroupError::ShapeMismatch {
+                what,
                 rows: self.rows(),
                 cols: self.cols(),
                 got: w.len(),
@@ -238,10 +267,10 @@ impl Projector {
 
     /// Pi_E in place: every weight replaced by the mean of its orbit (per channel pair).
     ///
-    /// # Panics
-    /// If `w.len() != rows * cols`.
-    pub fn project_in_place<T: Real>(&self, w: &mut [T]) {
-        self.check(w).expect("project_in_place");
+    /// # Errors
+    /// [`GroupError::ShapeMismatch`] if `w.len() != rows * cols` (`w` is left unchanged).
+    pub fn project_in_place<T: Real>(&self, w: &mut [T]) -> Result<(), GroupError> {
+        self.check(w, "weight")?;
         let band_len = self.map.s_out() * self.cols();
         let sizes = self.orbit_sizes();
         w.par_chunks_mut(LANES * band_len).for_each(|group| {
@@ -253,29 +282,30 @@ impl Projector {
                 }
             }
         });
+        Ok(())
     }
 
     /// Pi_E out of place.
     ///
-    /// # Panics
-    /// If `w.len() != rows * cols`.
-    pub fn project<T: Real>(&self, w: &[T]) -> Vec<T> {
+    /// # Errors
+    /// [`GroupError::ShapeMismatch`] if `w.len() != rows * cols`.
+    pub fn project<T: Real>(&self, w: &[T]) -> Result<Vec<T>, GroupError> {
         let mut out = w.to_vec();
-        self.project_in_place(&mut out);
-        out
+        self.project_in_place(&mut out)?;
+        Ok(out)
     }
 
     /// `||W - Pi_E W||` (Frobenius, not squared), accumulated in f64 in a fixed order.
     ///
-    /// # Panics
-    /// If `w.len() != rows * cols`.
-    pub fn distance_to_equivariant<T: Real>(&self, w: &[T]) -> T {
-        T::from_f64_lossy(self.distance_to_equivariant_f64(w))
+    /// # Errors
+    /// [`GroupError::ShapeMismatch`] if `w.len() != rows * cols`.
+    pub fn distance_to_equivariant<T: Real>(&self, w: &[T]) -> Result<T, GroupError> {
+        Ok(T::from_f64_lossy(self.distance_to_equivariant_f64(w)?))
     }
 
     /// As [`Projector::distance_to_equivariant`], returned in f64.
-    pub fn distance_to_equivariant_f64<T: Real>(&self, w: &[T]) -> f64 {
-        self.check(w).expect("distance_to_equivariant");
+    pub fn distance_to_equivariant_f64<T: Real>(&self, w: &[T]) -> Result<f64, GroupError> {
+        self.check(w, "weight")?;
         let band_len = self.map.s_out() * self.cols();
         let sizes = self.orbit_sizes();
         // One squared distance per output channel, summed in channel order.
@@ -292,18 +322,38 @@ impl Projector {
                 }
             })
             .collect();
-        partial.iter().flatten().sum::<f64>().sqrt()
+        Ok(partial.iter().flatten().sum::<f64>().sqrt())
     }
 
     /// The action on layers: `out = g.W = rho_out(g) W rho_in(g)^-1`, i.e.
     /// `out[(c, g s_o), (c', g s_i)] = W[(c, s_o), (c', s_i)]`.
     ///
-    /// # Panics
-    /// If the lengths do not match the layer shape or `g` acts on the wrong number of points.
-    pub fn act_on_layer<T: Copy>(&self, g: &Perm, w: &[T], out: &mut [T]) {
-        self.check(w).expect("act_on_layer");
-        self.check(out).expect("act_on_layer");
+    /// # Errors
+    /// [`GroupError::ShapeMismatch`] if a length does not match the layer shape,
+    /// [`GroupError::PointsMismatch`] if `g` permutes another number of points than the
+    /// layer's positions.
+    pub fn act_on_layer<T: Copy>(
+        &self,
+        g: &Perm,
+        w: &[T],
+        out: &mut [T],
+    ) -> Result<(), GroupError> {
+        self.check(w, "weight")?;
+        self.check(out, "output")?;
         let (s_out, s_in, cols) = (self.map.s_out(), self.map.s_in(), self.cols());
+        let base = if self.rep_out.points == Points::Base {
+            Some(s_out)
+        } else if self.rep_in.points == Points::Base {
+            Some(s_in)
+        } else {
+            None
+        };
+        if let Some(points) = base.filter(|&p| p != g.len()) {
+            return Err(GroupError::PointsMismatch {
+                expected: points,
+                got: g.len(),
+            });
+        }
         let act = |p: Points, s: usize| match p {
             Points::Base => g.apply(s),
             Points::Trivial => s,
@@ -320,6 +370,7 @@ impl Projector {
                 }
             }
         }
+        Ok(())
     }
 }
 
@@ -331,12 +382,12 @@ pub fn reynolds_average<T: Real>(
     projector: &Projector,
     w: &[T],
 ) -> Result<Vec<T>, GroupError> {
-    projector.check(w)?;
+    projector.check(w, "weight")?;
     let elements = group.elements(crate::DEFAULT_ENUMERATION_LIMIT)?;
     let mut acc = vec![0.0f64; w.len()];
     let mut moved = vec![T::zero(); w.len()];
     for g in &elements {
-        projector.act_on_layer(g, w, &mut moved);
+        projector.act_on_layer(g, w, &mut moved)?;
         for (a, &m) in acc.iter_mut().zip(&moved) {
             *a += m.to_f64_exact();
         }

@@ -11,6 +11,9 @@ fn enumerated_groups_have_the_right_order() {
     let cases = [
         ("perm", 4, 24),
         ("perm", 5, 120),
+        ("sym", 1, 1),
+        ("sym", 2, 2),
+        ("sym", 5, 120),
         ("trans2d", 5, 25),
         ("trans1d", 6, 6),
         ("rot", 5, 4),
@@ -201,4 +204,76 @@ fn rotation_is_rot90_about_the_centre() {
     assert_eq!(r.apply(12), 12);
     assert!(r.compose(r).compose(r).compose(r).is_identity());
     assert!(!r.compose(r).is_identity());
+}
+
+/// S_n on n points (`sym`): the orbits of point pairs and of (point, fixed point) pairs
+/// counted by brute force (a union over every element of the enumerated group, not over the
+/// generators the orbit map uses) agree with the orbit map; the group is all of S_n; the
+/// projection is the brute-force group average; samples are uniform.
+#[test]
+fn symmetric_group_on_points_matches_brute_force() {
+    use eqaug_groups::{reynolds_average, Points, Projector, Rep};
+    for n in 1..=6usize {
+        let g = Group::builtin("sym", n).unwrap();
+        assert_eq!(g.spec(), &GroupSpec::Symmetric { n });
+        assert_eq!(g.degree(), n);
+        let els = g.elements(1 << 20).unwrap();
+        let factorial: usize = (1..=n).product();
+        assert_eq!(els.len(), factorial);
+        assert_eq!(els.iter().collect::<HashSet<_>>().len(), factorial);
+        // brute-force orbits of pairs (i, j) under (i, j) -> (g i, g j)
+        let mut orbit_of_pair: HashMap<(usize, usize), usize> = HashMap::new();
+        let mut orbits = 0;
+        for i in 0..n {
+            for j in 0..n {
+                if orbit_of_pair.contains_key(&(i, j)) {
+                    continue;
+                }
+                for e in &els {
+                    orbit_of_pair.insert((e.apply(i), e.apply(j)), orbits);
+                }
+                orbits += 1;
+            }
+        }
+        assert_eq!(orbits, if n == 1 { 1 } else { 2 }, "n = {n}");
+        let map = g.orbit_map(Points::Base, Points::Base);
+        assert_eq!(map.n_orbits(), orbits);
+        for i in 0..n {
+            for j in 0..n {
+                // same partition: equal brute-force orbits iff equal orbit-map orbits
+                assert_eq!(
+                    map.orbit(i, j) == map.orbit(0, 0),
+                    orbit_of_pair[&(i, j)] == orbit_of_pair[&(0, 0)]
+                );
+            }
+        }
+        assert_eq!(g.orbit_map(Points::Base, Points::Trivial).n_orbits(), 1);
+        // projection = group average
+        let p = Projector::between(&g, Rep::base(2), Rep::base(3)).unwrap();
+        let w: Vec<f64> = (0..p.len())
+            .map(|k| ((k * 7919) % 23) as f64 - 11.0)
+            .collect();
+        let fast = p.project(&w).unwrap();
+        let slow = reynolds_average(&g, &p, &w).unwrap();
+        for (a, b) in fast.iter().zip(&slow) {
+            assert!((a - b).abs() < 1e-12, "n = {n}: {a} vs {b}");
+        }
+    }
+    // uniform sampling: every element of S_3 about 1/6 of the time
+    let g = Group::builtin("sym", 3).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let mut counts: HashMap<Perm, usize> = HashMap::new();
+    for _ in 0..6000 {
+        *counts.entry(g.sample(&mut rng)).or_default() += 1;
+    }
+    assert_eq!(counts.len(), 6);
+    assert!(
+        counts.values().all(|&c| (850..1150).contains(&c)),
+        "{counts:?}"
+    );
+    // sizes out of range are errors naming the group and the size
+    let e = Group::builtin("sym", 0).unwrap_err();
+    assert!(matches!(e, GroupError::BadSize { size: 0, .. }), "{e}");
+    assert!(e.to_string().contains("`sym`"), "{e}");
+    assert!(Group::builtin("sym", 35).is_err());
 }

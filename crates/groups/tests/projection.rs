@@ -57,30 +57,30 @@ fn projection_is_idempotent_and_self_adjoint() {
     let mut r = rng(1);
     for g in small_groups() {
         for (out, inp) in shapes() {
-            let p = Projector::new(&g, out, inp).unwrap();
+            let p = Projector::between(&g, inp, out).unwrap();
             let a = random_vec(p.len(), &mut r);
             let b = random_vec(p.len(), &mut r);
-            let pa = p.project(&a);
-            let ppa = p.project(&pa);
+            let pa = p.project(&a).unwrap();
+            let ppa = p.project(&pa).unwrap();
             for (x, y) in pa.iter().zip(&ppa) {
                 assert_abs_diff_eq!(x, y, epsilon = 1e-12);
             }
             // In f32 (sums accumulated exactly in f64) layers in E are fixed bit for bit.
             let a32: Vec<f32> = a.iter().map(|&x| x as f32).collect();
-            let pa32 = p.project(&a32);
+            let pa32 = p.project(&a32).unwrap();
             assert!(
-                pa32 == p.project(&pa32),
+                pa32 == p.project(&pa32).unwrap(),
                 "f32 projection not exactly idempotent"
             );
-            assert_eq!(p.distance_to_equivariant(&pa32), 0.0);
-            let pb = p.project(&b);
+            assert_eq!(p.distance_to_equivariant(&pa32).unwrap(), 0.0);
+            let pb = p.project(&b).unwrap();
             let lhs = dot(&pa, &b);
             let rhs = dot(&a, &pb);
             assert_abs_diff_eq!(lhs, rhs, epsilon = 1e-10 * (1.0 + lhs.abs()));
             // The projection is orthogonal: the residual is orthogonal to E.
             let resid: Vec<f64> = a.iter().zip(&pa).map(|(x, y)| x - y).collect();
             assert_abs_diff_eq!(dot(&resid, &pb), 0.0, epsilon = 1e-10);
-            let d = p.distance_to_equivariant(&a);
+            let d = p.distance_to_equivariant(&a).unwrap();
             assert_abs_diff_eq!(d, dot(&resid, &resid).sqrt(), epsilon = 1e-10);
         }
     }
@@ -91,9 +91,9 @@ fn projection_equals_brute_force_reynolds_average() {
     let mut r = rng(2);
     for g in small_groups() {
         for (out, inp) in shapes() {
-            let p = Projector::new(&g, out, inp).unwrap();
+            let p = Projector::between(&g, inp, out).unwrap();
             let a = random_vec(p.len(), &mut r);
-            let fast = p.project(&a);
+            let fast = p.project(&a).unwrap();
             let slow = reynolds_average(&g, &p, &a).unwrap();
             for (x, y) in fast.iter().zip(&slow) {
                 assert_abs_diff_eq!(x, y, epsilon = 1e-12);
@@ -105,16 +105,16 @@ fn projection_equals_brute_force_reynolds_average() {
 #[test]
 fn projection_in_f32_matches_f64() {
     let g = Group::builtin("rot", 6).unwrap();
-    let p = Projector::new(&g, Rep::base(3), Rep::base(2)).unwrap();
+    let p = Projector::between(&g, Rep::base(2), Rep::base(3)).unwrap();
     let a = random_vec(p.len(), &mut rng(3));
     let a32: Vec<f32> = a.iter().map(|&x| x as f32).collect();
-    let (p64, p32) = (p.project(&a), p.project(&a32));
+    let (p64, p32) = (p.project(&a).unwrap(), p.project(&a32).unwrap());
     for (x, y) in p64.iter().zip(&p32) {
         assert_abs_diff_eq!(*x, *y as f64, epsilon = 1e-6);
     }
-    assert!(p.distance_to_equivariant(&p32) < 1e-6);
-    let d64 = p.distance_to_equivariant(&a);
-    let d32 = p.distance_to_equivariant(&a32) as f64;
+    assert!(p.distance_to_equivariant(&p32).unwrap() < 1e-6);
+    let d64 = p.distance_to_equivariant(&a).unwrap();
+    let d32 = p.distance_to_equivariant(&a32).unwrap() as f64;
     assert_abs_diff_eq!(d64, d32, epsilon = 1e-5 * d64);
 }
 
@@ -126,20 +126,20 @@ fn projected_layers_are_invariant_under_generators_and_random_elements() {
     groups.push(Group::builtin("rototrans", 14).unwrap());
     for g in groups {
         for (out, inp) in shapes() {
-            let p = Projector::new(&g, out, inp).unwrap();
+            let p = Projector::between(&g, inp, out).unwrap();
             let a = random_vec(p.len(), &mut r);
-            let pa = p.project(&a);
+            let pa = p.project(&a).unwrap();
             let mut moved = vec![0.0; p.len()];
             let mut elements: Vec<Perm> = g.generators().to_vec();
             elements.extend((0..5).map(|_| g.sample(&mut r)));
             for e in &elements {
-                p.act_on_layer(e, &pa, &mut moved);
+                p.act_on_layer(e, &pa, &mut moved).unwrap();
                 assert_eq!(moved, pa, "group {} element not fixing Pi_E A", g.name());
             }
             // A generic layer is moved by some generator (unless the group acts trivially).
             if g.order() > 1 && p.dim() < p.len() {
                 let moved_any = g.generators().iter().any(|e| {
-                    p.act_on_layer(e, &a, &mut moved);
+                    p.act_on_layer(e, &a, &mut moved).unwrap();
                     moved != a
                 });
                 assert!(
@@ -159,8 +159,8 @@ fn equivariant_layers_commute_with_the_action_on_samples() {
     for g in small_groups() {
         let d = g.degree();
         for (out, inp) in shapes() {
-            let p = Projector::new(&g, out, inp).unwrap();
-            let w = p.project(&random_vec(p.len(), &mut r));
+            let p = Projector::between(&g, inp, out).unwrap();
+            let w = p.project(&random_vec(p.len(), &mut r)).unwrap();
             let x = random_vec(p.cols(), &mut r);
             let e = g.sample(&mut r);
             let matvec = |v: &[f64]| -> Vec<f64> {
@@ -190,13 +190,13 @@ fn dimensions_match_spec_section_2() {
     for n in 4..=10 {
         let g = Group::builtin("perm", n).unwrap();
         assert_eq!(
-            Projector::new(&g, Rep::base(1), Rep::base(1))
+            Projector::between(&g, Rep::base(1), Rep::base(1))
                 .unwrap()
                 .dim(),
             15
         );
         assert_eq!(
-            Projector::new(&g, Rep::trivial(1), Rep::base(1))
+            Projector::between(&g, Rep::base(1), Rep::trivial(1))
                 .unwrap()
                 .dim(),
             2
@@ -205,26 +205,26 @@ fn dimensions_match_spec_section_2() {
     for n in [3, 5, 8, 14] {
         let g = Group::builtin("trans2d", n).unwrap();
         assert_eq!(
-            Projector::new(&g, Rep::base(1), Rep::base(1))
+            Projector::between(&g, Rep::base(1), Rep::base(1))
                 .unwrap()
                 .dim(),
             n * n
         );
         assert_eq!(
-            Projector::new(&g, Rep::trivial(1), Rep::base(1))
+            Projector::between(&g, Rep::base(1), Rep::trivial(1))
                 .unwrap()
                 .dim(),
             1
         );
         let g = Group::builtin("trans1d", n).unwrap();
         assert_eq!(
-            Projector::new(&g, Rep::base(1), Rep::base(1))
+            Projector::between(&g, Rep::base(1), Rep::base(1))
                 .unwrap()
                 .dim(),
             n * n * n
         );
         assert_eq!(
-            Projector::new(&g, Rep::trivial(1), Rep::base(1))
+            Projector::between(&g, Rep::base(1), Rep::trivial(1))
                 .unwrap()
                 .dim(),
             n
@@ -233,13 +233,13 @@ fn dimensions_match_spec_section_2() {
     for n in [2, 4, 6, 14] {
         let g = Group::builtin("rot", n).unwrap();
         assert_eq!(
-            Projector::new(&g, Rep::base(1), Rep::base(1))
+            Projector::between(&g, Rep::base(1), Rep::base(1))
                 .unwrap()
                 .dim(),
             n.pow(4) / 4
         );
         assert_eq!(
-            Projector::new(&g, Rep::trivial(1), Rep::base(1))
+            Projector::between(&g, Rep::base(1), Rep::trivial(1))
                 .unwrap()
                 .dim(),
             n * n / 4
@@ -247,10 +247,10 @@ fn dimensions_match_spec_section_2() {
     }
     // Per channel pair, the dimension multiplies by the channel counts.
     let g = Group::builtin("rot", 6).unwrap();
-    let p = Projector::new(&g, Rep::base(3), Rep::base(5)).unwrap();
+    let p = Projector::between(&g, Rep::base(5), Rep::base(3)).unwrap();
     assert_eq!(p.dim(), 15 * p.dim_per_channel_pair());
     // A layer between trivial representations is unconstrained.
-    let p = Projector::new(&g, Rep::trivial(3), Rep::trivial(5)).unwrap();
+    let p = Projector::between(&g, Rep::trivial(5), Rep::trivial(3)).unwrap();
     assert_eq!(p.dim(), 15);
 }
 
@@ -272,9 +272,9 @@ fn dimensions_match_burnside_counts() {
         let burnside_rr: usize = els.iter().map(|e| fixed_pts(e).pow(2)).sum();
         let burnside_rt: usize = els.iter().map(fixed_pts).sum();
         assert_eq!(burnside_rr % els.len(), 0);
-        let p = Projector::new(&g, Rep::base(1), Rep::base(1)).unwrap();
+        let p = Projector::between(&g, Rep::base(1), Rep::base(1)).unwrap();
         assert_eq!(p.dim(), burnside_rr / els.len(), "group {}", g.name());
-        let p = Projector::new(&g, Rep::trivial(1), Rep::base(1)).unwrap();
+        let p = Projector::between(&g, Rep::base(1), Rep::trivial(1)).unwrap();
         assert_eq!(p.dim(), burnside_rt / els.len(), "group {}", g.name());
     }
 }
@@ -325,7 +325,7 @@ fn dimensions_match_nullspace_rank_for_tiny_cases() {
             (Rep::trivial(1), Rep::base(1)),
             (Rep::base(2), Rep::base(1)),
         ] {
-            let p = Projector::new(&g, out, inp).unwrap();
+            let p = Projector::between(&g, inp, out).unwrap();
             let n = p.len();
             let mut rows = Vec::new();
             let mut moved = vec![0.0; n];
@@ -335,7 +335,7 @@ fn dimensions_match_nullspace_rank_for_tiny_cases() {
                 for j in 0..n {
                     let mut e = vec![0.0; n];
                     e[j] = 1.0;
-                    p.act_on_layer(gen, &e, &mut moved);
+                    p.act_on_layer(gen, &e, &mut moved).unwrap();
                     for i in 0..n {
                         cols_of[i][j] = moved[i] - e[i];
                     }
@@ -358,7 +358,7 @@ fn dimensions_match_nullspace_rank_for_tiny_cases() {
 #[test]
 fn empty_equivariant_space_is_an_error() {
     let g = Group::builtin("rot", 4).unwrap();
-    let e = Projector::new(&g, Rep::base(0), Rep::base(3)).unwrap_err();
+    let e = Projector::between(&g, Rep::base(3), Rep::base(0)).unwrap_err();
     assert!(matches!(e, GroupError::EmptyEquivariantSpace { .. }));
     assert!(e.to_string().contains("empty"));
 }
@@ -408,19 +408,19 @@ fn lane_interleaved_projection_is_bit_identical_to_one_channel_at_a_time() {
             (Rep::base(4), Rep::base(1)),
             (Rep::base(2), Rep::base(5)),
         ] {
-            let p = Projector::new(&g, out, inp).unwrap();
+            let p = Projector::between(&g, inp, out).unwrap();
             let w: Vec<f32> = (0..p.len())
                 .map(|_| rng.gen_range(-1.0f32..1.0) * 10f32.powi(rng.gen_range(-6..6)))
                 .collect();
             let (want, want_d) = reference_projection(&p, &w);
-            let got = p.project(&w);
+            let got = p.project(&w).unwrap();
             assert!(
                 got.iter()
                     .zip(&want)
                     .all(|(a, b)| a.to_bits() == b.to_bits()),
                 "{name} {out:?} <- {inp:?}"
             );
-            let d = p.distance_to_equivariant_f64(&w);
+            let d = p.distance_to_equivariant_f64(&w).unwrap();
             assert_eq!(d.to_bits(), want_d.to_bits(), "{name} {out:?} <- {inp:?}");
         }
     }

@@ -101,8 +101,8 @@ pub struct ExperimentSection {
     /// Human-readable title for reports.
     pub title: String,
     /// One group, or several (the experiment then runs once per group, in folders
-    /// `<id>-<group>`): perm, trans2d, trans1d, rot, rototrans, swap, trivial, or a name from
-    /// `[experiment.user_groups]`.
+    /// `<id>-<group>`): perm (S_n on adjacency entries), sym (S_n on `size` points), trans2d,
+    /// trans1d, rot, rototrans, swap, trivial, or a name from `[experiment.user_groups]`.
     pub groups: Vec<String>,
     /// Grid side or node count.
     pub size: usize,
@@ -393,17 +393,16 @@ impl Experiment {
 
     /// The protocol for eqaug-dynamics.
     pub fn dynamics_protocol(&self) -> Protocol {
-        Protocol {
-            epochs: self.protocol.epochs,
-            learning_rate: self.protocol.learning_rate,
-            minibatch: self.protocol.minibatch,
-            chunk_rows: self.protocol.chunk_rows,
-            reference_task: self.protocol.reference_task,
-            divergence: eqaug_dynamics::Divergence::new(
+        Protocol::default()
+            .with_epochs(self.protocol.epochs)
+            .with_learning_rate(self.protocol.learning_rate)
+            .with_minibatch(self.protocol.minibatch)
+            .with_chunk_rows(self.protocol.chunk_rows)
+            .with_reference_task(self.protocol.reference_task)
+            .with_divergence(eqaug_dynamics::Divergence::new(
                 self.protocol.divergence_loss_factor,
                 self.protocol.divergence_weight_factor,
-            ),
-        }
+            ))
     }
 
     /// Epochs at which parameters are saved.

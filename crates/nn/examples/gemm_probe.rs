@@ -57,10 +57,11 @@ fn main() {
         });
         println!("sum of the three layer-2 GEMMs: {:.1} ms", s * 1e3);
         t("network chunk 500", nf, || {
-            net.loss_and_grad(&p, xin.view(), tg.view(), 25, &mut g, &mut ws);
+            net.accumulate_loss_and_grad(&p, xin.view(), tg.view(), 25, &mut g, &mut ws)
+                .unwrap();
         });
         t("network forward chunk 500", nf / 3.0, || {
-            net.forward(&p, xin.view(), 25, &mut ws);
+            net.forward(&p, xin.view(), 25, &mut ws).unwrap();
         });
     }
 }

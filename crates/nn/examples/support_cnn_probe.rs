@@ -49,7 +49,8 @@ fn main() {
         let fl = 3.0 * net.flops_per_sample() as f64;
         for _ in 0..2 {
             let s = best_of(3, || {
-                seq.loss_and_grad(&p, x.view(), t.view(), chunk, &mut g, &mut ws);
+                seq.accumulate_loss_and_grad(&p, x.view(), t.view(), chunk, &mut g, &mut ws)
+                    .unwrap();
             }) / chunk as f64;
             let gg = gemm();
             println!("{param:?} chunk {chunk}: {:.3} ms/sample, {:.1} GFLOP/s = {:.0}% of GEMM {gg:.1}; fwd {:.1} MFLOP", s*1e3, fl/s/1e9, 100.0*fl/s/1e9/gg, fl/3e6);

@@ -2,8 +2,10 @@
 
 use std::path::PathBuf;
 
-/// Errors of `eqaug-nn`: building a network from a spec, and saving / loading parameters.
+/// Errors of `eqaug-nn`: building a network from a spec, calling it with arguments of the
+/// wrong shape, and saving / loading parameters.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum NnError {
     /// The spec has no layers.
     #[error("the network spec has no layers")]
@@ -60,6 +62,17 @@ pub enum NnError {
         /// What is missing.
         message: String,
     },
+    /// An argument of a call (input chunk, targets, parameters, workspace, mini-batch size)
+    /// does not fit the network.
+    #[error("argument `{argument}` does not fit the network: expected {expected}, got {got}")]
+    Input {
+        /// The argument's name (`x`, `targets`, `params`, `grads`, `minibatch`, `ws`).
+        argument: &'static str,
+        /// What the network expects.
+        expected: String,
+        /// What was given.
+        got: String,
+    },
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -80,6 +93,17 @@ pub enum NnError {
 }
 
 impl NnError {
+    pub(crate) fn input(
+        argument: &'static str,
+        expected: impl std::fmt::Display,
+        got: impl std::fmt::Display,
+    ) -> Self {
+        NnError::Input {
+            argument,
+            expected: expected.to_string(),
+            got: got.to_string(),
+        }
+    }
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         NnError::Io {
             path: path.into(),

@@ -137,16 +137,16 @@ impl<T: Real> Network<T> {
         elements: &[eqaug_groups::Perm],
         minibatch: usize,
         ws: &mut Workspace<T>,
-    ) -> f64 {
-        let fx = self.forward(params, x, minibatch, ws).to_owned();
+    ) -> Result<f64, NnError> {
+        let fx = self.forward(params, x, minibatch, ws)?.to_owned();
         let mut dev = Deviation::new(fx.view());
         let mut gx = x.to_owned();
         let mut gfx = fx.clone();
         for g in elements {
-            crate::act_on_rows(&self.group, self.input, g, x, gx.view_mut());
-            crate::act_on_rows(&self.group, self.output_rep(), g, fx.view(), gfx.view_mut());
-            dev.add(self.forward(params, gx.view(), minibatch, ws), gfx.view());
+            crate::act_on_rows(&self.group, self.input, g, x, gx.view_mut())?;
+            crate::act_on_rows(&self.group, self.output_rep(), g, fx.view(), gfx.view_mut())?;
+            dev.add(self.forward(params, gx.view(), minibatch, ws)?, gfx.view());
         }
-        dev.relative()
+        Ok(dev.relative())
     }
 }

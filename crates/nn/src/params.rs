@@ -66,7 +66,11 @@ impl TensorKind {
             ));
         }
         let mask: Vec<f64> = support.iter().map(|&b| f64::from(u8::from(b))).collect();
-        if projector.project(&mask) != mask {
+        if projector
+            .project(&mask)
+            .map_err(|e| NnError::format("<support>", e.to_string()))?
+            != mask
+        {
             return Err(NnError::format(
                 "<support>",
                 "the support is not constant on the orbits of the projector's group",
@@ -82,12 +86,15 @@ impl TensorKind {
 
     /// Pi (onto E, and onto the support if any) in place, for a group weight; no-op
     /// otherwise.
-    pub fn project_in_place<T: Real>(&self, w: &mut [T]) {
+    ///
+    /// # Errors
+    /// [`eqaug_groups::GroupError::ShapeMismatch`] if `w` does not have the weight's length.
+    pub fn project_in_place<T: Real>(&self, w: &mut [T]) -> Result<(), eqaug_groups::GroupError> {
         if let TensorKind::Group {
             projector, support, ..
         } = self
         {
-            projector.project_in_place(w);
+            projector.project_in_place(w)?;
             if let Some(s) = support {
                 w.iter_mut()
                     .zip(s.iter())
@@ -95,23 +102,30 @@ impl TensorKind {
                     .for_each(|(x, _)| *x = T::zero());
             }
         }
+        Ok(())
     }
 
     /// `||W - Pi W||` in f64 for a group weight (`None` otherwise).
-    pub fn distance_to_equivariant_f64<T: Real>(&self, w: &[T]) -> Option<f64> {
-        match self {
+    ///
+    /// # Errors
+    /// [`eqaug_groups::GroupError::ShapeMismatch`] if `w` does not have the weight's length.
+    pub fn distance_to_equivariant_f64<T: Real>(
+        &self,
+        w: &[T],
+    ) -> Result<Option<f64>, eqaug_groups::GroupError> {
+        Ok(match self {
             TensorKind::Group {
                 projector,
                 support: None,
                 ..
-            } => Some(projector.distance_to_equivariant_f64(w)),
+            } => Some(projector.distance_to_equivariant_f64(w)?),
             TensorKind::Group { .. } => {
                 let mut p = w.to_vec();
-                self.project_in_place(&mut p);
+                self.project_in_place(&mut p)?;
                 Some(squared_distance(w, &p).sqrt())
             }
             _ => None,
-        }
+        })
     }
 
     /// Whether this is a group layer weight.
@@ -170,7 +184,7 @@ pub struct Layout {
 
 impl Layout {
     /// Builds a layout from `(name, shape, layer, kind)` entries, assigning consecutive offsets.
-    pub fn new(entries: Vec<(String, Vec<usize>, usize, TensorKind)>) -> Self {
+    pub(crate) fn new(entries: Vec<(String, Vec<usize>, usize, TensorKind)>) -> Self {
         let mut offset = 0;
         let tensors = entries
             .into_iter()
@@ -521,7 +535,8 @@ impl<T: Real> Params<T> {
         let layout = self.layout.clone();
         for t in layout.tensors() {
             t.kind
-                .project_in_place(&mut self.data[t.offset..t.offset + t.len]);
+                .project_in_place(&mut self.data[t.offset..t.offset + t.len])
+                .expect("the layout gives every tensor its length");
         }
     }
     /// `||W_k - Pi_E W_k||` for every group layer k, in order.
@@ -532,6 +547,7 @@ impl<T: Real> Params<T> {
             .filter_map(|t| {
                 t.kind
                     .distance_to_equivariant_f64(&self.data[t.offset..t.offset + t.len])
+                    .expect("the layout gives every tensor its length")
                     .map(T::from_f64_lossy)
             })
             .collect()

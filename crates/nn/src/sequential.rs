@@ -157,7 +157,7 @@ impl<T: Real> Sequential<T> {
                     "needs at least 2 output features (classes), the network gives {out_w}"
                 )))
             }
-            Loss::CrossEntropyOnProbabilities if last.kind() != "softmax" => {
+            Loss::CrossEntropyOnProbabilities if !last.outputs_probabilities() => {
                 return Err(loss_err(format!(
                     "takes probabilities, but the last layer (layer {}) is `{}`, not a softmax; \
                      end the network with a softmax layer, or use cross_entropy_logits for an \
@@ -166,7 +166,7 @@ impl<T: Real> Sequential<T> {
                     last.kind()
                 )))
             }
-            Loss::CrossEntropyLogits if last.kind() == "softmax" => {
+            Loss::CrossEntropyLogits if last.outputs_probabilities() => {
                 return Err(loss_err(format!(
                     "takes logits, but the last layer (layer {}) is a `softmax`, so the loss \
                      would apply a second softmax; drop the softmax layer (a preset does so for \
@@ -303,50 +303,112 @@ impl<T: Real> Sequential<T> {
         }
     }
 
-    pub(crate) fn check_params(&self, p: &Params<T>, what: &str) {
-        assert!(
-            Arc::ptr_eq(p.layout(), &self.layout) || p.layout().compatible(&self.layout),
-            "{what}: parameter layout does not belong to this network"
-        );
+    /// Checks that `p` is laid out for this network (`argument` names it in the error).
+    pub(crate) fn check_params(
+        &self,
+        p: &Params<T>,
+        argument: &'static str,
+    ) -> Result<(), NnError> {
+        if Arc::ptr_eq(p.layout(), &self.layout) || p.layout().compatible(&self.layout) {
+            Ok(())
+        } else {
+            Err(NnError::input(
+                argument,
+                format_args!(
+                    "parameters laid out for this network ({} tensors, {} values)",
+                    self.layout.tensors().len(),
+                    self.layout.len()
+                ),
+                format_args!(
+                    "a layout of {} tensors, {} values",
+                    p.layout().tensors().len(),
+                    p.layout().len()
+                ),
+            ))
+        }
+    }
+
+    /// Checks a chunk `x` (and its `targets`, if given) and the mini-batch size.
+    fn check_chunk(
+        &self,
+        x: ArrayView2<'_, T>,
+        targets: Option<ArrayView2<'_, T>>,
+        minibatch: usize,
+    ) -> Result<(), NnError> {
+        if minibatch == 0 {
+            return Err(NnError::input("minibatch", "at least 1", 0));
+        }
+        if x.ncols() != self.input_width() {
+            return Err(NnError::input(
+                "x",
+                format_args!("rows of {} features", self.input_width()),
+                format_args!("{} x {}", x.nrows(), x.ncols()),
+            ));
+        }
+        if let Some(t) = targets {
+            let (r, w) = (x.nrows(), self.output_width());
+            if t.dim() != (r, w) {
+                return Err(NnError::input(
+                    "targets",
+                    format_args!("{r} x {w} (rows of x x output width)"),
+                    format_args!("{} x {}", t.nrows(), t.ncols()),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The outputs (`rows x output_width`) of the last forward pass run in `ws` (by
     /// [`Sequential::forward`], [`Sequential::loss`] or [`Sequential::loss_and_grad`]), e.g.
     /// for the accuracy of the mini-batch just trained on.
     ///
-    /// # Panics
-    /// If `ws` is not this network's workspace.
-    pub fn output<'w>(&self, ws: &'w Workspace<T>) -> ArrayView2<'w, T> {
-        assert_eq!(
-            ws.widths, self.widths,
-            "output: workspace of another network"
-        );
+    /// # Errors
+    /// [`NnError::Input`] if `ws` is not this network's workspace.
+    pub fn output<'w>(&self, ws: &'w Workspace<T>) -> Result<ArrayView2<'w, T>, NnError> {
+        if ws.widths != self.widths {
+            return Err(NnError::input(
+                "ws",
+                format_args!("a workspace of layer widths {:?}", self.widths),
+                format_args!("one of widths {:?}", ws.widths),
+            ));
+        }
         let (r, w) = (ws.last_rows, self.output_width());
-        ArrayView2::from_shape((r, w), &ws.acts[self.layers.len() - 1][..r * w]).expect("shape")
+        Ok(
+            ArrayView2::from_shape((r, w), &ws.acts[self.layers.len() - 1][..r * w])
+                .expect("shape"),
+        )
     }
 
     /// Network outputs (`rows x output_width`) for a chunk; statistics across rows per
     /// mini-batch of `minibatch` consecutive rows (the last may be smaller).
     ///
-    /// # Panics
-    /// If `minibatch == 0`, the input width is wrong, or `params` is from another network.
+    /// # Errors
+    /// [`NnError::Input`] if `minibatch == 0`, the input width is wrong, or `params` is laid
+    /// out for another network.
     pub fn forward<'w>(
         &self,
         params: &Params<T>,
         x: ArrayView2<'_, T>,
         minibatch: usize,
         ws: &'w mut Workspace<T>,
-    ) -> ArrayView2<'w, T> {
-        self.check_params(params, "forward");
+    ) -> Result<ArrayView2<'w, T>, NnError> {
+        self.check_params(params, "params")?;
+        self.check_chunk(x, None, minibatch)?;
         let r = x.nrows();
         self.prepare(ws, r);
         self.forward_pass(params, x, minibatch, ws);
         let w = self.output_width();
-        ArrayView2::from_shape((r, w), &ws.acts[self.layers.len() - 1][..r * w]).expect("shape")
+        Ok(
+            ArrayView2::from_shape((r, w), &ws.acts[self.layers.len() - 1][..r * w])
+                .expect("shape"),
+        )
     }
 
     /// The sum over mini-batches of (rows in batch x mean loss of the batch), i.e. the sum of
     /// per-sample losses; divide by the number of rows for the mean. No gradient.
+    ///
+    /// # Errors
+    /// As [`Sequential::forward`], and if `targets` is not `rows x output_width`.
     pub fn loss(
         &self,
         params: &Params<T>,
@@ -354,16 +416,20 @@ impl<T: Real> Sequential<T> {
         targets: ArrayView2<'_, T>,
         minibatch: usize,
         ws: &mut Workspace<T>,
-    ) -> T {
-        self.check_params(params, "loss");
+    ) -> Result<T, NnError> {
+        self.check_params(params, "params")?;
+        self.check_chunk(x, Some(targets), minibatch)?;
         let r = x.nrows();
         self.prepare(ws, r);
         self.forward_pass(params, x, minibatch, ws);
-        T::from_f64_lossy(self.loss_terms(targets, ws, false))
+        Ok(T::from_f64_lossy(self.loss_terms(targets, ws, false)))
     }
 
     /// One forward pass giving both [`Sequential::loss`] (the sum of per-sample losses) and
     /// the outputs (`rows x output_width`) of [`Sequential::forward`]; no gradient.
+    ///
+    /// # Errors
+    /// As [`Sequential::loss`].
     pub fn forward_and_loss<'w>(
         &self,
         params: &Params<T>,
@@ -371,8 +437,9 @@ impl<T: Real> Sequential<T> {
         targets: ArrayView2<'_, T>,
         minibatch: usize,
         ws: &'w mut Workspace<T>,
-    ) -> (T, ArrayView2<'w, T>) {
-        self.check_params(params, "forward_and_loss");
+    ) -> Result<(T, ArrayView2<'w, T>), NnError> {
+        self.check_params(params, "params")?;
+        self.check_chunk(x, Some(targets), minibatch)?;
         let r = x.nrows();
         self.prepare(ws, r);
         self.forward_pass(params, x, minibatch, ws);
@@ -380,19 +447,20 @@ impl<T: Real> Sequential<T> {
         let w = self.output_width();
         let y = ArrayView2::from_shape((r, w), &ws.acts[self.layers.len() - 1][..r * w])
             .expect("shape");
-        (l, y)
+        Ok((l, y))
     }
 
-    /// Forward and backward on a chunk. Mini-batches are consecutive groups of `minibatch`
-    /// rows (the last may be smaller); normalisation statistics are per mini-batch. Returns the
-    /// sum over mini-batches of (rows in batch x mean loss of the batch) and ADDS the gradient
-    /// of that quantity into `grads` (so summing over chunks and dividing by the number of
-    /// samples gives the full-batch mean-loss gradient). Each linear layer costs one GEMM
-    /// forward and two backward (one for the first layer).
+    /// Forward and backward on a chunk: returns the sum over mini-batches of (rows in batch x
+    /// mean loss of the batch), i.e. the sum of per-sample losses, and OVERWRITES `grads` with
+    /// the gradient of that sum (divide both by the number of rows for the mean loss). To sum
+    /// gradients over several chunks, use [`Sequential::accumulate_loss_and_grad`].
     ///
-    /// # Panics
-    /// If `minibatch == 0`, the shapes of `x` / `targets` are wrong, or `params` / `grads`
-    /// are not laid out for this network.
+    /// Mini-batches are consecutive groups of `minibatch` rows (the last may be smaller);
+    /// normalisation statistics are per mini-batch.
+    ///
+    /// # Errors
+    /// [`NnError::Input`] if `minibatch == 0`, the shapes of `x` / `targets` are wrong, or
+    /// `params` / `grads` are laid out for another network (`grads` is then unchanged).
     pub fn loss_and_grad(
         &self,
         params: &Params<T>,
@@ -401,15 +469,39 @@ impl<T: Real> Sequential<T> {
         minibatch: usize,
         grads: &mut Params<T>,
         ws: &mut Workspace<T>,
-    ) -> T {
-        self.check_params(params, "loss_and_grad (params)");
-        self.check_params(grads, "loss_and_grad (grads)");
+    ) -> Result<T, NnError> {
+        self.check_params(grads, "grads")?;
+        self.check_params(params, "params")?;
+        self.check_chunk(x, Some(targets), minibatch)?;
+        grads.fill_zero();
+        self.accumulate_loss_and_grad(params, x, targets, minibatch, grads, ws)
+    }
+
+    /// As [`Sequential::loss_and_grad`], but ADDS the gradient into `grads`: summing over the
+    /// chunks of a data set (starting from [`Params::fill_zero`] or [`Sequential::zeros`])
+    /// and dividing by the number of samples gives the full-batch mean-loss gradient. Each
+    /// linear layer costs one GEMM forward and two backward (one for the first layer).
+    ///
+    /// # Errors
+    /// As [`Sequential::loss_and_grad`].
+    pub fn accumulate_loss_and_grad(
+        &self,
+        params: &Params<T>,
+        x: ArrayView2<'_, T>,
+        targets: ArrayView2<'_, T>,
+        minibatch: usize,
+        grads: &mut Params<T>,
+        ws: &mut Workspace<T>,
+    ) -> Result<T, NnError> {
+        self.check_params(params, "params")?;
+        self.check_params(grads, "grads")?;
+        self.check_chunk(x, Some(targets), minibatch)?;
         let r = x.nrows();
         self.prepare(ws, r);
         self.forward_pass(params, x, minibatch, ws);
         let l = self.loss_terms(targets, ws, true);
         self.backward_pass(params, x, minibatch, grads.as_mut_slice(), ws, false, true);
-        T::from_f64_lossy(l)
+        Ok(T::from_f64_lossy(l))
     }
 
     fn forward_pass(
@@ -578,7 +670,7 @@ impl<T: Real> Sequential<T> {
     /// Prepares the exact Hessian-vector product at `params` on a chunk: one forward and one
     /// backward pass whose state stays in `ws` (the gradient w.r.t. every layer's output
     /// included), so that [`Sequential::hvp_at_point`] can then be called for any number of
-    /// vectors at the cost of the tangent passes only. ADDS the gradient into `grads` if given
+    /// vectors at the cost of the tangent passes only. Writes the gradient into `grads` if given
     /// (as [`Sequential::loss_and_grad`]) and returns the loss sum.
     ///
     /// Errors: a layer without a tangent pass ([`NnError::NoSecondOrder`]).
@@ -595,7 +687,8 @@ impl<T: Real> Sequential<T> {
         ws: &mut Workspace<T>,
     ) -> Result<T, NnError> {
         self.check_second_order()?;
-        self.check_params(params, "hvp_point (params)");
+        self.check_params(params, "params")?;
+        self.check_chunk(x, Some(targets), minibatch)?;
         let r = x.nrows();
         self.prepare(ws, r);
         self.forward_pass(params, x, minibatch, ws);
@@ -605,7 +698,8 @@ impl<T: Real> Sequential<T> {
         }
         match grads {
             Some(g) => {
-                self.check_params(g, "hvp_point (grads)");
+                self.check_params(g, "grads")?;
+                g.fill_zero();
                 self.backward_pass(params, x, minibatch, g.as_mut_slice(), ws, true, true);
             }
             None => {
@@ -621,7 +715,27 @@ impl<T: Real> Sequential<T> {
     }
 
     /// The exact Hessian-vector product at the point [`Sequential::hvp_point`] prepared in
-    /// `ws` (the same `params`, `x`, `targets` and `minibatch`): ADDS `H v` into `out`, where
+    /// `ws` (the same `params`, `x`, `targets` and `minibatch`), written into `out`; see
+    /// [`Sequential::accumulate_hvp_at_point`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn hvp_at_point(
+        &self,
+        params: &Params<T>,
+        v: &Params<T>,
+        x: ArrayView2<'_, T>,
+        targets: ArrayView2<'_, T>,
+        minibatch: usize,
+        out: &mut Params<T>,
+        ws: &mut Workspace<T>,
+    ) -> Result<(), NnError> {
+        self.check_params(out, "out")?;
+        out.fill_zero();
+        self.accumulate_hvp_at_point(params, v, x, targets, minibatch, out, ws)
+    }
+
+    /// The exact Hessian-vector product at the point [`Sequential::hvp_point`] prepared in
+    /// `ws` (the same `params`, `x`, `targets` and `minibatch`), ADDED into `out` (summing over
+    /// chunks, as [`Sequential::accumulate_loss_and_grad`]); `H` is
     /// `H` is the Hessian of the loss sum of [`Sequential::loss_and_grad`]. One tangent
     /// forward and one second-order backward pass (Pearlmutter's R-operator), each layer's
     /// own ([`Layer::forward_tangent`], [`Layer::backward_tangent`]); nothing of the point is
@@ -633,7 +747,7 @@ impl<T: Real> Sequential<T> {
     /// # Panics
     /// As [`Sequential::loss_and_grad`], or if `v` / `out` are not laid out for this network.
     #[allow(clippy::too_many_arguments)]
-    pub fn hvp_at_point(
+    pub fn accumulate_hvp_at_point(
         &self,
         params: &Params<T>,
         v: &Params<T>,
@@ -649,9 +763,10 @@ impl<T: Real> Sequential<T> {
                 message: format!("hvp_at_point needs hvp_point on the same chunk ({r} rows) first"),
             });
         }
-        self.check_params(params, "hvp_at_point (params)");
-        self.check_params(v, "hvp_at_point (v)");
-        self.check_params(out, "hvp_at_point (out)");
+        self.check_params(params, "params")?;
+        self.check_params(v, "v")?;
+        self.check_params(out, "out")?;
+        self.check_chunk(x, Some(targets), minibatch)?;
         let Some(first) = self.first_param else {
             return Ok(());
         };
@@ -735,8 +850,27 @@ impl<T: Real> Sequential<T> {
     }
 
     /// The exact Hessian-vector product at `params` on a chunk, from scratch:
-    /// [`Sequential::hvp_point`] then [`Sequential::hvp_at_point`]. ADDS `H v` into `out` and
+    /// [`Sequential::hvp_point`] then [`Sequential::accumulate_hvp_at_point`]. ADDS `H v` into
+    /// `out` (summing over chunks; [`Sequential::hvp`] overwrites) and
     /// returns the loss sum.
+    #[allow(clippy::too_many_arguments)]
+    pub fn accumulate_hvp(
+        &self,
+        params: &Params<T>,
+        v: &Params<T>,
+        x: ArrayView2<'_, T>,
+        targets: ArrayView2<'_, T>,
+        minibatch: usize,
+        out: &mut Params<T>,
+        ws: &mut Workspace<T>,
+    ) -> Result<T, NnError> {
+        let l = self.hvp_point(params, x, targets, minibatch, None, ws)?;
+        self.accumulate_hvp_at_point(params, v, x, targets, minibatch, out, ws)?;
+        Ok(l)
+    }
+
+    /// The exact Hessian-vector product at `params` on a chunk, from scratch, written into
+    /// `out`; returns the loss sum. See [`Sequential::accumulate_hvp`].
     #[allow(clippy::too_many_arguments)]
     pub fn hvp(
         &self,
@@ -748,9 +882,9 @@ impl<T: Real> Sequential<T> {
         out: &mut Params<T>,
         ws: &mut Workspace<T>,
     ) -> Result<T, NnError> {
-        let l = self.hvp_point(params, x, targets, minibatch, None, ws)?;
-        self.hvp_at_point(params, v, x, targets, minibatch, out, ws)?;
-        Ok(l)
+        self.check_params(out, "out")?;
+        out.fill_zero();
+        self.accumulate_hvp(params, v, x, targets, minibatch, out, ws)
     }
 
     /// For every layer with kinks ([`Layer::kinks`], e.g. LeakyReLU at 0), the smallest
@@ -758,7 +892,7 @@ impl<T: Real> Sequential<T> {
     /// the nearest non-differentiable point): `(layer index, distance)`, in layer order. NaN
     /// if an input is NaN. One forward pass.
     ///
-    /// # Panics
+    /// # Errors
     /// As [`Sequential::forward`].
     pub fn min_abs_preactivation_per_layer(
         &self,
@@ -766,8 +900,9 @@ impl<T: Real> Sequential<T> {
         x: ArrayView2<'_, T>,
         minibatch: usize,
         ws: &mut Workspace<T>,
-    ) -> Vec<(usize, f64)> {
-        self.check_params(params, "min_abs_preactivation");
+    ) -> Result<Vec<(usize, f64)>, NnError> {
+        self.check_params(params, "params")?;
+        self.check_chunk(x, None, minibatch)?;
         let r = x.nrows();
         self.prepare(ws, r);
         self.forward_pass(params, x, minibatch, ws);
@@ -800,20 +935,24 @@ impl<T: Real> Sequential<T> {
             }
             out.push((i, m));
         }
-        out
+        Ok(out)
     }
 
     /// The smallest distance of any kinked layer's input to a kink over this chunk (see
     /// [`Sequential::min_abs_preactivation_per_layer`]); `+inf` if no layer has a kink, NaN
     /// if an input is NaN. For LeakyReLU networks: the smallest |pre-activation|.
+    ///
+    /// # Errors
+    /// As [`Sequential::forward`].
     pub fn min_abs_preactivation(
         &self,
         params: &Params<T>,
         x: ArrayView2<'_, T>,
         minibatch: usize,
         ws: &mut Workspace<T>,
-    ) -> f64 {
-        self.min_abs_preactivation_per_layer(params, x, minibatch, ws)
+    ) -> Result<f64, NnError> {
+        Ok(self
+            .min_abs_preactivation_per_layer(params, x, minibatch, ws)?
             .into_iter()
             .fold(f64::INFINITY, |a, (_, d)| {
                 if d.is_nan() || a.is_nan() {
@@ -821,13 +960,13 @@ impl<T: Real> Sequential<T> {
                 } else {
                     a.min(d)
                 }
-            })
+            }))
     }
 }
 
 /// The rows of `a` as one row-major slice: `a`'s own storage when it is contiguous, else a
 /// copy in `buf`.
-fn contiguous<'b, T: Copy>(a: ArrayView2<'b, T>, buf: &'b mut Vec<T>) -> &'b [T] {
+fn contiguous<'a: 'c, 'b: 'c, 'c, T: Copy>(a: ArrayView2<'a, T>, buf: &'b mut Vec<T>) -> &'c [T] {
     match a.to_slice() {
         Some(s) => s,
         None => {

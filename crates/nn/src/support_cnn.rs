@@ -155,7 +155,7 @@ impl<T: Real> SupportCnn<T> {
         let tanh = |w: usize| Pointwise::new(PointwiseFn::Tanh, w);
         let last_group = Group::builtin("rot", n4).map_err(|e| invalid(e.to_string()))?;
         let linear_projector =
-            Projector::new(&last_group, Rep::trivial(spec.classes), Rep::base(c3))
+            Projector::between(&last_group, Rep::base(c3), Rep::trivial(spec.classes))
                 .map_err(|e| invalid(e.to_string()))?;
         // PyTorch's kaiming_uniform_(a = sqrt 5) has std 1/sqrt(3 fan_in); the authors'
         // invariant layer draws one value per orbit with fan_in = c3 * ceil(n4/2) * floor(n4/2)
@@ -277,7 +277,8 @@ impl<T: Real> SupportCnn<T> {
             .collect();
         d.push(
             self.linear_projector
-                .distance_to_equivariant_f64(params.tensor(self.tensors[3]).data),
+                .distance_to_equivariant_f64(params.tensor(self.tensors[3]).data)
+                .expect("the tensor has the projector's shape"),
         );
         d
     }
@@ -398,9 +399,9 @@ impl<T: Real> SupportCnn<T> {
         params: &Params<T>,
         x: ArrayView2<'_, T>,
         ws: &mut Workspace<T>,
-    ) -> f64 {
+    ) -> Result<f64, NnError> {
         let r = x.nrows().max(1);
-        let fx = self.seq.forward(params, x, r, ws).to_owned();
+        let fx = self.seq.forward(params, x, r, ws)?.to_owned();
         let mut dev = Deviation::new(fx.view());
         let g = &self.image_group.generators()[0];
         let mut cur = x.to_owned();
@@ -412,10 +413,10 @@ impl<T: Real> SupportCnn<T> {
                 g,
                 cur.view(),
                 next.view_mut(),
-            );
+            )?;
             std::mem::swap(&mut cur, &mut next);
-            dev.add(self.seq.forward(params, cur.view(), r, ws), fx.view());
+            dev.add(self.seq.forward(params, cur.view(), r, ws)?, fx.view());
         }
-        dev.relative()
+        Ok(dev.relative())
     }
 }

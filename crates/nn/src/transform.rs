@@ -3,24 +3,42 @@
 use eqaug_groups::{act_on_sample, Group, Perm, Points, Real, Rep};
 use ndarray::{ArrayView2, ArrayViewMut2};
 
+use crate::NnError;
+
 /// Applies `rho(g)` to every row of `x` (samples laid out as `rep`: channels x positions,
 /// channel-major) into `out`. Rows of a trivial representation are copied unchanged.
 ///
-/// # Panics
-/// If the shapes of `x` and `out` differ or the width is not `rep.dim(group)`.
+/// # Errors
+/// [`NnError::Input`] if the width of `x` is not `rep.dim(group)`, `out` has another shape
+/// than `x`, or `g` permutes another number of points than the group's.
 pub fn act_on_rows<T: Copy>(
     group: &Group,
     rep: Rep,
     g: &Perm,
     x: ArrayView2<'_, T>,
     mut out: ArrayViewMut2<'_, T>,
-) {
-    assert_eq!(x.dim(), out.dim(), "act_on_rows: shapes differ");
-    assert_eq!(
-        x.ncols(),
-        rep.dim(group),
-        "act_on_rows: width is not the representation's dimension"
-    );
+) -> Result<(), NnError> {
+    if x.ncols() != rep.dim(group) {
+        return Err(NnError::input(
+            "x",
+            format_args!("rows of {} features ({rep})", rep.dim(group)),
+            format_args!("{} x {}", x.nrows(), x.ncols()),
+        ));
+    }
+    if out.dim() != x.dim() {
+        return Err(NnError::input(
+            "out",
+            format_args!("the shape of x, {} x {}", x.nrows(), x.ncols()),
+            format_args!("{} x {}", out.nrows(), out.ncols()),
+        ));
+    }
+    if g.len() != group.degree() {
+        return Err(NnError::input(
+            "g",
+            format_args!("a permutation of the group's {} points", group.degree()),
+            format_args!("one of {} points", g.len()),
+        ));
+    }
     for (xr, mut or) in x.rows().into_iter().zip(out.rows_mut()) {
         match rep.points {
             Points::Trivial => or.assign(&xr),
@@ -38,6 +56,7 @@ pub fn act_on_rows<T: Copy>(
             },
         }
     }
+    Ok(())
 }
 
 /// The relative deviation of a check: the largest `|a - b|` over all pairs of outputs added,

@@ -21,14 +21,18 @@ fn chunk_vs_minibatches(spec: NetworkSpec, group: &str, n: usize, loss: Loss, se
 
     let mut ws = net.workspace(500);
     let mut g_chunk = net.zeros();
-    let l_chunk = net.loss_and_grad(&p, x.view(), t.view(), 25, &mut g_chunk, &mut ws);
+    let l_chunk = net
+        .loss_and_grad(&p, x.view(), t.view(), 25, &mut g_chunk, &mut ws)
+        .unwrap();
 
     let mut ws25 = net.workspace(25);
     let mut g_sep = net.zeros();
     let mut l_sep = 0.0;
     for b in 0..20 {
         let rows = s![b * 25..(b + 1) * 25, ..];
-        l_sep += net.loss_and_grad(&p, x.slice(rows), t.slice(rows), 25, &mut g_sep, &mut ws25);
+        l_sep += net
+            .accumulate_loss_and_grad(&p, x.slice(rows), t.slice(rows), 25, &mut g_sep, &mut ws25)
+            .unwrap();
     }
     let dl = (l_chunk - l_sep).abs() / l_sep.abs();
     let dg = rel(&g_chunk, &g_sep);
@@ -43,19 +47,23 @@ fn chunk_vs_minibatches(spec: NetworkSpec, group: &str, n: usize, loss: Loss, se
     let (x32, t32) = (x.mapv(|v| v as f32), t.mapv(|v| v as f32));
     let mut ws = net32.workspace(500);
     let mut g_chunk = net32.zeros();
-    let l_chunk = net32.loss_and_grad(&p32, x32.view(), t32.view(), 25, &mut g_chunk, &mut ws);
+    let l_chunk = net32
+        .loss_and_grad(&p32, x32.view(), t32.view(), 25, &mut g_chunk, &mut ws)
+        .unwrap();
     let mut g_sep = net32.zeros();
     let mut l_sep = 0.0f32;
     for b in 0..20 {
         let rows = s![b * 25..(b + 1) * 25, ..];
-        l_sep += net32.loss_and_grad(
-            &p32,
-            x32.slice(rows),
-            t32.slice(rows),
-            25,
-            &mut g_sep,
-            &mut ws,
-        );
+        l_sep += net32
+            .accumulate_loss_and_grad(
+                &p32,
+                x32.slice(rows),
+                t32.slice(rows),
+                25,
+                &mut g_sep,
+                &mut ws,
+            )
+            .unwrap();
     }
     let dg = g_chunk.distance(&g_sep) / g_chunk.norm();
     assert!(
@@ -114,13 +122,24 @@ fn gradients_accumulate_and_views_work() {
     let t = targets(&mut r, loss, 30, net.output_width());
     let mut ws = net.workspace(4); // grows on demand
     let mut g1 = net.zeros();
-    let l1 = net.loss_and_grad(&p, x.view(), t.view(), 10, &mut g1, &mut ws);
+    let l1 = net
+        .loss_and_grad(&p, x.view(), t.view(), 10, &mut g1, &mut ws)
+        .unwrap();
+    // accumulate_loss_and_grad adds to what is there ...
     let mut g2 = g1.clone();
-    let l2 = net.loss_and_grad(&p, x.view(), t.view(), 10, &mut g2, &mut ws);
+    let l2 = net
+        .accumulate_loss_and_grad(&p, x.view(), t.view(), 10, &mut g2, &mut ws)
+        .unwrap();
     assert_eq!(l1, l2);
     let mut twice = g1.clone();
     twice.scale(2.0);
     assert!(rel(&twice, &g2) < 1e-15);
+    // ... loss_and_grad overwrites it, bit for bit the gradient from zero
+    let l2b = net
+        .loss_and_grad(&p, x.view(), t.view(), 10, &mut g2, &mut ws)
+        .unwrap();
+    assert_eq!(l1, l2b);
+    assert_eq!(g2.as_slice(), g1.as_slice());
 
     // a column-major (non-contiguous rows) copy of the same data gives the same result
     let mut xf = Array2::<f64>::zeros(x.raw_dim().f());
@@ -128,12 +147,14 @@ fn gradients_accumulate_and_views_work() {
     let mut tf = Array2::<f64>::zeros(t.raw_dim().f());
     tf.assign(&t);
     let mut g3 = net.zeros();
-    let l3 = net.loss_and_grad(&p, xf.view(), tf.view(), 10, &mut g3, &mut ws);
+    let l3 = net
+        .loss_and_grad(&p, xf.view(), tf.view(), 10, &mut g3, &mut ws)
+        .unwrap();
     assert!((l3 - l1).abs() < 1e-13 * l1.abs());
     assert!(rel(&g1, &g3) < 1e-13);
-    let out = net.forward(&p, x.view(), 10, &mut ws).to_owned();
+    let out = net.forward(&p, x.view(), 10, &mut ws).unwrap().to_owned();
     assert_eq!(out.dim(), (30, 5));
     // with batch norm the output depends on the mini-batch split; with one batch of all rows too
-    let out_all = net.forward(&p, x.view(), 30, &mut ws).to_owned();
+    let out_all = net.forward(&p, x.view(), 30, &mut ws).unwrap().to_owned();
     assert!((&out - &out_all).iter().any(|v| v.abs() > 1e-6));
 }

@@ -473,7 +473,7 @@ fn projection_matches_the_brute_force_average() {
         (custom, 2),
     ] {
         let (co, ci) = (3, 2);
-        let p = KernelProjector::new(&support, co, ci).unwrap();
+        let p = KernelProjector::between(&support, ci, co).unwrap();
         assert_eq!(p.dim_per_channel_pair(), dim, "{support}");
         assert_eq!(p.dim(), co * ci * dim);
         let info = describe_kernel_gset(&support).unwrap();
@@ -486,20 +486,22 @@ fn projection_matches_the_brute_force_average() {
         let offsets = support.offsets().unwrap();
         let k = gauss(&mut gen, co * ci * 9);
         let want = brute_force_projection(&k, &offsets);
-        let got = p.project(&k);
+        let got = p.project(&k).unwrap();
         assert!(max_abs_diff(&got, &want) < 1e-15, "{support}");
         // idempotent, and the distance is ||K - Pi K||
-        assert!(max_abs_diff(&p.project(&got), &got) < 1e-15);
+        assert!(max_abs_diff(&p.project(&got).unwrap(), &got) < 1e-15);
         let d: f64 = k
             .iter()
             .zip(&want)
             .map(|(a, b)| (a - b) * (a - b))
             .sum::<f64>()
             .sqrt();
-        assert!((p.distance(&k) - d).abs() < 1e-14);
+        assert!((p.distance(&k).unwrap() - d).abs() < 1e-14);
         // orthogonal: K - Pi K is orthogonal to Pi K
         let r: Vec<f64> = k.iter().zip(&got).map(|(a, b)| a - b).collect();
         assert!(dot(&r, &got).abs() < 1e-13);
+        // a kernel of the wrong length is an error
+        assert!(p.project(&k[1..]).is_err());
     }
     // E ∩ L of the orbit engine's G-set, as `eqaug inspect` prints it
     let text = describe_kernel_gset(&Support::Skew).unwrap().to_string();

@@ -95,6 +95,7 @@ fn equivariance_error<T: Real>(
 ) -> f64 {
     let mut ws = net.workspace(x.nrows());
     net.equivariance_error(p, x.view(), elements, minibatch, &mut ws)
+        .unwrap()
 }
 
 fn elements(group: &Group, seed: u64) -> Vec<Perm> {

@@ -31,7 +31,8 @@ fn dense_hessian(
     let mut q = p.clone();
     let mut grad_at = |q: &Params<f64>| {
         let mut g = net.zeros();
-        net.loss_and_grad(q, x.view(), t.view(), mb, &mut g, &mut ws);
+        net.loss_and_grad(q, x.view(), t.view(), mb, &mut g, &mut ws)
+            .unwrap();
         g.as_slice().to_vec()
     };
     let h: f64 = std::env::var("HVP_H")
@@ -150,7 +151,9 @@ fn check_dense_stack(mid: Vec<LayerSpec>, tail: Vec<LayerSpec>, out: usize, loss
     perturb(&mut p, &mut r, 0.3);
     let x = gaussian(&mut r, 10, 3, 1.0);
     let t = targets(&mut r, loss, 10, out);
-    let kink = net.min_abs_preactivation(&p, x.view(), 4, &mut net.workspace(10));
+    let kink = net
+        .min_abs_preactivation(&p, x.view(), 4, &mut net.workspace(10))
+        .unwrap();
     assert!(kink > 1e-2, "a LeakyReLU input within {kink:e} of its kink");
     check(&net, &p, &x, &t, 4, &format!("{spec:?} {loss:?}"));
 }
@@ -281,7 +284,7 @@ fn group_layers_in_and_off_e() {
 }
 
 /// A prepared point serves many vectors with the same numbers as the one-shot product, and
-/// the gradient it adds is `loss_and_grad`'s.
+/// the gradient it writes is `loss_and_grad`'s.
 #[test]
 fn prepared_point_matches_one_shot_products() {
     let spec = NetworkSpec {
@@ -319,7 +322,9 @@ fn prepared_point_matches_one_shot_products() {
         .hvp_point(&p, x.view(), t.view(), 4, Some(&mut g), &mut ws)
         .unwrap();
     let mut g2 = net.zeros();
-    let l2 = net.loss_and_grad(&p, x.view(), t.view(), 4, &mut g2, &mut ws);
+    let l2 = net
+        .loss_and_grad(&p, x.view(), t.view(), 4, &mut g2, &mut ws)
+        .unwrap();
     assert_eq!(l, l2);
     assert_eq!(g.as_slice(), g2.as_slice());
     // loss_and_grad ran a forward pass: the point is gone
@@ -400,6 +405,7 @@ fn gradients_are_derivatives_of_the_loss_at_saturated_outputs() {
         let t = targets(&mut r, loss, 10, out);
         let y = net
             .forward(&p, x.view(), 5, &mut net.workspace(10))
+            .unwrap()
             .to_owned();
         let saturated = y
             .iter()

@@ -79,11 +79,15 @@ fn the_equivariant_model_is_rotation_invariant() {
             n64.dims_of_e()[..3].iter().sum::<usize>() + 10 * 64 * 49
         );
         let mut ws = n64.sequential().workspace(3);
-        let e64 = n64.rotation_invariance_error(&p64, x.view(), &mut ws);
+        let e64 = n64
+            .rotation_invariance_error(&p64, x.view(), &mut ws)
+            .unwrap();
         let n32 = SupportCnn::<f32>::new(&spec, &mut r).unwrap();
         let p32: Params<f32> = p64.cast();
         let mut ws = n32.sequential().workspace(3);
-        let e32 = n32.rotation_invariance_error(&p32, x.mapv(|v| v as f32).view(), &mut ws);
+        let e32 = n32
+            .rotation_invariance_error(&p32, x.mapv(|v| v as f32).view(), &mut ws)
+            .unwrap();
         eprintln!("{support}: rot90 invariance error f64 {e64:e}, f32 {e32:e}");
         assert!(e64 < 1e-13, "{support}: f64 {e64:e}");
         assert!(e32 < 1e-5, "{support}: f32 {e32:e}");
@@ -92,7 +96,9 @@ fn the_equivariant_model_is_rotation_invariant() {
         let net = SupportCnn::<f64>::new(&on_omega, &mut r).unwrap();
         let p = net.init_params(&mut r);
         let mut ws = net.sequential().workspace(3);
-        let e = net.rotation_invariance_error(&p, x.view(), &mut ws);
+        let e = net
+            .rotation_invariance_error(&p, x.view(), &mut ws)
+            .unwrap();
         assert!(
             e > 1e-3,
             "{support}: a generic model on Omega looks invariant ({e:e})"
@@ -112,6 +118,7 @@ fn loading_into_the_model_on_omega_keeps_the_function() {
         let want = eq
             .sequential()
             .forward(&peq, x.view(), 4, &mut ws)
+            .unwrap()
             .to_owned();
         let scale = want.iter().fold(0.0f32, |a, v| a.max(v.abs())) as f64;
         for param in [Parametrisation::Unitary, Parametrisation::NonUnitary] {
@@ -121,6 +128,7 @@ fn loading_into_the_model_on_omega_keeps_the_function() {
             let got = net
                 .sequential()
                 .forward(&p, x.view(), 4, &mut ws)
+                .unwrap()
                 .to_owned();
             let diff = got
                 .iter()

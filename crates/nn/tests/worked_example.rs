@@ -32,7 +32,10 @@ fn nominal_gradient_at_the_equivariant_point() {
     let mut g = net.zeros();
     let mut ws = net.workspace(2);
     // loss_and_grad returns sum_rows (Phi - y)^2 = 4 R
-    let l = net.loss_and_grad(&p, x.view(), y.view(), 2, &mut g, &mut ws) / 4.0;
+    let l = net
+        .loss_and_grad(&p, x.view(), y.view(), 2, &mut g, &mut ws)
+        .unwrap()
+        / 4.0;
     approx::assert_relative_eq!(l, 0.25 * (2.0 - 2f64.ln()).powi(2), max_relative = 1e-14);
     let grad: Vec<f64> = g.as_slice().iter().map(|v| v / 4.0).collect();
     let k = (2f64.ln() - 2.0) / 4.0; // about -0.3267, along (1, -1)

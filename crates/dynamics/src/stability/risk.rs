@@ -399,7 +399,15 @@ impl<'a> Risk<'a> {
             for (k, units) in items[b.items.clone()].iter().enumerate() {
                 if cache && !fresh {
                     let pt = &mut b.points[k];
-                    net.hvp_at_point(a, v, pt.x.view(), pt.t.view(), mb, &mut b.grads, &mut pt.ws)?;
+                    net.accumulate_hvp_at_point(
+                        a,
+                        v,
+                        pt.x.view(),
+                        pt.t.view(),
+                        mb,
+                        &mut b.grads,
+                        &mut pt.ws,
+                    )?;
                     continue;
                 }
                 let r0 = item_data(data, elements, per_row, units, &mut b.xbuf, &mut b.ybuf);
@@ -419,10 +427,18 @@ impl<'a> Risk<'a> {
                         t: t.to_owned(),
                     };
                     net.hvp_point(a, pt.x.view(), pt.t.view(), mb, None, &mut pt.ws)?;
-                    net.hvp_at_point(a, v, pt.x.view(), pt.t.view(), mb, &mut b.grads, &mut pt.ws)?;
+                    net.accumulate_hvp_at_point(
+                        a,
+                        v,
+                        pt.x.view(),
+                        pt.t.view(),
+                        mb,
+                        &mut b.grads,
+                        &mut pt.ws,
+                    )?;
                     b.points.push(pt);
                 } else {
-                    net.hvp(a, v, x, t, mb, &mut b.grads, &mut b.ws)?;
+                    net.accumulate_hvp(a, v, x, t, mb, &mut b.grads, &mut b.ws)?;
                 }
             }
             Ok(())
@@ -494,7 +510,7 @@ impl<'a> Risk<'a> {
                         let x = data.x.slice(s![rows.start..rows.end, ..]);
                         let t = data.targets.slice(s![rows.start..rows.end, ..]);
                         if with_grad {
-                            net.loss_and_grad(a, x, t, mb, &mut b.grads, &mut b.ws)
+                            net.accumulate_loss_and_grad(a, x, t, mb, &mut b.grads, &mut b.ws)
                         } else {
                             net.loss(a, x, t, mb, &mut b.ws)
                         }
@@ -504,12 +520,13 @@ impl<'a> Risk<'a> {
                         let xb = b.xbuf.slice(s![..r0, ..]);
                         let tb = b.ybuf.slice(s![..r0, ..]);
                         if with_grad {
-                            net.loss_and_grad(a, xb, tb, mb, &mut b.grads, &mut b.ws)
+                            net.accumulate_loss_and_grad(a, xb, tb, mb, &mut b.grads, &mut b.ws)
                         } else {
                             net.loss(a, xb, tb, mb, &mut b.ws)
                         }
                     };
-                    total += l;
+                    total +=
+                        l.expect("data, parameters and mini-batch checked against the network");
                 }
                 total
             })

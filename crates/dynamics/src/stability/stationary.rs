@@ -381,6 +381,6 @@ pub fn min_abs_preactivation(
     minibatch: usize,
 ) -> Result<Option<f64>, StabilityError> {
     let mut ws = net.workspace(data.len());
-    let m = net.min_abs_preactivation(params, data.x.view(), minibatch, &mut ws);
+    let m = net.min_abs_preactivation(params, data.x.view(), minibatch, &mut ws)?;
     Ok(if m == f64::INFINITY { None } else { Some(m) })
 }

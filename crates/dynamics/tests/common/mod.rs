@@ -16,14 +16,12 @@ pub struct Case {
 /// A full-batch-style protocol of `epochs` epochs, learning rate `lr`, mini-batches of
 /// `minibatch` rows in chunks of four mini-batches, classification reference sampling.
 pub fn protocol(epochs: usize, lr: f64, minibatch: usize) -> Protocol {
-    Protocol {
-        epochs,
-        learning_rate: lr,
-        minibatch,
-        chunk_rows: 4 * minibatch,
-        reference_task: ReferenceTask::Classification,
-        divergence: Default::default(),
-    }
+    Protocol::default()
+        .with_epochs(epochs)
+        .with_learning_rate(lr)
+        .with_minibatch(minibatch)
+        .with_chunk_rows(4 * minibatch)
+        .with_reference_task(ReferenceTask::Classification)
 }
 
 /// The smallest and largest Ritz value of `Hess R` of `strategy` at `a` on `sub` after `steps`

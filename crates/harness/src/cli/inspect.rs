@@ -5,15 +5,17 @@ use eqaug_groups::{Group, Projector, Rep};
 /// Arguments of `eqaug inspect`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The group: perm (S_n on graphs), trans2d, trans1d, rot, rototrans, swap, trivial.
-    #[arg(long, value_parser = ["perm", "trans2d", "trans1d", "rot", "rototrans", "swap", "trivial"],
+    /// The group: perm (S_n on the adjacency entries of graphs), sym (S_n on n points),
+    /// trans2d, trans1d, rot, rototrans, swap, trivial.
+    #[arg(long, value_parser = ["perm", "sym", "trans2d", "trans1d", "rot", "rototrans", "swap", "trivial"],
           required_unless_present = "kernel")]
     pub group: Option<String>,
     /// Instead of a group: the C_4 G-set of the 9 offsets of a 3 x 3 kernel (E5), its orbits
     /// and dim(E ∩ L_Omega) for the kernel support Omega.
     #[arg(long, value_parser = ["cross", "skew", "full"], conflicts_with = "group")]
     pub kernel: Option<String>,
-    /// Grid side or node count (default: 10 for perm, 2 for swap, 14 otherwise).
+    /// Grid side, node or point count (default: 10 for perm and sym, 2 for swap, 14
+    /// otherwise).
     #[arg(long)]
     pub size: Option<usize>,
     /// Print one JSON object instead of text.
@@ -44,7 +46,7 @@ pub fn run(args: Args) -> super::CliResult {
     }
     let group_name = args.group.clone().unwrap_or_default();
     let size = args.size.unwrap_or(match group_name.as_str() {
-        "perm" => 10,
+        "perm" | "sym" => 10,
         "swap" => 2,
         _ => 14,
     });
@@ -52,8 +54,8 @@ pub fn run(args: Args) -> super::CliResult {
     eqaug_harness::memory::estimate_inspect(&group_name, size)?
         .check(eqaug_harness::memory::limit(args.max_memory))?;
     let group = Group::builtin(&group_name, size)?;
-    let rr = Projector::new(&group, Rep::base(1), Rep::base(1))?;
-    let rt = Projector::new(&group, Rep::trivial(1), Rep::base(1))?;
+    let rr = Projector::between(&group, Rep::base(1), Rep::base(1))?;
+    let rt = Projector::between(&group, Rep::base(1), Rep::trivial(1))?;
     let points = group.degree();
     if args.json {
         let v = serde_json::json!({

@@ -161,14 +161,13 @@ fn sgd_config(
     protocol: &crate::config::e5::ProtocolSection,
     per_step: bool,
 ) -> SgdConfig {
-    SgdConfig {
-        learning_rate: p.learning_rate,
-        batch_size: p.minibatch,
-        epochs: p.epochs,
-        record_step_distances: per_step,
-        eval_chunk: protocol.eval_rows,
-        chunk_rows: Some(protocol.chunk_rows),
-    }
+    SgdConfig::default()
+        .with_learning_rate(p.learning_rate)
+        .with_batch_size(p.minibatch)
+        .with_epochs(p.epochs)
+        .with_step_distances(per_step)
+        .with_eval_chunk(protocol.eval_rows)
+        .with_chunk_rows(Some(protocol.chunk_rows))
 }
 
 /// `sqrt(sum of squares)`.
@@ -524,14 +523,13 @@ fn probe_step<T: Real>(
     eval_rows: usize,
 ) -> Result<StepProbe, eqaug_dynamics::TrainError> {
     let mut p = start.clone();
-    let cfg = SgdConfig {
-        learning_rate: lr,
-        batch_size: batch.len(),
-        epochs: 1,
-        record_step_distances: false,
-        eval_chunk: eval_rows,
-        chunk_rows: None,
-    };
+    let cfg = SgdConfig::default()
+        .with_learning_rate(lr)
+        .with_batch_size(batch.len())
+        .with_epochs(1)
+        .with_step_distances(false)
+        .with_eval_chunk(eval_rows)
+        .with_chunk_rows(None);
     sgd::sgd(
         net,
         &mut p,

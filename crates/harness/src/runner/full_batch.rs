@@ -187,7 +187,6 @@ impl FullBatch {
         };
         train_with_held_out(
             net,
-            self.s.group.clone(),
             data,
             protocol,
             std::slice::from_ref(spec),
@@ -205,7 +204,8 @@ impl FullBatch {
                         protocol.minibatch,
                         8,
                         &mut rng,
-                    );
+                    )
+                    .expect("the held-out split was checked against the network");
                     eq_err.insert(m.strategy.clone(), [e.max, e.mean]);
                 }
                 if checkpoints.contains(&m.epoch) && ckpt_err.is_none() {

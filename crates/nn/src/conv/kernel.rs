@@ -149,7 +149,7 @@ pub fn kernel_group() -> Arc<Group> {
 /// The rot90 orbits of the 9 offsets, as computed by the orbit engine, ordered by distance
 /// from the centre (centre, sides, corners), each sorted.
 fn offset_orbits(g: &Group) -> Vec<Vec<usize>> {
-    let p = Projector::new(g, Rep::trivial(1), Rep::base(1)).expect("non-empty E");
+    let p = Projector::between(g, Rep::base(1), Rep::trivial(1)).expect("non-empty E");
     let map = p.orbit_map();
     let ids = map.orbit_of();
     let mut orbits: Vec<Vec<usize>> = vec![Vec::new(); map.n_orbits()];
@@ -435,11 +435,12 @@ pub struct KernelProjector {
 }
 
 impl KernelProjector {
-    /// The projector for kernels `[c_out, c_in, 9]` on `support`.
-    pub fn new(support: &Support, c_out: usize, c_in: usize) -> Result<Self, KernelError> {
+    /// The projector for kernels `[c_out, c_in, 9]` on `support`, from `c_in` input to `c_out`
+    /// output channels (input first, as [`Projector::between`]).
+    pub fn between(support: &Support, c_in: usize, c_out: usize) -> Result<Self, KernelError> {
         let offsets = support.offsets()?;
         let g = kernel_group();
-        let projector = Projector::new(&g, Rep::trivial(c_out.max(1)), Rep::base(c_in.max(1)))
+        let projector = Projector::between(&g, Rep::base(c_in.max(1)), Rep::trivial(c_out.max(1)))
             .map_err(|e| KernelError::BadSupport {
                 support: support.to_string(),
                 reason: format!("no projector for {c_out} x {c_in} channels: {e}"),
@@ -458,6 +459,12 @@ impl KernelProjector {
             keep,
             dim_per_pair,
         })
+    }
+
+    /// The projector for kernels `[c_out, c_in, 9]` on `support`, output channels first.
+    #[deprecated(note = "use `KernelProjector::between(support, c_in, c_out)`: input first")]
+    pub fn new(support: &Support, c_out: usize, c_in: usize) -> Result<Self, KernelError> {
+        KernelProjector::between(support, c_in, c_out)
     }
 
     /// The support.
@@ -506,13 +513,13 @@ impl KernelProjector {
 
     /// Projects a kernel tensor onto `E ∩ L_Omega` in place.
     ///
-    /// # Panics
-    /// If the kernel does not have `c_out * c_in * 9` entries.
-    pub fn project_in_place<T: Real>(&self, kernel: &mut [T]) {
-        if let Err(e) = self.check(kernel) {
-            panic!("KernelProjector::project_in_place: {e}");
-        }
-        self.projector.project_in_place(kernel);
+    /// # Errors
+    /// [`KernelError::Length`] if the kernel does not have `c_out * c_in * 9` entries.
+    pub fn project_in_place<T: Real>(&self, kernel: &mut [T]) -> Result<(), KernelError> {
+        self.check(kernel)?;
+        self.projector
+            .project_in_place(kernel)
+            .expect("the length was checked");
         for pair in kernel.chunks_exact_mut(KERNEL_OFFSETS) {
             for (v, &k) in pair.iter_mut().zip(&self.keep) {
                 if !k {
@@ -520,25 +527,26 @@ impl KernelProjector {
                 }
             }
         }
+        Ok(())
     }
 
     /// The projection of a kernel tensor onto `E ∩ L_Omega`.
     ///
-    /// # Panics
+    /// # Errors
     /// As [`KernelProjector::project_in_place`].
-    pub fn project<T: Real>(&self, kernel: &[T]) -> Vec<T> {
+    pub fn project<T: Real>(&self, kernel: &[T]) -> Result<Vec<T>, KernelError> {
         let mut p = kernel.to_vec();
-        self.project_in_place(&mut p);
-        p
+        self.project_in_place(&mut p)?;
+        Ok(p)
     }
 
     /// `||K - Pi(K)||_F`, accumulated in f64: the distance of the kernel to `E ∩ L_Omega`.
     ///
-    /// # Panics
+    /// # Errors
     /// As [`KernelProjector::project_in_place`].
-    pub fn distance<T: Real>(&self, kernel: &[T]) -> f64 {
-        let p = self.project(kernel);
-        kernel
+    pub fn distance<T: Real>(&self, kernel: &[T]) -> Result<f64, KernelError> {
+        let p = self.project(kernel)?;
+        Ok(kernel
             .iter()
             .zip(&p)
             .map(|(&a, &b)| {
@@ -546,7 +554,7 @@ impl KernelProjector {
                 d * d
             })
             .sum::<f64>()
-            .sqrt()
+            .sqrt())
     }
 }
 

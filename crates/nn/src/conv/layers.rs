@@ -43,13 +43,11 @@ impl Conv3x3 {
                 message: format!("every size must be at least 1, got {shape:?}"),
             });
         }
-        let projector =
-            KernelProjector::new(basis.support(), shape.c_out, shape.c_in).map_err(|e| {
-                NnError::InvalidSpec {
-                    layer: 0,
-                    kind: "conv3x3",
-                    message: e.to_string(),
-                }
+        let projector = KernelProjector::between(basis.support(), shape.c_in, shape.c_out)
+            .map_err(|e| NnError::InvalidSpec {
+                layer: 0,
+                kind: "conv3x3",
+                message: e.to_string(),
             })?;
         Ok(Conv3x3 {
             shape,
@@ -81,7 +79,9 @@ impl Conv3x3 {
     }
     /// `||K - Pi(K)||_F`: the distance of the layer's kernel to `E ∩ L_Omega` (kernel space).
     pub fn distance_to_e<T: Real>(&self, theta: &[T]) -> f64 {
-        self.projector.distance(&self.kernel(theta))
+        self.projector
+            .distance(&self.kernel(theta))
+            .expect("the kernel has the projector's shape")
     }
 }
 

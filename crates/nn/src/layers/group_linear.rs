@@ -126,7 +126,7 @@ pub(crate) fn from_spec<T: Real>(
     }
     let rep_out = Rep { channels, points };
     let projector =
-        Projector::new(ctx.group, rep_out, ctx.rep).map_err(|source| NnError::Group {
+        Projector::between(ctx.group, ctx.rep, rep_out).map_err(|source| NnError::Group {
             layer: ctx.index,
             source,
         })?;

@@ -87,7 +87,7 @@ pub struct LayerState<T> {
 }
 
 /// Grows `v` with zeros to at least `n` entries.
-pub fn grow<T: Real>(v: &mut Vec<T>, n: usize) {
+pub(crate) fn grow<T: Real>(v: &mut Vec<T>, n: usize) {
     if v.len() < n {
         v.resize(n, T::zero());
     }
@@ -95,7 +95,7 @@ pub fn grow<T: Real>(v: &mut Vec<T>, n: usize) {
 
 /// The mini-batches `[b0, b1)` of a chunk of `r` rows: consecutive groups of `mb` rows, the
 /// last possibly smaller.
-pub fn batches(r: usize, mb: usize) -> impl Iterator<Item = (usize, usize)> {
+pub(crate) fn batches(r: usize, mb: usize) -> impl Iterator<Item = (usize, usize)> {
     (0..r).step_by(mb).map(move |b0| (b0, (b0 + mb).min(r)))
 }
 
@@ -309,6 +309,12 @@ pub trait Layer<T: Real>: Send + Sync + fmt::Debug {
     fn backward_tangent(&self, t: TangentBackward<'_, T>) -> GradIn {
         let _ = t;
         panic!("layer `{}` has no tangent pass", self.kind());
+    }
+    /// Whether every output row is a probability vector (a softmax): the loss
+    /// [`crate::Loss::CrossEntropyOnProbabilities`] needs such a last layer and
+    /// [`crate::Loss::CrossEntropyLogits`] refuses one. False by default.
+    fn outputs_probabilities(&self) -> bool {
+        false
     }
     /// Input values where the layer is not differentiable (`[0]` for LeakyReLU), used by
     /// [`crate::Sequential::min_abs_preactivation`]. None by default.

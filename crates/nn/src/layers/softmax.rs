@@ -28,6 +28,9 @@ impl<T: Real> Layer<T> for Softmax {
     fn kind(&self) -> &'static str {
         "softmax"
     }
+    fn outputs_probabilities(&self) -> bool {
+        true
+    }
     fn input_width(&self) -> usize {
         self.width
     }

@@ -57,9 +57,11 @@ pub fn grad_check(
     let h = 1e-5;
     let mut ws = net.workspace(x.nrows());
     let mut g = net.zeros();
-    let l0 = net.loss_and_grad(p, x.view(), t.view(), minibatch, &mut g, &mut ws);
+    let l0 = net
+        .loss_and_grad(p, x.view(), t.view(), minibatch, &mut g, &mut ws)
+        .unwrap();
     assert!(l0.is_finite());
-    let l1 = net.loss(p, x.view(), t.view(), minibatch, &mut ws);
+    let l1 = net.loss(p, x.view(), t.view(), minibatch, &mut ws).unwrap();
     assert_eq!(l0, l1, "loss() and loss_and_grad() disagree");
     let mut q = p.clone();
     let mut num = vec![0.0; p.len()];
@@ -68,6 +70,7 @@ pub fn grad_check(
         let mut at = |d: f64| {
             q.as_mut_slice()[k] = v + d;
             net.loss(&q, x.view(), t.view(), minibatch, &mut ws)
+                .unwrap()
         };
         let (l1p, l1m, l2p, l2m) = (at(h), at(-h), at(2.0 * h), at(-2.0 * h));
         q.as_mut_slice()[k] = v;
