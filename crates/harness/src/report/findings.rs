@@ -192,7 +192,15 @@ fn verdict(claims: &[&Claim]) -> String {
         .filter_map(|c| c.coverage.map(|cov| (cov, c.n)))
         .min_by(|a, b| a.0.total_cmp(&b.0));
     if let Some((cov, n)) = weakest {
-        if cov < 0.95 {
+        if cov <= 0.0 {
+            let _ = write!(
+                s,
+                " The passes rest on few runs: the weakest claim ({}) is an extreme over several \
+                 medians whose joint coverage cannot be bounded above 0 (95% needs {RUNS_FOR_95} \
+                 runs per median).",
+                super::runs_text(n)
+            );
+        } else if cov < 0.95 {
             let _ = write!(
                 s,
                 " The passes rest on few runs: the weakest interval ({}) is sure to cover the \
