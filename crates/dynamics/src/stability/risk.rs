@@ -300,20 +300,7 @@ impl<'a> Risk<'a> {
         grad: &mut Params<f64>,
     ) -> Result<f64, StabilityError> {
         let l = self.run(a, true)?;
-        // One fused pass: grad = c sum_b grads_b + mu a (blocks summed in a fixed order).
-        let c = 1.0 / (self.data.len() * self.num_elements()) as f64;
-        let mu = self.weight_decay;
-        let out = grad.as_mut_slice();
-        let (first, rest) = self.blocks.split_first().expect("at least one block");
-        out.copy_from_slice(first.grads.as_slice());
-        for b in rest {
-            for (o, x) in out.iter_mut().zip(b.grads.as_slice()) {
-                *o += x;
-            }
-        }
-        for (o, x) in out.iter_mut().zip(a.as_slice()) {
-            *o = c * *o + mu * x;
-        }
+        self.reduce_blocks(a, grad);
         self.gradients += 1;
         Ok(l + self.ridge(a))
     }
@@ -447,21 +434,27 @@ impl<'a> Risk<'a> {
         if fresh {
             self.point_at = Some(a.as_slice().to_vec());
         }
-        // out = c sum_b H_b v + mu v (blocks summed in a fixed order)
+        self.reduce_blocks(v, out);
+        Ok(())
+    }
+
+    /// One fused pass over the blocks' sums (gradients or HVPs), in a fixed order:
+    /// `out = c sum_b block_b + mu x`, `c = 1 / (samples x elements)` and `mu` the ridge (whose
+    /// gradient at `a` is `mu a` and whose Hessian times `v` is `mu v`).
+    fn reduce_blocks(&self, x: &Params<f64>, out: &mut Params<f64>) {
         let c = 1.0 / (self.data.len() * self.num_elements()) as f64;
         let mu = self.weight_decay;
         let o = out.as_mut_slice();
         let (first, rest) = self.blocks.split_first().expect("at least one block");
         o.copy_from_slice(first.grads.as_slice());
         for b in rest {
-            for (x, y) in o.iter_mut().zip(b.grads.as_slice()) {
-                *x += y;
+            for (s, y) in o.iter_mut().zip(b.grads.as_slice()) {
+                *s += y;
             }
         }
-        for (x, y) in o.iter_mut().zip(v.as_slice()) {
-            *x = c * *x + mu * y;
+        for (s, y) in o.iter_mut().zip(x.as_slice()) {
+            *s = c * *s + mu * y;
         }
-        Ok(())
     }
 
     fn check_layout(&self, a: &Params<f64>) -> Result<(), StabilityError> {

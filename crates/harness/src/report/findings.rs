@@ -290,6 +290,29 @@ mod tests {
         )
     }
 
+    /// A maximum over six medians of 3 runs each has a Bonferroni coverage bound of 0: the
+    /// findings say that it cannot be bounded, never "probability 0% only".
+    #[test]
+    fn an_unboundable_coverage_is_said_plainly() {
+        let parts: Vec<Evidence> = (0..6)
+            .map(|k| Evidence::median_of(&[0.1, 0.2 + 0.01 * k as f64, 0.3]))
+            .collect();
+        let ev = Evidence::max_of_medians(&parts);
+        assert_eq!(ev.coverage, Some(0.0));
+        let c = Claim::measured(
+            "aug-drift-below-nominal",
+            "norm-e1",
+            "s".into(),
+            0.26,
+            Bound::AtMost(0.5),
+            ev,
+            None,
+        );
+        let text = verdict(&[&c]);
+        assert!(text.contains("cannot be bounded above 0"), "{text}");
+        assert!(!text.contains("0% only"), "{text}");
+    }
+
     #[test]
     fn groups_say_how_many_runs_and_where_it_is_weak() {
         let claims = vec![
